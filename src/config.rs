@@ -1,0 +1,381 @@
+//! The one typed configuration: defaults, then an optional TOML file, then environment
+//! variables (LiveKit's own names for the connection), validated once at start.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is malformed: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid configuration: `{field}` {problem}")]
+    Invalid {
+        field: &'static str,
+        problem: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LiveKitConfig {
+    /// `ws://`, `wss://`, `http://` or `https://` URL of the LiveKit server.
+    pub url: String,
+    pub api_key: String,
+    pub api_secret: String,
+}
+
+impl Default for LiveKitConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            api_key: String::new(),
+            api_secret: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentConfig {
+    /// Empty: dispatched automatically into every new room. A name: explicit dispatch only.
+    pub name: String,
+    /// Display name of the agent participant in rooms.
+    pub participant_name: String,
+    /// Report `WS_FULL` and refuse jobs at or above this CPU load (0..1].
+    pub load_threshold: f32,
+    /// Hard cap on concurrent jobs (0 = no cap).
+    pub max_jobs: u32,
+    /// Seconds between load reports.
+    pub status_interval_secs: f32,
+    /// Seconds a draining worker waits for running jobs before leaving them.
+    pub drain_timeout_secs: u64,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            participant_name: "Meeting Agent".into(),
+            load_threshold: 0.7,
+            max_jobs: 0,
+            status_interval_secs: 2.5,
+            drain_timeout_secs: 1800,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A tracing filter, e.g. `info` or `meeting_agent=debug,livekit=warn`.
+    pub filter: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            filter: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineConfig {
+    /// Path of liblivekit_ffi.so; default: `LIVEKIT_LIB_PATH` or the set-up cache.
+    pub library: PathBuf,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            library: crate::livekit::library::default_library_path(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub livekit: LiveKitConfig,
+    pub agent: AgentConfig,
+    pub log: LogConfig,
+    pub engine: EngineConfig,
+}
+
+/// Environment variables read on top of the file, with the field each one sets.
+pub const ENV_VARS: &[(&str, &str)] = &[
+    ("LIVEKIT_URL", "livekit.url"),
+    ("LIVEKIT_API_KEY", "livekit.api_key"),
+    ("LIVEKIT_API_SECRET", "livekit.api_secret"),
+    ("MEETING_AGENT_NAME", "agent.name"),
+    ("MEETING_AGENT_LOAD_THRESHOLD", "agent.load_threshold"),
+    ("MEETING_AGENT_MAX_JOBS", "agent.max_jobs"),
+    ("MEETING_AGENT_LOG_FORMAT", "log.format"),
+    ("MEETING_AGENT_LOG", "log.filter"),
+    ("LIVEKIT_LIB_PATH", "engine.library"),
+];
+
+impl Config {
+    /// Defaults <- file (if any) <- environment, then validated.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_with_env(file, |name| std::env::var(name).ok())
+    }
+
+    pub fn load_with_env(
+        file: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let mut config = match file {
+            Some(path) => Self::from_toml_file(path)?,
+            None => Config::default(),
+        };
+        config.apply_env(env)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn from_toml_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.into(),
+            message: e.to_string().trim().replace('\n', " "),
+        })
+    }
+
+    fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        for (var, field) in ENV_VARS {
+            let Some(value) = env(var) else { continue };
+            let invalid = |problem: String| ConfigError::Invalid {
+                field,
+                problem: format!("(from {var}) {problem}"),
+            };
+            match *field {
+                "livekit.url" => self.livekit.url = value,
+                "livekit.api_key" => self.livekit.api_key = value,
+                "livekit.api_secret" => self.livekit.api_secret = value,
+                "agent.name" => self.agent.name = value,
+                "agent.load_threshold" => {
+                    self.agent.load_threshold = value
+                        .parse()
+                        .map_err(|_| invalid(format!("must be a number, got {value:?}")))?
+                }
+                "agent.max_jobs" => {
+                    self.agent.max_jobs = value
+                        .parse()
+                        .map_err(|_| invalid(format!("must be a whole number, got {value:?}")))?
+                }
+                "log.format" => {
+                    self.log.format = match value.as_str() {
+                        "text" => LogFormat::Text,
+                        "json" => LogFormat::Json,
+                        _ => {
+                            return Err(invalid(format!(
+                                "must be \"text\" or \"json\", got {value:?}"
+                            )));
+                        }
+                    }
+                }
+                "log.filter" => self.log.filter = value,
+                "engine.library" => self.engine.library = PathBuf::from(value),
+                _ => unreachable!("every ENV_VARS field is handled"),
+            }
+        }
+        Ok(())
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |field, problem: &str| {
+            Err(ConfigError::Invalid {
+                field,
+                problem: problem.to_string(),
+            })
+        };
+        let url = &self.livekit.url;
+        if url.is_empty() {
+            return invalid(
+                "livekit.url",
+                "is required (set LIVEKIT_URL or [livekit] url)",
+            );
+        }
+        if !["ws://", "wss://", "http://", "https://"]
+            .iter()
+            .any(|s| url.starts_with(s))
+        {
+            return invalid(
+                "livekit.url",
+                "must start with ws://, wss://, http:// or https://",
+            );
+        }
+        if self.livekit.api_key.is_empty() {
+            return invalid(
+                "livekit.api_key",
+                "is required (set LIVEKIT_API_KEY or [livekit] api_key)",
+            );
+        }
+        if self.livekit.api_secret.is_empty() {
+            return invalid(
+                "livekit.api_secret",
+                "is required (set LIVEKIT_API_SECRET or [livekit] api_secret)",
+            );
+        }
+        if !(self.agent.load_threshold > 0.0 && self.agent.load_threshold <= 1.0) {
+            return invalid("agent.load_threshold", "must be in (0, 1]");
+        }
+        if !(self.agent.status_interval_secs >= 0.1 && self.agent.status_interval_secs <= 60.0) {
+            return invalid("agent.status_interval_secs", "must be between 0.1 and 60");
+        }
+        if self.agent.name.chars().any(|c| c.is_whitespace()) {
+            return invalid("agent.name", "must not contain whitespace");
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log.filter).map_err(|e| {
+            ConfigError::Invalid {
+                field: "log.filter",
+                problem: e.to_string(),
+            }
+        })?;
+        Ok(())
+    }
+
+    /// The server's URL as a WebSocket URL (the FFI and `/agent` both want ws/wss).
+    pub fn ws_url(&self) -> String {
+        to_ws_url(&self.livekit.url)
+    }
+}
+
+pub fn to_ws_url(url: &str) -> String {
+    if let Some(rest) = url.strip_prefix("http://") {
+        format!("ws://{rest}")
+    } else if let Some(rest) = url.strip_prefix("https://") {
+        format!("wss://{rest}")
+    } else {
+        url.to_string()
+    }
+}
+
+/// Where slow-to-make artefacts live (FFI library, tools, models): `MEETING_AGENT_CACHE` or
+/// `~/.cache/meeting-agent`.
+pub fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("MEETING_AGENT_CACHE") {
+        return PathBuf::from(dir);
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
+    home.join(".cache").join("meeting-agent")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    const OK: &[(&str, &str)] = &[
+        ("LIVEKIT_URL", "ws://127.0.0.1:7880"),
+        ("LIVEKIT_API_KEY", "k"),
+        ("LIVEKIT_API_SECRET", "s"),
+    ];
+
+    #[test]
+    fn environment_fills_the_connection() {
+        let c = Config::load_with_env(None, env(OK)).unwrap();
+        assert_eq!(c.livekit.api_key, "k");
+        assert_eq!(c.agent.load_threshold, 0.7);
+        assert_eq!(c.ws_url(), "ws://127.0.0.1:7880");
+        assert_eq!(to_ws_url("https://x.example"), "wss://x.example");
+    }
+
+    #[test]
+    fn missing_secret_names_the_field() {
+        let e = Config::load_with_env(None, env(&OK[..2]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("livekit.api_secret") && e.contains("LIVEKIT_API_SECRET"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bad_values_name_the_field() {
+        let mut vars = OK.to_vec();
+        vars.push(("MEETING_AGENT_LOAD_THRESHOLD", "lots"));
+        let e = Config::load_with_env(None, env(&vars))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("agent.load_threshold"), "{e}");
+        let mut vars = OK.to_vec();
+        vars.push(("MEETING_AGENT_LOAD_THRESHOLD", "1.5"));
+        assert!(
+            Config::load_with_env(None, env(&vars))
+                .unwrap_err()
+                .to_string()
+                .contains("agent.load_threshold")
+        );
+        let e = Config::load_with_env(
+            None,
+            env(&[
+                ("LIVEKIT_URL", "ftp://x"),
+                ("LIVEKIT_API_KEY", "k"),
+                ("LIVEKIT_API_SECRET", "s"),
+            ]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("livekit.url"), "{e}");
+    }
+
+    #[test]
+    fn malformed_file_names_the_field() {
+        let dir = std::env::temp_dir().join(format!("ma-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bad.toml");
+        std::fs::write(&path, "[agent]\nload_threshold = \"high\"\n").unwrap();
+        let e = Config::load_with_env(Some(&path), env(OK))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("load_threshold") && e.contains("bad.toml"),
+            "{e}"
+        );
+        std::fs::write(&path, "[agent]\nlod_threshold = 0.5\n").unwrap();
+        let e = Config::load_with_env(Some(&path), env(OK))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("lod_threshold"), "{e}");
+        std::fs::write(&path, "[livekit]\nurl = \"ws://h:1\"\napi_key = \"a\"\napi_secret = \"b\"\n[agent]\nname = \"notes\"\n").unwrap();
+        let c = Config::load_with_env(Some(&path), env(&[])).unwrap();
+        assert_eq!(
+            (c.agent.name.as_str(), c.livekit.api_key.as_str()),
+            ("notes", "a")
+        );
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}

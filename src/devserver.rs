@@ -1,0 +1,170 @@
+//! A real livekit-server on loopback, started and stopped by tests, benchmarks and local
+//! development. Ports are chosen free at start and kept across restarts. Everything listens
+//! on loopback only: ICE over TCP is off because its listener ignores `bind_addresses`.
+
+use std::net::{TcpListener, UdpSocket};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use thiserror::Error;
+use tokio::process::{Child, Command};
+
+pub const SERVER_VERSION: &str = "v1.13.5";
+pub const DEV_API_KEY: &str = "devkey";
+/// livekit-server wants secrets of at least 32 characters outside `--dev`.
+pub const DEV_API_SECRET: &str = "meeting-agent-dev-secret-0123456789abcdef";
+
+#[derive(Debug, Error)]
+pub enum DevServerError {
+    #[error(
+        "livekit-server binary not found at {0} (run scripts/setup.sh, or set LIVEKIT_SERVER_BIN)"
+    )]
+    Missing(PathBuf),
+    #[error("cannot start livekit-server: {0}")]
+    Spawn(#[from] std::io::Error),
+    #[error("livekit-server did not become ready within {0:?}; see {1}")]
+    NotReady(Duration, PathBuf),
+}
+
+/// Where set-up installs the server: `LIVEKIT_SERVER_BIN` or the cache.
+pub fn server_binary() -> PathBuf {
+    std::env::var_os("LIVEKIT_SERVER_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            crate::config::cache_dir()
+                .join("tools")
+                .join(format!("livekit-server-{SERVER_VERSION}"))
+                .join("server")
+        })
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Ports {
+    http: u16,
+    rtc_udp: u16,
+}
+
+impl Ports {
+    fn pick() -> std::io::Result<Self> {
+        let free_tcp = || -> std::io::Result<u16> {
+            Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+        };
+        let free_udp =
+            || -> std::io::Result<u16> { Ok(UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port()) };
+        Ok(Self {
+            http: free_tcp()?,
+            rtc_udp: free_udp()?,
+        })
+    }
+}
+
+pub struct LocalLiveKitServer {
+    child: Option<Child>,
+    ports: Ports,
+    pub api_key: String,
+    pub api_secret: String,
+    pub log_path: PathBuf,
+    dir: PathBuf,
+}
+
+impl LocalLiveKitServer {
+    pub async fn start() -> Result<Self, DevServerError> {
+        let binary = server_binary();
+        if !binary.is_file() {
+            return Err(DevServerError::Missing(binary));
+        }
+        let ports = Ports::pick()?;
+        let dir = std::env::temp_dir().join(format!(
+            "meeting-agent-lk-{}-{}",
+            std::process::id(),
+            ports.http
+        ));
+        std::fs::create_dir_all(&dir)?;
+        let mut server = Self {
+            child: None,
+            ports,
+            api_key: DEV_API_KEY.into(),
+            api_secret: DEV_API_SECRET.into(),
+            log_path: dir.join("server.log"),
+            dir,
+        };
+        server.spawn().await?;
+        Ok(server)
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://127.0.0.1:{}", self.ports.http)
+    }
+
+    pub fn http_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.ports.http)
+    }
+
+    fn config_yaml(&self) -> String {
+        let p = self.ports;
+        format!(
+            "port: {http}\nbind_addresses: [\"127.0.0.1\"]\nrtc:\n  tcp_port: 0\n  udp_port: {udp}\n  use_external_ip: false\n  node_ip: 127.0.0.1\n  enable_loopback_candidate: true\n  interfaces: {{includes: [lo]}}\n  ips: {{includes: [127.0.0.1/32]}}\nkeys:\n  {key}: {secret}\nroom:\n  empty_timeout: 20\n  departure_timeout: 5\nlogging:\n  level: info\n",
+            http = p.http,
+            udp = p.rtc_udp,
+            key = self.api_key,
+            secret = self.api_secret
+        )
+    }
+
+    async fn spawn(&mut self) -> Result<(), DevServerError> {
+        let config = self.dir.join("livekit.yaml");
+        std::fs::write(&config, self.config_yaml())?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)?;
+        let child = Command::new(server_binary())
+            .arg("--config")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()?;
+        self.child = Some(child);
+        let timeout = Duration::from_secs(20);
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", self.ports.http)).await
+            {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let _ = s.write_all(b"GET / HTTP/1.0\r\n\r\n").await;
+                let mut buf = [0u8; 64];
+                if matches!(s.read(&mut buf).await, Ok(n) if n > 0 && buf.starts_with(b"HTTP/1.")) {
+                    return Ok(());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Err(DevServerError::NotReady(timeout, self.log_path.clone()))
+    }
+
+    /// Kills the server (as a crash would) and waits for the process to end.
+    pub async fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill().await;
+        }
+    }
+
+    /// Stops and starts the server on the same ports.
+    pub async fn restart(&mut self) -> Result<(), DevServerError> {
+        self.stop().await;
+        // The ports were just released by the dead process; rebinding them can race the kernel briefly.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        self.spawn().await
+    }
+}
+
+impl Drop for LocalLiveKitServer {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.start_kill();
+        }
+    }
+}

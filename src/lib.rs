@@ -1,0 +1,11 @@
+//! meeting-agent: a headless LiveKit participant that runs the media core of a meeting
+//! platform. Media flows one way: transport (`livekit`) -> per-track pipelines (`session`,
+//! `media`) -> outputs (room, recording, store).
+
+pub mod config;
+pub mod devserver;
+pub mod livekit;
+pub mod media;
+pub mod session;
+pub mod telemetry;
+pub mod worker;

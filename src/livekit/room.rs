@@ -1,0 +1,730 @@
+//! A joined LiveKit room: connect, typed room events, remote track streams, publishing.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use thiserror::Error;
+use tokio::sync::mpsc;
+
+use super::engine::{Engine, EngineError, OwnedHandle, SharedHandle, release_room_event_handles};
+use super::proto;
+use super::proto::ffi_event::Message as Ev;
+use super::proto::ffi_request::Message as Req;
+use super::tracks::{AudioStream, LocalAudioTrack, LocalVideoTrack, VideoStream};
+
+#[derive(Debug, Error)]
+pub enum RoomError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("cannot connect to {url}: {message}")]
+    Connect { url: String, message: String },
+    #[error("{operation} failed: {message}")]
+    Operation {
+        operation: &'static str,
+        message: String,
+    },
+    #[error("no subscribed track {0}")]
+    NoSuchTrack(String),
+}
+
+pub use proto::{ConnectionQuality, DisconnectReason, TrackKind, TrackSource};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParticipantSummary {
+    pub identity: String,
+    pub name: String,
+    pub sid: String,
+    pub kind: proto::ParticipantKind,
+    pub attributes: HashMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrackSummary {
+    pub participant: String,
+    pub sid: String,
+    pub name: String,
+    pub kind: TrackKind,
+    pub source: TrackSource,
+    pub width: u32,
+    pub height: u32,
+    pub muted: bool,
+}
+
+/// An incoming text stream; read it with [`TextStreamReader::read_all`].
+#[derive(Debug)]
+pub struct TextStreamReader {
+    handle: OwnedHandle,
+    pub participant: String,
+    pub stream_id: String,
+    pub topic: String,
+    pub attributes: HashMap<String, String>,
+}
+
+impl TextStreamReader {
+    pub async fn read_all(self) -> Result<String, RoomError> {
+        let engine = Engine::get()?;
+        let async_id = engine.next_async_id();
+        let req = proto::TextStreamReaderReadAllRequest {
+            reader_handle: self.handle.id(),
+            request_async_id: Some(async_id),
+        };
+        match engine
+            .request_async("text_read_all", async_id, Req::TextReadAll(req))
+            .await?
+        {
+            Ev::TextStreamReaderReadAll(cb) => match cb.result {
+                Some(proto::text_stream_reader_read_all_callback::Result::Content(text)) => {
+                    Ok(text)
+                }
+                Some(proto::text_stream_reader_read_all_callback::Result::Error(e)) => {
+                    Err(RoomError::Operation {
+                        operation: "read text stream",
+                        message: e.description,
+                    })
+                }
+                None => Ok(String::new()),
+            },
+            _ => Err(EngineError::UnexpectedResponse("text_read_all").into()),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum RoomEvent {
+    ParticipantConnected(ParticipantSummary),
+    ParticipantDisconnected {
+        identity: String,
+        reason: DisconnectReason,
+    },
+    ParticipantAttributesChanged {
+        identity: String,
+        attributes: HashMap<String, String>,
+        changed: HashMap<String, String>,
+    },
+    TrackPublished(TrackSummary),
+    TrackUnpublished {
+        participant: String,
+        sid: String,
+    },
+    TrackSubscribed(TrackSummary),
+    TrackUnsubscribed {
+        participant: String,
+        sid: String,
+    },
+    TrackSubscriptionFailed {
+        participant: String,
+        sid: String,
+        error: String,
+    },
+    TrackMuted {
+        participant: String,
+        sid: String,
+    },
+    TrackUnmuted {
+        participant: String,
+        sid: String,
+    },
+    ActiveSpeakersChanged {
+        identities: Vec<String>,
+    },
+    ConnectionQualityChanged {
+        identity: String,
+        quality: ConnectionQuality,
+    },
+    DataReceived {
+        participant: String,
+        topic: Option<String>,
+        payload: Vec<u8>,
+        reliable: bool,
+    },
+    TextStream(TextStreamReader),
+    TranscriptionReceived {
+        participant: Option<String>,
+        track_sid: Option<String>,
+        segments: Vec<proto::TranscriptionSegment>,
+    },
+    RoomMetadataChanged {
+        metadata: String,
+    },
+    Reconnecting,
+    Reconnected,
+    Disconnected {
+        reason: DisconnectReason,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    pub auto_subscribe: bool,
+    pub connect_timeout_ms: u64,
+    pub join_retries: u32,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        Self {
+            auto_subscribe: true,
+            connect_timeout_ms: 10_000,
+            join_retries: 1,
+        }
+    }
+}
+
+struct RemoteTrackEntry {
+    handle: SharedHandle,
+    summary: TrackSummary,
+}
+
+#[derive(Default)]
+struct RoomState {
+    participants: HashMap<String, (OwnedHandle, ParticipantSummary)>,
+    publications: HashMap<String, (OwnedHandle, TrackSummary)>,
+    tracks: HashMap<String, RemoteTrackEntry>,
+}
+
+pub struct Room {
+    handle: OwnedHandle,
+    local: OwnedHandle,
+    pub name: String,
+    pub sid: String,
+    pub identity: String,
+    state: Arc<Mutex<RoomState>>,
+}
+
+impl Room {
+    /// Joins a room. The returned receiver yields every room event until disconnect.
+    pub async fn connect(
+        url: &str,
+        token: &str,
+        options: ConnectOptions,
+    ) -> Result<(Room, mpsc::UnboundedReceiver<RoomEvent>), RoomError> {
+        let engine = Engine::get()?;
+        let async_id = engine.next_async_id();
+        let req = proto::ConnectRequest {
+            url: url.to_string(),
+            token: token.to_string(),
+            options: proto::RoomOptions {
+                auto_subscribe: Some(options.auto_subscribe),
+                adaptive_stream: Some(false),
+                dynacast: Some(false),
+                join_retries: Some(options.join_retries),
+                connect_timeout_ms: Some(options.connect_timeout_ms),
+                ..Default::default()
+            },
+            request_async_id: Some(async_id),
+        };
+        let result = match engine
+            .request_async("connect", async_id, Req::Connect(req))
+            .await?
+        {
+            Ev::Connect(cb) => match cb.message {
+                Some(proto::connect_callback::Message::Result(r)) => r,
+                Some(proto::connect_callback::Message::Error(message)) => {
+                    return Err(RoomError::Connect {
+                        url: url.to_string(),
+                        message,
+                    });
+                }
+                None => return Err(EngineError::UnexpectedResponse("connect").into()),
+            },
+            _ => return Err(EngineError::UnexpectedResponse("connect").into()),
+        };
+        let handle = OwnedHandle::from_proto(result.room.handle);
+        let info = result.room.info;
+        let local = OwnedHandle::from_proto(result.local_participant.handle);
+        let identity = result.local_participant.info.identity;
+
+        let state = Arc::new(Mutex::new(RoomState::default()));
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        {
+            let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+            for p in result.participants {
+                let owned = p.participant;
+                let summary = participant_summary(owned.info);
+                let identity = summary.identity.clone();
+                let _ = events_tx.send(RoomEvent::ParticipantConnected(summary.clone()));
+                st.participants.insert(
+                    identity.clone(),
+                    (OwnedHandle::from_proto(owned.handle), summary),
+                );
+                for publication in p.publications {
+                    let track = track_summary(&identity, publication.info);
+                    let _ = events_tx.send(RoomEvent::TrackPublished(track.clone()));
+                    st.publications.insert(
+                        track.sid.clone(),
+                        (OwnedHandle::from_proto(publication.handle), track),
+                    );
+                }
+            }
+        }
+
+        let (raw_tx, raw_rx) = mpsc::unbounded_channel();
+        engine.route_room(handle.id(), raw_tx);
+        tokio::spawn(run_room_events(raw_rx, events_tx, state.clone()));
+        engine.request(Req::ReadyForRoomEvent(proto::ReadyForRoomEventRequest {
+            room_handle: handle.id(),
+        }))?;
+
+        let room = Room {
+            handle,
+            local,
+            name: info.name,
+            sid: info.sid.unwrap_or_default(),
+            identity,
+            state,
+        };
+        Ok((room, events_rx))
+    }
+
+    /// Participants currently in the room (not counting this one).
+    pub fn participants(&self) -> Vec<ParticipantSummary> {
+        self.lock()
+            .participants
+            .values()
+            .map(|(_, p)| p.clone())
+            .collect()
+    }
+
+    pub fn subscribed_tracks(&self) -> Vec<TrackSummary> {
+        self.lock()
+            .tracks
+            .values()
+            .map(|t| t.summary.clone())
+            .collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, RoomState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn track_handle(&self, sid: &str) -> Result<SharedHandle, RoomError> {
+        self.lock()
+            .tracks
+            .get(sid)
+            .map(|t| t.handle.clone())
+            .ok_or_else(|| RoomError::NoSuchTrack(sid.to_string()))
+    }
+
+    /// PCM frames of a subscribed audio track, resampled and remixed by the engine.
+    pub fn audio_stream(
+        &self,
+        track_sid: &str,
+        sample_rate: u32,
+        channels: u32,
+        frame_ms: u32,
+    ) -> Result<AudioStream, RoomError> {
+        AudioStream::open(
+            self.track_handle(track_sid)?,
+            sample_rate,
+            channels,
+            frame_ms,
+        )
+    }
+
+    /// I420 frames of a subscribed video track.
+    pub fn video_stream(
+        &self,
+        track_sid: &str,
+        queue_frames: usize,
+    ) -> Result<VideoStream, RoomError> {
+        VideoStream::open(self.track_handle(track_sid)?, queue_frames)
+    }
+
+    pub async fn publish_audio(
+        &self,
+        name: &str,
+        source: TrackSource,
+        sample_rate: u32,
+        channels: u32,
+    ) -> Result<LocalAudioTrack, RoomError> {
+        LocalAudioTrack::publish(&self.local, name, source, sample_rate, channels).await
+    }
+
+    pub async fn publish_video(
+        &self,
+        name: &str,
+        source: TrackSource,
+        width: u32,
+        height: u32,
+    ) -> Result<LocalVideoTrack, RoomError> {
+        LocalVideoTrack::publish(&self.local, name, source, width, height).await
+    }
+
+    pub async fn publish_data(
+        &self,
+        payload: &[u8],
+        topic: Option<&str>,
+        reliable: bool,
+        destinations: &[String],
+    ) -> Result<(), RoomError> {
+        let engine = Engine::get()?;
+        let async_id = engine.next_async_id();
+        let owned = payload.to_vec();
+        let req = proto::PublishDataRequest {
+            local_participant_handle: self.local.id(),
+            data_ptr: owned.as_ptr() as u64,
+            data_len: owned.len() as u64,
+            reliable,
+            topic: topic.map(str::to_string),
+            destination_identities: destinations.to_vec(),
+            request_async_id: Some(async_id),
+            ..Default::default()
+        };
+        // The payload stays owned by the task until the engine confirms, even if the caller gives up.
+        let done = tokio::spawn(async move {
+            let r = engine
+                .request_async("publish_data", async_id, Req::PublishData(req))
+                .await;
+            drop(owned);
+            r
+        });
+        match done.await.map_err(|e| RoomError::Operation {
+            operation: "publish data",
+            message: e.to_string(),
+        })?? {
+            Ev::PublishData(cb) => callback_result("publish data", cb.error),
+            _ => Err(EngineError::UnexpectedResponse("publish_data").into()),
+        }
+    }
+
+    /// Sends a whole text stream (LiveKit data streams) on `topic` with attributes.
+    pub async fn send_text(
+        &self,
+        topic: &str,
+        text: &str,
+        attributes: &HashMap<String, String>,
+        stream_id: Option<&str>,
+    ) -> Result<String, RoomError> {
+        let engine = Engine::get()?;
+        let async_id = engine.next_async_id();
+        let req = proto::StreamSendTextRequest {
+            local_participant_handle: self.local.id(),
+            options: proto::StreamTextOptions {
+                topic: topic.to_string(),
+                attributes: attributes.clone(),
+                id: stream_id.map(str::to_string),
+                ..Default::default()
+            },
+            text: text.to_string(),
+            request_async_id: Some(async_id),
+        };
+        match engine
+            .request_async("send_text", async_id, Req::SendText(req))
+            .await?
+        {
+            Ev::SendText(cb) => match cb.result {
+                Some(proto::stream_send_text_callback::Result::Info(info)) => Ok(info.stream_id),
+                Some(proto::stream_send_text_callback::Result::Error(e)) => {
+                    Err(RoomError::Operation {
+                        operation: "send text",
+                        message: e.description,
+                    })
+                }
+                None => Err(EngineError::UnexpectedResponse("send_text").into()),
+            },
+            _ => Err(EngineError::UnexpectedResponse("send_text").into()),
+        }
+    }
+
+    /// Legacy transcription packet attributed to `participant_identity`'s track.
+    pub async fn publish_transcription(
+        &self,
+        participant_identity: &str,
+        track_sid: &str,
+        segments: Vec<proto::TranscriptionSegment>,
+    ) -> Result<(), RoomError> {
+        let engine = Engine::get()?;
+        let async_id = engine.next_async_id();
+        let req = proto::PublishTranscriptionRequest {
+            local_participant_handle: self.local.id(),
+            participant_identity: participant_identity.to_string(),
+            track_id: track_sid.to_string(),
+            segments,
+            request_async_id: Some(async_id),
+        };
+        match engine
+            .request_async(
+                "publish_transcription",
+                async_id,
+                Req::PublishTranscription(req),
+            )
+            .await?
+        {
+            Ev::PublishTranscription(cb) => callback_result("publish transcription", cb.error),
+            _ => Err(EngineError::UnexpectedResponse("publish_transcription").into()),
+        }
+    }
+
+    pub async fn set_attributes(
+        &self,
+        attributes: &HashMap<String, String>,
+    ) -> Result<(), RoomError> {
+        let engine = Engine::get()?;
+        let async_id = engine.next_async_id();
+        let req = proto::SetLocalAttributesRequest {
+            local_participant_handle: self.local.id(),
+            attributes: attributes
+                .iter()
+                .map(|(k, v)| proto::AttributesEntry {
+                    key: k.clone(),
+                    value: v.clone(),
+                })
+                .collect(),
+            request_async_id: Some(async_id),
+        };
+        match engine
+            .request_async("set_attributes", async_id, Req::SetLocalAttributes(req))
+            .await?
+        {
+            Ev::SetLocalAttributes(cb) => callback_result("set attributes", cb.error),
+            _ => Err(EngineError::UnexpectedResponse("set_local_attributes").into()),
+        }
+    }
+
+    /// Leaves the room and releases every handle it holds.
+    pub async fn disconnect(self) -> Result<(), RoomError> {
+        let engine = Engine::get()?;
+        let async_id = engine.next_async_id();
+        let req = proto::DisconnectRequest {
+            room_handle: self.handle.id(),
+            request_async_id: Some(async_id),
+            reason: Some(DisconnectReason::ClientInitiated as i32),
+        };
+        let result = engine
+            .request_async("disconnect", async_id, Req::Disconnect(req))
+            .await;
+        drop(self);
+        result.map(|_| ())?;
+        Ok(())
+    }
+}
+
+impl Drop for Room {
+    fn drop(&mut self) {
+        if let Ok(engine) = Engine::get() {
+            engine.unroute_room(self.handle.id());
+        }
+        // Remote handles go before the room's own handle.
+        let mut st = self.lock();
+        st.tracks.clear();
+        st.publications.clear();
+        st.participants.clear();
+    }
+}
+
+fn callback_result(operation: &'static str, error: Option<String>) -> Result<(), RoomError> {
+    match error {
+        Some(message) if !message.is_empty() => Err(RoomError::Operation { operation, message }),
+        _ => Ok(()),
+    }
+}
+
+fn participant_summary(info: proto::ParticipantInfo) -> ParticipantSummary {
+    ParticipantSummary {
+        kind: proto::ParticipantKind::try_from(info.kind)
+            .unwrap_or(proto::ParticipantKind::Standard),
+        attributes: info.attributes,
+        identity: info.identity,
+        name: info.name,
+        sid: info.sid,
+    }
+}
+
+fn track_summary(participant: &str, info: proto::TrackPublicationInfo) -> TrackSummary {
+    TrackSummary {
+        participant: participant.to_string(),
+        kind: TrackKind::try_from(info.kind).unwrap_or(TrackKind::KindUnknown),
+        source: TrackSource::try_from(info.source).unwrap_or(TrackSource::SourceUnknown),
+        sid: info.sid,
+        name: info.name,
+        width: info.width,
+        height: info.height,
+        muted: info.muted,
+    }
+}
+
+fn attributes_map(entries: Vec<proto::AttributesEntry>) -> HashMap<String, String> {
+    entries.into_iter().map(|a| (a.key, a.value)).collect()
+}
+
+/// Turns raw engine events into [`RoomEvent`]s, taking ownership of every handle they carry.
+async fn run_room_events(
+    mut raw: mpsc::UnboundedReceiver<proto::room_event::Message>,
+    events: mpsc::UnboundedSender<RoomEvent>,
+    state: Arc<Mutex<RoomState>>,
+) {
+    use proto::room_event::Message as R;
+    while let Some(raw_event) = raw.recv().await {
+        let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+        let event = match raw_event {
+            R::ParticipantConnected(p) => {
+                let owned = p.info;
+                let summary = participant_summary(owned.info);
+                st.participants.insert(
+                    summary.identity.clone(),
+                    (OwnedHandle::from_proto(owned.handle), summary.clone()),
+                );
+                Some(RoomEvent::ParticipantConnected(summary))
+            }
+            R::ParticipantDisconnected(p) => {
+                st.participants.remove(&p.participant_identity);
+                st.publications
+                    .retain(|_, (_, t)| t.participant != p.participant_identity);
+                st.tracks
+                    .retain(|_, t| t.summary.participant != p.participant_identity);
+                Some(RoomEvent::ParticipantDisconnected {
+                    identity: p.participant_identity,
+                    reason: DisconnectReason::try_from(p.disconnect_reason)
+                        .unwrap_or(DisconnectReason::UnknownReason),
+                })
+            }
+            R::ParticipantAttributesChanged(a) => {
+                let attributes = attributes_map(a.attributes);
+                if let Some((_, p)) = st.participants.get_mut(&a.participant_identity) {
+                    p.attributes = attributes.clone();
+                }
+                Some(RoomEvent::ParticipantAttributesChanged {
+                    identity: a.participant_identity,
+                    attributes,
+                    changed: attributes_map(a.changed_attributes),
+                })
+            }
+            R::TrackPublished(t) => {
+                let publication = t.publication;
+                let summary = track_summary(&t.participant_identity, publication.info);
+                st.publications.insert(
+                    summary.sid.clone(),
+                    (OwnedHandle::from_proto(publication.handle), summary.clone()),
+                );
+                Some(RoomEvent::TrackPublished(summary))
+            }
+            R::TrackUnpublished(t) => {
+                st.publications.remove(&t.publication_sid);
+                Some(RoomEvent::TrackUnpublished {
+                    participant: t.participant_identity,
+                    sid: t.publication_sid,
+                })
+            }
+            R::TrackSubscribed(t) => {
+                let track = t.track;
+                let info = track.info;
+                let summary = match st.publications.get(&info.sid) {
+                    Some((_, s)) => s.clone(),
+                    None => TrackSummary {
+                        participant: t.participant_identity.clone(),
+                        sid: info.sid.clone(),
+                        name: info.name.clone(),
+                        kind: TrackKind::try_from(info.kind).unwrap_or(TrackKind::KindUnknown),
+                        source: TrackSource::SourceUnknown,
+                        width: 0,
+                        height: 0,
+                        muted: info.muted,
+                    },
+                };
+                st.tracks.insert(
+                    info.sid,
+                    RemoteTrackEntry {
+                        handle: Arc::new(OwnedHandle::from_proto(track.handle)),
+                        summary: summary.clone(),
+                    },
+                );
+                Some(RoomEvent::TrackSubscribed(summary))
+            }
+            R::TrackUnsubscribed(t) => {
+                st.tracks.remove(&t.track_sid);
+                Some(RoomEvent::TrackUnsubscribed {
+                    participant: t.participant_identity,
+                    sid: t.track_sid,
+                })
+            }
+            R::TrackSubscriptionFailed(t) => Some(RoomEvent::TrackSubscriptionFailed {
+                participant: t.participant_identity,
+                sid: t.track_sid,
+                error: t.error,
+            }),
+            R::TrackMuted(t) => Some(RoomEvent::TrackMuted {
+                participant: t.participant_identity,
+                sid: t.track_sid,
+            }),
+            R::TrackUnmuted(t) => Some(RoomEvent::TrackUnmuted {
+                participant: t.participant_identity,
+                sid: t.track_sid,
+            }),
+            R::ActiveSpeakersChanged(a) => Some(RoomEvent::ActiveSpeakersChanged {
+                identities: a.participant_identities,
+            }),
+            R::ConnectionQualityChanged(c) => Some(RoomEvent::ConnectionQualityChanged {
+                identity: c.participant_identity,
+                quality: ConnectionQuality::try_from(c.quality)
+                    .unwrap_or(ConnectionQuality::QualityPoor),
+            }),
+            R::DataPacketReceived(d) => match d.value {
+                Some(proto::data_packet_received::Value::User(user)) => {
+                    let handle = OwnedHandle::from_proto(user.data.handle);
+                    let info = user.data.data;
+                    let payload = if info.data_ptr == 0 || info.data_len == 0 {
+                        Vec::new()
+                    } else {
+                        // SAFETY: the engine keeps data_len bytes at data_ptr alive until `handle` drops.
+                        unsafe {
+                            std::slice::from_raw_parts(
+                                info.data_ptr as *const u8,
+                                info.data_len as usize,
+                            )
+                        }
+                        .to_vec()
+                    };
+                    drop(handle);
+                    Some(RoomEvent::DataReceived {
+                        participant: d.participant_identity,
+                        topic: user.topic,
+                        payload,
+                        reliable: d.kind == proto::DataPacketKind::KindReliable as i32,
+                    })
+                }
+                _ => None,
+            },
+            R::TextStreamOpened(t) => {
+                let reader = t.reader;
+                let info = reader.info;
+                Some(RoomEvent::TextStream(TextStreamReader {
+                    handle: OwnedHandle::from_proto(reader.handle),
+                    participant: t.participant_identity,
+                    stream_id: info.stream_id,
+                    topic: info.topic,
+                    attributes: info.attributes,
+                }))
+            }
+            R::TranscriptionReceived(t) => Some(RoomEvent::TranscriptionReceived {
+                participant: t.participant_identity,
+                track_sid: t.track_sid,
+                segments: t.segments,
+            }),
+            R::RoomMetadataChanged(m) => Some(RoomEvent::RoomMetadataChanged {
+                metadata: m.metadata,
+            }),
+            R::Reconnecting(_) => Some(RoomEvent::Reconnecting),
+            R::Reconnected(_) => Some(RoomEvent::Reconnected),
+            R::Disconnected(d) => Some(RoomEvent::Disconnected {
+                reason: DisconnectReason::try_from(d.reason)
+                    .unwrap_or(DisconnectReason::UnknownReason),
+            }),
+            other => {
+                if let Ok(engine) = Engine::get() {
+                    release_room_event_handles(engine, other);
+                }
+                None
+            }
+        };
+        drop(st);
+        if let Some(event) = event {
+            let end = matches!(event, RoomEvent::Disconnected { .. });
+            if let Err(unsent) = events.send(event) {
+                drop(unsent); // nobody listens; handles inside (text readers) release on drop
+            }
+            if end {
+                break;
+            }
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! The `meeting-agent` command line.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use meeting_agent::config::Config;
+use meeting_agent::livekit::{Engine, token};
+use meeting_agent::session::MeetingSession;
+use meeting_agent::worker::{Shutdown, Worker};
+use tokio::sync::watch;
+
+#[derive(Parser)]
+#[command(
+    name = "meeting-agent",
+    version,
+    about = "Headless LiveKit media worker"
+)]
+struct Cli {
+    /// TOML configuration file (environment variables override it).
+    #[arg(long, global = true, env = "MEETING_AGENT_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Register with the LiveKit server as an agent worker and take jobs until SIGTERM.
+    Worker {
+        /// Agent name for explicit dispatch (overrides the configuration; empty = automatic).
+        #[arg(long)]
+        agent_name: Option<String>,
+    },
+    /// Join one room directly (debugging), until Ctrl-C.
+    Join {
+        #[arg(long)]
+        room: String,
+        #[arg(long, default_value = "meeting-agent")]
+        identity: String,
+    },
+    /// Load and validate the configuration, then print it without secrets.
+    CheckConfig,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("meeting-agent: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let mut config = Config::load(cli.config.as_deref())?;
+    if let Command::Worker {
+        agent_name: Some(name),
+    } = &cli.command
+    {
+        config.agent.name = name.clone();
+        config.validate()?;
+    }
+    meeting_agent::telemetry::init_logging(config.log.format, &config.log.filter);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::CheckConfig => {
+                println!(
+                    "livekit.url = {}\nlivekit.api_key = {}\nagent.name = {:?}\nagent.load_threshold = {}\nengine.library = {}",
+                    config.livekit.url,
+                    config.livekit.api_key,
+                    config.agent.name,
+                    config.agent.load_threshold,
+                    config.engine.library.display()
+                );
+                Ok(())
+            }
+            Command::Worker { .. } => run_worker(config).await,
+            Command::Join { room, identity } => run_join(config, &room, &identity).await,
+        }
+    })
+}
+
+async fn run_worker(config: Config) -> Result<()> {
+    Engine::start(&config.engine.library)?;
+    let (shutdown_tx, shutdown_rx) = watch::channel(Shutdown::Running);
+    tokio::spawn(forward_signals(shutdown_tx));
+    let worker = Worker::new(config, Arc::new(MeetingSession::new()));
+    worker.run(shutdown_rx).await.context("worker stopped")
+}
+
+async fn run_join(config: Config, room: &str, identity: &str) -> Result<()> {
+    Engine::start(&config.engine.library)?;
+    let token = token::room_token(
+        &config.livekit.api_key,
+        &config.livekit.api_secret,
+        room,
+        identity,
+        &config.agent.participant_name,
+    )?;
+    let (terminate_tx, terminate_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        let _ = terminate_tx.send(true);
+    });
+    MeetingSession::new()
+        .run_in_room(&config.ws_url(), &token, terminate_rx)
+        .await
+        .map_err(|e| anyhow::anyhow!(e))
+        .context("join")
+}
+
+/// First SIGTERM/SIGINT drains, the second terminates running jobs.
+async fn forward_signals(shutdown: watch::Sender<Shutdown>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    for level in [Shutdown::Drain, Shutdown::Terminate] {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        let _ = shutdown.send(level);
+    }
+}

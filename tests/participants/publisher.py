@@ -1,0 +1,260 @@
+"""A real LiveKit participant that publishes a test tone and a moving test pattern.
+
+Integration tests and benchmarks spawn this script as the "second real participant"
+in a room. It joins with a token signed by the given API key/secret, publishes
+
+* audio ("mic", source MICROPHONE): a continuous sine at --tone-hz, amplitude 0.3
+  full scale, mono 16-bit PCM in 10 ms frames paced in real time;
+* video ("camera", source CAMERA): RGBA frames at --fps showing a dark horizontal
+  gradient, a bright white vertical bar that moves 8 px right per frame, and the
+  frame counter in the top-left corner as 16 cells of 16x16 px, least significant
+  bit first (white = 1, black = 0),
+
+and reports what happens in the room as JSON lines on stdout, each carrying
+"event" and "t" (time.time()). It runs until SIGTERM/SIGINT or --duration, then
+disconnects and exits 0; a failed connect exits 1 with a message on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+import warnings
+
+import numpy as np
+from livekit import api, rtc
+
+AMPLITUDE = 0.3
+FRAME_MS = 10
+BAR_WIDTH = 16
+BAR_STEP = 8
+COUNTER_BITS = 16
+COUNTER_CELL = 16
+CONNECT_TIMEOUT_S = 20
+# Encoder budget per pixel per frame; without an explicit VideoEncoding the SDK's
+# preset for the size caps the frame rate (640x360 arrived at 25 fps, not 30).
+VIDEO_BITS_PER_PIXEL = 0.2
+
+# PyJWT warns about short HMAC keys such as the dev secret "secret".
+warnings.filterwarnings("ignore", message="The HMAC key is")
+
+
+def emit(event: str, **fields) -> None:
+    print(json.dumps({"event": event, "t": time.time(), **fields}), flush=True)
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--url", default=os.environ.get("LIVEKIT_URL", "ws://127.0.0.1:7880"))
+    p.add_argument("--api-key", default=os.environ.get("LIVEKIT_API_KEY", "devkey"))
+    p.add_argument("--api-secret", default=os.environ.get("LIVEKIT_API_SECRET", "secret"))
+    p.add_argument("--room", required=True)
+    p.add_argument("--identity", required=True)
+    p.add_argument("--name", default=None)
+    p.add_argument("--tone-hz", type=float, default=440.0, help="0 = no audio track")
+    p.add_argument("--sample-rate", type=int, default=48000)
+    p.add_argument("--video", default="640x360", help='WxH, or "none" for no video track')
+    p.add_argument("--fps", type=float, default=30.0)
+    p.add_argument("--simulcast", action="store_true",
+                   help="publish video with simulcast layers (default: one layer at full size)")
+    p.add_argument("--duration", type=float, default=None,
+                   help="seconds to stay in the room (default: until SIGTERM/SIGINT)")
+    p.add_argument("--attributes", action="append", default=[], metavar="K=V",
+                   help="participant attribute, repeatable (put in the token)")
+    p.add_argument("--text-topic", action="append", default=None, metavar="TOPIC",
+                   help="text stream topic to read, repeatable (default: lk.transcription, lk.chat)")
+    args = p.parse_args()
+
+    if args.video == "none":
+        args.size = None
+    else:
+        try:
+            w, h = (int(v) for v in args.video.lower().split("x"))
+        except ValueError:
+            p.error(f"--video must be WxH or none, got {args.video!r}")
+        if w <= 0 or h <= 0 or w % 2 or h % 2:
+            p.error("--video width and height must be positive and even")
+        args.size = (w, h)
+    if any("=" not in kv for kv in args.attributes):
+        p.error("--attributes takes K=V")
+    args.attributes = dict(kv.split("=", 1) for kv in args.attributes)
+    args.text_topic = args.text_topic or ["lk.transcription", "lk.chat"]
+    return args
+
+
+def make_token(args: argparse.Namespace) -> str:
+    grants = api.VideoGrants(room_join=True, room=args.room, can_publish=True,
+                             can_subscribe=True, can_publish_data=True)
+    token = (api.AccessToken(args.api_key, args.api_secret)
+             .with_identity(args.identity)
+             .with_name(args.name or args.identity)
+             .with_grants(grants))
+    if args.attributes:
+        token = token.with_attributes(args.attributes)
+    return token.to_jwt()
+
+
+def kind_name(participant: rtc.Participant) -> str:
+    """ParticipantKind as a lower-case word: "standard", "agent", "sip", ..."""
+    return rtc.ParticipantKind.Name(participant.kind).removeprefix("PARTICIPANT_KIND_").lower()
+
+
+async def run_tone(source: rtc.AudioSource, tone_hz: float, ended: asyncio.Future) -> None:
+    rate = source.sample_rate
+    n = rate * FRAME_MS // 1000
+    phase_step = 2 * np.pi * tone_hz / rate
+    sent = 0
+    while not ended.done():
+        t = np.arange(sent, sent + n)
+        pcm = (AMPLITUDE * 32767 * np.sin(phase_step * t)).astype(np.int16)
+        # capture_frame returns once the frame is queued; it blocks while the
+        # source's queue (queue_size_ms) is full, which paces us in real time.
+        await source.capture_frame(rtc.AudioFrame(pcm.tobytes(), rate, 1, n))
+        sent += n
+
+
+async def run_pattern(source: rtc.VideoSource, width: int, height: int, fps: float,
+                      ended: asyncio.Future) -> None:
+    ramp = np.linspace(16, 96, width, dtype=np.uint8)
+    background = np.zeros((height, width, 4), dtype=np.uint8)
+    background[..., 0] = ramp
+    background[..., 1] = ramp // 2
+    background[..., 2] = 64
+    background[..., 3] = 255
+    cells = min(COUNTER_BITS, width // COUNTER_CELL)
+    start = time.monotonic()
+    frame_no = 0
+    while not ended.done():
+        img = background.copy()
+        x = (frame_no * BAR_STEP) % width
+        img[:, x:x + BAR_WIDTH, :3] = 255
+        for bit in range(cells):
+            value = 255 if (frame_no >> bit) & 1 else 0
+            img[:COUNTER_CELL, bit * COUNTER_CELL:(bit + 1) * COUNTER_CELL, :3] = value
+        frame = rtc.VideoFrame(width, height, rtc.VideoBufferType.RGBA, img.tobytes())
+        source.capture_frame(frame)
+        frame_no += 1
+        await asyncio.sleep(max(0.0, start + frame_no / fps - time.monotonic()))
+
+
+def watch_room(room: rtc.Room, topics: list[str], ended: asyncio.Future, readers: set) -> None:
+    @room.on("participant_connected")
+    def _(p: rtc.RemoteParticipant) -> None:
+        emit("participant_connected", identity=p.identity, kind=kind_name(p),
+             attributes=dict(p.attributes))
+
+    @room.on("participant_disconnected")
+    def _(p: rtc.RemoteParticipant) -> None:
+        emit("participant_disconnected", identity=p.identity)
+
+    @room.on("participant_attributes_changed")
+    def _(changed: dict, p: rtc.Participant) -> None:
+        emit("participant_attributes_changed", identity=p.identity, changed=changed)
+
+    @room.on("track_subscribed")
+    def _(track: rtc.Track, pub: rtc.RemoteTrackPublication, p: rtc.RemoteParticipant) -> None:
+        emit("track_subscribed", identity=p.identity, sid=pub.sid, name=pub.name,
+             kind=rtc.TrackKind.Name(track.kind).removeprefix("KIND_").lower())
+
+    @room.on("data_received")
+    def _(packet: rtc.DataPacket) -> None:
+        emit("data_received", topic=packet.topic,
+             identity=packet.participant.identity if packet.participant else None,
+             payload=packet.data.decode("utf-8", errors="replace"))
+
+    @room.on("transcription_received")
+    def _(segments: list, p: rtc.Participant | None, pub: rtc.TrackPublication | None) -> None:
+        emit("transcription", identity=p.identity if p else None,
+             track_sid=pub.sid if pub else None,
+             segments=[{"id": s.id, "text": s.text, "final": s.final} for s in segments])
+
+    @room.on("disconnected")
+    def _(reason: int) -> None:
+        if not ended.done():
+            ended.set_result(reason)
+
+    async def read_text(reader: rtc.TextStreamReader, identity: str) -> None:
+        text = await reader.read_all()
+        emit("text_stream", topic=reader.info.topic, identity=identity,
+             attributes=dict(reader.info.attributes or {}), text=text)
+
+    def on_text(reader: rtc.TextStreamReader, identity: str) -> None:
+        task = asyncio.create_task(read_text(reader, identity))
+        readers.add(task)
+        task.add_done_callback(readers.discard)
+
+    for topic in topics:
+        room.register_text_stream_handler(topic, on_text)
+
+
+async def main() -> int:
+    args = parse_args()
+    loop = asyncio.get_running_loop()
+    # Resolved with the DisconnectReason when the room drops us, or None on a signal
+    # or at the end of --duration; the media loops run until then.
+    ended: asyncio.Future = loop.create_future()
+
+    def on_signal() -> None:
+        if not ended.done():
+            ended.set_result(None)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal)
+
+    room = rtc.Room()
+    readers: set[asyncio.Task] = set()
+    watch_room(room, args.text_topic, ended, readers)
+    try:
+        await asyncio.wait_for(room.connect(args.url, make_token(args)), CONNECT_TIMEOUT_S)
+    except (rtc.ConnectError, asyncio.TimeoutError) as e:
+        print(f"publisher.py: cannot connect to {args.url} room {args.room!r}: "
+              f"{e or 'timed out'}", file=sys.stderr)
+        return 1
+    emit("connected", room=room.name, identity=room.local_participant.identity)
+    for p in room.remote_participants.values():
+        emit("participant_connected", identity=p.identity, kind=kind_name(p),
+             attributes=dict(p.attributes), already_present=True)
+
+    media = []
+    if args.tone_hz > 0:
+        audio = rtc.AudioSource(args.sample_rate, 1, queue_size_ms=100)
+        track = rtc.LocalAudioTrack.create_audio_track("mic", audio)
+        pub = await room.local_participant.publish_track(
+            track, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE))
+        emit("published", kind="audio", sid=pub.sid)
+        media.append(asyncio.create_task(run_tone(audio, args.tone_hz, ended)))
+    if args.size:
+        w, h = args.size
+        video = rtc.VideoSource(w, h)
+        track = rtc.LocalVideoTrack.create_video_track("camera", video)
+        encoding = rtc.VideoEncoding(max_framerate=args.fps,
+                                     max_bitrate=int(w * h * args.fps * VIDEO_BITS_PER_PIXEL))
+        pub = await room.local_participant.publish_track(
+            track, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_CAMERA,
+                                           simulcast=args.simulcast, video_encoding=encoding))
+        emit("published", kind="video", sid=pub.sid)
+        media.append(asyncio.create_task(run_pattern(video, w, h, args.fps, ended)))
+
+    await asyncio.wait([ended], timeout=args.duration)
+    if not ended.done():
+        ended.set_result(None)
+    # Let the media loops finish their last capture rather than cancelling one
+    # mid-flight, whose late FFI callback would log an error at exit.
+    await asyncio.gather(*media)
+    for task in list(readers):
+        task.cancel()
+    await room.disconnect()
+    # Our own room.disconnect() does not fire the room's "disconnected" event.
+    reason = ended.result()
+    emit("disconnected", reason=rtc.DisconnectReason.Name(
+        rtc.DisconnectReason.CLIENT_INITIATED if reason is None else reason))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
