@@ -55,7 +55,7 @@ pub struct AgentConfig {
     pub name: String,
     /// Display name of the agent participant in rooms.
     pub participant_name: String,
-    /// Report `WS_FULL` and refuse jobs at or above this CPU load (0..1].
+    /// Report `WS_FULL` and refuse jobs while CPU load is above this (0..1]; 1 = never full by load.
     pub load_threshold: f32,
     /// Hard cap on concurrent jobs (0 = no cap).
     pub max_jobs: u32,

@@ -3,7 +3,7 @@
 //! `media`) -> outputs (room, recording, store).
 
 pub mod config;
-pub mod devserver;
+pub mod devtools;
 pub mod livekit;
 pub mod media;
 pub mod session;

@@ -39,6 +39,8 @@ pub enum EngineError {
 /// that every owned handle is released exactly once.
 #[derive(Debug, Default)]
 pub struct EngineStats {
+    /// Handles this process took ownership of (each must be dropped once).
+    pub handles_taken: AtomicU64,
     pub handles_dropped: AtomicU64,
     pub handles_drop_failed: AtomicU64,
     pub audio_frames: AtomicU64,
@@ -130,6 +132,19 @@ impl Engine {
         rx.await.map_err(|_| EngineError::ReplyLost(name))
     }
 
+    /// Owned handles not yet released.
+    pub fn live_handles(&self) -> i64 {
+        self.stats.handles_taken.load(Ordering::Relaxed) as i64
+            - self.stats.handles_dropped.load(Ordering::Relaxed) as i64
+    }
+
+    fn take_handle(&self, handle: u64) -> u64 {
+        if handle != 0 {
+            self.stats.handles_taken.fetch_add(1, Ordering::Relaxed);
+        }
+        handle
+    }
+
     pub fn drop_handle(&self, handle: u64) {
         if handle == 0 {
             return;
@@ -211,7 +226,7 @@ impl Engine {
             return; // end of stream: the stream's owner sees the channel close when it drops it
         };
         let frame = received.frame;
-        let handle = frame.handle.id;
+        let handle = self.take_handle(frame.handle.id);
         let info = frame.info;
         let n = (info.samples_per_channel * info.num_channels) as usize;
         let tx = lock(&self.router.audio).get(&ev.stream_handle).cloned();
@@ -243,7 +258,7 @@ impl Engine {
             return;
         };
         let buffer = received.buffer;
-        let handle = buffer.handle.id;
+        let handle = self.take_handle(buffer.handle.id);
         let info = buffer.info;
         let tx = lock(&self.router.video).get(&ev.stream_handle).cloned();
         match tx {
@@ -313,7 +328,7 @@ pub(crate) fn release_room_event_handles(engine: &Engine, event: proto::room_eve
         _ => vec![],
     };
     for h in handles {
-        engine.drop_handle(h);
+        engine.drop_handle(engine.take_handle(h));
     }
 }
 
@@ -398,11 +413,14 @@ pub struct OwnedHandle(u64);
 
 impl OwnedHandle {
     pub fn new(id: u64) -> Self {
+        if let Some(engine) = ENGINE.get() {
+            engine.take_handle(id);
+        }
         Self(id)
     }
 
     pub fn from_proto(h: proto::FfiOwnedHandle) -> Self {
-        Self(h.id)
+        Self::new(h.id)
     }
 
     pub fn id(&self) -> u64 {

@@ -3,15 +3,18 @@
 
 use super::{AudioFrame, VideoFrame};
 
-/// Accumulates mono audio and estimates its dominant frequency by counting rising zero
-/// crossings of the DC-free signal, which is exact enough for tones and costs one pass.
+/// Accumulates mono audio and estimates its dominant frequency from the periods between
+/// rising zero crossings (linearly interpolated). The median period is used, so a concealed
+/// packet or a glitch in the window does not move the estimate.
 #[derive(Debug, Default, Clone)]
 pub struct ToneMeter {
     sample_rate: u32,
     samples: u64,
-    crossings: u64,
     sum_squares: f64,
     last: f32,
+    /// Sub-sample position of the last rising crossing, in samples since the start.
+    last_crossing: Option<f64>,
+    periods: Vec<f32>,
 }
 
 impl ToneMeter {
@@ -21,7 +24,11 @@ impl ToneMeter {
         for chunk in frame.samples.chunks_exact(channels) {
             let s = chunk[0] as f32 / 32768.0;
             if self.last < 0.0 && s >= 0.0 {
-                self.crossings += 1;
+                let at = self.samples as f64 - 1.0 + (-self.last / (s - self.last)) as f64;
+                if let Some(prev) = self.last_crossing {
+                    self.periods.push((at - prev) as f32);
+                }
+                self.last_crossing = Some(at);
             }
             self.last = s;
             self.sum_squares += (s * s) as f64;
@@ -37,14 +44,15 @@ impl ToneMeter {
         }
     }
 
-    /// Dominant frequency in Hz (0 when nothing was measured).
+    /// Dominant frequency in Hz (0 when no full period was seen).
     pub fn frequency_hz(&self) -> f64 {
-        let secs = self.seconds();
-        if secs == 0.0 {
-            0.0
-        } else {
-            self.crossings as f64 / secs
+        if self.periods.is_empty() {
+            return 0.0;
         }
+        let mut periods = self.periods.clone();
+        let mid = periods.len() / 2;
+        let (_, median, _) = periods.select_nth_unstable_by(mid, f32::total_cmp);
+        self.sample_rate as f64 / *median as f64
     }
 
     /// Root-mean-square level in dBFS.
@@ -115,6 +123,24 @@ mod tests {
                 meter.rms_dbfs()
             );
         }
+    }
+
+    #[test]
+    fn a_gap_in_the_tone_does_not_move_the_estimate() {
+        let mut meter = ToneMeter::default();
+        meter.push(&sine(550.0, 48_000, 0.4));
+        meter.push(&AudioFrame {
+            samples: vec![0; 480],
+            sample_rate: 48_000,
+            channels: 1,
+            timestamp_us: 0,
+        });
+        meter.push(&sine(550.0, 48_000, 0.4));
+        assert!(
+            (meter.frequency_hz() - 550.0).abs() < 0.5,
+            "{}",
+            meter.frequency_hz()
+        );
     }
 
     #[test]

@@ -395,7 +395,7 @@ impl Worker {
     fn at_capacity(&self, load: f32) -> Option<&'static str> {
         if self.draining {
             Some("draining")
-        } else if load >= self.config.agent.load_threshold {
+        } else if load > self.config.agent.load_threshold {
             Some("cpu load above threshold")
         } else if self.config.agent.max_jobs > 0
             && self.jobs.len() >= self.config.agent.max_jobs as usize

@@ -1,0 +1,8 @@
+//! Real peers for tests, benchmarks and local development: a livekit-server on loopback and
+//! participants driven by LiveKit's Python SDK (a separate, independent client).
+
+pub mod livekit_server;
+pub mod participant;
+
+pub use livekit_server::LocalLiveKitServer;
+pub use participant::{PythonParticipant, dispatch_cli};

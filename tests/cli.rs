@@ -1,0 +1,168 @@
+//! The binary's behaviour on bad input: clear errors, right exit codes, retries that are logged.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use meeting_agent::devtools::LocalLiveKitServer;
+
+fn agent() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_meeting-agent"));
+    for var in [
+        "LIVEKIT_URL",
+        "LIVEKIT_API_KEY",
+        "LIVEKIT_API_SECRET",
+        "MEETING_AGENT_CONFIG",
+        "MEETING_AGENT_NAME",
+        "MEETING_AGENT_LOG_FORMAT",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.stdin(Stdio::null());
+    cmd
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_api_secret_fails_fast_with_a_clear_error() {
+    let server = LocalLiveKitServer::start().await.unwrap();
+    let started = Instant::now();
+    let out = agent()
+        .arg("worker")
+        .env("LIVEKIT_URL", server.ws_url())
+        .env("LIVEKIT_API_KEY", &server.api_key)
+        .env(
+            "LIVEKIT_API_SECRET",
+            "not-the-secret-not-the-secret-not-the-secret",
+        )
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "must exit non-zero");
+    assert!(
+        stderr.contains("rejected the worker's credentials")
+            && stderr.contains("LIVEKIT_API_SECRET"),
+        "{stderr}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "no retry loop on bad credentials"
+    );
+}
+
+#[test]
+fn an_unreachable_server_is_retried_with_growing_backoff() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port(); // closed once dropped
+    let mut child = agent()
+        .arg("worker")
+        .env("LIVEKIT_URL", format!("ws://127.0.0.1:{port}"))
+        .env("LIVEKIT_API_KEY", "devkey")
+        .env(
+            "LIVEKIT_API_SECRET",
+            "a-secret-that-is-long-enough-for-livekit",
+        )
+        .env("MEETING_AGENT_LOG_FORMAT", "json")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the worker keeps retrying"
+    );
+    // SIGTERM: a worker with no jobs drains at once and exits cleanly.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "clean exit after SIGTERM: {:?}",
+        out.status
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let retries: Vec<u64> = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| {
+            v["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("unreachable"))
+        })
+        .map(|v| v["retry_in_ms"].as_u64().unwrap())
+        .collect();
+    assert!(
+        retries.len() >= 3,
+        "at least three logged retries in 4 s: {stderr}"
+    );
+    assert!(retries[2] > retries[0], "backoff grows: {retries:?}");
+    assert!(
+        stderr.contains(&format!("127.0.0.1:{port}")),
+        "the log names the address"
+    );
+}
+
+#[test]
+fn a_malformed_config_file_names_the_field() {
+    let dir = std::env::temp_dir().join(format!("ma-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("agent.toml");
+    std::fs::write(&path, "[livekit]\nurl = \"ws://127.0.0.1:7880\"\napi_key = \"k\"\napi_secret = \"s\"\n[agent]\nload_threshold = \"very high\"\n").unwrap();
+    let out = agent()
+        .args(["--config", path.to_str().unwrap(), "check-config"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("load_threshold") && stderr.contains("agent.toml"),
+        "{stderr}"
+    );
+
+    std::fs::write(
+        &path,
+        "[livekit]\nurl = \"ws://127.0.0.1:7880\"\napi_key = \"k\"\n",
+    )
+    .unwrap();
+    let out = agent()
+        .args(["--config", path.to_str().unwrap(), "check-config"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("livekit.api_secret"));
+
+    std::fs::write(
+        &path,
+        "[livekit]\nurl = \"ws://127.0.0.1:7880\"\napi_key = \"k\"\napi_secret = \"s\"\n",
+    )
+    .unwrap();
+    let out = agent()
+        .args(["--config", path.to_str().unwrap(), "check-config"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("api_key = k") && !stdout.contains("api_secret"),
+        "secrets are never printed: {stdout}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_missing_engine_library_says_how_to_install_it() {
+    let out = agent()
+        .args(["join", "--room", "x"])
+        .env("LIVEKIT_URL", "ws://127.0.0.1:9")
+        .env("LIVEKIT_API_KEY", "k")
+        .env("LIVEKIT_API_SECRET", "s")
+        .env("LIVEKIT_LIB_PATH", "/nonexistent/liblivekit_ffi.so")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("/nonexistent/liblivekit_ffi.so") && stderr.contains("scripts/setup.sh"),
+        "{stderr}"
+    );
+}

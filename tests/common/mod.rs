@@ -1,0 +1,99 @@
+//! Shared harness for the end-to-end tests: a real livekit-server per test, the agent's
+//! worker in-process, and Python SDK participants.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use meeting_agent::config::Config;
+use meeting_agent::devtools::LocalLiveKitServer;
+use meeting_agent::livekit::Engine;
+use meeting_agent::livekit::library::default_library_path;
+use meeting_agent::session::{MeetingSession, SessionReport};
+use meeting_agent::worker::{JobHandler, Shutdown, Worker, WorkerError, WorkerEvent};
+use tokio::sync::{broadcast, watch};
+use tokio::task::JoinHandle;
+
+pub fn init() {
+    meeting_agent::telemetry::init_logging(
+        meeting_agent::config::LogFormat::Text,
+        "warn,meeting_agent=info",
+    );
+    Engine::start(&default_library_path()).expect("LiveKit FFI library (run scripts/setup.sh)");
+}
+
+pub fn config_for(server: &LocalLiveKitServer, agent_name: &str) -> Config {
+    let mut config = Config::default();
+    config.livekit.url = server.ws_url();
+    config.livekit.api_key = server.api_key.clone();
+    config.livekit.api_secret = server.api_secret.clone();
+    config.agent.name = agent_name.to_string();
+    // Tests run on a busy 2-core machine: never refuse a job because of CPU load.
+    config.agent.load_threshold = 1.0;
+    config.agent.status_interval_secs = 1.0;
+    config.validate().expect("valid test config");
+    config
+}
+
+pub struct RunningWorker {
+    pub events: broadcast::Receiver<WorkerEvent>,
+    pub reports: broadcast::Receiver<SessionReport>,
+    pub shutdown: watch::Sender<Shutdown>,
+    pub task: JoinHandle<Result<(), WorkerError>>,
+}
+
+pub async fn start_worker(config: Config) -> RunningWorker {
+    let session = MeetingSession::new();
+    start_worker_with(config, Arc::new(session.clone()), session.subscribe()).await
+}
+
+pub async fn start_worker_with(
+    config: Config,
+    handler: Arc<dyn JobHandler>,
+    reports: broadcast::Receiver<SessionReport>,
+) -> RunningWorker {
+    let worker = Worker::new(config, handler);
+    let mut events = worker.subscribe();
+    let (shutdown, shutdown_rx) = watch::channel(Shutdown::Running);
+    let task = tokio::spawn(worker.run(shutdown_rx));
+    wait_for(&mut events, Duration::from_secs(15), |e| {
+        matches!(e, WorkerEvent::Registered { .. })
+    })
+    .await
+    .expect("worker registers with the server");
+    RunningWorker {
+        events,
+        reports,
+        shutdown,
+        task,
+    }
+}
+
+/// The next broadcast item matching `pred` within `timeout`.
+pub async fn wait_for<T: Clone>(
+    rx: &mut broadcast::Receiver<T>,
+    timeout: Duration,
+    pred: impl Fn(&T) -> bool,
+) -> Option<T> {
+    tokio::time::timeout(timeout, async {
+        loop {
+            match rx.recv().await {
+                Ok(item) if pred(&item) => return Some(item),
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+pub fn audio_in_room(report: &SessionReport, room_name: &str) -> Option<f64> {
+    match report {
+        SessionReport::AudioStats {
+            room, frequency_hz, ..
+        } if room == room_name => Some(*frequency_hz),
+        _ => None,
+    }
+}
