@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use meeting_agent::bench;
 use meeting_agent::config::Config;
 use meeting_agent::livekit::{Engine, token};
 use meeting_agent::session::MeetingSession;
@@ -42,6 +43,39 @@ enum Command {
     },
     /// Load and validate the configuration, then print it without secrets.
     CheckConfig,
+    /// Measure a BENCHMARKS.md figure against a local livekit-server (needs scripts/setup.sh).
+    Bench {
+        #[command(subcommand)]
+        which: Bench,
+    },
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// dispatch_p50_ms / dispatch_p95_ms: room created -> agent joined.
+    Dispatch {
+        #[arg(long, default_value_t = 30)]
+        rooms: usize,
+    },
+    /// room_rss_mb: extra resident memory per joined room.
+    RoomMemory {
+        #[arg(long, default_value_t = 2)]
+        rooms: usize,
+        #[arg(long, default_value_t = 4)]
+        publishers: usize,
+    },
+    /// recv_cpu_pct_360p30: CPU to receive one 640x360@30 video and one audio stream.
+    RecvCpu {
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+    },
+    /// Memory and FFI handles over a long run with several streams.
+    Soak {
+        #[arg(long, default_value_t = 10)]
+        minutes: u64,
+        #[arg(long, default_value_t = 4)]
+        streams: usize,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -56,6 +90,22 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    if let Command::Bench { which } = cli.command {
+        meeting_agent::telemetry::init_logging(meeting_agent::config::LogFormat::Text, "warn");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        return runtime.block_on(async move {
+            match which {
+                Bench::Dispatch { rooms } => bench::dispatch(rooms).await,
+                Bench::RoomMemory { rooms, publishers } => {
+                    bench::room_memory(rooms, publishers).await
+                }
+                Bench::RecvCpu { seconds } => bench::recv_cpu(seconds).await,
+                Bench::Soak { minutes, streams } => bench::soak(minutes, streams).await,
+            }
+        });
+    }
     let mut config = Config::load(cli.config.as_deref())?;
     if let Command::Worker {
         agent_name: Some(name),
@@ -83,6 +133,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             Command::Worker { .. } => run_worker(config).await,
             Command::Join { room, identity } => run_join(config, &room, &identity).await,
+            Command::Bench { .. } => unreachable!("handled before configuration"),
         }
     })
 }

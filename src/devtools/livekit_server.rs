@@ -168,3 +168,41 @@ impl Drop for LocalLiveKitServer {
         }
     }
 }
+
+impl LocalLiveKitServer {
+    /// Calls a RoomService method over Twirp/JSON (loopback HTTP), as an admin.
+    pub async fn room_service(
+        &self,
+        method: &str,
+        body: &serde_json::Value,
+    ) -> std::io::Result<serde_json::Value> {
+        use livekit_api::access_token::{AccessToken, VideoGrants};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let token = AccessToken::with_api_key(&self.api_key, &self.api_secret)
+            .with_grants(VideoGrants {
+                room_create: true,
+                room_list: true,
+                room_admin: true,
+                ..Default::default()
+            })
+            .to_jwt()
+            .map_err(std::io::Error::other)?;
+        let body = body.to_string();
+        let request = format!(
+            "POST /twirp/livekit.RoomService/{method} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.ports.http)).await?;
+        stream.write_all(request.as_bytes()).await?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await?;
+        let (head, payload) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+        if !head.starts_with("HTTP/1.1 200") {
+            return Err(std::io::Error::other(format!(
+                "RoomService/{method}: {}",
+                head.lines().next().unwrap_or("")
+            )));
+        }
+        serde_json::from_str(payload).map_err(std::io::Error::other)
+    }
+}

@@ -3,6 +3,7 @@
 
 pub mod livekit_server;
 pub mod participant;
+pub mod process_stats;
 
 pub use livekit_server::LocalLiveKitServer;
 pub use participant::{PythonParticipant, dispatch_cli};

@@ -1,24 +1,32 @@
 //! Machine CPU load (0..1) from /proc/stat, the figure LiveKit's own agents report.
 
+/// Smoothed share of all cores in use. Samples closer together than about 100 ms are too
+/// coarse (jiffies) to mean anything, so they return the previous value.
 #[derive(Debug, Default)]
 pub struct CpuLoad {
     last: Option<(u64, u64)>,
+    smoothed: f32,
 }
 
+/// Jiffies (1/100 s per core) a sample must span.
+const MIN_SPAN_JIFFIES: u64 = 10;
+
 impl CpuLoad {
-    /// Busy share of all cores since the previous call (0 on the first call or off Linux).
+    /// Busy share of all cores, exponentially smoothed (0 on the first call or off Linux).
     pub fn sample(&mut self) -> f32 {
         let Some(now) = read_proc_stat() else {
             return 0.0;
         };
-        let load = match self.last {
-            Some((busy0, total0)) if now.1 > total0 => {
-                (now.0.saturating_sub(busy0)) as f32 / (now.1 - total0) as f32
+        match self.last {
+            None => self.last = Some(now),
+            Some((busy0, total0)) if now.1 >= total0 + MIN_SPAN_JIFFIES => {
+                let load = now.0.saturating_sub(busy0) as f32 / (now.1 - total0) as f32;
+                self.smoothed = 0.5 * self.smoothed + 0.5 * load.clamp(0.0, 1.0);
+                self.last = Some(now);
             }
-            _ => 0.0,
-        };
-        self.last = Some(now);
-        load.clamp(0.0, 1.0)
+            Some(_) => {}
+        }
+        self.smoothed
     }
 }
 

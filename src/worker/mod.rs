@@ -337,10 +337,13 @@ impl Worker {
         }
         self.send_status(&mut socket).await?;
 
-        let mut status_tick = tokio::time::interval(Duration::from_secs_f32(
-            self.config.agent.status_interval_secs,
-        ));
-        let mut ping_tick = tokio::time::interval(Duration::from_secs(10));
+        // Both start one period from now: registration has just reported the status.
+        let status_every = Duration::from_secs_f32(self.config.agent.status_interval_secs);
+        let mut status_tick =
+            tokio::time::interval_at(tokio::time::Instant::now() + status_every, status_every);
+        let ping_every = Duration::from_secs(10);
+        let mut ping_tick =
+            tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
         let mut last_heard = Instant::now();
         loop {
             if self.draining && self.jobs.is_empty() {

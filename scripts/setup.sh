@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Installs everything meeting-agent needs on a fresh Debian 12 machine, idempotently.
+# Slow artefacts are cached under $MEETING_AGENT_CACHE (default ~/.cache/meeting-agent):
+#   venv/         LiveKit's Python SDK (test participant) and the wheel that carries the engine
+#   livekit-ffi/  liblivekit_ffi.so (LiveKit's Rust SDK + libwebrtc), checked by sha256
+#   tools/        livekit-server, built from its Go module at a pinned tag
+#   target/       the cargo build directory (set CARGO_TARGET_DIR to it to reuse builds)
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=versions.env
+source "$here/versions.env"
+cache="${MEETING_AGENT_CACHE:-$HOME/.cache/meeting-agent}"
+mkdir -p "$cache"
+log() { printf 'setup: %s\n' "$*" >&2; }
+
+# --- Debian packages -------------------------------------------------------------------------
+apt_packages=(ca-certificates pkg-config python3-venv)
+missing=()
+for p in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  log "installing Debian packages: ${missing[*]}"
+  sudo_cmd=(); [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+for tool in cargo go python3; do
+  command -v "$tool" >/dev/null || { log "error: $tool is required (Rust >= 1.95, Go >= 1.26, Python >= 3.10)"; exit 1; }
+done
+
+# --- Python venv: LiveKit SDK (test participant) + the wheel carrying liblivekit_ffi.so -----------
+venv="$cache/venv"
+want="livekit==$LIVEKIT_WHEEL_VERSION livekit-api==$LIVEKIT_API_PY_VERSION numpy==$NUMPY_VERSION"
+if [ ! -x "$venv/bin/python" ] || [ "$(cat "$venv/.meeting-agent-reqs" 2>/dev/null)" != "$want" ]; then
+  log "creating Python venv at $venv ($want)"
+  python3 -m venv "$venv"
+  # shellcheck disable=SC2086
+  "$venv/bin/pip" install -q --disable-pip-version-check $want
+  echo "$want" > "$venv/.meeting-agent-reqs"
+fi
+
+# --- The LiveKit engine library ----------------------------------------------------------------
+ffi="$cache/livekit-ffi/liblivekit_ffi.so"
+if [ ! -f "$ffi" ] || ! echo "$LIVEKIT_FFI_SHA256  $ffi" | sha256sum -c --status; then
+  src="$("$venv/bin/python" -c 'import livekit.rtc, os; print(os.path.join(os.path.dirname(livekit.rtc.__file__), "resources", "liblivekit_ffi.so"))')"
+  mkdir -p "$(dirname "$ffi")"
+  cp "$src" "$ffi.tmp" && mv "$ffi.tmp" "$ffi"
+  echo "$LIVEKIT_FFI_SHA256  $ffi" | sha256sum -c --status || { log "error: $ffi does not match the pinned sha256"; exit 1; }
+  log "installed $ffi"
+fi
+
+# --- livekit-server from its Go module -----------------------------------------------------------
+server_dir="$cache/tools/livekit-server-$LIVEKIT_SERVER_VERSION"
+if [ ! -x "$server_dir/server" ]; then
+  log "building livekit-server $LIVEKIT_SERVER_VERSION (go install, about 2 minutes)"
+  mkdir -p "$server_dir"
+  (cd /tmp && GOBIN="$server_dir" GOFLAGS=-mod=mod go install "github.com/livekit/livekit-server/cmd/server@$LIVEKIT_SERVER_VERSION")
+fi
+"$server_dir/server" --version >/dev/null
+
+log "ready: engine $ffi, server $server_dir/server, venv $venv"

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Sets up (idempotently) and runs the whole test suite: unit tests, then the end-to-end tests
+# against a real livekit-server with LiveKit's Python SDK as the other participant.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+bash scripts/setup.sh
+export MEETING_AGENT_CACHE="${MEETING_AGENT_CACHE:-$HOME/.cache/meeting-agent}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$MEETING_AGENT_CACHE/target}"
+export RUST_BACKTRACE=1
+cargo build --locked --all-targets
+# End-to-end tests each start their own server and participants; two at a time keeps a
+# 2-core machine responsive enough for real-time media.
+cargo test --locked -- --test-threads=2
