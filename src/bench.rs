@@ -256,10 +256,17 @@ pub async fn recv_cpu(seconds: u64) -> Result<()> {
     wait_video_tracks(&mut reports, 1).await?;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let engine = Engine::get()?;
-    let frames0 = engine.stats.video_frames.load(std::sync::atomic::Ordering::Relaxed);
+    let frames0 = engine
+        .stats
+        .video_frames
+        .load(std::sync::atomic::Ordering::Relaxed);
     let (cpu0, t0) = (cpu_seconds(), Instant::now());
     tokio::time::sleep(Duration::from_secs(seconds)).await;
-    let frames = engine.stats.video_frames.load(std::sync::atomic::Ordering::Relaxed) - frames0;
+    let frames = engine
+        .stats
+        .video_frames
+        .load(std::sync::atomic::Ordering::Relaxed)
+        - frames0;
     let pct = (cpu_seconds() - cpu0) / t0.elapsed().as_secs_f64() * 100.0;
     let fps = frames as f64 / t0.elapsed().as_secs_f64();
     eprintln!("received {fps:.1} video frames/s; process CPU {pct:.1}% of one core");

@@ -29,23 +29,13 @@ pub enum LogFormat {
     Json,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LiveKitConfig {
     /// `ws://`, `wss://`, `http://` or `https://` URL of the LiveKit server.
     pub url: String,
     pub api_key: String,
     pub api_secret: String,
-}
-
-impl Default for LiveKitConfig {
-    fn default() -> Self {
-        Self {
-            url: String::new(),
-            api_key: String::new(),
-            api_secret: String::new(),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -374,3 +374,82 @@ async fn draining_finishes_running_jobs_and_accepts_no_new_ones() {
     ivan.stop().await;
     judy.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_still_running_at_the_drain_timeout_are_terminated() {
+    init();
+    let server = LocalLiveKitServer::start().await.unwrap();
+    let mut config = config_for(&server, "");
+    config.agent.drain_timeout_secs = 2;
+    let mut worker = start_worker(config).await;
+    let mallory = PythonParticipant::spawn(
+        &server,
+        "long-room",
+        "mallory",
+        &["--tone-hz", "440", "--video", "none"],
+    )
+    .unwrap();
+    wait_for(&mut worker.events, T, job_accepted_for("long-room"))
+        .await
+        .unwrap();
+    worker.shutdown.send(Shutdown::Drain).unwrap();
+    let finished = wait_for(&mut worker.events, Duration::from_secs(15), |e| {
+        matches!(e, WorkerEvent::JobFinished { .. })
+    })
+    .await
+    .expect("terminated after the drain timeout");
+    assert!(
+        matches!(
+            finished,
+            WorkerEvent::JobFinished {
+                status: JobStatus::JsSuccess,
+                ..
+            }
+        ),
+        "{finished:?}"
+    );
+    tokio::time::timeout(T, worker.task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    mallory.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_at_its_job_limit_reports_full_and_is_not_dispatched() {
+    init();
+    let server = LocalLiveKitServer::start().await.unwrap();
+    let mut config = config_for(&server, "");
+    config.agent.max_jobs = 1;
+    let mut worker = start_worker(config).await;
+    let niaj = PythonParticipant::spawn(
+        &server,
+        "first-room",
+        "niaj",
+        &["--tone-hz", "440", "--video", "none"],
+    )
+    .unwrap();
+    wait_for(&mut worker.events, T, job_accepted_for("first-room"))
+        .await
+        .unwrap();
+    let olivia = PythonParticipant::spawn(
+        &server,
+        "second-room",
+        "olivia",
+        &["--tone-hz", "440", "--video", "none"],
+    )
+    .unwrap();
+    assert!(
+        wait_for(
+            &mut worker.events,
+            Duration::from_secs(6),
+            job_accepted_for("second-room")
+        )
+        .await
+        .is_none(),
+        "a full worker takes no second job"
+    );
+    niaj.stop().await;
+    olivia.stop().await;
+}

@@ -99,7 +99,7 @@ pub enum WorkerError {
 
 struct RunningJob {
     room: String,
-    terminate: watch::Sender<bool>,
+    terminate: Arc<watch::Sender<bool>>,
 }
 
 struct JobDone {
@@ -280,6 +280,16 @@ impl Worker {
                 "draining: finishing running jobs, accepting none"
             );
             self.draining = true;
+            // Jobs still running after the drain timeout are terminated (no new ones can start).
+            let timeout = Duration::from_secs(self.config.agent.drain_timeout_secs);
+            let running: Vec<_> = self.jobs.values().map(|j| j.terminate.clone()).collect();
+            tokio::spawn(async move {
+                tokio::time::sleep(timeout).await;
+                for terminate in running.iter().filter(|t| !t.is_closed()) {
+                    tracing::warn!(?timeout, "drain timeout: terminating a job");
+                    let _ = terminate.send(true);
+                }
+            });
         }
         if level == Shutdown::Terminate {
             tracing::warn!(running_jobs = self.jobs.len(), "terminating running jobs");
@@ -524,7 +534,7 @@ impl Worker {
             job_id.clone(),
             RunningJob {
                 room: room.clone(),
-                terminate,
+                terminate: Arc::new(terminate),
             },
         );
         self.emit(WorkerEvent::JobAccepted { job_id, room });
