@@ -8,6 +8,11 @@ bash scripts/setup.sh
 export MEETING_AGENT_CACHE="${MEETING_AGENT_CACHE:-$HOME/.cache/meeting-agent}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$MEETING_AGENT_CACHE/target}"
 export RUST_BACKTRACE=1
+# The committed FFI descriptor set must be exactly what the pinned wheel carries.
+fds="$(mktemp)"
+"$MEETING_AGENT_CACHE/venv/bin/python" scripts/gen_ffi_descriptors.py "$fds" >/dev/null
+cmp "$fds" proto/livekit-ffi.fds || { echo "proto/livekit-ffi.fds is stale: run scripts/gen_ffi_descriptors.py proto/livekit-ffi.fds" >&2; exit 1; }
+rm -f "$fds"
 cargo build --locked --all-targets
 # End-to-end tests each start their own server and participants; two at a time keeps a
 # 2-core machine responsive enough for real-time media.
