@@ -15,7 +15,8 @@ mkdir -p "$cache"
 log() { printf 'setup: %s\n' "$*" >&2; }
 
 # --- Debian packages -------------------------------------------------------------------------
-apt_packages=(ca-certificates pkg-config python3-venv)
+# espeak-ng and sox make the test speech and noise (fixtures/make_fixtures.sh).
+apt_packages=(ca-certificates pkg-config python3-venv espeak-ng sox)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

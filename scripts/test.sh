@@ -13,6 +13,7 @@ fds="$(mktemp)"
 "$MEETING_AGENT_CACHE/venv/bin/python" scripts/gen_ffi_descriptors.py "$fds" >/dev/null
 cmp "$fds" proto/livekit-ffi.fds || { echo "proto/livekit-ffi.fds is stale: run scripts/gen_ffi_descriptors.py proto/livekit-ffi.fds" >&2; exit 1; }
 rm -f "$fds"
+bash fixtures/make_fixtures.sh
 cargo build --locked --all-targets
 # End-to-end tests each start their own server and participants; two at a time keeps a
 # 2-core machine responsive enough for real-time media.

@@ -69,6 +69,15 @@ enum Bench {
         #[arg(long, default_value_t = 20)]
         seconds: u64,
     },
+    /// denoise_x_realtime / denoise_vs_stock_ratio: throughput against stock nnnoiseless.
+    Denoise {
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        #[arg(long, default_value_t = 1)]
+        streams: usize,
+    },
+    /// denoise_snr_gain_db: SNR gain on speech with stationary noise.
+    DenoiseSnr,
     /// Memory and FFI handles over a long run with several streams.
     Soak {
         #[arg(long, default_value_t = 10)]
@@ -103,6 +112,8 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 Bench::RecvCpu { seconds } => bench::recv_cpu(seconds).await,
                 Bench::Soak { minutes, streams } => bench::soak(minutes, streams).await,
+                Bench::Denoise { rounds, streams } => bench::denoise::throughput(rounds, streams),
+                Bench::DenoiseSnr => bench::denoise::snr_gain(),
             }
         });
     }

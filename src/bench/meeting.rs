@@ -1,5 +1,5 @@
-//! `meeting-agent bench ...`: the figures in BENCHMARKS.md, measured against a real
-//! livekit-server on loopback with LiveKit's Python SDK as the publishing participants.
+//! Meeting-level figures, measured against a real livekit-server on loopback with LiveKit's
+//! Python SDK as the publishing participants.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,34 +14,7 @@ use crate::livekit::{Engine, library::default_library_path, token};
 use crate::session::{MeetingSession, SessionReport};
 use crate::worker::{Shutdown, Worker, WorkerEvent};
 
-/// Prints one BENCHMARKS.md row.
-fn row(figure: &str, value: f64, unit: &str, target: &str, command: &str) {
-    println!(
-        "| {figure} | {value:.1} | {unit} | {target} | `{command}` | {} |",
-        machine_and_date()
-    );
-}
-
-fn machine_and_date() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines().find_map(|l| {
-                l.strip_prefix("model name")
-                    .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
-            })
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(0);
-    let date = std::process::Command::new("date")
-        .arg("+%Y-%m-%d")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default();
-    format!("{cpu}, {cores} cores, {date}")
-}
+use super::row;
 
 fn start_engine() -> Result<()> {
     Engine::start(&default_library_path())?;
