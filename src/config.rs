@@ -100,11 +100,32 @@ impl Default for EngineConfig {
     }
 }
 
+/// Microphone processing defaults; participants override them with attributes
+/// (`ns.enabled`, `ns.clean_track`).
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AudioConfig {
+    /// RNNoise on every microphone, in front of captions and recordings.
+    pub noise_suppression: bool,
+    /// Publish every microphone's denoised audio as `<identity>-clean`, not only on request.
+    pub clean_tracks: bool,
+}
+
+impl Default for AudioConfig {
+    fn default() -> Self {
+        Self {
+            noise_suppression: true,
+            clean_tracks: false,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub livekit: LiveKitConfig,
     pub agent: AgentConfig,
+    pub audio: AudioConfig,
     pub log: LogConfig,
     pub engine: EngineConfig,
 }
@@ -117,6 +138,8 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("MEETING_AGENT_NAME", "agent.name"),
     ("MEETING_AGENT_LOAD_THRESHOLD", "agent.load_threshold"),
     ("MEETING_AGENT_MAX_JOBS", "agent.max_jobs"),
+    ("MEETING_AGENT_NOISE_SUPPRESSION", "audio.noise_suppression"),
+    ("MEETING_AGENT_CLEAN_TRACKS", "audio.clean_tracks"),
     ("MEETING_AGENT_LOG_FORMAT", "log.format"),
     ("MEETING_AGENT_LOG", "log.filter"),
     ("LIVEKIT_LIB_PATH", "engine.library"),
@@ -185,6 +208,14 @@ impl Config {
                         }
                     }
                 }
+                "audio.noise_suppression" => {
+                    self.audio.noise_suppression = parse_flag(&value)
+                        .ok_or_else(|| invalid(format!("must be true or false, got {value:?}")))?
+                }
+                "audio.clean_tracks" => {
+                    self.audio.clean_tracks = parse_flag(&value)
+                        .ok_or_else(|| invalid(format!("must be true or false, got {value:?}")))?
+                }
                 "log.filter" => self.log.filter = value,
                 "engine.library" => self.engine.library = PathBuf::from(value),
                 _ => unreachable!("every ENV_VARS field is handled"),
@@ -249,6 +280,16 @@ impl Config {
     /// The server's URL as a WebSocket URL (the FFI and `/agent` both want ws/wss).
     pub fn ws_url(&self) -> String {
         to_ws_url(&self.livekit.url)
+    }
+}
+
+/// `true`/`false` (also `1`/`0`, `on`/`off`, `yes`/`no`), as environment variables and
+/// participant attributes carry them.
+pub fn parse_flag(value: &str) -> Option<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "on" | "yes" => Some(true),
+        "false" | "0" | "off" | "no" => Some(false),
+        _ => None,
     }
 }
 

@@ -153,7 +153,8 @@ async fn run_worker(config: Config) -> Result<()> {
     Engine::start(&config.engine.library)?;
     let (shutdown_tx, shutdown_rx) = watch::channel(Shutdown::Running);
     tokio::spawn(forward_signals(shutdown_tx));
-    let worker = Worker::new(config, Arc::new(MeetingSession::new()));
+    let session = MeetingSession::new(config.audio);
+    let worker = Worker::new(config, Arc::new(session));
     worker.run(shutdown_rx).await.context("worker stopped")
 }
 
@@ -171,7 +172,7 @@ async fn run_join(config: Config, room: &str, identity: &str) -> Result<()> {
         let _ = tokio::signal::ctrl_c().await;
         let _ = terminate_tx.send(true);
     });
-    MeetingSession::new()
+    MeetingSession::new(config.audio)
         .run_in_room(&config.ws_url(), &token, terminate_rx)
         .await
         .map_err(|e| anyhow::anyhow!(e))

@@ -56,7 +56,10 @@ fn measure(noise: &str, snr: f64) -> (f64, f64) {
     let mix = mix_at_snr(&speech, &load(noise), snr);
     let out = denoise(&mix);
     // Skip the first 100 ms (RNNoise fade-in); RNNoise delays by well under 20 ms.
-    (snr_db(&speech, &mix, 0, 4800), snr_db(&speech, &out, 960, 4800))
+    (
+        snr_db(&speech, &mix, 0, 4800),
+        snr_db(&speech, &out, 960, 4800),
+    )
 }
 
 #[test]
@@ -65,7 +68,10 @@ fn stationary_noise_is_suppressed_at_every_level() {
     for noise in ["noise-white.wav", "noise-pink.wav", "noise-hum.wav"] {
         for snr in [0.0, 5.0, 10.0] {
             let (input, output) = measure(noise, snr);
-            assert!((input - snr).abs() < 0.2, "fixture mixed at {snr} dB measures {input:.1}");
+            assert!(
+                (input - snr).abs() < 0.2,
+                "fixture mixed at {snr} dB measures {input:.1}"
+            );
             let gain = output - input;
             println!("{noise} at {snr} dB: {input:.1} -> {output:.1} dB ({gain:+.1})");
             // Measured 3.5 .. 9.5 dB on the espeak-ng speech (BENCHMARKS.md: denoise_snr_gain_db).
@@ -81,7 +87,10 @@ fn stationary_noise_is_suppressed_at_every_level() {
 fn babble_is_not_made_worse() {
     for snr in [0.0, 5.0, 10.0] {
         let (input, output) = measure("noise-babble.wav", snr);
-        assert!(output - input >= -1.0, "babble at {snr} dB: {input:.1} -> {output:.1}");
+        assert!(
+            output - input >= -1.0,
+            "babble at {snr} dB: {input:.1} -> {output:.1}"
+        );
     }
 }
 
@@ -91,7 +100,10 @@ fn the_noise_floor_drops_by_more_than_20_db() {
         let mix = mix_at_snr(&load("speech.wav"), &load(noise), 5.0);
         let (before, after) = (noise_floor_dbfs(&mix), noise_floor_dbfs(&denoise(&mix)));
         println!("{noise}: noise floor {before:.1} -> {after:.1} dBFS");
-        assert!(before - after >= 20.0, "{noise}: {before:.1} -> {after:.1} dBFS");
+        assert!(
+            before - after >= 20.0,
+            "{noise}: {before:.1} -> {after:.1} dBFS"
+        );
     }
 }
 
@@ -100,7 +112,13 @@ fn the_segmental_snr_improves_on_stationary_noise() {
     let speech = load("speech.wav");
     for noise in ["noise-white.wav", "noise-pink.wav", "noise-hum.wav"] {
         let mix = mix_at_snr(&speech, &load(noise), 0.0);
-        let (before, after) = (segmental_snr_db(&speech, &mix, 0, 4800), segmental_snr_db(&speech, &denoise(&mix), 960, 4800));
-        assert!(after - before >= 5.0, "{noise}: segmental SNR {before:.1} -> {after:.1}");
+        let (before, after) = (
+            segmental_snr_db(&speech, &mix, 0, 4800),
+            segmental_snr_db(&speech, &denoise(&mix), 960, 4800),
+        );
+        assert!(
+            after - before >= 5.0,
+            "{noise}: segmental SNR {before:.1} -> {after:.1}"
+        );
     }
 }

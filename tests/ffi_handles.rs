@@ -64,6 +64,7 @@ async fn handles_are_released_when_a_room_ends() {
     assert_eq!((frame.width, frame.height), (320, 240));
     drop((audio, video));
     room.disconnect().await.unwrap();
+    drop(room);
     // Room tasks release what they hold as they wind down.
     for _ in 0..50 {
         if engine.live_handles() == 0 {

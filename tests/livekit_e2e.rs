@@ -240,7 +240,7 @@ impl JobHandler for PanickyHandler {
 async fn a_panicking_job_fails_alone() {
     init();
     let server = LocalLiveKitServer::start().await.unwrap();
-    let session = MeetingSession::new();
+    let session = MeetingSession::default();
     let reports = session.subscribe();
     let mut worker = start_worker_with(
         config_for(&server, ""),

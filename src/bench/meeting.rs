@@ -57,7 +57,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 pub async fn dispatch(rooms: usize) -> Result<()> {
     start_engine()?;
     let server = LocalLiveKitServer::start().await?;
-    let session = MeetingSession::new();
+    let session = MeetingSession::default();
     let mut reports = session.subscribe();
     let worker = Worker::new(local_config(&server), Arc::new(session));
     let mut events = worker.subscribe();
@@ -137,7 +137,7 @@ async fn join(
     watch::Sender<bool>,
     broadcast::Receiver<SessionReport>,
 )> {
-    let session = MeetingSession::new();
+    let session = MeetingSession::default();
     let reports = session.subscribe();
     let (stop_tx, stop_rx) = watch::channel(false);
     let jwt = token::room_token(

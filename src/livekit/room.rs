@@ -481,8 +481,8 @@ impl Room {
         }
     }
 
-    /// Leaves the room and releases every handle it holds.
-    pub async fn disconnect(self) -> Result<(), RoomError> {
+    /// Leaves the room. Handles are released when the `Room` is dropped.
+    pub async fn disconnect(&self) -> Result<(), RoomError> {
         let engine = Engine::get()?;
         let async_id = engine.next_async_id();
         let req = proto::DisconnectRequest {
@@ -490,12 +490,29 @@ impl Room {
             request_async_id: Some(async_id),
             reason: Some(DisconnectReason::ClientInitiated as i32),
         };
-        let result = engine
+        engine
             .request_async("disconnect", async_id, Req::Disconnect(req))
-            .await;
-        drop(self);
-        result.map(|_| ())?;
+            .await?;
         Ok(())
+    }
+
+    /// Stops publishing one of this participant's tracks.
+    pub async fn unpublish(&self, track_sid: &str) -> Result<(), RoomError> {
+        let engine = Engine::get()?;
+        let async_id = engine.next_async_id();
+        let req = proto::UnpublishTrackRequest {
+            local_participant_handle: self.local.id(),
+            track_sid: track_sid.to_string(),
+            stop_on_unpublish: true,
+            request_async_id: Some(async_id),
+        };
+        match engine
+            .request_async("unpublish_track", async_id, Req::UnpublishTrack(req))
+            .await?
+        {
+            Ev::UnpublishTrack(cb) => callback_result("unpublish track", cb.error),
+            _ => Err(EngineError::UnexpectedResponse("unpublish_track").into()),
+        }
     }
 }
 

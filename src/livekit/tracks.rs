@@ -211,9 +211,9 @@ impl LocalAudioTrack {
         })
     }
 
-    /// Queues one frame of interleaved PCM; returns once the engine has taken it (the engine
-    /// paces capture to real time through its bounded queue).
-    pub async fn capture(&self, samples: Vec<i16>) -> Result<(), RoomError> {
+    /// Queues one frame of interleaved PCM and returns the buffer for reuse once the engine has
+    /// taken it (the engine paces capture to real time through its bounded queue).
+    pub async fn capture(&self, samples: Vec<i16>) -> Result<Vec<i16>, RoomError> {
         let engine = Engine::get()?;
         let async_id = engine.next_async_id();
         let req = proto::CaptureAudioFrameRequest {
@@ -231,19 +231,19 @@ impl LocalAudioTrack {
             let r = engine
                 .request_async("capture_audio_frame", async_id, Req::CaptureAudioFrame(req))
                 .await;
-            drop(samples);
-            r
+            (r, samples)
         });
-        match done.await.map_err(|e| RoomError::Operation {
+        let (result, samples) = done.await.map_err(|e| RoomError::Operation {
             operation: "capture audio",
             message: e.to_string(),
-        })?? {
+        })?;
+        match result? {
             Ev::CaptureAudioFrame(cb) => match cb.error {
                 Some(message) if !message.is_empty() => Err(RoomError::Operation {
                     operation: "capture audio",
                     message,
                 }),
-                _ => Ok(()),
+                _ => Ok(samples),
             },
             _ => Err(EngineError::UnexpectedResponse("capture_audio_frame").into()),
         }

@@ -1,25 +1,27 @@
 //! What the agent does inside one room: follow participants, open a pipeline per subscribed
-//! track, and report what flows. Later features (captions, denoise, backgrounds, recording)
-//! hang their per-track pipelines here.
+//! track (microphones through noise suppression, cameras through frame figures), and report
+//! what flows. Later features (captions, backgrounds, recording) attach to these pipelines.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
-use crate::livekit::{
-    AudioStream, ConnectOptions, Room, RoomEvent, TrackKind, TrackSource, VideoStream,
-};
-use crate::media::analysis::{ToneMeter, luma_digest};
+use crate::config::AudioConfig;
+use crate::livekit::{ConnectOptions, Room, RoomEvent, TrackKind, TrackSource};
 use crate::worker::{JobContext, JobError, JobFuture, JobHandler};
+
+pub mod controls;
+pub mod microphone;
+pub mod video;
+
+use controls::MicSettings;
 
 /// Audio is taken from the engine at 48 kHz mono in 10 ms frames: the rate the denoiser and
 /// the recording mixer work at.
 pub const AUDIO_RATE: u32 = 48_000;
 pub const AUDIO_FRAME_MS: u32 = 10;
-const REPORT_EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum SessionReport {
@@ -61,6 +63,12 @@ pub enum SessionReport {
         width: u32,
         height: u32,
     },
+    /// The agent published `<participant>-clean`.
+    CleanTrackPublished {
+        room: String,
+        participant: String,
+        sid: String,
+    },
     Left {
         room: String,
         reason: String,
@@ -71,18 +79,28 @@ pub enum SessionReport {
 #[derive(Clone)]
 pub struct MeetingSession {
     reports: broadcast::Sender<SessionReport>,
+    audio: AudioConfig,
 }
 
 impl Default for MeetingSession {
     fn default() -> Self {
-        Self::new()
+        Self::new(AudioConfig::default())
     }
 }
 
+/// Per-room state the event loop keeps.
+#[derive(Default)]
+struct RoomTasks {
+    pipelines: HashMap<String, JoinHandle<()>>,
+    mic_settings: HashMap<String, watch::Sender<MicSettings>>,
+    attributes: HashMap<String, HashMap<String, String>>,
+}
+
 impl MeetingSession {
-    pub fn new() -> Self {
+    pub fn new(audio: AudioConfig) -> Self {
         Self {
             reports: broadcast::channel(1024).0,
+            audio,
         }
     }
 
@@ -90,7 +108,7 @@ impl MeetingSession {
         self.reports.subscribe()
     }
 
-    fn report(&self, report: SessionReport) {
+    pub(crate) fn report(&self, report: SessionReport) {
         let _ = self.reports.send(report);
     }
 
@@ -102,19 +120,20 @@ impl MeetingSession {
         mut terminate: watch::Receiver<bool>,
     ) -> Result<(), JobError> {
         let (room, mut events) = Room::connect(url, token, ConnectOptions::default()).await?;
+        let room = Arc::new(room);
         let room_name = room.name.clone();
         tracing::info!(room = %room_name, identity = %room.identity, "joined room");
         self.report(SessionReport::Joined {
             room: room_name.clone(),
             identity: room.identity.clone(),
         });
-        let mut pipelines: HashMap<String, JoinHandle<()>> = HashMap::new();
+        let mut tasks = RoomTasks::default();
         let reason = loop {
             tokio::select! {
                 event = events.recv() => match event {
                     None => break "event stream ended".to_string(),
                     Some(RoomEvent::Disconnected { reason }) => break format!("disconnected: {}", reason.as_str_name()),
-                    Some(event) => self.on_event(&room, event, &mut pipelines),
+                    Some(event) => self.on_event(&room, event, &mut tasks),
                 },
                 changed = terminate.changed() => {
                     if changed.is_err() || *terminate.borrow() {
@@ -123,7 +142,7 @@ impl MeetingSession {
                 }
             }
         };
-        for (_, task) in pipelines.drain() {
+        for (_, task) in tasks.pipelines.drain() {
             task.abort();
         }
         tracing::info!(room = %room_name, %reason, "leaving room");
@@ -137,16 +156,26 @@ impl MeetingSession {
         Ok(())
     }
 
-    fn on_event(
+    fn mic_settings_for(
         &self,
-        room: &Room,
-        event: RoomEvent,
-        pipelines: &mut HashMap<String, JoinHandle<()>>,
-    ) {
+        tasks: &mut RoomTasks,
+        identity: &str,
+    ) -> watch::Receiver<MicSettings> {
+        let attributes = tasks.attributes.get(identity).cloned().unwrap_or_default();
+        let settings = MicSettings::resolve(&self.audio, &attributes);
+        tasks
+            .mic_settings
+            .entry(identity.to_string())
+            .or_insert_with(|| watch::channel(settings).0)
+            .subscribe()
+    }
+
+    fn on_event(&self, room: &Arc<Room>, event: RoomEvent, tasks: &mut RoomTasks) {
         let room_name = room.name.clone();
         match event {
             RoomEvent::ParticipantConnected(p) => {
                 tracing::info!(room = %room_name, identity = %p.identity, "participant joined");
+                tasks.attributes.insert(p.identity.clone(), p.attributes);
                 self.report(SessionReport::ParticipantJoined {
                     room: room_name,
                     identity: p.identity,
@@ -154,10 +183,23 @@ impl MeetingSession {
             }
             RoomEvent::ParticipantDisconnected { identity, reason } => {
                 tracing::info!(room = %room_name, %identity, reason = reason.as_str_name(), "participant left");
+                tasks.attributes.remove(&identity);
+                tasks.mic_settings.remove(&identity);
                 self.report(SessionReport::ParticipantLeft {
                     room: room_name,
                     identity,
                 });
+            }
+            RoomEvent::ParticipantAttributesChanged {
+                identity,
+                attributes,
+                ..
+            } => {
+                let settings = MicSettings::resolve(&self.audio, &attributes);
+                if let Some(tx) = tasks.mic_settings.get(&identity) {
+                    tx.send_if_modified(|current| std::mem::replace(current, settings) != settings);
+                }
+                tasks.attributes.insert(identity, attributes);
             }
             RoomEvent::TrackSubscribed(track) => {
                 tracing::info!(room = %room_name, participant = %track.participant, sid = %track.sid, kind = track.kind.as_str_name(), "track subscribed");
@@ -171,20 +213,23 @@ impl MeetingSession {
                 let task = match track.kind {
                     TrackKind::KindAudio => {
                         match room.audio_stream(&track.sid, AUDIO_RATE, 1, AUDIO_FRAME_MS) {
-                            Ok(stream) => tokio::spawn(audio_pipeline(
-                                stream,
-                                self.clone(),
-                                room_name,
-                                track.participant,
-                                track.sid.clone(),
-                            )),
+                            Ok(stream) => {
+                                let mic = microphone::Microphone {
+                                    room: room.clone(),
+                                    session: self.clone(),
+                                    settings: self.mic_settings_for(tasks, &track.participant),
+                                    participant: track.participant,
+                                    sid: track.sid.clone(),
+                                };
+                                tokio::spawn(mic.run(stream))
+                            }
                             Err(e) => {
                                 return tracing::warn!(error = %e, sid = %track.sid, "cannot open audio stream");
                             }
                         }
                     }
                     TrackKind::KindVideo => match room.video_stream(&track.sid, 2) {
-                        Ok(stream) => tokio::spawn(video_pipeline(
+                        Ok(stream) => tokio::spawn(video::run(
                             stream,
                             self.clone(),
                             room_name,
@@ -197,12 +242,12 @@ impl MeetingSession {
                     },
                     TrackKind::KindUnknown => return,
                 };
-                if let Some(old) = pipelines.insert(track.sid, task) {
+                if let Some(old) = tasks.pipelines.insert(track.sid, task) {
                     old.abort();
                 }
             }
             RoomEvent::TrackUnsubscribed { sid, .. } | RoomEvent::TrackUnpublished { sid, .. } => {
-                if let Some(task) = pipelines.remove(&sid) {
+                if let Some(task) = tasks.pipelines.remove(&sid) {
                     task.abort();
                 }
             }
@@ -214,64 +259,6 @@ impl MeetingSession {
             }
             RoomEvent::Reconnected => tracing::info!(room = %room_name, "reconnected"),
             other => tracing::trace!(room = %room_name, event = ?other, "room event"),
-        }
-    }
-}
-
-async fn audio_pipeline(
-    mut stream: AudioStream,
-    session: MeetingSession,
-    room: String,
-    participant: String,
-    sid: String,
-) {
-    let mut window = ToneMeter::default();
-    while let Some(frame) = stream.recv().await {
-        window.push(&frame);
-        if window.seconds() >= REPORT_EVERY.as_secs_f64() {
-            tracing::debug!(%room, %participant, %sid, hz = window.frequency_hz(), dbfs = window.rms_dbfs(), "audio");
-            session.report(SessionReport::AudioStats {
-                room: room.clone(),
-                participant: participant.clone(),
-                sid: sid.clone(),
-                seconds: window.seconds(),
-                frequency_hz: window.frequency_hz(),
-                rms_dbfs: window.rms_dbfs(),
-            });
-            window = ToneMeter::default();
-        }
-    }
-}
-
-async fn video_pipeline(
-    mut stream: VideoStream,
-    session: MeetingSession,
-    room: String,
-    participant: String,
-    sid: String,
-) {
-    let (mut frames, mut distinct, mut last_digest) = (0u64, 0u64, None);
-    let mut window_start = tokio::time::Instant::now();
-    while let Some(frame) = stream.recv().await {
-        frames += 1;
-        let digest = luma_digest(&frame);
-        if last_digest != Some(digest) {
-            distinct += 1;
-        }
-        last_digest = Some(digest);
-        if window_start.elapsed() >= REPORT_EVERY {
-            tracing::debug!(%room, %participant, %sid, frames, distinct, width = frame.width, height = frame.height, "video");
-            session.report(SessionReport::VideoStats {
-                room: room.clone(),
-                participant: participant.clone(),
-                sid: sid.clone(),
-                frames,
-                distinct,
-                width: frame.width,
-                height: frame.height,
-            });
-            (frames, distinct) = (0, 0);
-            window_start = tokio::time::Instant::now();
         }
     }
 }

@@ -43,7 +43,7 @@ pub struct RunningWorker {
 }
 
 pub async fn start_worker(config: Config) -> RunningWorker {
-    let session = MeetingSession::new();
+    let session = MeetingSession::default();
     start_worker_with(config, Arc::new(session.clone()), session.subscribe()).await
 }
 

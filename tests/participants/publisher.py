@@ -25,6 +25,7 @@ import signal
 import sys
 import time
 import warnings
+import wave
 
 import numpy as np
 from livekit import api, rtc
@@ -57,6 +58,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--identity", required=True)
     p.add_argument("--name", default=None)
     p.add_argument("--tone-hz", type=float, default=440.0, help="0 = no audio track")
+    p.add_argument("--wav", default=None, metavar="PATH",
+                   help="publish this 16-bit WAV (looped) as the microphone instead of the tone")
     p.add_argument("--sample-rate", type=int, default=48000)
     p.add_argument("--video", default="640x360", help='WxH, or "none" for no video track')
     p.add_argument("--fps", type=float, default=30.0)
@@ -116,6 +119,27 @@ async def run_tone(source: rtc.AudioSource, tone_hz: float, ended: asyncio.Futur
         # source's queue (queue_size_ms) is full, which paces us in real time.
         await source.capture_frame(rtc.AudioFrame(pcm.tobytes(), rate, 1, n))
         sent += n
+
+
+def read_wav(path: str) -> tuple[np.ndarray, int, int]:
+    """Interleaved int16 samples, sample rate, channel count of a 16-bit PCM WAV."""
+    with wave.open(path, "rb") as w:
+        if w.getsampwidth() != 2:
+            raise SystemExit(f"publisher.py: {path}: only 16-bit PCM WAV is supported")
+        pcm = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16)
+        return pcm, w.getframerate(), w.getnchannels()
+
+
+async def run_wav(source: rtc.AudioSource, pcm: np.ndarray, channels: int,
+                  ended: asyncio.Future) -> None:
+    n = source.sample_rate * FRAME_MS // 1000
+    frames = len(pcm) // channels
+    pos = 0
+    while not ended.done():
+        idx = (np.arange(pos, pos + n) % frames)[:, None] * channels + np.arange(channels)
+        await source.capture_frame(rtc.AudioFrame(pcm[idx.ravel()].tobytes(),
+                                                  source.sample_rate, channels, n))
+        pos = (pos + n) % frames
 
 
 async def run_pattern(source: rtc.VideoSource, width: int, height: int, fps: float,
@@ -221,13 +245,16 @@ async def main() -> int:
              attributes=dict(p.attributes), already_present=True)
 
     media = []
-    if args.tone_hz > 0:
-        audio = rtc.AudioSource(args.sample_rate, 1, queue_size_ms=100)
+    if args.wav or args.tone_hz > 0:
+        wav = read_wav(args.wav) if args.wav else None
+        rate, channels = (wav[1], wav[2]) if wav else (args.sample_rate, 1)
+        audio = rtc.AudioSource(rate, channels, queue_size_ms=100)
         track = rtc.LocalAudioTrack.create_audio_track("mic", audio)
         pub = await room.local_participant.publish_track(
             track, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE))
         emit("published", kind="audio", sid=pub.sid)
-        media.append(asyncio.create_task(run_tone(audio, args.tone_hz, ended)))
+        player = run_wav(audio, wav[0], channels, ended) if wav else run_tone(audio, args.tone_hz, ended)
+        media.append(asyncio.create_task(player))
     if args.size:
         w, h = args.size
         video = rtc.VideoSource(w, h)

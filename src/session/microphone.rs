@@ -1,0 +1,166 @@
+//! Microphone pipeline: engine PCM (48 kHz mono, 10 ms) -> RNNoise -> the meeting's consumers,
+//! and on request a clean track `<identity>-clean` that other participants can subscribe to.
+//! Per-track level and frequency figures are reported once a second.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use super::controls::MicSettings;
+use super::{MeetingSession, SessionReport};
+use crate::audio::Denoiser;
+use crate::audio::denoise::{FRAME, RATE, to_i16};
+use crate::livekit::{AudioStream, Room, TrackSource};
+use crate::media::analysis::ToneMeter;
+
+const REPORT_EVERY: Duration = Duration::from_secs(1);
+
+/// The agent's published copy of one participant's denoised microphone.
+struct CleanTrack {
+    sid: String,
+    frames: mpsc::Sender<Vec<i16>>,
+    spare: mpsc::Receiver<Vec<i16>>,
+    task: JoinHandle<()>,
+}
+
+/// Frames dropped because the clean track could not keep up (never queued).
+pub static CLEAN_FRAMES_DROPPED: AtomicU64 = AtomicU64::new(0);
+
+impl CleanTrack {
+    async fn publish(room: &Room, identity: &str) -> Result<Self, crate::livekit::RoomError> {
+        let track = room
+            .publish_audio(
+                &format!("{identity}-clean"),
+                TrackSource::SourceMicrophone,
+                RATE,
+                1,
+            )
+            .await?;
+        let sid = track.sid.clone();
+        // One frame in flight and one waiting: anything beyond that is dropped, not queued,
+        // so a slow engine never adds latency.
+        let (frames, mut pending) = mpsc::channel::<Vec<i16>>(1);
+        let (spare_tx, spare) = mpsc::channel(4);
+        let task = tokio::spawn(async move {
+            while let Some(samples) = pending.recv().await {
+                match track.capture(samples).await {
+                    Ok(buffer) => {
+                        let _ = spare_tx.try_send(buffer);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "clean track capture failed"),
+                }
+            }
+            drop(track);
+        });
+        Ok(Self {
+            sid,
+            frames,
+            spare,
+            task,
+        })
+    }
+
+    fn send(&mut self, frame: &[f32; FRAME]) {
+        let mut buffer = self
+            .spare
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(FRAME));
+        to_i16(frame, &mut buffer);
+        if self.frames.try_send(buffer).is_err() {
+            CLEAN_FRAMES_DROPPED.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    async fn close(self, room: &Room) {
+        drop(self.frames);
+        let _ = self.task.await;
+        if let Err(e) = room.unpublish(&self.sid).await {
+            tracing::debug!(error = %e, "unpublishing the clean track");
+        }
+    }
+}
+
+pub struct Microphone {
+    pub room: Arc<Room>,
+    pub session: MeetingSession,
+    pub participant: String,
+    pub sid: String,
+    pub settings: watch::Receiver<MicSettings>,
+}
+
+impl Microphone {
+    pub async fn run(mut self, mut stream: AudioStream) {
+        let room_name = self.room.name.clone();
+        let mut settings = *self.settings.borrow_and_update();
+        let mut denoiser = Denoiser::new(settings.denoiser_on());
+        let mut clean = None;
+        let mut window = ToneMeter::default();
+        while let Some(frame) = stream.recv().await {
+            if self.settings.has_changed().unwrap_or(false) {
+                settings = *self.settings.borrow_and_update();
+                denoiser.set_enabled(settings.denoiser_on());
+                tracing::info!(room = %room_name, participant = %self.participant, denoise = settings.denoise, clean_track = settings.clean_track, "microphone settings");
+            }
+            clean = self
+                .reconcile_clean_track(clean, settings.clean_track)
+                .await;
+
+            window.push(&frame);
+            if window.seconds() >= REPORT_EVERY.as_secs_f64() {
+                self.session.report(SessionReport::AudioStats {
+                    room: room_name.clone(),
+                    participant: self.participant.clone(),
+                    sid: self.sid.clone(),
+                    seconds: window.seconds(),
+                    frequency_hz: window.frequency_hz(),
+                    rms_dbfs: window.rms_dbfs(),
+                });
+                window = ToneMeter::default();
+            }
+
+            let result = denoiser.process(&frame, |denoised, _voice_probability| {
+                if let Some(track) = clean.as_mut() {
+                    track.send(denoised);
+                }
+            });
+            if let Err(e) = result {
+                tracing::warn!(error = %e, participant = %self.participant, "audio frame skipped");
+            }
+        }
+        if let Some(track) = clean {
+            track.close(&self.room).await;
+        }
+    }
+
+    async fn reconcile_clean_track(
+        &self,
+        current: Option<CleanTrack>,
+        wanted: bool,
+    ) -> Option<CleanTrack> {
+        match (current, wanted) {
+            (None, true) => match CleanTrack::publish(&self.room, &self.participant).await {
+                Ok(track) => {
+                    tracing::info!(room = %self.room.name, participant = %self.participant, sid = %track.sid, "clean track published");
+                    self.session.report(SessionReport::CleanTrackPublished {
+                        room: self.room.name.clone(),
+                        participant: self.participant.clone(),
+                        sid: track.sid.clone(),
+                    });
+                    Some(track)
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, participant = %self.participant, "cannot publish the clean track");
+                    None
+                }
+            },
+            (Some(track), false) => {
+                track.close(&self.room).await;
+                None
+            }
+            (current, _) => current,
+        }
+    }
+}
