@@ -102,7 +102,7 @@ async fn the_engine_publishes_media_data_text_and_transcriptions() {
                 .capture(sine_frame(1000.0, 48_000, n * 480, 480))
                 .await
                 .unwrap();
-            if n % 7 == 0 {
+            if n.is_multiple_of(7) {
                 let mut frame = pattern(320, 240, (n / 7) as u32);
                 frame.timestamp_us = started.elapsed().as_micros() as i64;
                 video.capture(&frame).unwrap();

@@ -82,7 +82,7 @@ impl Denoiser {
         if rate == 0 || channels == 0 || channels > 8 || rate > 192_000 {
             return Err(DenoiseError::BadFormat { rate, channels });
         }
-        if frame.samples.len() % channels as usize != 0 {
+        if !frame.samples.len().is_multiple_of(channels as usize) {
             return Err(DenoiseError::Ragged {
                 samples: frame.samples.len(),
                 channels,
