@@ -78,6 +78,11 @@ enum Bench {
     },
     /// denoise_snr_gain_db: SNR gain on speech with stationary noise.
     DenoiseSnr,
+    /// clean_track_latency_ms: extra delay of `<identity>-clean` over the raw microphone.
+    CleanTrackLatency {
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+    },
     /// Memory and FFI handles over a long run with several streams.
     Soak {
         #[arg(long, default_value_t = 10)]
@@ -114,6 +119,9 @@ fn run(cli: Cli) -> Result<()> {
                 Bench::Soak { minutes, streams } => bench::soak(minutes, streams).await,
                 Bench::Denoise { rounds, streams } => bench::denoise::throughput(rounds, streams),
                 Bench::DenoiseSnr => bench::denoise::snr_gain(),
+                Bench::CleanTrackLatency { seconds } => {
+                    bench::denoise::clean_track_latency(seconds).await
+                }
             }
         });
     }

@@ -122,3 +122,16 @@ fn the_segmental_snr_improves_on_stationary_noise() {
         );
     }
 }
+
+#[test]
+fn rnnoise_delays_by_less_than_one_frame() {
+    use meeting_agent::audio::quality::best_lag;
+    let speech = load("speech.wav");
+    let mix = mix_at_snr(&speech, &load("noise-white.wav"), 10.0);
+    let lag = best_lag(&speech, &denoise(&mix), 960);
+    println!(
+        "RNNoise output lags its input by {lag} samples ({:.1} ms)",
+        lag as f64 / 48.0
+    );
+    assert!(lag <= 480, "{lag} samples");
+}

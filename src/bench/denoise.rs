@@ -157,3 +157,188 @@ pub fn snr_gain() -> Result<()> {
     );
     Ok(())
 }
+
+/// Envelope (RMS per 10 ms frame) of a received stream with each frame's arrival time.
+struct Envelope {
+    times_us: Vec<i64>,
+    levels: Vec<f64>,
+}
+
+impl Envelope {
+    /// The level at `t_us` (nearest frame at or before it).
+    fn at(&self, t_us: i64) -> Option<f64> {
+        let i = self.times_us.partition_point(|&t| t <= t_us);
+        (i > 0).then(|| self.levels[i - 1])
+    }
+}
+
+async fn record_envelope(
+    stream: &mut crate::livekit::AudioStream,
+    seconds: f64,
+) -> Result<Envelope> {
+    let mut env = Envelope {
+        times_us: Vec::new(),
+        levels: Vec::new(),
+    };
+    while (env.levels.len() as f64) < seconds * 100.0 {
+        let frame = tokio::time::timeout(std::time::Duration::from_secs(10), stream.recv())
+            .await?
+            .context("stream ended")?;
+        let energy = frame
+            .samples
+            .iter()
+            .map(|&s| (s as f64).powi(2))
+            .sum::<f64>()
+            / frame.samples.len().max(1) as f64;
+        env.times_us.push(frame.timestamp_us);
+        env.levels.push((energy + 1.0).log10());
+    }
+    Ok(env)
+}
+
+/// The shift (ms) that best aligns the clean envelope with the raw one: how much later the
+/// clean track's content arrives than the same content on the raw track.
+fn extra_delay_ms(raw: &Envelope, clean: &Envelope) -> f64 {
+    let corr = |shift_us: i64| {
+        let pairs: Vec<(f64, f64)> = clean
+            .times_us
+            .iter()
+            .zip(&clean.levels)
+            .filter_map(|(&t, &c)| raw.at(t - shift_us).map(|r| (r, c)))
+            .collect();
+        let n = pairs.len() as f64;
+        let (mr, mc) = (
+            pairs.iter().map(|p| p.0).sum::<f64>() / n,
+            pairs.iter().map(|p| p.1).sum::<f64>() / n,
+        );
+        let cov: f64 = pairs.iter().map(|(r, c)| (r - mr) * (c - mc)).sum();
+        let (vr, vc): (f64, f64) = (
+            pairs.iter().map(|(r, _)| (r - mr).powi(2)).sum(),
+            pairs.iter().map(|(_, c)| (c - mc).powi(2)).sum(),
+        );
+        cov / (vr * vc).sqrt().max(1e-12)
+    };
+    (-50..=400)
+        .map(|ms| ms as i64 * 1000)
+        .max_by(|&a, &b| corr(a).total_cmp(&corr(b)))
+        .unwrap_or(0) as f64
+        / 1000.0
+}
+
+/// Extra delay of `<identity>-clean` over the raw microphone, as a listener in the room hears
+/// them: the agent's receive, RNNoise (10 ms algorithmic) and its second publish hop.
+pub async fn clean_track_latency(seconds: f64) -> Result<()> {
+    use crate::devtools::{LocalLiveKitServer, PythonParticipant};
+    use crate::livekit::{
+        ConnectOptions, Engine, Room, RoomEvent, TrackKind, library::default_library_path, token,
+    };
+    use crate::session::MeetingSession;
+
+    Engine::start(&default_library_path())?;
+    let server = LocalLiveKitServer::start().await?;
+    let speech: Vec<f32> = fixture("speech.wav")?.into_iter().map(f32::from).collect();
+    let noise: Vec<f32> = fixture("noise-white.wav")?
+        .into_iter()
+        .map(f32::from)
+        .collect();
+    let wav = std::env::temp_dir().join(format!("bench-noisy-{}.wav", std::process::id()));
+    let mix: Vec<i16> = mix_at_snr(&speech, &noise, 10.0)
+        .iter()
+        .map(|&s| s.round().clamp(-32768.0, 32767.0) as i16)
+        .collect();
+    crate::audio::wav::write_i16(&wav, &mix, 48_000, 1)?;
+    let _speaker = PythonParticipant::spawn(
+        &server,
+        "bench-clean",
+        "pat",
+        &[
+            "--wav",
+            wav.to_str().unwrap_or_default(),
+            "--video",
+            "none",
+            "--attributes",
+            "ns.clean_track=true",
+        ],
+    )?;
+
+    let agent_jwt = token::room_token(
+        &server.api_key,
+        &server.api_secret,
+        "bench-clean",
+        "agent-bench",
+        "agent",
+    )?;
+    let (url, session) = (server.ws_url(), MeetingSession::default());
+    let (_stop, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        session
+            .run_in_room(&url, &agent_jwt, stop_rx)
+            .await
+            .map_err(|e| e.to_string())
+    });
+
+    let jwt = token::room_token(
+        &server.api_key,
+        &server.api_secret,
+        "bench-clean",
+        "listener",
+        "listener",
+    )?;
+    let (room, mut events) =
+        Room::connect(&server.ws_url(), &jwt, ConnectOptions::default()).await?;
+    let (mut raw, mut clean) = (None, None);
+    while raw.is_none() || clean.is_none() {
+        let event = tokio::time::timeout(std::time::Duration::from_secs(30), events.recv())
+            .await?
+            .context("room closed")?;
+        if let RoomEvent::TrackSubscribed(t) = event {
+            if t.kind == TrackKind::KindAudio && t.participant == "pat" {
+                raw = Some(room.audio_stream(&t.sid, 48_000, 1, 10)?);
+            } else if t.kind == TrackKind::KindAudio && t.name == "pat-clean" {
+                clean = Some(room.audio_stream(&t.sid, 48_000, 1, 10)?);
+            }
+        }
+    }
+    let (mut raw, mut clean) = (raw.expect("set"), clean.expect("set"));
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await; // jitter buffers settle
+    let (raw_env, clean_env) = tokio::join!(
+        record_envelope(&mut raw, seconds),
+        record_envelope(&mut clean, seconds)
+    );
+    let extra = extra_delay_ms(&raw_env?, &clean_env?);
+    std::fs::remove_file(&wav).ok();
+    let mut added: Vec<u32> = crate::session::microphone::CLEAN_LATENCY_US
+        .lock()
+        .map_err(|e| anyhow::anyhow!(e.to_string()))?
+        .iter()
+        .copied()
+        .collect();
+    anyhow::ensure!(!added.is_empty(), "no clean frames were published");
+    added.sort_unstable();
+    let pct = |p: f64| added[((added.len() - 1) as f64 * p) as usize] as f64 / 1000.0;
+    let dropped =
+        crate::session::microphone::CLEAN_FRAMES_DROPPED.load(std::sync::atomic::Ordering::Relaxed);
+    eprintln!(
+        "agent adds p50 {:.1} ms, p95 {:.1} ms, max {:.1} ms over {} frames ({dropped} dropped); a listener hears the clean track {extra:.0} ms after the raw one",
+        pct(0.5),
+        pct(0.95),
+        pct(1.0),
+        added.len()
+    );
+    let cmd = format!("meeting-agent bench clean-track-latency --seconds {seconds}");
+    row(
+        "clean_track_latency_ms",
+        pct(0.95),
+        "ms (p95, in the agent)",
+        "<= 30",
+        &cmd,
+    );
+    row(
+        "clean_track_listener_extra_ms",
+        extra,
+        "ms (listener, vs raw track)",
+        "-",
+        &cmd,
+    );
+    Ok(())
+}

@@ -165,6 +165,10 @@ fn create_track(name: &str, source: &OwnedHandle, audio: bool) -> Result<OwnedHa
     Ok(OwnedHandle::from_proto(owned.handle))
 }
 
+/// Audio the engine holds ahead of real time for a published track: `capture` waits beyond
+/// it. Kept short so a published track never lags; callers that must not wait drop frames.
+pub const AUDIO_SOURCE_QUEUE_MS: u32 = 20;
+
 /// A published audio track fed with PCM.
 pub struct LocalAudioTrack {
     source: OwnedHandle,
@@ -193,7 +197,7 @@ impl LocalAudioTrack {
             }),
             sample_rate: Some(sample_rate),
             num_channels: Some(channels),
-            queue_size_ms: Some(100),
+            queue_size_ms: Some(AUDIO_SOURCE_QUEUE_MS),
             platform_audio_handle: None,
         };
         let Resp::NewAudioSource(resp) = engine.request(Req::NewAudioSource(req))? else {

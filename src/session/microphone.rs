@@ -2,8 +2,9 @@
 //! and on request a clean track `<identity>-clean` that other participants can subscribe to.
 //! Per-track level and frequency figures are reported once a second.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
@@ -13,6 +14,7 @@ use super::controls::MicSettings;
 use super::{MeetingSession, SessionReport};
 use crate::audio::Denoiser;
 use crate::audio::denoise::{FRAME, RATE, to_i16};
+use crate::livekit::engine::monotonic_us;
 use crate::livekit::{AudioStream, Room, TrackSource};
 use crate::media::analysis::ToneMeter;
 
@@ -21,13 +23,29 @@ const REPORT_EVERY: Duration = Duration::from_secs(1);
 /// The agent's published copy of one participant's denoised microphone.
 struct CleanTrack {
     sid: String,
-    frames: mpsc::Sender<Vec<i16>>,
+    /// Denoised PCM with the arrival time of the input frame that completed it.
+    frames: mpsc::Sender<(Vec<i16>, i64)>,
     spare: mpsc::Receiver<Vec<i16>>,
     task: JoinHandle<()>,
 }
 
 /// Frames dropped because the clean track could not keep up (never queued).
 pub static CLEAN_FRAMES_DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// Latency the agent adds to clean tracks, in microseconds per frame: from the engine handing
+/// over the input frame to the engine taking the denoised frame, plus RNNoise's 10 ms
+/// algorithmic delay. The most recent 10,000 frames are kept.
+pub static CLEAN_LATENCY_US: Mutex<VecDeque<u32>> = Mutex::new(VecDeque::new());
+const RNNOISE_DELAY_US: i64 = 10_000;
+
+fn record_latency(arrival_us: i64) {
+    let latency = (monotonic_us() - arrival_us + RNNOISE_DELAY_US).max(0) as u32;
+    let mut samples = CLEAN_LATENCY_US.lock().unwrap_or_else(|e| e.into_inner());
+    if samples.len() == 10_000 {
+        samples.pop_front();
+    }
+    samples.push_back(latency);
+}
 
 impl CleanTrack {
     async fn publish(room: &Room, identity: &str) -> Result<Self, crate::livekit::RoomError> {
@@ -42,12 +60,13 @@ impl CleanTrack {
         let sid = track.sid.clone();
         // One frame in flight and one waiting: anything beyond that is dropped, not queued,
         // so a slow engine never adds latency.
-        let (frames, mut pending) = mpsc::channel::<Vec<i16>>(1);
+        let (frames, mut pending) = mpsc::channel::<(Vec<i16>, i64)>(1);
         let (spare_tx, spare) = mpsc::channel(4);
         let task = tokio::spawn(async move {
-            while let Some(samples) = pending.recv().await {
+            while let Some((samples, arrival_us)) = pending.recv().await {
                 match track.capture(samples).await {
                     Ok(buffer) => {
+                        record_latency(arrival_us);
                         let _ = spare_tx.try_send(buffer);
                     }
                     Err(e) => tracing::warn!(error = %e, "clean track capture failed"),
@@ -63,13 +82,13 @@ impl CleanTrack {
         })
     }
 
-    fn send(&mut self, frame: &[f32; FRAME]) {
+    fn send(&mut self, frame: &[f32; FRAME], arrival_us: i64) {
         let mut buffer = self
             .spare
             .try_recv()
             .unwrap_or_else(|_| Vec::with_capacity(FRAME));
         to_i16(frame, &mut buffer);
-        if self.frames.try_send(buffer).is_err() {
+        if self.frames.try_send((buffer, arrival_us)).is_err() {
             CLEAN_FRAMES_DROPPED.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -123,7 +142,7 @@ impl Microphone {
 
             let result = denoiser.process(&frame, |denoised, _voice_probability| {
                 if let Some(track) = clean.as_mut() {
-                    track.send(denoised);
+                    track.send(denoised, frame.timestamp_us);
                 }
             });
             if let Err(e) = result {
