@@ -119,7 +119,9 @@ impl LocalLiveKitServer {
             .create(true)
             .append(true)
             .open(&self.log_path)?;
-        let child = Command::new(server_binary())
+        let mut command = Command::new(server_binary());
+        super::participant::die_with_parent(&mut command);
+        let child = command
             .arg("--config")
             .arg(&config)
             .stdin(Stdio::null())

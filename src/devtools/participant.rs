@@ -44,7 +44,9 @@ impl PythonParticipant {
         identity: &str,
         args: &[&str],
     ) -> std::io::Result<Self> {
-        let mut child = Command::new(python())
+        let mut command = Command::new(python());
+        die_with_parent(&mut command);
+        let mut child = command
             .arg(participants_dir().join("publisher.py"))
             .args([
                 "--url",
@@ -104,6 +106,18 @@ impl PythonParticipant {
             unsafe { libc::kill(pid as i32, libc::SIGTERM) };
         }
         let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
+    }
+}
+
+/// Ends the child when this process dies, even by a panic or a kill: test participants and
+/// servers must never outlive the test that started them.
+pub(crate) fn die_with_parent(command: &mut Command) {
+    // SAFETY: prctl is async-signal-safe and touches only the child being set up.
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
     }
 }
 
