@@ -120,12 +120,50 @@ impl Default for AudioConfig {
     }
 }
 
+/// Live captions; participants switch theirs with the attribute `captions.enabled`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CaptionsConfig {
+    pub enabled: bool,
+    /// whisper.cpp GGML model (made by models/fetch_models.sh).
+    pub model: PathBuf,
+    /// Expected sha256 of the model; empty skips the check.
+    pub model_sha256: String,
+    /// Spoken language; empty = detect per utterance (multilingual models only).
+    pub language: String,
+    /// Translate to English (multilingual models only).
+    pub translate: bool,
+    pub threads: usize,
+    /// Interim caption cadence while someone speaks.
+    pub interim_ms: u32,
+}
+
+/// sha256 of models/ggml-tiny.en.bin as models/fetch_models.sh makes it.
+pub const TINY_EN_SHA256: &str = "5cca2e9b6791dff29da5435eb6df415228cd7997359e8863ff55b2de147f4baf";
+
+impl Default for CaptionsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            model: cache_dir().join("models").join("ggml-tiny.en.bin"),
+            model_sha256: TINY_EN_SHA256.into(),
+            language: "en".into(),
+            translate: false,
+            threads: 2,
+            interim_ms: 1000,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    /// Where transcripts (and later recordings spooled for upload) are kept.
+    pub data_dir: PathBuf,
     pub livekit: LiveKitConfig,
     pub agent: AgentConfig,
     pub audio: AudioConfig,
+    pub captions: CaptionsConfig,
     pub log: LogConfig,
     pub engine: EngineConfig,
 }
@@ -138,6 +176,9 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("MEETING_AGENT_NAME", "agent.name"),
     ("MEETING_AGENT_LOAD_THRESHOLD", "agent.load_threshold"),
     ("MEETING_AGENT_MAX_JOBS", "agent.max_jobs"),
+    ("MEETING_AGENT_DATA_DIR", "data_dir"),
+    ("MEETING_AGENT_CAPTIONS", "captions.enabled"),
+    ("MEETING_AGENT_WHISPER_MODEL", "captions.model"),
     ("MEETING_AGENT_NOISE_SUPPRESSION", "audio.noise_suppression"),
     ("MEETING_AGENT_CLEAN_TRACKS", "audio.clean_tracks"),
     ("MEETING_AGENT_LOG_FORMAT", "log.format"),
@@ -216,6 +257,15 @@ impl Config {
                     self.audio.clean_tracks = parse_flag(&value)
                         .ok_or_else(|| invalid(format!("must be true or false, got {value:?}")))?
                 }
+                "data_dir" => self.data_dir = PathBuf::from(value),
+                "captions.enabled" => {
+                    self.captions.enabled = parse_flag(&value)
+                        .ok_or_else(|| invalid(format!("must be true or false, got {value:?}")))?
+                }
+                "captions.model" => {
+                    self.captions.model = PathBuf::from(value);
+                    self.captions.model_sha256.clear(); // a model of one's own has no known checksum
+                }
                 "log.filter" => self.log.filter = value,
                 "engine.library" => self.engine.library = PathBuf::from(value),
                 _ => unreachable!("every ENV_VARS field is handled"),
@@ -259,6 +309,12 @@ impl Config {
                 "is required (set LIVEKIT_API_SECRET or [livekit] api_secret)",
             );
         }
+        if self.captions.threads == 0 || self.captions.threads > 64 {
+            return invalid("captions.threads", "must be between 1 and 64");
+        }
+        if !(200..=10_000).contains(&self.captions.interim_ms) {
+            return invalid("captions.interim_ms", "must be between 200 and 10000");
+        }
         if !(self.agent.load_threshold > 0.0 && self.agent.load_threshold <= 1.0) {
             return invalid("agent.load_threshold", "must be in (0, 1]");
         }
@@ -275,6 +331,23 @@ impl Config {
             }
         })?;
         Ok(())
+    }
+
+    /// `data_dir`, or `$XDG_DATA_HOME/meeting-agent` (`~/.local/share/meeting-agent`).
+    pub fn data_dir(&self) -> PathBuf {
+        if !self.data_dir.as_os_str().is_empty() {
+            return self.data_dir.clone();
+        }
+        let base = std::env::var_os("XDG_DATA_HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                std::env::var_os("HOME")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| PathBuf::from("."))
+                    .join(".local")
+                    .join("share")
+            });
+        base.join("meeting-agent")
     }
 
     /// The server's URL as a WebSocket URL (the FFI and `/agent` both want ws/wss).

@@ -4,6 +4,7 @@
 
 pub mod audio;
 pub mod bench;
+pub mod captions;
 pub mod config;
 pub mod devtools;
 pub mod livekit;

@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use meeting_agent::bench;
 use meeting_agent::config::Config;
 use meeting_agent::livekit::{Engine, token};
-use meeting_agent::session::MeetingSession;
+use meeting_agent::session::{Captioning, MeetingSession};
 use meeting_agent::worker::{Shutdown, Worker};
 use tokio::sync::watch;
 
@@ -161,7 +161,7 @@ async fn run_worker(config: Config) -> Result<()> {
     Engine::start(&config.engine.library)?;
     let (shutdown_tx, shutdown_rx) = watch::channel(Shutdown::Running);
     tokio::spawn(forward_signals(shutdown_tx));
-    let session = MeetingSession::new(config.audio);
+    let session = MeetingSession::new(config.audio, Captioning::from_config(&config)?);
     let worker = Worker::new(config, Arc::new(session));
     worker.run(shutdown_rx).await.context("worker stopped")
 }
@@ -180,7 +180,7 @@ async fn run_join(config: Config, room: &str, identity: &str) -> Result<()> {
         let _ = tokio::signal::ctrl_c().await;
         let _ = terminate_tx.send(true);
     });
-    MeetingSession::new(config.audio)
+    MeetingSession::new(config.audio, Captioning::from_config(&config)?)
         .run_in_room(&config.ws_url(), &token, terminate_rx)
         .await
         .map_err(|e| anyhow::anyhow!(e))

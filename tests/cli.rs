@@ -17,6 +17,8 @@ fn agent() -> Command {
     ] {
         cmd.env_remove(var);
     }
+    // Captions are tested elsewhere; here the worker must not need the whisper model.
+    cmd.env("MEETING_AGENT_CAPTIONS", "false");
     cmd.stdin(Stdio::null());
     cmd
 }
@@ -163,6 +165,28 @@ fn a_missing_engine_library_says_how_to_install_it() {
     assert!(!out.status.success());
     assert!(
         stderr.contains("/nonexistent/liblivekit_ffi.so") && stderr.contains("scripts/setup.sh"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_missing_whisper_model_names_the_command_that_fetches_it() {
+    let out = agent()
+        .args(["join", "--room", "x"])
+        .env("LIVEKIT_URL", "ws://127.0.0.1:9")
+        .env("LIVEKIT_API_KEY", "k")
+        .env("LIVEKIT_API_SECRET", "s")
+        .env("MEETING_AGENT_CAPTIONS", "true")
+        .env(
+            "MEETING_AGENT_WHISPER_MODEL",
+            "/nonexistent/ggml-tiny.en.bin",
+        )
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("/nonexistent/ggml-tiny.en.bin") && stderr.contains("fetch_models.sh"),
         "{stderr}"
     );
 }

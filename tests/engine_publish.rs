@@ -190,7 +190,13 @@ async fn the_engine_publishes_media_data_text_and_transcriptions() {
     .map(|(k, v)| (k.to_string(), v))
     .collect();
     speaker
-        .send_text("lk.transcription", "the quick brown fox", &attributes, None)
+        .send_text(
+            "lk.transcription",
+            "the quick brown fox",
+            &attributes,
+            None,
+            None,
+        )
         .await
         .unwrap();
     let got = listener
@@ -208,7 +214,7 @@ async fn the_engine_publishes_media_data_text_and_transcriptions() {
         .await
         .unwrap();
     speaker
-        .send_text("lk.chat", "hi observer", &HashMap::new(), None)
+        .send_text("lk.chat", "hi observer", &HashMap::new(), None, None)
         .await
         .unwrap();
     let (mut data_seen, mut text_seen) = (false, false);

@@ -387,13 +387,16 @@ impl Room {
         }
     }
 
-    /// Sends a whole text stream (LiveKit data streams) on `topic` with attributes.
+    /// Sends a whole text stream (LiveKit data streams) on `topic` with attributes; with
+    /// `sender_identity` the stream is attributed to that participant (as agents do for the
+    /// transcriptions of the people they caption).
     pub async fn send_text(
         &self,
         topic: &str,
         text: &str,
         attributes: &HashMap<String, String>,
         stream_id: Option<&str>,
+        sender_identity: Option<&str>,
     ) -> Result<String, RoomError> {
         let engine = Engine::get()?;
         let async_id = engine.next_async_id();
@@ -403,6 +406,7 @@ impl Room {
                 topic: topic.to_string(),
                 attributes: attributes.clone(),
                 id: stream_id.map(str::to_string),
+                sender_identity: sender_identity.map(str::to_string),
                 ..Default::default()
             },
             text: text.to_string(),

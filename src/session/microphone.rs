@@ -14,6 +14,7 @@ use super::controls::MicSettings;
 use super::{MeetingSession, SessionReport};
 use crate::audio::Denoiser;
 use crate::audio::denoise::{FRAME, RATE, to_i16};
+use crate::captions::speaker::{CaptionContext, SpeakerCaptions};
 use crate::livekit::engine::monotonic_us;
 use crate::livekit::{AudioStream, Room, TrackSource};
 use crate::media::analysis::ToneMeter;
@@ -108,6 +109,10 @@ pub struct Microphone {
     pub participant: String,
     pub sid: String,
     pub settings: watch::Receiver<MicSettings>,
+    /// The room's captioning, when the agent captions at all.
+    pub captions: Option<CaptionContext>,
+    /// When this track started, relative to the agent joining the room.
+    pub origin_ms: u64,
 }
 
 impl Microphone {
@@ -116,16 +121,43 @@ impl Microphone {
         let mut settings = *self.settings.borrow_and_update();
         let mut denoiser = Denoiser::new(settings.denoiser_on());
         let mut clean = None;
+        let mut captions = self.captioner(settings);
         let mut window = ToneMeter::default();
-        while let Some(frame) = stream.recv().await {
-            if self.settings.has_changed().unwrap_or(false) {
-                settings = *self.settings.borrow_and_update();
-                denoiser.set_enabled(settings.denoiser_on());
-                tracing::info!(room = %room_name, participant = %self.participant, denoise = settings.denoise, clean_track = settings.clean_track, "microphone settings");
-            }
+        let mut raw = [0f32; FRAME];
+        let mut frames_seen = 0u64;
+        loop {
+            let frame = tokio::select! {
+                frame = stream.recv() => match frame {
+                    Some(frame) => frame,
+                    None => break,
+                },
+                (utterance, result) = async { captions.as_mut().expect("guarded").interim_ready().await }, if captions.as_ref().is_some_and(|c| c.has_interim()) => {
+                    if let Some(c) = captions.as_mut() {
+                        c.on_interim(utterance, result);
+                    }
+                    continue;
+                }
+                changed = self.settings.changed() => {
+                    if changed.is_err() {
+                        break; // the session is ending
+                    }
+                    settings = *self.settings.borrow_and_update();
+                    denoiser.set_enabled(settings.denoiser_on());
+                    if !settings.captions {
+                        if let Some(mut c) = captions.take() {
+                            c.finish();
+                        }
+                    } else if captions.is_none() {
+                        captions = self.captioner(settings);
+                    }
+                    tracing::info!(room = %room_name, participant = %self.participant, denoise = settings.denoise, clean_track = settings.clean_track, captions = settings.captions, "microphone settings");
+                    continue;
+                }
+            };
             clean = self
                 .reconcile_clean_track(clean, settings.clean_track)
                 .await;
+            frames_seen += 1;
 
             window.push(&frame);
             if window.seconds() >= REPORT_EVERY.as_secs_f64() {
@@ -140,18 +172,48 @@ impl Microphone {
                 window = ToneMeter::default();
             }
 
-            let result = denoiser.process(&frame, |denoised, _voice_probability| {
+            let raw_ok =
+                frame.sample_rate == RATE && frame.channels == 1 && frame.samples.len() == FRAME;
+            if raw_ok {
+                for (r, &s) in raw.iter_mut().zip(&frame.samples) {
+                    *r = s as f32;
+                }
+            }
+            let result = denoiser.process(&frame, |denoised, voice_probability| {
                 if let Some(track) = clean.as_mut() {
                     track.send(denoised, frame.timestamp_us);
+                }
+                if let Some(c) = captions.as_mut() {
+                    // Captions hear what the meeting hears: denoised unless suppression is off.
+                    let input = if settings.denoise || !raw_ok {
+                        &denoised[..]
+                    } else {
+                        &raw[..]
+                    };
+                    c.push(input, voice_probability);
                 }
             });
             if let Err(e) = result {
                 tracing::warn!(error = %e, participant = %self.participant, "audio frame skipped");
             }
         }
+        tracing::debug!(participant = %self.participant, frames_seen, "microphone ended");
+        if let Some(mut c) = captions {
+            c.finish();
+        }
         if let Some(track) = clean {
             track.close(&self.room).await;
         }
+    }
+
+    fn captioner(&self, settings: MicSettings) -> Option<SpeakerCaptions> {
+        let ctx = self.captions.clone().filter(|_| settings.captions)?;
+        Some(SpeakerCaptions::new(
+            ctx,
+            &self.participant,
+            &self.sid,
+            self.origin_ms,
+        ))
     }
 
     async fn reconcile_clean_track(

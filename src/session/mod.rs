@@ -8,6 +8,11 @@ use std::sync::Arc;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
+use crate::captions::Recognizer;
+use crate::captions::journal::{Journal, unix_ms};
+use crate::captions::publisher::CaptionPublisher;
+use crate::captions::segmenter::SegmenterConfig;
+use crate::captions::speaker::CaptionContext;
 use crate::config::AudioConfig;
 use crate::livekit::{ConnectOptions, Room, RoomEvent, TrackKind, TrackSource};
 use crate::worker::{JobContext, JobError, JobFuture, JobHandler};
@@ -76,31 +81,76 @@ pub enum SessionReport {
 }
 
 /// The default job: joins the room and runs the per-track pipelines.
+/// Captioning for the whole process: one recognizer, transcripts under `data_dir`.
+#[derive(Clone)]
+pub struct Captioning {
+    pub recognizer: Arc<Recognizer>,
+    pub data_dir: std::path::PathBuf,
+    pub segmenter: SegmenterConfig,
+}
+
+impl Captioning {
+    /// Loads the configured model (checked by sha256) and starts the recognizer; `None` when
+    /// captions are switched off.
+    pub fn from_config(
+        config: &crate::config::Config,
+    ) -> Result<Option<Self>, crate::captions::ModelError> {
+        let c = &config.captions;
+        if !c.enabled {
+            return Ok(None);
+        }
+        let sha = (!c.model_sha256.is_empty()).then_some(c.model_sha256.as_str());
+        let model = crate::captions::WhisperModel::load(&c.model, sha)?;
+        let options = crate::captions::recognizer::RecognizerOptions {
+            language: (!c.language.is_empty()).then(|| c.language.clone()),
+            translate: c.translate,
+            threads: c.threads,
+        };
+        let recognizer =
+            Recognizer::start(model, options).map_err(|e| crate::captions::ModelError::Load {
+                path: c.model.clone(),
+                message: e.to_string(),
+            })?;
+        Ok(Some(Self {
+            recognizer,
+            data_dir: config.data_dir(),
+            segmenter: SegmenterConfig {
+                interim_every_ms: c.interim_ms,
+                ..Default::default()
+            },
+        }))
+    }
+}
+
 #[derive(Clone)]
 pub struct MeetingSession {
     reports: broadcast::Sender<SessionReport>,
     audio: AudioConfig,
+    captioning: Option<Captioning>,
 }
 
 impl Default for MeetingSession {
     fn default() -> Self {
-        Self::new(AudioConfig::default())
+        Self::new(AudioConfig::default(), None)
     }
 }
 
 /// Per-room state the event loop keeps.
 #[derive(Default)]
 struct RoomTasks {
+    captions: Option<CaptionContext>,
+    started: Option<std::time::Instant>,
     pipelines: HashMap<String, JoinHandle<()>>,
     mic_settings: HashMap<String, watch::Sender<MicSettings>>,
     attributes: HashMap<String, HashMap<String, String>>,
 }
 
 impl MeetingSession {
-    pub fn new(audio: AudioConfig) -> Self {
+    pub fn new(audio: AudioConfig, captioning: Option<Captioning>) -> Self {
         Self {
             reports: broadcast::channel(1024).0,
             audio,
+            captioning,
         }
     }
 
@@ -127,7 +177,25 @@ impl MeetingSession {
             room: room_name.clone(),
             identity: room.identity.clone(),
         });
-        let mut tasks = RoomTasks::default();
+        let mut tasks = RoomTasks {
+            started: Some(std::time::Instant::now()),
+            ..Default::default()
+        };
+        if let Some(c) = &self.captioning {
+            let journal = match Journal::open(&c.data_dir, &room_name, unix_ms()) {
+                Ok(j) => Some(j),
+                Err(e) => {
+                    tracing::error!(error = %e, dir = %c.data_dir.display(), "cannot open the transcript journal; captions are not kept");
+                    None
+                }
+            };
+            tasks.captions = Some(CaptionContext {
+                recognizer: c.recognizer.clone(),
+                publisher: CaptionPublisher { room: room.clone() },
+                journal,
+                segmenter: c.segmenter.clone(),
+            });
+        }
         let reason = loop {
             tokio::select! {
                 event = events.recv() => match event {
@@ -142,8 +210,19 @@ impl MeetingSession {
                 }
             }
         };
+        // Microphones finalise what they were captioning when their settings channel closes.
+        tasks.mic_settings.clear();
         for (_, task) in tasks.pipelines.drain() {
-            task.abort();
+            if tokio::time::timeout(std::time::Duration::from_millis(500), async {
+                while !task.is_finished() {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await
+                }
+            })
+            .await
+            .is_err()
+            {
+                task.abort();
+            }
         }
         tracing::info!(room = %room_name, %reason, "leaving room");
         self.report(SessionReport::Left {
@@ -162,7 +241,7 @@ impl MeetingSession {
         identity: &str,
     ) -> watch::Receiver<MicSettings> {
         let attributes = tasks.attributes.get(identity).cloned().unwrap_or_default();
-        let settings = MicSettings::resolve(&self.audio, &attributes);
+        let settings = MicSettings::resolve(&self.audio, self.captioning.is_some(), &attributes);
         tasks
             .mic_settings
             .entry(identity.to_string())
@@ -195,7 +274,8 @@ impl MeetingSession {
                 attributes,
                 ..
             } => {
-                let settings = MicSettings::resolve(&self.audio, &attributes);
+                let settings =
+                    MicSettings::resolve(&self.audio, self.captioning.is_some(), &attributes);
                 if let Some(tx) = tasks.mic_settings.get(&identity) {
                     tx.send_if_modified(|current| std::mem::replace(current, settings) != settings);
                 }
@@ -220,6 +300,11 @@ impl MeetingSession {
                                     settings: self.mic_settings_for(tasks, &track.participant),
                                     participant: track.participant,
                                     sid: track.sid.clone(),
+                                    captions: tasks.captions.clone(),
+                                    origin_ms: tasks
+                                        .started
+                                        .map(|t| t.elapsed().as_millis() as u64)
+                                        .unwrap_or(0),
                                 };
                                 tokio::spawn(mic.run(stream))
                             }

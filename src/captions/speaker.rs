@@ -1,0 +1,194 @@
+//! Captions for one microphone: feeds the segmenter, asks the recognizer, stabilises interims,
+//! filters finals, publishes both and journals finals.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::oneshot;
+
+use super::filter;
+use super::journal::Journal;
+use super::publisher::{Caption, CaptionPublisher};
+use super::recognizer::{Hypothesis, RecognizeError, Recognizer};
+use super::segmenter::{SegmentEvent, Segmenter, SegmenterConfig};
+use super::stabilizer::Stabilizer;
+
+type Reply = oneshot::Receiver<Result<Hypothesis, RecognizeError>>;
+
+static NEXT_SPEAKER: AtomicU64 = AtomicU64::new(1);
+
+/// What a room's microphones share for captioning.
+#[derive(Clone)]
+pub struct CaptionContext {
+    pub recognizer: Arc<Recognizer>,
+    pub publisher: CaptionPublisher,
+    pub journal: Option<Journal>,
+    pub segmenter: SegmenterConfig,
+}
+
+pub struct SpeakerCaptions {
+    ctx: CaptionContext,
+    key: u64,
+    participant: String,
+    track_sid: String,
+    /// Offset of this track's first frame from the meeting start.
+    origin_ms: u64,
+    segmenter: Segmenter,
+    stabilizer: Stabilizer,
+    utterance: u32,
+    /// The interim request in flight and the utterance it belongs to.
+    interim: Option<(u32, Reply)>,
+    interim_published: bool,
+}
+
+impl SpeakerCaptions {
+    pub fn new(ctx: CaptionContext, participant: &str, track_sid: &str, origin_ms: u64) -> Self {
+        Self {
+            segmenter: Segmenter::new(ctx.segmenter.clone()),
+            ctx,
+            key: NEXT_SPEAKER.fetch_add(1, Ordering::Relaxed),
+            participant: participant.to_string(),
+            track_sid: track_sid.to_string(),
+            origin_ms,
+            stabilizer: Stabilizer::default(),
+            utterance: 0,
+            interim: None,
+            interim_published: false,
+        }
+    }
+
+    fn segment_id(&self) -> String {
+        format!("SG_{}_{}", self.track_sid, self.utterance)
+    }
+
+    /// One 10 ms frame at 48 kHz (i16 scale) with its voice probability.
+    pub fn push(&mut self, frame: &[f32], voice_probability: f32) {
+        match self.segmenter.push(frame, voice_probability) {
+            Some(SegmentEvent::Interim { audio }) => {
+                // A request still in flight is replaced: the newest audio is what matters.
+                self.interim = Some((self.utterance, self.ctx.recognizer.interim(self.key, audio)));
+            }
+            Some(event @ SegmentEvent::Final { .. }) => self.finalise(event),
+            None => {}
+        }
+    }
+
+    /// Finalises the utterance in progress (speaker left, track ended, captions switched off).
+    pub fn finish(&mut self) {
+        if let Some(event) = self.segmenter.finish() {
+            self.finalise(event);
+        }
+    }
+
+    fn finalise(&mut self, event: SegmentEvent) {
+        let SegmentEvent::Final {
+            audio,
+            start_ms,
+            end_ms,
+            mean_voice_probability,
+        } = event
+        else {
+            return;
+        };
+        let reply = self.ctx.recognizer.final_(audio);
+        let caption = Caption {
+            participant: self.participant.clone(),
+            track_sid: self.track_sid.clone(),
+            segment_id: self.segment_id(),
+            text: String::new(),
+            is_final: true,
+            start_ms: self.origin_ms + start_ms,
+            end_ms: self.origin_ms + end_ms,
+            language: self.ctx.recognizer.language.clone().unwrap_or_default(),
+        };
+        let (ctx, had_interim) = (self.ctx.clone(), self.interim_published);
+        let seconds = (end_ms - start_ms) as f32 / 1000.0;
+        // Finals run on their own task so audio keeps flowing; they are never dropped.
+        tokio::spawn(async move {
+            let hypothesis = match reply.await {
+                Ok(Ok(h)) => h,
+                Ok(Err(e)) => {
+                    return tracing::error!(error = %e, segment = %caption.segment_id, "final caption failed");
+                }
+                Err(_) => {
+                    return tracing::error!(segment = %caption.segment_id, "recognizer stopped before a final caption");
+                }
+            };
+            let text = match filter::accept(&hypothesis, mean_voice_probability, seconds) {
+                Ok(text) => text,
+                Err(reason) => {
+                    tracing::debug!(reason, text = %hypothesis.text, "caption dropped");
+                    if !had_interim {
+                        return;
+                    }
+                    String::new() // closes the interim segment the client is showing
+                }
+            };
+            let caption = Caption {
+                text,
+                language: hypothesis.language,
+                ..caption
+            };
+            if let Err(e) = ctx.publisher.publish(&caption).await {
+                tracing::warn!(error = %e, "cannot publish a final caption");
+            }
+            if let (Some(journal), false) = (ctx.journal.clone(), caption.text.is_empty()) {
+                let c = caption.clone();
+                match tokio::task::spawn_blocking(move || journal.append(&c)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::error!(error = %e, "transcript journal write failed"),
+                    Err(e) => tracing::error!(error = %e, "transcript journal task failed"),
+                }
+            }
+            tracing::info!(participant = %caption.participant, segment = %caption.segment_id, text = %caption.text, "caption");
+        });
+        self.utterance += 1;
+        self.stabilizer.reset();
+        self.interim = None;
+        self.interim_published = false;
+    }
+
+    pub fn has_interim(&self) -> bool {
+        self.interim.is_some()
+    }
+
+    /// Waits for the interim in flight (pending forever when there is none).
+    pub async fn interim_ready(&mut self) -> (u32, Result<Hypothesis, RecognizeError>) {
+        match self.interim.as_mut() {
+            Some((utterance, reply)) => {
+                let result = reply.await.unwrap_or(Err(RecognizeError::Superseded));
+                (*utterance, result)
+            }
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Publishes the stabilised interim text when it grew.
+    pub fn on_interim(&mut self, utterance: u32, result: Result<Hypothesis, RecognizeError>) {
+        self.interim = None;
+        let Ok(hypothesis) = result else { return };
+        if utterance != self.utterance {
+            return; // the utterance was finalised meanwhile
+        }
+        let Some(text) = self.stabilizer.update(&hypothesis.text) else {
+            return;
+        };
+        let caption = Caption {
+            participant: self.participant.clone(),
+            track_sid: self.track_sid.clone(),
+            segment_id: self.segment_id(),
+            text,
+            is_final: false,
+            start_ms: self.origin_ms,
+            end_ms: self.origin_ms,
+            language: hypothesis.language,
+        };
+        self.interim_published = true;
+        let publisher = self.ctx.publisher.clone();
+        tokio::spawn(async move {
+            if let Err(e) = publisher.publish(&caption).await {
+                tracing::debug!(error = %e, "cannot publish an interim caption");
+            }
+        });
+    }
+}
