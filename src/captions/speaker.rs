@@ -65,6 +65,7 @@ impl SpeakerCaptions {
     pub fn push(&mut self, frame: &[f32], voice_probability: f32) {
         match self.segmenter.push(frame, voice_probability) {
             Some(SegmentEvent::Interim { audio }) => {
+                tracing::debug!(participant = %self.participant, seconds = audio.len() as f32 / 16_000.0, "interim requested");
                 // A request still in flight is replaced: the newest audio is what matters.
                 self.interim = Some((self.utterance, self.ctx.recognizer.interim(self.key, audio)));
             }
@@ -166,6 +167,7 @@ impl SpeakerCaptions {
     /// Publishes the stabilised interim text when it grew.
     pub fn on_interim(&mut self, utterance: u32, result: Result<Hypothesis, RecognizeError>) {
         self.interim = None;
+        tracing::debug!(participant = %self.participant, utterance, current = self.utterance, result = ?result, "interim hypothesis");
         let Ok(hypothesis) = result else { return };
         if utterance != self.utterance {
             return; // the utterance was finalised meanwhile
@@ -185,9 +187,10 @@ impl SpeakerCaptions {
         };
         self.interim_published = true;
         let publisher = self.ctx.publisher.clone();
+        tracing::debug!(participant = %caption.participant, segment = %caption.segment_id, text = %caption.text, "interim caption");
         tokio::spawn(async move {
             if let Err(e) = publisher.publish(&caption).await {
-                tracing::debug!(error = %e, "cannot publish an interim caption");
+                tracing::warn!(error = %e, "cannot publish an interim caption");
             }
         });
     }

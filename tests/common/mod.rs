@@ -17,7 +17,8 @@ use tokio::task::JoinHandle;
 pub fn init() {
     meeting_agent::telemetry::init_logging(
         meeting_agent::config::LogFormat::Text,
-        "warn,meeting_agent=info",
+        &std::env::var("MEETING_AGENT_TEST_LOG")
+            .unwrap_or_else(|_| "warn,meeting_agent=info".into()),
     );
     Engine::start(&default_library_path()).expect("LiveKit FFI library (run scripts/setup.sh)");
 }

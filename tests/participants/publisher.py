@@ -60,6 +60,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--tone-hz", type=float, default=440.0, help="0 = no audio track")
     p.add_argument("--wav", default=None, metavar="PATH",
                    help="publish this 16-bit WAV (looped) as the microphone instead of the tone")
+    p.add_argument("--once", action="store_true",
+                   help="play the WAV once, then keep the microphone open with silence")
     p.add_argument("--sample-rate", type=int, default=48000)
     p.add_argument("--video", default="640x360", help='WxH, or "none" for no video track')
     p.add_argument("--fps", type=float, default=30.0)
@@ -130,16 +132,23 @@ def read_wav(path: str) -> tuple[np.ndarray, int, int]:
         return pcm, w.getframerate(), w.getnchannels()
 
 
-async def run_wav(source: rtc.AudioSource, pcm: np.ndarray, channels: int,
+async def run_wav(source: rtc.AudioSource, pcm: np.ndarray, channels: int, once: bool,
                   ended: asyncio.Future) -> None:
     n = source.sample_rate * FRAME_MS // 1000
     frames = len(pcm) // channels
     pos = 0
+    silence = np.zeros(n * channels, dtype=np.int16)
     while not ended.done():
-        idx = (np.arange(pos, pos + n) % frames)[:, None] * channels + np.arange(channels)
-        await source.capture_frame(rtc.AudioFrame(pcm[idx.ravel()].tobytes(),
-                                                  source.sample_rate, channels, n))
-        pos = (pos + n) % frames
+        if once and pos + n > frames:
+            if pos < frames + n:
+                emit("wav_finished")
+                pos = frames + n
+            chunk = silence
+        else:
+            idx = (np.arange(pos, pos + n) % frames)[:, None] * channels + np.arange(channels)
+            chunk = pcm[idx.ravel()]
+            pos = pos + n if once else (pos + n) % frames
+        await source.capture_frame(rtc.AudioFrame(chunk.tobytes(), source.sample_rate, channels, n))
 
 
 async def run_pattern(source: rtc.VideoSource, width: int, height: int, fps: float,
@@ -253,7 +262,7 @@ async def main() -> int:
         pub = await room.local_participant.publish_track(
             track, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE))
         emit("published", kind="audio", sid=pub.sid)
-        player = run_wav(audio, wav[0], channels, ended) if wav else run_tone(audio, args.tone_hz, ended)
+        player = run_wav(audio, wav[0], channels, args.once, ended) if wav else run_tone(audio, args.tone_hz, ended)
         media.append(asyncio.create_task(player))
     if args.size:
         w, h = args.size

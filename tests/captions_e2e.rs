@@ -1,0 +1,222 @@
+//! Live captions end to end: a participant (LiveKit's Python SDK) speaks known sentences
+//! (espeak-ng), the agent captions them with whisper, and a second participant receives the
+//! `lk.transcription` text streams and legacy transcriptions.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use meeting_agent::audio::wav::write_i16;
+use meeting_agent::captions::journal::Journal;
+use meeting_agent::captions::wer::word_error_rate;
+use meeting_agent::config::Config;
+use meeting_agent::devtools::{LocalLiveKitServer, PythonParticipant};
+use meeting_agent::session::{Captioning, MeetingSession};
+
+fn fixtures() -> std::path::PathBuf {
+    let dir = meeting_agent::config::cache_dir().join("fixtures");
+    let ok = std::process::Command::new("bash")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures/make_fixtures.sh"
+        ))
+        .arg(&dir)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "fixtures/make_fixtures.sh failed");
+    dir
+}
+
+/// A worker whose sessions caption with the configured (default: tiny.en) model.
+async fn captioning_worker(
+    server: &LocalLiveKitServer,
+    data_dir: &std::path::Path,
+) -> RunningWorker {
+    let mut config: Config = config_for(server, "");
+    config.data_dir = data_dir.to_path_buf();
+    // Three or four interim hypotheses per 3 s sentence, so LocalAgreement has pairs to agree on.
+    config.captions.interim_ms = 700;
+    let captioning =
+        Captioning::from_config(&config).expect("whisper model (run models/fetch_models.sh)");
+    let session = MeetingSession::new(config.audio, captioning);
+    let reports = session.subscribe();
+    start_worker_with(config, Arc::new(session), reports).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spoken_sentences_arrive_as_captions_attributed_to_the_speaker() {
+    init();
+    let server = LocalLiveKitServer::start().await.unwrap();
+    let data_dir = std::env::temp_dir().join(format!("captions-e2e-{}", std::process::id()));
+    let _worker = captioning_worker(&server, &data_dir).await;
+    let dir = fixtures();
+    let expected = std::fs::read_to_string(dir.join("captions.txt")).unwrap();
+
+    let mut listener = PythonParticipant::spawn(
+        &server,
+        "caption-room",
+        "lee",
+        &["--tone-hz", "0", "--video", "none"],
+    )
+    .unwrap();
+    listener
+        .wait_for(Duration::from_secs(30), |e| e["event"] == "connected")
+        .await
+        .unwrap();
+    let wav = dir.join("captions.wav");
+    let mut sam = PythonParticipant::spawn(
+        &server,
+        "caption-room",
+        "sam",
+        &["--wav", wav.to_str().unwrap(), "--once", "--video", "none"],
+    )
+    .unwrap();
+    let published = sam
+        .wait_for(Duration::from_secs(30), |e| e["event"] == "published")
+        .await
+        .unwrap();
+    let sam_track = published["sid"].as_str().unwrap().to_string();
+
+    // Collect until the clip has played and the last final has had time to arrive.
+    let (mut finals, mut interims, mut legacy) = (Vec::new(), 0, 0);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while finals.len() < 6 && tokio::time::Instant::now() < deadline {
+        let Some(ev) = listener
+            .wait_for(Duration::from_secs(5), |e| {
+                e["event"] == "text_stream" || e["event"] == "transcription"
+            })
+            .await
+        else {
+            continue;
+        };
+        if ev["event"] == "transcription" {
+            assert_eq!(ev["identity"], "sam");
+            legacy += 1;
+            continue;
+        }
+        assert_eq!(ev["topic"], "lk.transcription");
+        assert_eq!(
+            ev["identity"], "sam",
+            "captions are attributed to the speaker: {ev}"
+        );
+        assert_eq!(
+            ev["attributes"]["lk.transcribed_track_id"],
+            sam_track.as_str()
+        );
+        assert!(
+            ev["attributes"]["lk.segment_id"]
+                .as_str()
+                .is_some_and(|s| !s.is_empty())
+        );
+        match ev["attributes"]["lk.transcription_final"].as_str() {
+            Some("true") => finals.push(ev["text"].as_str().unwrap().to_string()),
+            Some("false") => interims += 1,
+            other => panic!("lk.transcription_final is {other:?}"),
+        }
+    }
+    // Legacy packets travel separately from the text streams: give the last ones a moment.
+    while let Some(ev) = listener
+        .wait_for(Duration::from_secs(2), |e| e["event"] == "transcription")
+        .await
+    {
+        assert_eq!(ev["identity"], "sam");
+        legacy += 1;
+    }
+    let heard = finals.join(" ");
+    let wer = word_error_rate(&expected, &heard);
+    println!("finals: {finals:#?}\ninterims: {interims}, legacy packets: {legacy}, WER {wer:.3}");
+    assert!(wer <= 0.15, "WER {wer:.3}: heard {heard:?}");
+    assert!(interims >= 1, "interim captions while speaking");
+    assert!(legacy >= finals.len(), "legacy transcription packets too");
+
+    // Every final is in the durable journal.
+    let journal = std::fs::read_dir(data_dir.join("transcripts"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let entries = Journal::read(&journal).unwrap();
+    assert_eq!(
+        entries.iter().map(|e| e.text.clone()).collect::<Vec<_>>(),
+        finals
+    );
+    assert!(
+        entries
+            .iter()
+            .all(|e| e.participant == "sam" && e.room == "caption-room" && e.end_ms > e.start_ms)
+    );
+    assert!(
+        entries.windows(2).all(|w| w[0].start_ms < w[1].start_ms),
+        "timestamps in order"
+    );
+    sam.stop().await;
+    listener.stop().await;
+    std::fs::remove_dir_all(data_dir).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silence_noise_and_tones_produce_no_caption() {
+    init();
+    let server = LocalLiveKitServer::start().await.unwrap();
+    let data_dir = std::env::temp_dir().join(format!("captions-quiet-{}", std::process::id()));
+    let _worker = captioning_worker(&server, &data_dir).await;
+    let dir = fixtures();
+    // 10 s silence, 10 s white noise, 10 s of a chord that steps like a melody.
+    let noise = meeting_agent::audio::wav::read_i16(&dir.join("noise-white.wav"))
+        .unwrap()
+        .0;
+    let mut clip = vec![0i16; 480_000];
+    clip.extend(noise.iter().cycle().take(480_000).map(|&s| s / 2));
+    for i in 0..480_000usize {
+        let f = [262.0, 330.0, 392.0, 523.0][(i / 48_000) % 4];
+        let t = i as f64 / 48_000.0;
+        clip.push(
+            (((2.0 * std::f64::consts::PI * f * t).sin()
+                + 0.5 * (2.0 * std::f64::consts::PI * f * 1.5 * t).sin())
+                * 6000.0) as i16,
+        );
+    }
+    let wav = data_dir.with_extension("wav");
+    write_i16(&wav, &clip, 48_000, 1).unwrap();
+
+    let mut listener = PythonParticipant::spawn(
+        &server,
+        "quiet-room",
+        "lee",
+        &["--tone-hz", "0", "--video", "none"],
+    )
+    .unwrap();
+    listener
+        .wait_for(Duration::from_secs(30), |e| e["event"] == "connected")
+        .await
+        .unwrap();
+    let mut player = PythonParticipant::spawn(
+        &server,
+        "quiet-room",
+        "noisy",
+        &["--wav", wav.to_str().unwrap(), "--once", "--video", "none"],
+    )
+    .unwrap();
+    player
+        .wait_for(Duration::from_secs(60), |e| e["event"] == "wav_finished")
+        .await
+        .expect("the clip plays");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let caption = listener
+        .wait_for(Duration::from_millis(100), |e| {
+            e["event"] == "text_stream" || e["event"] == "transcription"
+        })
+        .await;
+    assert!(
+        caption.is_none(),
+        "no caption on silence, noise or tones: {caption:?}"
+    );
+    player.stop().await;
+    listener.stop().await;
+    std::fs::remove_file(wav).ok();
+    std::fs::remove_dir_all(data_dir).ok();
+}
