@@ -4,6 +4,7 @@
 #   venv/         LiveKit's Python SDK (test participant) and the wheel that carries the engine
 #   livekit-ffi/  liblivekit_ffi.so (LiveKit's Rust SDK + libwebrtc), checked by sha256
 #   tools/        livekit-server, built from its Go module at a pinned tag
+#   models/       whisper GGML models converted from PyPI packages (models/fetch_models.sh)
 #   target/       the cargo build directory (set CARGO_TARGET_DIR to it to reuse builds)
 set -euo pipefail
 
@@ -16,7 +17,8 @@ log() { printf 'setup: %s\n' "$*" >&2; }
 
 # --- Debian packages -------------------------------------------------------------------------
 # espeak-ng and sox make the test speech and noise (fixtures/make_fixtures.sh).
-apt_packages=(ca-certificates pkg-config python3-venv espeak-ng sox)
+# cmake and libclang-dev build whisper.cpp (whisper-rs).
+apt_packages=(ca-certificates pkg-config python3-venv espeak-ng sox cmake libclang-dev)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -62,4 +64,7 @@ if [ ! -x "$server_dir/server" ]; then
 fi
 "$server_dir/server" --version >/dev/null
 
-log "ready: engine $ffi, server $server_dir/server, venv $venv"
+# --- Models: fetched from package registries and converted by the project itself -------------------
+bash "$here/../models/fetch_models.sh"
+
+log "ready: engine $ffi, server $server_dir/server, venv $venv, models $cache/models"

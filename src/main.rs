@@ -78,6 +78,16 @@ enum Bench {
     },
     /// denoise_snr_gain_db: SNR gain on speech with stationary noise.
     DenoiseSnr,
+    /// asr_rtf_<name>: whisper's real-time factor and WER on the caption fixture.
+    Asr {
+        #[arg(long)]
+        model: PathBuf,
+        /// Figure suffix: tiny, base.
+        #[arg(long, default_value = "tiny")]
+        name: String,
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+    },
     /// clean_track_latency_ms: extra delay of `<identity>-clean` over the raw microphone.
     CleanTrackLatency {
         #[arg(long, default_value_t = 10.0)]
@@ -119,6 +129,11 @@ fn run(cli: Cli) -> Result<()> {
                 Bench::Soak { minutes, streams } => bench::soak(minutes, streams).await,
                 Bench::Denoise { rounds, streams } => bench::denoise::throughput(rounds, streams),
                 Bench::DenoiseSnr => bench::denoise::snr_gain(),
+                Bench::Asr {
+                    model,
+                    name,
+                    threads,
+                } => bench::asr::asr(&model, &name, threads).await,
                 Bench::CleanTrackLatency { seconds } => {
                     bench::denoise::clean_track_latency(seconds).await
                 }

@@ -1,5 +1,6 @@
 //! `meeting-agent bench ...`: the figures in BENCHMARKS.md. Each prints its table row.
 
+pub mod asr;
 pub mod denoise;
 pub mod meeting;
 

