@@ -127,7 +127,8 @@ pub struct CaptionsConfig {
     pub enabled: bool,
     /// whisper.cpp GGML model (made by models/fetch_models.sh).
     pub model: PathBuf,
-    /// Expected sha256 of the model; empty skips the check.
+    /// Expected sha256 of the model; empty: the manifest's value for the project's own models
+    /// (by file name), no check for others.
     pub model_sha256: String,
     /// Spoken language; empty = detect per utterance (multilingual models only).
     pub language: String,
@@ -140,13 +141,29 @@ pub struct CaptionsConfig {
 
 /// sha256 of models/ggml-tiny.en.bin as models/fetch_models.sh makes it.
 pub const TINY_EN_SHA256: &str = "5cca2e9b6791dff29da5435eb6df415228cd7997359e8863ff55b2de147f4baf";
+/// sha256 of models/ggml-base.bin as models/fetch_models.sh makes it.
+pub const BASE_SHA256: &str = "ab8c17e3474a1ca67d10d51eccb05aaa0333db148aa6382e579b3c4e72002dad";
+
+impl CaptionsConfig {
+    /// The checksum the model must have, if one is known.
+    pub fn expected_sha256(&self) -> Option<&str> {
+        if !self.model_sha256.is_empty() {
+            return Some(&self.model_sha256);
+        }
+        match self.model.file_name().and_then(|n| n.to_str()) {
+            Some("ggml-tiny.en.bin") => Some(TINY_EN_SHA256),
+            Some("ggml-base.bin") => Some(BASE_SHA256),
+            _ => None,
+        }
+    }
+}
 
 impl Default for CaptionsConfig {
     fn default() -> Self {
         Self {
             enabled: true,
             model: cache_dir().join("models").join("ggml-tiny.en.bin"),
-            model_sha256: TINY_EN_SHA256.into(),
+            model_sha256: String::new(),
             language: "en".into(),
             translate: false,
             threads: 2,
@@ -262,10 +279,7 @@ impl Config {
                     self.captions.enabled = parse_flag(&value)
                         .ok_or_else(|| invalid(format!("must be true or false, got {value:?}")))?
                 }
-                "captions.model" => {
-                    self.captions.model = PathBuf::from(value);
-                    self.captions.model_sha256.clear(); // a model of one's own has no known checksum
-                }
+                "captions.model" => self.captions.model = PathBuf::from(value),
                 "log.filter" => self.log.filter = value,
                 "engine.library" => self.engine.library = PathBuf::from(value),
                 _ => unreachable!("every ENV_VARS field is handled"),

@@ -99,8 +99,7 @@ impl Captioning {
         if !c.enabled {
             return Ok(None);
         }
-        let sha = (!c.model_sha256.is_empty()).then_some(c.model_sha256.as_str());
-        let model = crate::captions::WhisperModel::load(&c.model, sha)?;
+        let model = crate::captions::WhisperModel::load(&c.model, c.expected_sha256())?;
         let options = crate::captions::recognizer::RecognizerOptions {
             language: (!c.language.is_empty()).then(|| c.language.clone()),
             translate: c.translate,
