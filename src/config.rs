@@ -167,7 +167,7 @@ impl Default for CaptionsConfig {
             language: "en".into(),
             translate: false,
             threads: 2,
-            interim_ms: 1000,
+            interim_ms: 500,
         }
     }
 }

@@ -88,6 +88,8 @@ enum Bench {
         #[arg(long, default_value_t = 2)]
         threads: usize,
     },
+    /// caption_final_p50_s, caption_interim_s, caption_wer_ratio: live captions in a room.
+    CaptionLatency,
     /// clean_track_latency_ms: extra delay of `<identity>-clean` over the raw microphone.
     CleanTrackLatency {
         #[arg(long, default_value_t = 10.0)]
@@ -129,6 +131,7 @@ fn run(cli: Cli) -> Result<()> {
                 Bench::Soak { minutes, streams } => bench::soak(minutes, streams).await,
                 Bench::Denoise { rounds, streams } => bench::denoise::throughput(rounds, streams),
                 Bench::DenoiseSnr => bench::denoise::snr_gain(),
+                Bench::CaptionLatency => bench::captions::caption_latency().await,
                 Bench::Asr {
                     model,
                     name,

@@ -269,5 +269,14 @@ async fn the_engine_publishes_media_data_text_and_transcriptions() {
     drop((audio_in, video_in));
     speaker.disconnect().await.unwrap();
     observer.disconnect().await.unwrap();
+    let engine = meeting_agent::livekit::Engine::get().unwrap();
+    assert_eq!(
+        engine
+            .stats
+            .handles_drop_failed
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "no handle released twice (read text streams consume theirs)"
+    );
     listener.stop().await;
 }

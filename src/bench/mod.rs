@@ -1,6 +1,7 @@
 //! `meeting-agent bench ...`: the figures in BENCHMARKS.md. Each prints its table row.
 
 pub mod asr;
+pub mod captions;
 pub mod denoise;
 pub mod meeting;
 

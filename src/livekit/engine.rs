@@ -426,6 +426,19 @@ impl OwnedHandle {
     pub fn id(&self) -> u64 {
         self.0
     }
+
+    /// For requests that take ownership of the handle (reading a data stream consumes its
+    /// reader): counted as released, never dropped a second time.
+    pub fn hand_over(self) -> u64 {
+        let id = self.0;
+        if let Some(engine) = ENGINE.get()
+            && id != 0
+        {
+            engine.stats.handles_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        std::mem::forget(self);
+        id
+    }
 }
 
 impl Drop for OwnedHandle {

@@ -64,8 +64,9 @@ impl TextStreamReader {
     pub async fn read_all(self) -> Result<String, RoomError> {
         let engine = Engine::get()?;
         let async_id = engine.next_async_id();
+        // The read request takes the reader's handle over; an unread reader releases it on drop.
         let req = proto::TextStreamReaderReadAllRequest {
-            reader_handle: self.handle.id(),
+            reader_handle: self.handle.hand_over(),
             request_async_id: Some(async_id),
         };
         match engine

@@ -1,0 +1,227 @@
+//! Live caption figures in a real room: end of speech -> final caption at a listener, speech
+//! onset -> first interim, and streaming WER against offline WER on the same audio and model.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use super::row;
+use crate::audio::wav::read_i16;
+use crate::captions::recognizer::RecognizerOptions;
+use crate::captions::wer::word_error_rate;
+use crate::captions::{Recognizer, WhisperModel};
+use crate::config::Config;
+use crate::devtools::{LocalLiveKitServer, PythonParticipant};
+use crate::livekit::engine::monotonic_us;
+use crate::livekit::{
+    ConnectOptions, Engine, Room, RoomEvent, TrackKind, library::default_library_path, token,
+};
+use crate::session::{Captioning, MeetingSession};
+
+/// Speech regions (start, end) in a received stream, from 10 ms frame levels: a region ends after
+/// 300 ms below -45 dBFS.
+fn speech_regions(frames: &[(i64, f64)]) -> Vec<(i64, i64)> {
+    let mut regions = Vec::new();
+    let mut current: Option<(i64, i64)> = None;
+    for &(t, dbfs) in frames {
+        let loud = dbfs > -45.0;
+        current = match (current, loud) {
+            (None, true) => Some((t, t + 10_000)),
+            (Some((s, _)), true) => Some((s, t + 10_000)),
+            (Some((s, e)), false) if t - e > 300_000 => {
+                regions.push((s, e));
+                None
+            }
+            (c, _) => c,
+        };
+    }
+    regions.extend(current);
+    regions
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[(((sorted.len() - 1) as f64) * p).round() as usize]
+}
+
+pub async fn caption_latency() -> Result<()> {
+    Engine::start(&default_library_path())?;
+    let dir = crate::config::cache_dir().join("fixtures");
+    let status = std::process::Command::new("bash")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures/make_fixtures.sh"
+        ))
+        .arg(&dir)
+        .status()?;
+    anyhow::ensure!(status.success(), "fixtures/make_fixtures.sh failed");
+    let expected = std::fs::read_to_string(dir.join("captions.txt"))?;
+    let server = LocalLiveKitServer::start().await?;
+    let config = Config::default();
+
+    // The agent, captioning with the default model.
+    let captioning =
+        Captioning::from_config(&config)?.context("captions are enabled by default")?;
+    let session = MeetingSession::new(config.audio, Some(captioning));
+    let agent_jwt = token::room_token(
+        &server.api_key,
+        &server.api_secret,
+        "bench-captions",
+        "agent-bench",
+        "agent",
+    )?;
+    let url = server.ws_url();
+    let (_stop, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        session
+            .run_in_room(&url, &agent_jwt, stop_rx)
+            .await
+            .map_err(|e| e.to_string())
+    });
+
+    // The listener: hears the speaker and reads the captions.
+    let jwt = token::room_token(
+        &server.api_key,
+        &server.api_secret,
+        "bench-captions",
+        "listener",
+        "listener",
+    )?;
+    let (room, mut events) =
+        Room::connect(&server.ws_url(), &jwt, ConnectOptions::default()).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let wav = dir.join("captions.wav");
+    let mut speaker = PythonParticipant::spawn(
+        &server,
+        "bench-captions",
+        "sam",
+        &[
+            "--wav",
+            wav.to_str().unwrap_or_default(),
+            "--once",
+            "--video",
+            "none",
+        ],
+    )?;
+
+    let mut audio: Option<crate::livekit::AudioStream> = None;
+    let mut levels = Vec::new();
+    let mut captions: Vec<(i64, bool, String, String)> = Vec::new(); // (arrival, final, segment, text)
+    let mut finished_at = None;
+    loop {
+        if finished_at.is_some_and(|t: tokio::time::Instant| t.elapsed() > Duration::from_secs(6)) {
+            break;
+        }
+        tokio::select! {
+            event = events.recv() => match event.context("room closed")? {
+                RoomEvent::TrackSubscribed(t) if t.kind == TrackKind::KindAudio && t.participant == "sam" => audio = Some(room.audio_stream(&t.sid, 48_000, 1, 10)?),
+                RoomEvent::TextStream(reader) if reader.topic == "lk.transcription" => {
+                    let arrival = monotonic_us();
+                    let is_final = reader.attributes.get("lk.transcription_final").is_some_and(|v| v == "true");
+                    let segment = reader.attributes.get("lk.segment_id").cloned().unwrap_or_default();
+                    captions.push((arrival, is_final, segment, reader.read_all().await?));
+                }
+                _ => {}
+            },
+            frame = async { audio.as_mut().expect("guarded").recv().await }, if audio.is_some() => {
+                let frame = frame.context("audio ended")?;
+                let energy = frame.samples.iter().map(|&s| (s as f64 / 32768.0).powi(2)).sum::<f64>() / frame.samples.len().max(1) as f64;
+                levels.push((frame.timestamp_us, 10.0 * energy.max(1e-12).log10()));
+            }
+            done = speaker.wait_for(Duration::from_millis(50), |e| e["event"] == "wav_finished"), if finished_at.is_none() => {
+                if done.is_some() {
+                    finished_at = Some(tokio::time::Instant::now());
+                }
+            }
+        }
+    }
+    let regions = speech_regions(&levels);
+    let finals: Vec<_> = captions.iter().filter(|c| c.1).collect();
+    anyhow::ensure!(!finals.is_empty(), "no final captions arrived");
+    let mut final_latency = Vec::new();
+    let mut interim_latency = Vec::new();
+    for (i, &(start, end)) in regions.iter().enumerate() {
+        let Some(f) = finals.get(i) else { break };
+        final_latency.push((f.0 - end) as f64 / 1e6);
+        if let Some(first) = captions.iter().find(|c| !c.1 && c.2 == f.2) {
+            interim_latency.push((first.0 - start) as f64 / 1e6);
+        }
+    }
+    final_latency.sort_by(f64::total_cmp);
+    interim_latency.sort_by(f64::total_cmp);
+    let streaming: Vec<&str> = finals.iter().map(|f| f.3.as_str()).collect();
+    let streaming_wer = word_error_rate(&expected, &streaming.join(" "));
+
+    // Offline: the same fixture and model, no network.
+    let (samples, _, _) = read_i16(&wav)?;
+    let model = WhisperModel::load(&Config::default().captions.model, None)?;
+    let recognizer = Recognizer::start(
+        model,
+        RecognizerOptions {
+            language: Some("en".into()),
+            translate: false,
+            threads: 2,
+        },
+    )
+    .map_err(|e| anyhow::anyhow!(e))?;
+    let mut offline = Vec::new();
+    for utterance in super::asr::utterances(&samples) {
+        offline.push(
+            recognizer
+                .final_(utterance)
+                .await?
+                .map_err(|e| anyhow::anyhow!(e))?
+                .text,
+        );
+    }
+    let offline_wer = word_error_rate(&expected, &offline.join(" "));
+    eprintln!(
+        "{} speech regions, {} finals, {} interims; final latency {final_latency:.2?} s; first interim {interim_latency:.2?} s; WER streaming {streaming_wer:.3} vs offline {offline_wer:.3}",
+        regions.len(),
+        finals.len(),
+        captions.len() - finals.len()
+    );
+    let cmd = "meeting-agent bench caption-latency";
+    row(
+        "caption_final_p50_s",
+        percentile(&final_latency, 0.5),
+        "s",
+        "<= 1.0",
+        cmd,
+    );
+    row(
+        "caption_final_p95_s",
+        percentile(&final_latency, 0.95),
+        "s",
+        "<= 2.0",
+        cmd,
+    );
+    if !interim_latency.is_empty() {
+        row(
+            "caption_interim_s",
+            percentile(&interim_latency, 0.5),
+            "s (median)",
+            "<= 1.0",
+            cmd,
+        );
+    }
+    let ratio = if offline_wer == 0.0 {
+        if streaming_wer == 0.0 {
+            1.0
+        } else {
+            f64::INFINITY
+        }
+    } else {
+        streaming_wer / offline_wer
+    };
+    row(
+        "caption_wer_ratio",
+        ratio,
+        "streaming WER / offline WER (6 utterances)",
+        "<= 1.15",
+        cmd,
+    );
+    drop(audio);
+    room.disconnect().await?;
+    speaker.stop().await;
+    Ok(())
+}
