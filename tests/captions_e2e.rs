@@ -15,6 +15,10 @@ use meeting_agent::config::Config;
 use meeting_agent::devtools::{LocalLiveKitServer, PythonParticipant};
 use meeting_agent::session::{Captioning, MeetingSession};
 
+/// One captioning test at a time: each runs whisper on two threads, and two at once on a 2-core
+/// machine would starve the real-time media the test depends on.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn fixtures() -> std::path::PathBuf {
     let dir = meeting_agent::config::cache_dir().join("fixtures");
     let ok = std::process::Command::new("bash")
@@ -48,6 +52,7 @@ async fn captioning_worker(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spoken_sentences_arrive_as_captions_attributed_to_the_speaker() {
+    let _serial = SERIAL.lock().await;
     init();
     let server = LocalLiveKitServer::start().await.unwrap();
     let data_dir = std::env::temp_dir().join(format!("captions-e2e-{}", std::process::id()));
@@ -160,6 +165,7 @@ async fn spoken_sentences_arrive_as_captions_attributed_to_the_speaker() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silence_noise_and_tones_produce_no_caption() {
+    let _serial = SERIAL.lock().await;
     init();
     let server = LocalLiveKitServer::start().await.unwrap();
     let data_dir = std::env::temp_dir().join(format!("captions-quiet-{}", std::process::id()));
@@ -218,5 +224,210 @@ async fn silence_noise_and_tones_produce_no_caption() {
     player.stop().await;
     listener.stop().await;
     std::fs::remove_file(wav).ok();
+    std::fs::remove_dir_all(data_dir).ok();
+}
+
+/// Splits the caption fixture after its third sentence into two clips of the same length, one
+/// speaking first and silent after, the other silent first and speaking after.
+fn turn_taking_clips(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (samples, _, _) = meeting_agent::audio::wav::read_i16(&dir.join("captions.wav")).unwrap();
+    // Sentence ends: the 1.5 s pauses; find the third by counting long quiet stretches.
+    let loud: Vec<bool> = samples
+        .chunks(480)
+        .map(|c| c.iter().map(|&s| (s as f64).powi(2)).sum::<f64>() / 480.0 > 1e4)
+        .collect();
+    let (mut pauses, mut quiet, mut split) = (0, 0, 0);
+    for (i, &l) in loud.iter().enumerate() {
+        quiet = if l { 0 } else { quiet + 1 };
+        if quiet == 100 && i > 150 {
+            pauses += 1;
+            if pauses == 3 {
+                split = (i - 50) * 480;
+                break;
+            }
+        }
+    }
+    assert!(split > 0, "three pauses in the fixture");
+    let mut first = samples[..split].to_vec();
+    first.resize(samples.len(), 0);
+    let mut second = vec![0i16; split];
+    second.extend_from_slice(&samples[split..]);
+    let base = std::env::temp_dir().join(format!("turns-{}", std::process::id()));
+    let (a, b) = (base.with_extension("a.wav"), base.with_extension("b.wav"));
+    write_i16(&a, &first, 48_000, 1).unwrap();
+    write_i16(&b, &second, 48_000, 1).unwrap();
+    (a, b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_speakers_taking_turns_are_each_captioned_under_their_own_name() {
+    let _serial = SERIAL.lock().await;
+    init();
+    let server = LocalLiveKitServer::start().await.unwrap();
+    let data_dir = std::env::temp_dir().join(format!("captions-turns-{}", std::process::id()));
+    let _worker = captioning_worker(&server, &data_dir).await;
+    let dir = fixtures();
+    let lines: Vec<String> = std::fs::read_to_string(dir.join("captions.txt"))
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let (clip_a, clip_b) = turn_taking_clips(&dir);
+
+    let mut listener = PythonParticipant::spawn(
+        &server,
+        "turns-room",
+        "lee",
+        &["--tone-hz", "0", "--video", "none"],
+    )
+    .unwrap();
+    listener
+        .wait_for(Duration::from_secs(30), |e| e["event"] == "connected")
+        .await
+        .unwrap();
+    let ann = PythonParticipant::spawn(
+        &server,
+        "turns-room",
+        "ann",
+        &[
+            "--wav",
+            clip_a.to_str().unwrap(),
+            "--once",
+            "--video",
+            "none",
+        ],
+    )
+    .unwrap();
+    let mut bob = PythonParticipant::spawn(
+        &server,
+        "turns-room",
+        "bob",
+        &[
+            "--wav",
+            clip_b.to_str().unwrap(),
+            "--once",
+            "--video",
+            "none",
+        ],
+    )
+    .unwrap();
+    bob.wait_for(Duration::from_secs(30), |e| e["event"] == "published")
+        .await
+        .unwrap();
+
+    let mut heard: std::collections::HashMap<String, Vec<String>> = Default::default();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while heard.values().map(Vec::len).sum::<usize>() < 6 && tokio::time::Instant::now() < deadline
+    {
+        let Some(ev) = listener
+            .wait_for(Duration::from_secs(5), |e| {
+                e["event"] == "text_stream" && e["attributes"]["lk.transcription_final"] == "true"
+            })
+            .await
+        else {
+            continue;
+        };
+        heard
+            .entry(ev["identity"].as_str().unwrap().to_string())
+            .or_default()
+            .push(ev["text"].as_str().unwrap().to_string());
+    }
+    let wer = |who: &str, expected: &[String]| {
+        word_error_rate(
+            &expected.join(" "),
+            &heard.get(who).cloned().unwrap_or_default().join(" "),
+        )
+    };
+    let (wer_ann, wer_bob) = (wer("ann", &lines[..3]), wer("bob", &lines[3..]));
+    println!("{heard:#?}\nWER ann {wer_ann:.3}, bob {wer_bob:.3}");
+    assert!(
+        wer_ann <= 0.2 && wer_bob <= 0.2,
+        "each speaker's own sentences under their name: {heard:?}"
+    );
+    assert_eq!(heard.len(), 2, "only the two speakers: {heard:?}");
+    for p in [ann, bob, listener] {
+        p.stop().await;
+    }
+    std::fs::remove_file(clip_a).ok();
+    std::fs::remove_file(clip_b).ok();
+    std::fs::remove_dir_all(data_dir).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_speaker_leaving_mid_sentence_is_closed_cleanly_and_captions_go_on() {
+    let _serial = SERIAL.lock().await;
+    init();
+    let server = LocalLiveKitServer::start().await.unwrap();
+    let data_dir = std::env::temp_dir().join(format!("captions-leave-{}", std::process::id()));
+    let _worker = captioning_worker(&server, &data_dir).await;
+    let dir = fixtures();
+    let wav = dir.join("captions.wav");
+
+    let mut listener = PythonParticipant::spawn(
+        &server,
+        "leave-room",
+        "lee",
+        &["--tone-hz", "0", "--video", "none"],
+    )
+    .unwrap();
+    listener
+        .wait_for(Duration::from_secs(30), |e| e["event"] == "connected")
+        .await
+        .unwrap();
+    let mut quitter = PythonParticipant::spawn(
+        &server,
+        "leave-room",
+        "quinn",
+        &["--wav", wav.to_str().unwrap(), "--once", "--video", "none"],
+    )
+    .unwrap();
+    quitter
+        .wait_for(Duration::from_secs(30), |e| e["event"] == "published")
+        .await
+        .unwrap();
+    // The first sentence starts after 1 s of silence and lasts about 2.5 s: leave in the middle.
+    tokio::time::sleep(Duration::from_millis(2300)).await;
+    quitter.stop().await;
+
+    // Whatever was said is finalised (or dropped) promptly; nothing hangs.
+    let partial = listener
+        .wait_for(Duration::from_secs(8), |e| {
+            e["event"] == "text_stream" && e["attributes"]["lk.transcription_final"] == "true"
+        })
+        .await;
+    if let Some(p) = &partial {
+        assert_eq!(p["identity"], "quinn");
+        assert!(
+            word_error_rate(
+                "The quarterly report is ready for review.",
+                p["text"].as_str().unwrap()
+            ) < 1.0,
+            "a prefix of the sentence: {p}"
+        );
+    }
+    // The agent keeps captioning the room.
+    let mut next = PythonParticipant::spawn(
+        &server,
+        "leave-room",
+        "nora",
+        &["--wav", wav.to_str().unwrap(), "--once", "--video", "none"],
+    )
+    .unwrap();
+    next.wait_for(Duration::from_secs(30), |e| e["event"] == "published")
+        .await
+        .unwrap();
+    let later = listener
+        .wait_for(Duration::from_secs(30), |e| {
+            e["event"] == "text_stream"
+                && e["identity"] == "nora"
+                && e["attributes"]["lk.transcription_final"] == "true"
+        })
+        .await;
+    assert!(
+        later.is_some(),
+        "captions continue after a speaker left mid-sentence"
+    );
+    next.stop().await;
+    listener.stop().await;
     std::fs::remove_dir_all(data_dir).ok();
 }

@@ -25,7 +25,7 @@ pub fn accept(
     seconds: f32,
 ) -> Result<String, &'static str> {
     let text = strip_annotations(&hypothesis.text);
-    if text.is_empty() {
+    if !text.chars().any(char::is_alphanumeric) {
         return Err("empty");
     }
     if hypothesis.no_speech_probability > 0.6 && mean_voice_probability < 0.6 {
@@ -43,6 +43,18 @@ pub fn accept(
         return Err("stock phrase on weak speech");
     }
     Ok(trim_repetition(&text))
+}
+
+/// The text of an interim hypothesis worth stabilising: annotations removed, nothing when
+/// whisper itself thinks there is no speech or when only punctuation is left.
+pub fn clean_interim(hypothesis: &Hypothesis) -> Option<String> {
+    if hypothesis.no_speech_probability > 0.6 {
+        return None;
+    }
+    let text = strip_annotations(&hypothesis.text);
+    text.chars()
+        .any(char::is_alphanumeric)
+        .then(|| trim_repetition(&text))
 }
 
 /// Drops `[BLANK_AUDIO]`, `(music)`, `*laughs*` and the like.
@@ -109,6 +121,19 @@ mod tests {
             "Thank you.",
             "a real thank-you stays"
         );
+    }
+
+    #[test]
+    fn interims_lose_annotations_and_fragments() {
+        assert_eq!(clean_interim(&hyp("[", 0.1)), None);
+        assert_eq!(clean_interim(&hyp("[BLANK_AUDIO", 0.1)), None);
+        assert_eq!(clean_interim(&hyp(" (", 0.1)), None);
+        assert_eq!(clean_interim(&hyp("Good morning", 0.9)), None);
+        assert_eq!(
+            clean_interim(&hyp("Good morning [music]", 0.1)).as_deref(),
+            Some("Good morning")
+        );
+        assert!(accept(&hyp(" - .", 0.0), 0.9, 3.0).is_err());
     }
 
     #[test]

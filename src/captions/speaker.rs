@@ -172,7 +172,10 @@ impl SpeakerCaptions {
         if utterance != self.utterance {
             return; // the utterance was finalised meanwhile
         }
-        let Some(text) = self.stabilizer.update(&hypothesis.text) else {
+        let Some(cleaned) = filter::clean_interim(&hypothesis) else {
+            return;
+        };
+        let Some(text) = self.stabilizer.update(&cleaned) else {
             return;
         };
         let caption = Caption {
