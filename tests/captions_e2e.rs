@@ -20,18 +20,7 @@ use meeting_agent::session::{Captioning, MeetingSession};
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn fixtures() -> std::path::PathBuf {
-    let dir = meeting_agent::config::cache_dir().join("fixtures");
-    let ok = std::process::Command::new("bash")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/fixtures/make_fixtures.sh"
-        ))
-        .arg(&dir)
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "fixtures/make_fixtures.sh failed");
-    dir
+    meeting_agent::devtools::fixtures::dir().unwrap()
 }
 
 /// A worker whose sessions caption with the configured (default: tiny.en) model.

@@ -1,7 +1,7 @@
 //! The project's own model conversion transcribes as well as the workplace's reference
 //! conversion, and the offline path (denoiser -> segmenter -> recognizer) reads the fixture.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use meeting_agent::audio::wav::read_i16;
 use meeting_agent::bench::asr::utterances;
@@ -11,19 +11,8 @@ use meeting_agent::captions::wer::word_error_rate;
 use meeting_agent::captions::{Recognizer, WhisperModel};
 use meeting_agent::config::{CaptionsConfig, TINY_EN_SHA256};
 
-fn fixtures() -> PathBuf {
-    let dir = meeting_agent::config::cache_dir().join("fixtures");
-    let ok = std::process::Command::new("bash")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/fixtures/make_fixtures.sh"
-        ))
-        .arg(&dir)
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "fixtures/make_fixtures.sh failed");
-    dir
+fn fixtures() -> std::path::PathBuf {
+    meeting_agent::devtools::fixtures::dir().unwrap()
 }
 
 async fn transcribe(model: &Path) -> String {

@@ -1,60 +1,18 @@
 //! Noise suppression quality on the project's fixtures (fixtures/make_fixtures.sh): speech mixed
 //! with white, pink, hum and babble noise at 0, 5 and 10 dB SNR, measured against the clean speech.
 
-use std::path::PathBuf;
-
-use meeting_agent::audio::Denoiser;
+use meeting_agent::audio::denoise::denoise_clip;
 use meeting_agent::audio::quality::{mix_at_snr, noise_floor_dbfs, segmental_snr_db, snr_db};
-use meeting_agent::audio::wav::read_i16;
-use meeting_agent::media::AudioFrame;
-
-fn fixtures() -> PathBuf {
-    let dir = meeting_agent::config::cache_dir().join("fixtures");
-    let status = std::process::Command::new("bash")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/fixtures/make_fixtures.sh"
-        ))
-        .arg(&dir)
-        .status()
-        .expect("run fixtures/make_fixtures.sh");
-    assert!(
-        status.success(),
-        "fixtures/make_fixtures.sh failed (needs espeak-ng and sox: scripts/setup.sh)"
-    );
-    dir
-}
 
 fn load(name: &str) -> Vec<f32> {
-    let (samples, rate, channels) = read_i16(&fixtures().join(name)).unwrap();
-    assert_eq!((rate, channels), (48_000, 1));
-    samples.into_iter().map(f32::from).collect()
-}
-
-/// Runs a whole clip through a fresh denoiser in 10 ms frames, as the live pipeline does.
-fn denoise(input: &[f32]) -> Vec<f32> {
-    let mut d = Denoiser::new(true);
-    let mut out = Vec::with_capacity(input.len());
-    for chunk in input.chunks(480) {
-        let frame = AudioFrame {
-            samples: chunk
-                .iter()
-                .map(|&s| s.round().clamp(-32768.0, 32767.0) as i16)
-                .collect(),
-            sample_rate: 48_000,
-            channels: 1,
-            timestamp_us: 0,
-        };
-        d.process(&frame, |f, _| out.extend_from_slice(f)).unwrap();
-    }
-    out
+    meeting_agent::devtools::fixtures::load_f32(name).unwrap()
 }
 
 /// (input SI-SNR, output SI-SNR) for speech + `noise` at `snr`.
 fn measure(noise: &str, snr: f64) -> (f64, f64) {
     let speech = load("speech.wav");
     let mix = mix_at_snr(&speech, &load(noise), snr);
-    let out = denoise(&mix);
+    let out = denoise_clip(&mix);
     // Skip the first 100 ms (RNNoise fade-in); RNNoise delays by well under 20 ms.
     (
         snr_db(&speech, &mix, 0, 4800),
@@ -98,7 +56,10 @@ fn babble_is_not_made_worse() {
 fn the_noise_floor_drops_by_more_than_20_db() {
     for noise in ["noise-white.wav", "noise-pink.wav", "noise-hum.wav"] {
         let mix = mix_at_snr(&load("speech.wav"), &load(noise), 5.0);
-        let (before, after) = (noise_floor_dbfs(&mix), noise_floor_dbfs(&denoise(&mix)));
+        let (before, after) = (
+            noise_floor_dbfs(&mix),
+            noise_floor_dbfs(&denoise_clip(&mix)),
+        );
         println!("{noise}: noise floor {before:.1} -> {after:.1} dBFS");
         assert!(
             before - after >= 20.0,
@@ -114,7 +75,7 @@ fn the_segmental_snr_improves_on_stationary_noise() {
         let mix = mix_at_snr(&speech, &load(noise), 0.0);
         let (before, after) = (
             segmental_snr_db(&speech, &mix, 0, 4800),
-            segmental_snr_db(&speech, &denoise(&mix), 960, 4800),
+            segmental_snr_db(&speech, &denoise_clip(&mix), 960, 4800),
         );
         assert!(
             after - before >= 5.0,
@@ -128,7 +89,7 @@ fn rnnoise_delays_by_less_than_one_frame() {
     use meeting_agent::audio::quality::best_lag;
     let speech = load("speech.wav");
     let mix = mix_at_snr(&speech, &load("noise-white.wav"), 10.0);
-    let lag = best_lag(&speech, &denoise(&mix), 960);
+    let lag = best_lag(&speech, &denoise_clip(&mix), 960);
     println!(
         "RNNoise output lags its input by {lag} samples ({:.1} ms)",
         lag as f64 / 48.0

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::*;
 use meeting_agent::audio::quality::{mix_at_snr, noise_floor_dbfs};
-use meeting_agent::audio::wav::{read_i16, write_i16};
+use meeting_agent::audio::wav::write_i16;
 use meeting_agent::devtools::{LocalLiveKitServer, PythonParticipant};
 use meeting_agent::livekit::{AudioStream, ConnectOptions, Room, RoomEvent, TrackKind, token};
 use meeting_agent::session::SessionReport;
@@ -16,25 +16,7 @@ use meeting_agent::session::SessionReport;
 const T: Duration = Duration::from_secs(30);
 
 fn noisy_speech_wav() -> std::path::PathBuf {
-    let dir = meeting_agent::config::cache_dir().join("fixtures");
-    let ok = std::process::Command::new("bash")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/fixtures/make_fixtures.sh"
-        ))
-        .arg(&dir)
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "fixtures/make_fixtures.sh failed");
-    let load = |n: &str| {
-        read_i16(&dir.join(n))
-            .unwrap()
-            .0
-            .into_iter()
-            .map(f32::from)
-            .collect::<Vec<_>>()
-    };
+    let load = |n: &str| meeting_agent::devtools::fixtures::load_f32(n).unwrap();
     let mix = mix_at_snr(&load("speech.wav"), &load("noise-white.wav"), 5.0);
     let path = std::env::temp_dir().join(format!("noisy-speech-{}.wav", std::process::id()));
     write_i16(

@@ -122,6 +122,21 @@ impl Denoiser {
     }
 }
 
+/// Denoises a whole 48 kHz mono clip (i16 scale) in 10 ms frames, as the live pipeline does:
+/// for offline processing, tests and benchmarks. The output lags the input by one frame.
+pub fn denoise_clip(input: &[f32]) -> Vec<f32> {
+    let mut denoiser = Denoiser::new(true);
+    let mut out = Vec::with_capacity(input.len());
+    for chunk in input.chunks(FRAME) {
+        denoiser
+            .process(&AudioFrame::mono_48k(chunk), |f, _| {
+                out.extend_from_slice(f)
+            })
+            .expect("48 kHz mono frames are valid");
+    }
+    out
+}
+
 /// Converts an RNNoise output frame to i16 PCM into `out` (reused by the caller); `as`
 /// saturates, so overshoot past full scale clips instead of wrapping.
 pub fn to_i16(frame: &[f32; FRAME], out: &mut Vec<i16>) {

@@ -44,15 +44,7 @@ pub fn utterances(samples: &[i16]) -> Vec<Vec<f32>> {
 }
 
 pub async fn asr(model_path: &Path, name: &str, threads: usize) -> Result<()> {
-    let dir = crate::config::cache_dir().join("fixtures");
-    let status = std::process::Command::new("bash")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/fixtures/make_fixtures.sh"
-        ))
-        .arg(&dir)
-        .status()?;
-    anyhow::ensure!(status.success(), "fixtures/make_fixtures.sh failed");
+    let dir = crate::devtools::fixtures::dir()?;
     let (samples, rate, channels) = read_i16(&dir.join("captions.wav"))?;
     anyhow::ensure!(
         rate == 48_000 && channels == 1,

@@ -45,15 +45,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 pub async fn caption_latency() -> Result<()> {
     Engine::start(&default_library_path())?;
-    let dir = crate::config::cache_dir().join("fixtures");
-    let status = std::process::Command::new("bash")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/fixtures/make_fixtures.sh"
-        ))
-        .arg(&dir)
-        .status()?;
-    anyhow::ensure!(status.success(), "fixtures/make_fixtures.sh failed");
+    let dir = crate::devtools::fixtures::dir()?;
     let expected = std::fs::read_to_string(dir.join("captions.txt"))?;
     let server = LocalLiveKitServer::start().await?;
     let config = Config::default();

@@ -7,22 +7,10 @@ use nnnoiseless::DenoiseState;
 use super::{row, thread_cpu_seconds};
 use crate::audio::Denoiser;
 use crate::audio::quality::{mix_at_snr, snr_db};
-use crate::audio::wav::read_i16;
 use crate::media::AudioFrame;
 
-fn fixture(name: &str) -> Result<Vec<i16>> {
-    let dir = crate::config::cache_dir().join("fixtures");
-    let status = std::process::Command::new("bash")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/fixtures/make_fixtures.sh"
-        ))
-        .arg(&dir)
-        .status()?;
-    anyhow::ensure!(status.success(), "fixtures/make_fixtures.sh failed");
-    Ok(read_i16(&dir.join(name))
-        .with_context(|| format!("fixture {name}"))?
-        .0)
+fn fixture(name: &str) -> Result<Vec<f32>> {
+    crate::devtools::fixtures::load_f32(name).with_context(|| format!("fixture {name}"))
 }
 
 /// Stock nnnoiseless as its documentation uses it: one `DenoiseState::new()` per stream, i16
@@ -61,24 +49,10 @@ fn ours(frames: &[AudioFrame], streams: usize) -> f64 {
 }
 
 pub fn throughput(rounds: usize, streams: usize) -> Result<()> {
-    let speech: Vec<f32> = fixture("speech.wav")?.into_iter().map(f32::from).collect();
-    let noise: Vec<f32> = fixture("noise-white.wav")?
-        .into_iter()
-        .map(f32::from)
-        .collect();
+    let speech: Vec<f32> = fixture("speech.wav")?;
+    let noise: Vec<f32> = fixture("noise-white.wav")?;
     let mix = mix_at_snr(&speech, &noise, 5.0);
-    let frames: Vec<AudioFrame> = mix
-        .chunks_exact(480)
-        .map(|c| AudioFrame {
-            samples: c
-                .iter()
-                .map(|&s| s.round().clamp(-32768.0, 32767.0) as i16)
-                .collect(),
-            sample_rate: 48_000,
-            channels: 1,
-            timestamp_us: 0,
-        })
-        .collect();
+    let frames: Vec<AudioFrame> = mix.chunks_exact(480).map(AudioFrame::mono_48k).collect();
     let audio_seconds = frames.len() as f64 * 0.01 * streams as f64;
     // Alternate the two and keep each one's best round, so both see the same machine state.
     let (mut best_stock, mut best_ours) = (f64::MAX, f64::MAX);
@@ -122,26 +96,13 @@ pub fn throughput(rounds: usize, streams: usize) -> Result<()> {
 
 /// SI-SNR gain on speech + stationary noise (white, pink, hum) at 0, 5 and 10 dB.
 pub fn snr_gain() -> Result<()> {
-    let speech: Vec<f32> = fixture("speech.wav")?.into_iter().map(f32::from).collect();
+    let speech: Vec<f32> = fixture("speech.wav")?;
     let mut gains = Vec::new();
     for noise in ["noise-white.wav", "noise-pink.wav", "noise-hum.wav"] {
-        let noise: Vec<f32> = fixture(noise)?.into_iter().map(f32::from).collect();
+        let noise: Vec<f32> = fixture(noise)?;
         for snr in [0.0, 5.0, 10.0] {
             let mix = mix_at_snr(&speech, &noise, snr);
-            let mut d = Denoiser::new(true);
-            let mut out = Vec::with_capacity(mix.len());
-            for c in mix.chunks(480) {
-                let frame = AudioFrame {
-                    samples: c
-                        .iter()
-                        .map(|&s| s.round().clamp(-32768.0, 32767.0) as i16)
-                        .collect(),
-                    sample_rate: 48_000,
-                    channels: 1,
-                    timestamp_us: 0,
-                };
-                d.process(&frame, |f, _| out.extend_from_slice(f))?;
-            }
+            let out = crate::audio::denoise::denoise_clip(&mix);
             let gain = snr_db(&speech, &out, 960, 4800) - snr_db(&speech, &mix, 0, 4800);
             eprintln!("at {snr} dB input SNR: {gain:+.1} dB");
             gains.push(gain);
@@ -236,11 +197,8 @@ pub async fn clean_track_latency(seconds: f64) -> Result<()> {
 
     Engine::start(&default_library_path())?;
     let server = LocalLiveKitServer::start().await?;
-    let speech: Vec<f32> = fixture("speech.wav")?.into_iter().map(f32::from).collect();
-    let noise: Vec<f32> = fixture("noise-white.wav")?
-        .into_iter()
-        .map(f32::from)
-        .collect();
+    let speech: Vec<f32> = fixture("speech.wav")?;
+    let noise: Vec<f32> = fixture("noise-white.wav")?;
     let wav = std::env::temp_dir().join(format!("bench-noisy-{}.wav", std::process::id()));
     let mix: Vec<i16> = mix_at_snr(&speech, &noise, 10.0)
         .iter()

@@ -1,6 +1,7 @@
 //! Real peers for tests, benchmarks and local development: a livekit-server on loopback and
 //! participants driven by LiveKit's Python SDK (a separate, independent client).
 
+pub mod fixtures;
 pub mod livekit_server;
 pub mod participant;
 pub mod process_stats;

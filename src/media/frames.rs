@@ -17,6 +17,16 @@ impl AudioFrame {
         self.samples.len() / self.channels.max(1) as usize
     }
 
+    /// A 48 kHz mono frame from samples in i16 scale (rounded, saturating).
+    pub fn mono_48k(samples: &[f32]) -> Self {
+        Self {
+            samples: samples.iter().map(|&s| s.round() as i16).collect(),
+            sample_rate: 48_000,
+            channels: 1,
+            timestamp_us: 0,
+        }
+    }
+
     pub fn duration_us(&self) -> i64 {
         self.samples_per_channel() as i64 * 1_000_000 / self.sample_rate.max(1) as i64
     }
