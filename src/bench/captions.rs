@@ -13,9 +13,7 @@ use crate::captions::{Recognizer, WhisperModel};
 use crate::config::Config;
 use crate::devtools::{LocalLiveKitServer, PythonParticipant};
 use crate::livekit::engine::monotonic_us;
-use crate::livekit::{
-    ConnectOptions, Engine, Room, RoomEvent, TrackKind, library::default_library_path, token,
-};
+use crate::livekit::{Engine, RoomEvent, TrackKind, library::default_library_path};
 use crate::session::{Captioning, MeetingSession};
 
 /// Speech regions (start, end) in a received stream, from 10 ms frame levels: a region ends after
@@ -54,32 +52,9 @@ pub async fn caption_latency() -> Result<()> {
     let captioning =
         Captioning::from_config(&config)?.context("captions are enabled by default")?;
     let session = MeetingSession::new(config.audio, Some(captioning));
-    let agent_jwt = token::room_token(
-        &server.api_key,
-        &server.api_secret,
-        "bench-captions",
-        "agent-bench",
-        "agent",
-    )?;
-    let url = server.ws_url();
-    let (_stop, stop_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        session
-            .run_in_room(&url, &agent_jwt, stop_rx)
-            .await
-            .map_err(|e| e.to_string())
-    });
-
-    // The listener: hears the speaker and reads the captions.
-    let jwt = token::room_token(
-        &server.api_key,
-        &server.api_secret,
-        "bench-captions",
-        "listener",
-        "listener",
-    )?;
-    let (room, mut events) =
-        Room::connect(&server.ws_url(), &jwt, ConnectOptions::default()).await?;
+    let _stop = super::meeting::join_with(&server, "bench-captions", "agent-bench", session)?;
+    // The listener: hears the speaker and reads what the agent publishes.
+    let (room, mut events) = super::meeting::listen(&server, "bench-captions").await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let wav = dir.join("captions.wav");
     let mut speaker = PythonParticipant::spawn(

@@ -190,9 +190,7 @@ fn extra_delay_ms(raw: &Envelope, clean: &Envelope) -> f64 {
 /// them: the agent's receive, RNNoise (10 ms algorithmic) and its second publish hop.
 pub async fn clean_track_latency(seconds: f64) -> Result<()> {
     use crate::devtools::{LocalLiveKitServer, PythonParticipant};
-    use crate::livekit::{
-        ConnectOptions, Engine, Room, RoomEvent, TrackKind, library::default_library_path, token,
-    };
+    use crate::livekit::{Engine, RoomEvent, TrackKind, library::default_library_path};
     use crate::session::MeetingSession;
 
     Engine::start(&default_library_path())?;
@@ -219,31 +217,14 @@ pub async fn clean_track_latency(seconds: f64) -> Result<()> {
         ],
     )?;
 
-    let agent_jwt = token::room_token(
-        &server.api_key,
-        &server.api_secret,
+    let _stop = super::meeting::join_with(
+        &server,
         "bench-clean",
         "agent-bench",
-        "agent",
+        MeetingSession::default(),
     )?;
-    let (url, session) = (server.ws_url(), MeetingSession::default());
-    let (_stop, stop_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        session
-            .run_in_room(&url, &agent_jwt, stop_rx)
-            .await
-            .map_err(|e| e.to_string())
-    });
-
-    let jwt = token::room_token(
-        &server.api_key,
-        &server.api_secret,
-        "bench-clean",
-        "listener",
-        "listener",
-    )?;
-    let (room, mut events) =
-        Room::connect(&server.ws_url(), &jwt, ConnectOptions::default()).await?;
+    // The listener: hears the speaker and reads what the agent publishes.
+    let (room, mut events) = super::meeting::listen(&server, "bench-clean").await?;
     let (mut raw, mut clean) = (None, None);
     while raw.is_none() || clean.is_none() {
         let event = tokio::time::timeout(std::time::Duration::from_secs(30), events.recv())

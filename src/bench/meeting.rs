@@ -139,6 +139,17 @@ async fn join(
 )> {
     let session = MeetingSession::default();
     let reports = session.subscribe();
+    let stop = join_with(server, room, identity, session.clone())?;
+    Ok((session, stop, reports))
+}
+
+/// Runs `session` in `room` as `identity` until the returned sender says stop (or is dropped).
+pub(crate) fn join_with(
+    server: &LocalLiveKitServer,
+    room: &str,
+    identity: &str,
+    session: MeetingSession,
+) -> Result<watch::Sender<bool>> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let jwt = token::room_token(
         &server.api_key,
@@ -147,13 +158,36 @@ async fn join(
         identity,
         identity,
     )?;
-    let (url, s) = (server.ws_url(), session.clone());
+    let url = server.ws_url();
     tokio::spawn(async move {
-        if let Err(e) = s.run_in_room(&url, &jwt, stop_rx).await {
+        if let Err(e) = session.run_in_room(&url, &jwt, stop_rx).await {
             tracing::error!(error = %e, "bench session failed");
         }
     });
-    Ok((session, stop_tx, reports))
+    Ok(stop_tx)
+}
+
+/// This project's engine as a listening participant.
+pub(crate) async fn listen(
+    server: &LocalLiveKitServer,
+    room: &str,
+) -> Result<(
+    crate::livekit::Room,
+    tokio::sync::mpsc::UnboundedReceiver<crate::livekit::RoomEvent>,
+)> {
+    let jwt = token::room_token(
+        &server.api_key,
+        &server.api_secret,
+        room,
+        "listener",
+        "listener",
+    )?;
+    Ok(crate::livekit::Room::connect(
+        &server.ws_url(),
+        &jwt,
+        crate::livekit::ConnectOptions::default(),
+    )
+    .await?)
 }
 
 /// Waits until the agent receives video from `n` distinct tracks.
