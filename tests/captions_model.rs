@@ -56,3 +56,52 @@ async fn our_conversion_transcribes_the_fixture_like_the_reference() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn captions_are_no_worse_with_noise_suppression() {
+    use meeting_agent::audio::quality::mix_at_snr;
+    use meeting_agent::bench::asr::utterances_from;
+    use meeting_agent::devtools::fixtures::load_f32;
+
+    let speech = load_f32("captions.wav").unwrap();
+    let noise: Vec<f32> = load_f32("noise-white.wav")
+        .unwrap()
+        .into_iter()
+        .cycle()
+        .take(speech.len())
+        .collect();
+    let expected = std::fs::read_to_string(fixtures().join("captions.txt")).unwrap();
+    let model = CaptionsConfig::default().model;
+    let recognizer = Recognizer::start(
+        WhisperModel::load(&model, None).unwrap(),
+        RecognizerOptions {
+            language: Some("en".into()),
+            translate: false,
+            threads: 2,
+        },
+    )
+    .unwrap();
+    for snr in [5.0, 10.0] {
+        let mix: Vec<i16> = mix_at_snr(&speech, &noise, snr)
+            .iter()
+            .map(|&s| s.round() as i16)
+            .collect();
+        let mut wer = Vec::new();
+        for denoised in [false, true] {
+            let mut texts = Vec::new();
+            for audio in utterances_from(&mix, denoised) {
+                texts.push(recognizer.final_(audio).await.unwrap().unwrap().text);
+            }
+            println!("denoised={denoised}: {}", texts.join(" "));
+            wer.push(word_error_rate(&expected, &texts.join(" ")));
+        }
+        println!(
+            "white noise at {snr} dB: WER without denoise {:.3}, with {:.3}",
+            wer[0], wer[1]
+        );
+        assert!(
+            wer[1] <= wer[0] + 0.02,
+            "denoise must not hurt captions at {snr} dB: {wer:?}"
+        );
+    }
+}

@@ -16,8 +16,14 @@ use crate::captions::wer::word_error_rate;
 use crate::captions::{Recognizer, WhisperModel};
 use crate::media::AudioFrame;
 
-/// Utterances of a 48 kHz mono clip, as the live pipeline would cut them.
+/// Utterances of a 48 kHz mono clip, as the live pipeline would cut them (denoised audio).
 pub fn utterances(samples: &[i16]) -> Vec<Vec<f32>> {
+    utterances_from(samples, true)
+}
+
+/// Utterances as the live pipeline cuts them; `denoised` chooses what whisper hears, as the
+/// `ns.enabled` switch does (the voice probability always comes from RNNoise).
+pub fn utterances_from(samples: &[i16], denoised: bool) -> Vec<Vec<f32>> {
     let mut denoiser = Denoiser::new(true);
     let mut segmenter = Segmenter::new(SegmenterConfig {
         interim_every_ms: u32::MAX,
@@ -31,8 +37,10 @@ pub fn utterances(samples: &[i16]) -> Vec<Vec<f32>> {
             channels: 1,
             timestamp_us: 0,
         };
-        let _ = denoiser.process(&frame, |denoised, p| {
-            if let Some(SegmentEvent::Final { audio, .. }) = segmenter.push(denoised, p) {
+        let raw: Vec<f32> = frame.samples.iter().map(|&s| s as f32).collect();
+        let _ = denoiser.process(&frame, |clean, p| {
+            let heard = if denoised { &clean[..] } else { &raw[..] };
+            if let Some(SegmentEvent::Final { audio, .. }) = segmenter.push(heard, p) {
                 out.push(audio);
             }
         });
