@@ -223,6 +223,18 @@ impl MeetingSession {
                 task.abort();
             }
         }
+        if let Some(c) = &self.captioning {
+            let stats = &c.recognizer.stats;
+            let load =
+                |v: &std::sync::atomic::AtomicU64| v.load(std::sync::atomic::Ordering::Relaxed);
+            tracing::info!(
+                finals = load(&stats.finals),
+                interims = load(&stats.interims),
+                interims_superseded = load(&stats.interims_superseded),
+                busy_ms = load(&stats.busy_ms),
+                "captioning totals for this process"
+            );
+        }
         tracing::info!(room = %room_name, %reason, "leaving room");
         self.report(SessionReport::Left {
             room: room_name,
@@ -356,9 +368,4 @@ impl JobHandler for MeetingSession {
                 .await
         })
     }
-}
-
-/// Shares one session between the worker and observers.
-pub fn shared(session: MeetingSession) -> Arc<dyn JobHandler> {
-    Arc::new(session)
 }
