@@ -4,7 +4,7 @@
 # ~/.cache/meeting-agent/models); downloads are cached in $MEETING_AGENT_CACHE/downloads.
 # Every download and every result is checked against models/manifest.toml.
 #   models/fetch_models.sh                  # whisper tiny.en (the default captions model)
-#   models/fetch_models.sh whisper-base     # also: whisper-tiny-en, --all
+#   models/fetch_models.sh whisper-base     # also: whisper-tiny-en, silero-vad, --all
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cache="${MEETING_AGENT_CACHE:-$HOME/.cache/meeting-agent}"
@@ -80,12 +80,24 @@ whisper_base() {
   rm -rf "$work"
 }
 
+silero_vad() {
+  up_to_date silero-vad && return 0
+  local work out; work="$(mktemp -d)"; out="$models/$(manifest models.silero-vad output)"
+  unzip_member "$(fetch silero-vad)" silero_vad/data/silero_vad.onnx "$work"
+  check "$work/silero_vad/data/silero_vad.onnx" "$(manifest models.silero-vad sha256)" \
+    || { log "error: silero_vad.onnx does not match its sha256 in models/manifest.toml"; exit 1; }
+  mv "$work/silero_vad/data/silero_vad.onnx" "$out"
+  rm -rf "$work"
+  log "made $out"
+}
+
 wanted=("${@:-whisper-tiny-en}")
-[ "${wanted[0]}" = "--all" ] && wanted=(whisper-tiny-en whisper-base)
+[ "${wanted[0]}" = "--all" ] && wanted=(whisper-tiny-en whisper-base silero-vad)
 for name in "${wanted[@]}"; do
   case "$name" in
     whisper-tiny-en) whisper_tiny_en ;;
     whisper-base) whisper_base ;;
-    *) log "error: unknown model $name (known: whisper-tiny-en, whisper-base, --all)"; exit 2 ;;
+    silero-vad) silero_vad ;;
+    *) log "error: unknown model $name (known: whisper-tiny-en, whisper-base, silero-vad, --all)"; exit 2 ;;
   esac
 done

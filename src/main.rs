@@ -89,11 +89,32 @@ enum Bench {
         threads: usize,
     },
     /// caption_final_p50_s, caption_interim_s, caption_wer_ratio: live captions in a room.
-    CaptionLatency,
+    CaptionLatency {
+        /// `wer-set` (twenty sentences) or `captions` (six).
+        #[arg(long, default_value = "wer-set")]
+        fixture: String,
+    },
     /// clean_track_latency_ms: extra delay of `<identity>-clean` over the raw microphone.
     CleanTrackLatency {
         #[arg(long, default_value_t = 10.0)]
         seconds: f64,
+    },
+    /// caption_speakers_realtime: simultaneous speakers captioned without falling behind.
+    CaptionSpeakers {
+        #[arg(long, default_value_t = 6)]
+        max: usize,
+        /// Seconds of the fixture each speaker says.
+        #[arg(long, default_value_t = 40.0)]
+        seconds: f64,
+    },
+    /// vad_*: RNNoise's voice probability against WebRTC's VAD and Silero, accuracy and cost.
+    Vad {
+        /// ONNX Runtime library (scripts/setup.sh installs it).
+        #[arg(long, default_value_os_t = meeting_agent::config::onnxruntime_library())]
+        onnxruntime: PathBuf,
+        /// Silero VAD model (models/fetch_models.sh silero-vad).
+        #[arg(long, default_value_os_t = meeting_agent::config::cache_dir().join("models").join("silero_vad.onnx"))]
+        model: PathBuf,
     },
     /// Memory and FFI handles over a long run with several streams.
     Soak {
@@ -131,7 +152,13 @@ fn run(cli: Cli) -> Result<()> {
                 Bench::Soak { minutes, streams } => bench::soak(minutes, streams).await,
                 Bench::Denoise { rounds, streams } => bench::denoise::throughput(rounds, streams),
                 Bench::DenoiseSnr => bench::denoise::snr_gain(),
-                Bench::CaptionLatency => bench::captions::caption_latency().await,
+                Bench::CaptionLatency { fixture } => {
+                    bench::captions::caption_latency(&fixture).await
+                }
+                Bench::CaptionSpeakers { max, seconds } => {
+                    bench::speakers::speakers_realtime(max, seconds).await
+                }
+                Bench::Vad { onnxruntime, model } => bench::vad::compare(&onnxruntime, &model),
                 Bench::Asr {
                     model,
                     name,

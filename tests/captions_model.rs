@@ -105,3 +105,60 @@ async fn captions_are_no_worse_with_noise_suppression() {
         );
     }
 }
+
+/// The multilingual model (models/fetch_models.sh whisper-base) names the language it hears
+/// when none is configured, and translates into English when asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_multilingual_model_detects_the_language_and_translates() {
+    use meeting_agent::config::{BASE_SHA256, cache_dir};
+    let model = cache_dir().join("models").join("ggml-base.bin");
+    let start = |translate: bool| {
+        Recognizer::start(
+            WhisperModel::load(&model, Some(BASE_SHA256))
+                .expect("models/fetch_models.sh whisper-base has run"),
+            RecognizerOptions {
+                language: None,
+                translate,
+                threads: 2,
+            },
+        )
+        .unwrap()
+    };
+    let (detect, translate) = (start(false), start(true));
+    // (fixture, language, words of the original, words an English translation has)
+    let cases = [
+        (
+            "speech-de.wav",
+            "de",
+            ["guten morgen", "jahr"],
+            ["morning", "today"],
+        ),
+        (
+            "speech-es.wav",
+            "es",
+            ["buenos días", "año"],
+            ["morning", "today"],
+        ),
+    ];
+    for (fixture, language, original, english) in cases {
+        let (samples, _, _) = read_i16(&fixtures().join(fixture)).unwrap();
+        let audio: Vec<f32> = utterances(&samples).concat();
+        let heard = detect.final_(audio.clone()).await.unwrap().unwrap();
+        println!("{fixture}: [{}] {}", heard.language, heard.text);
+        assert_eq!(heard.language, language, "{fixture}: {}", heard.text);
+        let text = heard.text.to_lowercase();
+        for word in original {
+            assert!(text.contains(word), "{fixture}: {word:?} not in {text:?}");
+        }
+        let translated = translate.final_(audio).await.unwrap().unwrap();
+        println!("{fixture} in English: {}", translated.text);
+        let text = translated.text.to_lowercase();
+        for word in english {
+            assert!(text.contains(word), "{fixture}: {word:?} not in {text:?}");
+        }
+        assert!(
+            !text.contains(original[0]),
+            "{fixture}: not translated: {text:?}"
+        );
+    }
+}

@@ -24,7 +24,7 @@ pub enum DenoiseError {
     BadFormat { rate: u32, channels: u32 },
 }
 
-fn shared_model() -> &'static RnnModel {
+pub(crate) fn shared_model() -> &'static RnnModel {
     static MODEL: OnceLock<RnnModel> = OnceLock::new();
     MODEL.get_or_init(RnnModel::default)
 }

@@ -4,6 +4,7 @@
 pub mod denoise;
 pub mod quality;
 pub mod resample;
+pub mod vad;
 pub mod wav;
 
 pub use denoise::{DenoiseError, Denoiser};

@@ -4,6 +4,8 @@ pub mod asr;
 pub mod captions;
 pub mod denoise;
 pub mod meeting;
+pub mod speakers;
+pub mod vad;
 
 pub use meeting::{dispatch, recv_cpu, room_memory, soak};
 

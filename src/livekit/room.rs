@@ -189,6 +189,8 @@ pub struct Room {
     pub name: String,
     pub sid: String,
     pub identity: String,
+    /// The room's metadata when this participant joined (changes arrive as `RoomMetadataChanged`).
+    pub metadata: String,
     state: Arc<Mutex<RoomState>>,
 }
 
@@ -271,6 +273,7 @@ impl Room {
             local,
             name: info.name,
             sid: info.sid.unwrap_or_default(),
+            metadata: info.metadata,
             identity,
             state,
         };

@@ -1,4 +1,5 @@
-//! Per-participant switches, from the configuration's defaults and the participant's attributes.
+//! Per-participant switches: the configuration's defaults, then the room's metadata (switches for
+//! the whole room), then the participant's attributes.
 
 use std::collections::HashMap;
 
@@ -21,20 +22,48 @@ pub struct MicSettings {
     pub captions: bool,
 }
 
+/// Switches set for a whole room in its metadata: a JSON object whose keys are the attribute
+/// names above (`{"captions.enabled": false}`), values `true`/`false` or their string forms.
+/// Metadata that is not such an object carries no switches (rooms use metadata for other things too).
+pub fn room_switches(metadata: &str) -> HashMap<String, String> {
+    let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(metadata)
+    else {
+        return HashMap::new();
+    };
+    map.into_iter()
+        .filter(|(k, _)| [NS_ENABLED, NS_CLEAN_TRACK, CAPTIONS_ENABLED].contains(&k.as_str()))
+        .filter_map(|(k, v)| match v {
+            serde_json::Value::Bool(b) => Some((k, b.to_string())),
+            serde_json::Value::String(s) => Some((k, s)),
+            other => {
+                tracing::warn!(key = %k, value = %other, "ignoring room switch: expected true or false");
+                None
+            }
+        })
+        .collect()
+}
+
 impl MicSettings {
+    /// `room`: the room's switches ([`room_switches`]); `attributes`: the participant's, which win.
     pub fn resolve(
         defaults: &AudioConfig,
         captions_default: bool,
+        room: &HashMap<String, String>,
         attributes: &HashMap<String, String>,
     ) -> Self {
-        let flag = |key: &str, default: bool| {
-            match attributes.get(key) {
-            None => default,
-            Some(v) => parse_flag(v).unwrap_or_else(|| {
-                tracing::warn!(attribute = key, value = %v, "ignoring attribute: expected true or false");
+        let parse = |source: &str, key: &str, value: &String, default: bool| {
+            parse_flag(value).unwrap_or_else(|| {
+                tracing::warn!(source, key, value = %value, "ignoring switch: expected true or false");
                 default
-            }),
-        }
+            })
+        };
+        let flag = |key: &str, default: bool| {
+            let default = room
+                .get(key)
+                .map_or(default, |v| parse("room", key, v, default));
+            attributes
+                .get(key)
+                .map_or(default, |v| parse("participant", key, v, default))
         };
         Self {
             denoise: flag(NS_ENABLED, defaults.noise_suppression),
@@ -58,7 +87,7 @@ mod tests {
         let defaults = AudioConfig::default();
         let none = HashMap::new();
         assert_eq!(
-            MicSettings::resolve(&defaults, true, &none),
+            MicSettings::resolve(&defaults, true, &none, &none),
             MicSettings {
                 denoise: true,
                 clean_track: false,
@@ -70,7 +99,7 @@ mod tests {
             (NS_CLEAN_TRACK.to_string(), "on".to_string()),
         ]
         .into();
-        let s = MicSettings::resolve(&defaults, false, &attrs);
+        let s = MicSettings::resolve(&defaults, false, &none, &attrs);
         assert_eq!(
             s,
             MicSettings {
@@ -82,10 +111,26 @@ mod tests {
         assert!(s.denoiser_on());
         let junk: HashMap<_, _> = [(NS_ENABLED.to_string(), "maybe".to_string())].into();
         assert!(
-            MicSettings::resolve(&defaults, true, &junk).denoise,
+            MicSettings::resolve(&defaults, true, &none, &junk).denoise,
             "unparseable values keep the default"
         );
         let off: HashMap<_, _> = [(CAPTIONS_ENABLED.to_string(), "false".to_string())].into();
-        assert!(!MicSettings::resolve(&defaults, true, &off).captions);
+        assert!(!MicSettings::resolve(&defaults, true, &none, &off).captions);
+    }
+
+    #[test]
+    fn room_metadata_switches_a_whole_room_and_attributes_still_win() {
+        let defaults = AudioConfig::default();
+        let none = HashMap::new();
+        let room =
+            room_switches(r#"{"captions.enabled": false, "ns.clean_track": "true", "topic": "x"}"#);
+        assert_eq!(room.len(), 2, "unrelated keys are not switches: {room:?}");
+        let s = MicSettings::resolve(&defaults, true, &room, &none);
+        assert!(!s.captions && s.clean_track && s.denoise);
+        let back_on: HashMap<_, _> = [(CAPTIONS_ENABLED.to_string(), "true".to_string())].into();
+        assert!(MicSettings::resolve(&defaults, true, &room, &back_on).captions);
+        for not_switches in ["", "plain text", "[1, 2]", r#"{"captions.enabled": 3}"#] {
+            assert!(room_switches(not_switches).is_empty(), "{not_switches:?}");
+        }
     }
 }

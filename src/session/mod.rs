@@ -142,6 +142,8 @@ struct RoomTasks {
     pipelines: HashMap<String, JoinHandle<()>>,
     mic_settings: HashMap<String, watch::Sender<MicSettings>>,
     attributes: HashMap<String, HashMap<String, String>>,
+    /// Switches for the whole room, from its metadata.
+    room_switches: HashMap<String, String>,
 }
 
 impl MeetingSession {
@@ -178,6 +180,7 @@ impl MeetingSession {
         });
         let mut tasks = RoomTasks {
             started: Some(std::time::Instant::now()),
+            room_switches: controls::room_switches(&room.metadata),
             ..Default::default()
         };
         if let Some(c) = &self.captioning {
@@ -190,7 +193,7 @@ impl MeetingSession {
             };
             tasks.captions = Some(CaptionContext {
                 recognizer: c.recognizer.clone(),
-                publisher: CaptionPublisher { room: room.clone() },
+                publisher: CaptionPublisher::Room(room.clone()),
                 journal,
                 segmenter: c.segmenter.clone(),
             });
@@ -246,13 +249,30 @@ impl MeetingSession {
         Ok(())
     }
 
+    fn resolve_settings(&self, tasks: &RoomTasks, identity: &str) -> MicSettings {
+        let none = HashMap::new();
+        MicSettings::resolve(
+            &self.audio,
+            self.captioning.is_some(),
+            &tasks.room_switches,
+            tasks.attributes.get(identity).unwrap_or(&none),
+        )
+    }
+
+    /// Hands every running microphone pipeline its settings again, where they changed.
+    fn refresh_settings(&self, tasks: &RoomTasks) {
+        for (identity, tx) in &tasks.mic_settings {
+            let settings = self.resolve_settings(tasks, identity);
+            tx.send_if_modified(|current| std::mem::replace(current, settings) != settings);
+        }
+    }
+
     fn mic_settings_for(
         &self,
         tasks: &mut RoomTasks,
         identity: &str,
     ) -> watch::Receiver<MicSettings> {
-        let attributes = tasks.attributes.get(identity).cloned().unwrap_or_default();
-        let settings = MicSettings::resolve(&self.audio, self.captioning.is_some(), &attributes);
+        let settings = self.resolve_settings(tasks, identity);
         tasks
             .mic_settings
             .entry(identity.to_string())
@@ -285,12 +305,13 @@ impl MeetingSession {
                 attributes,
                 ..
             } => {
-                let settings =
-                    MicSettings::resolve(&self.audio, self.captioning.is_some(), &attributes);
-                if let Some(tx) = tasks.mic_settings.get(&identity) {
-                    tx.send_if_modified(|current| std::mem::replace(current, settings) != settings);
-                }
                 tasks.attributes.insert(identity, attributes);
+                self.refresh_settings(tasks);
+            }
+            RoomEvent::RoomMetadataChanged { metadata } => {
+                tasks.room_switches = controls::room_switches(&metadata);
+                tracing::info!(room = %room_name, switches = ?tasks.room_switches, "room switches changed");
+                self.refresh_settings(tasks);
             }
             RoomEvent::TrackSubscribed(track) => {
                 tracing::info!(room = %room_name, participant = %track.participant, sid = %track.sid, kind = track.kind.as_str_name(), "track subscribed");
