@@ -87,6 +87,9 @@ enum Bench {
         name: String,
         #[arg(long, default_value_t = 2)]
         threads: usize,
+        /// `wer-set` (twenty sentences) or `captions` (six).
+        #[arg(long, default_value = "wer-set")]
+        fixture: String,
     },
     /// caption_final_p50_s, caption_interim_s, caption_wer_ratio: live captions in a room.
     CaptionLatency {
@@ -163,7 +166,8 @@ fn run(cli: Cli) -> Result<()> {
                     model,
                     name,
                     threads,
-                } => bench::asr::asr(&model, &name, threads).await,
+                    fixture,
+                } => bench::asr::asr(&model, &name, threads, &fixture).await,
                 Bench::CleanTrackLatency { seconds } => {
                     bench::denoise::clean_track_latency(seconds).await
                 }

@@ -420,3 +420,106 @@ async fn a_speaker_leaving_mid_sentence_is_closed_cleanly_and_captions_go_on() {
     listener.stop().await;
     std::fs::remove_dir_all(data_dir).ok();
 }
+
+/// Room metadata switches captions for everyone in the room: off when the room is created with
+/// `{"captions.enabled": false}`, on again when the metadata changes mid-meeting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn room_metadata_switches_captions_off_and_on_for_the_whole_room() {
+    let _serial = SERIAL.lock().await;
+    init();
+    let server = LocalLiveKitServer::start().await.unwrap();
+    let data_dir = std::env::temp_dir().join(format!("captions-switch-{}", std::process::id()));
+    let _worker = captioning_worker(&server, &data_dir).await;
+    let room = "switch-room";
+    server
+        .room_service(
+            "CreateRoom",
+            &serde_json::json!({"name": room, "metadata": r#"{"captions.enabled": false}"#}),
+        )
+        .await
+        .unwrap();
+    let mut listener =
+        PythonParticipant::spawn(&server, room, "lee", &["--tone-hz", "0", "--video", "none"])
+            .unwrap();
+    listener
+        .wait_for(Duration::from_secs(30), |e| e["event"] == "connected")
+        .await
+        .unwrap();
+    let wav = fixtures().join("captions.wav");
+    let mut sam = PythonParticipant::spawn(
+        &server,
+        room,
+        "sam",
+        &["--wav", wav.to_str().unwrap(), "--once", "--video", "none"],
+    )
+    .unwrap();
+    sam.wait_for(Duration::from_secs(30), |e| e["event"] == "published")
+        .await
+        .unwrap();
+
+    // Two sentences while captions are off for the room: nothing.
+    let off_until = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tokio::time::Instant::now() < off_until {
+        let caption = listener
+            .wait_for(Duration::from_millis(500), |e| {
+                e["event"] == "text_stream" && e["topic"] == "lk.transcription"
+            })
+            .await;
+        assert!(caption.is_none(), "captions are off: {caption:?}");
+    }
+
+    server
+        .room_service(
+            "UpdateRoomMetadata",
+            &serde_json::json!({"room": room, "metadata": r#"{"captions.enabled": true}"#}),
+        )
+        .await
+        .unwrap();
+    let expected = std::fs::read_to_string(fixtures().join("captions.txt")).unwrap();
+    let mut finals = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while finals.len() < 3 && tokio::time::Instant::now() < deadline {
+        if let Some(ev) = listener
+            .wait_for(Duration::from_secs(2), |e| {
+                e["event"] == "text_stream"
+                    && e["topic"] == "lk.transcription"
+                    && e["attributes"]["lk.transcription_final"] == "true"
+            })
+            .await
+        {
+            assert_eq!(ev["identity"], "sam");
+            finals.push(ev["text"].as_str().unwrap_or_default().to_string());
+        }
+    }
+    println!("after switching on: {finals:?}");
+    // Each final is matched to the sentence it is closest to: they are the later sentences,
+    // spoken after the switch (the first two were spoken while captions were off).
+    let sentences: Vec<&str> = expected.lines().collect();
+    let matched: Vec<(usize, f64)> = finals
+        .iter()
+        .map(|f| {
+            sentences
+                .iter()
+                .map(|s| word_error_rate(s, f))
+                .enumerate()
+                .min_by(|a, b| a.1.total_cmp(&b.1))
+                .unwrap()
+        })
+        .collect();
+    println!("closest sentences (index, WER): {matched:?}");
+    assert!(
+        matched.iter().all(|&(i, _)| i >= 1),
+        "nothing from before the switch: {finals:?}"
+    );
+    assert!(
+        matched
+            .iter()
+            .filter(|&&(i, w)| i >= 2 && w <= 0.25)
+            .count()
+            >= 2,
+        "captions resume for the sentences after the switch: {finals:?}"
+    );
+    sam.stop().await;
+    listener.stop().await;
+    std::fs::remove_dir_all(data_dir).ok();
+}

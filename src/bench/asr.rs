@@ -51,14 +51,15 @@ pub fn utterances_from(samples: &[i16], denoised: bool) -> Vec<Vec<f32>> {
     out
 }
 
-pub async fn asr(model_path: &Path, name: &str, threads: usize) -> Result<()> {
+/// `fixture`: `wer-set` (twenty sentences) or `captions` (six).
+pub async fn asr(model_path: &Path, name: &str, threads: usize, fixture: &str) -> Result<()> {
     let dir = crate::devtools::fixtures::dir()?;
-    let (samples, rate, channels) = read_i16(&dir.join("captions.wav"))?;
+    let (samples, rate, channels) = read_i16(&dir.join(format!("{fixture}.wav")))?;
     anyhow::ensure!(
         rate == 48_000 && channels == 1,
-        "captions.wav must be 48 kHz mono"
+        "{fixture}.wav must be 48 kHz mono"
     );
-    let expected = std::fs::read_to_string(dir.join("captions.txt"))?;
+    let expected = std::fs::read_to_string(dir.join(format!("{fixture}.txt")))?;
 
     let model = WhisperModel::load(model_path, None)?;
     let recognizer = Recognizer::start(
@@ -91,7 +92,7 @@ pub async fn asr(model_path: &Path, name: &str, threads: usize) -> Result<()> {
         busy / 1000.0
     );
     let cmd = format!(
-        "meeting-agent bench asr --model {} --threads {threads}",
+        "meeting-agent bench asr --model {} --threads {threads} --fixture {fixture}",
         model_path.display()
     );
     row(
@@ -104,7 +105,7 @@ pub async fn asr(model_path: &Path, name: &str, threads: usize) -> Result<()> {
     row(
         &format!("asr_wer_{name}"),
         wer * 100.0,
-        "% WER, caption fixture",
+        &format!("% WER, {} utterances", expected.lines().count()),
         "-",
         &cmd,
     );

