@@ -172,6 +172,30 @@ impl Default for CaptionsConfig {
     }
 }
 
+/// The messaging store (meeting threads, transcripts, summaries, search).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    pub enabled: bool,
+    /// `sqlite:PATH` or `postgres://...`; empty: `sqlite:<data_dir>/meeting-agent.db`.
+    pub url: String,
+    /// The user the agent posts as.
+    pub bot_user: String,
+    /// After a meeting, how long to keep retrying an unavailable database.
+    pub flush_timeout_secs: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            url: String::new(),
+            bot_user: "meeting-agent".into(),
+            flush_timeout_secs: 60,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -181,6 +205,7 @@ pub struct Config {
     pub agent: AgentConfig,
     pub audio: AudioConfig,
     pub captions: CaptionsConfig,
+    pub store: StoreConfig,
     pub log: LogConfig,
     pub engine: EngineConfig,
 }
@@ -195,6 +220,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("MEETING_AGENT_MAX_JOBS", "agent.max_jobs"),
     ("MEETING_AGENT_DATA_DIR", "data_dir"),
     ("MEETING_AGENT_CAPTIONS", "captions.enabled"),
+    ("MEETING_AGENT_DATABASE_URL", "store.url"),
     ("MEETING_AGENT_WHISPER_MODEL", "captions.model"),
     ("MEETING_AGENT_NOISE_SUPPRESSION", "audio.noise_suppression"),
     ("MEETING_AGENT_CLEAN_TRACKS", "audio.clean_tracks"),
@@ -280,6 +306,7 @@ impl Config {
                         .ok_or_else(|| invalid(format!("must be true or false, got {value:?}")))?
                 }
                 "captions.model" => self.captions.model = PathBuf::from(value),
+                "store.url" => self.store.url = value,
                 "log.filter" => self.log.filter = value,
                 "engine.library" => self.engine.library = PathBuf::from(value),
                 _ => unreachable!("every ENV_VARS field is handled"),
@@ -337,6 +364,20 @@ impl Config {
         }
         if self.agent.name.chars().any(|c| c.is_whitespace()) {
             return invalid("agent.name", "must not contain whitespace");
+        }
+        let store = &self.store.url;
+        if !store.is_empty()
+            && !["sqlite:", "postgres://", "postgresql://"]
+                .iter()
+                .any(|s| store.starts_with(s))
+        {
+            return invalid(
+                "store.url",
+                "must start with sqlite:, postgres:// or postgresql://",
+            );
+        }
+        if self.store.bot_user.is_empty() {
+            return invalid("store.bot_user", "must not be empty");
         }
         tracing_subscriber::EnvFilter::try_new(&self.log.filter).map_err(|e| {
             ConfigError::Invalid {
@@ -400,6 +441,20 @@ pub fn cache_dir() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("."));
     home.join(".cache").join("meeting-agent")
+}
+
+impl Config {
+    /// The store's URL with its default filled in.
+    pub fn store_url(&self) -> String {
+        if self.store.url.is_empty() {
+            format!(
+                "sqlite:{}",
+                self.data_dir().join("meeting-agent.db").display()
+            )
+        } else {
+            self.store.url.clone()
+        }
+    }
 }
 
 /// ONNX Runtime as scripts/setup.sh installs it from the pinned `onnxruntime` wheel:

@@ -10,5 +10,7 @@ pub mod devtools;
 pub mod livekit;
 pub mod media;
 pub mod session;
+pub mod store;
+pub mod summary;
 pub mod telemetry;
 pub mod worker;

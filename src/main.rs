@@ -210,7 +210,11 @@ async fn run_worker(config: Config) -> Result<()> {
     Engine::start(&config.engine.library)?;
     let (shutdown_tx, shutdown_rx) = watch::channel(Shutdown::Running);
     tokio::spawn(forward_signals(shutdown_tx));
-    let session = MeetingSession::new(config.audio, Captioning::from_config(&config)?);
+    let session = with_store(
+        MeetingSession::new(config.audio, Captioning::from_config(&config)?),
+        &config,
+    )
+    .await?;
     let worker = Worker::new(config, Arc::new(session));
     worker.run(shutdown_rx).await.context("worker stopped")
 }
@@ -229,11 +233,47 @@ async fn run_join(config: Config, room: &str, identity: &str) -> Result<()> {
         let _ = tokio::signal::ctrl_c().await;
         let _ = terminate_tx.send(true);
     });
-    MeetingSession::new(config.audio, Captioning::from_config(&config)?)
-        .run_in_room(&config.ws_url(), &token, terminate_rx)
+    with_store(
+        MeetingSession::new(config.audio, Captioning::from_config(&config)?),
+        &config,
+    )
+    .await?
+    .run_in_room(&config.ws_url(), &token, terminate_rx)
+    .await
+    .map_err(|e| anyhow::anyhow!(e))
+    .context("join")
+}
+
+/// Connects the messaging store (when enabled) so every meeting gets its thread and summary.
+async fn with_store(session: MeetingSession, config: &Config) -> Result<MeetingSession> {
+    if !config.store.enabled {
+        return Ok(session);
+    }
+    let url = config.store_url();
+    let store = meeting_agent::store::Store::connect(&url)
         .await
-        .map_err(|e| anyhow::anyhow!(e))
-        .context("join")
+        .with_context(|| format!("messaging store `store.url` = {}", redact_url(&url)))?;
+    Ok(session.with_store(
+        store,
+        meeting_agent::session::meeting_log::MeetingLogOptions {
+            bot_user: config.store.bot_user.clone(),
+            flush_timeout: std::time::Duration::from_secs(config.store.flush_timeout_secs),
+        },
+    ))
+}
+
+/// A database URL without its password, for messages.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
 }
 
 /// First SIGTERM/SIGINT drains, the second terminates running jobs.

@@ -98,6 +98,7 @@ async fn round(
         publisher: CaptionPublisher::Channel(tx),
         journal: None,
         segmenter: segmenter.clone(),
+        log: None,
     };
     let superseded_before = recognizer.stats.interims_superseded.load(Ordering::Relaxed);
     let busy_before = recognizer.stats.busy_ms.load(Ordering::Relaxed);

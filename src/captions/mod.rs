@@ -7,6 +7,7 @@
 //! [`stabilizer`] (LocalAgreement-2 for interims) and [`filter`] (hallucinations) ->
 //! [`publisher`] (room) and [`journal`] (disk).
 
+pub mod export;
 pub mod filter;
 pub mod journal;
 pub mod model;

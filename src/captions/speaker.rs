@@ -24,6 +24,8 @@ pub struct CaptionContext {
     pub publisher: CaptionPublisher,
     pub journal: Option<Journal>,
     pub segmenter: SegmenterConfig,
+    /// The meeting's thread in the messaging store, when there is one.
+    pub log: Option<crate::session::meeting_log::MeetingLog>,
 }
 
 pub struct SpeakerCaptions {
@@ -132,6 +134,15 @@ impl SpeakerCaptions {
             };
             if let Err(e) = ctx.publisher.publish(&caption).await {
                 tracing::warn!(error = %e, "cannot publish a final caption");
+            }
+            if let (Some(log), false) = (&ctx.log, caption.text.is_empty()) {
+                log.final_caption(crate::store::Segment {
+                    key: caption.segment_id.clone(),
+                    speaker: caption.participant.clone(),
+                    text: caption.text.clone(),
+                    start_ms: caption.start_ms as i64,
+                    end_ms: caption.end_ms as i64,
+                });
             }
             if let (Some(journal), false) = (ctx.journal.clone(), caption.text.is_empty()) {
                 let c = caption.clone();

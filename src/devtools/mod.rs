@@ -4,7 +4,9 @@
 pub mod fixtures;
 pub mod livekit_server;
 pub mod participant;
+pub mod postgres;
 pub mod process_stats;
 
 pub use livekit_server::LocalLiveKitServer;
 pub use participant::{PythonParticipant, dispatch_cli};
+pub use postgres::LocalPostgres;

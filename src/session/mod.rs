@@ -18,10 +18,12 @@ use crate::livekit::{ConnectOptions, Room, RoomEvent, TrackKind, TrackSource};
 use crate::worker::{JobContext, JobError, JobFuture, JobHandler};
 
 pub mod controls;
+pub mod meeting_log;
 pub mod microphone;
 pub mod video;
 
 use controls::MicSettings;
+use meeting_log::{MeetingLog, MeetingLogOptions};
 
 /// Audio is taken from the engine at 48 kHz mono in 10 ms frames: the rate the denoiser and
 /// the recording mixer work at.
@@ -126,6 +128,8 @@ pub struct MeetingSession {
     reports: broadcast::Sender<SessionReport>,
     audio: AudioConfig,
     captioning: Option<Captioning>,
+    /// Where meetings' threads, transcripts and summaries go.
+    store: Option<(crate::store::Store, MeetingLogOptions)>,
 }
 
 impl Default for MeetingSession {
@@ -142,6 +146,7 @@ struct RoomTasks {
     pipelines: HashMap<String, JoinHandle<()>>,
     mic_settings: HashMap<String, watch::Sender<MicSettings>>,
     attributes: HashMap<String, HashMap<String, String>>,
+    log: Option<MeetingLog>,
     /// Switches for the whole room, from its metadata.
     room_switches: HashMap<String, String>,
 }
@@ -152,7 +157,14 @@ impl MeetingSession {
             reports: broadcast::channel(1024).0,
             audio,
             captioning,
+            store: None,
         }
+    }
+
+    /// Writes every meeting (thread, transcript, summary) into `store`.
+    pub fn with_store(mut self, store: crate::store::Store, options: MeetingLogOptions) -> Self {
+        self.store = Some((store, options));
+        self
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<SessionReport> {
@@ -183,8 +195,15 @@ impl MeetingSession {
             room_switches: controls::room_switches(&room.metadata),
             ..Default::default()
         };
+        let started_unix_ms = unix_ms();
+        let log_task = self.store.as_ref().map(|(store, options)| {
+            let meeting = crate::store::Meeting::new(&room_name, started_unix_ms as i64);
+            let (log, task) = MeetingLog::start(store.clone(), meeting, options.clone());
+            tasks.log = Some(log);
+            (task, options.flush_timeout)
+        });
         if let Some(c) = &self.captioning {
-            let journal = match Journal::open(&c.data_dir, &room_name, unix_ms()) {
+            let journal = match Journal::open(&c.data_dir, &room_name, started_unix_ms) {
                 Ok(j) => Some(j),
                 Err(e) => {
                     tracing::error!(error = %e, dir = %c.data_dir.display(), "cannot open the transcript journal; captions are not kept");
@@ -196,6 +215,7 @@ impl MeetingSession {
                 publisher: CaptionPublisher::Room(room.clone()),
                 journal,
                 segmenter: c.segmenter.clone(),
+                log: tasks.log.clone(),
             });
         }
         let reason = loop {
@@ -224,6 +244,18 @@ impl MeetingSession {
             .is_err()
             {
                 task.abort();
+            }
+        }
+        // The meeting's thread gets what is left and its summary once every handle is gone.
+        tasks.captions = None;
+        tasks.log = None;
+        if let Some((task, timeout)) = log_task {
+            // Finals still being transcribed hold a handle; they finish within seconds.
+            if tokio::time::timeout(timeout + std::time::Duration::from_secs(20), task)
+                .await
+                .is_err()
+            {
+                tracing::error!(room = %room_name, "the meeting's thread was not finished in time");
             }
         }
         if let Some(c) = &self.captioning {
@@ -286,6 +318,9 @@ impl MeetingSession {
         match event {
             RoomEvent::ParticipantConnected(p) => {
                 tracing::info!(room = %room_name, identity = %p.identity, "participant joined");
+                if let Some(log) = &tasks.log {
+                    log.presence(&p.identity, true);
+                }
                 tasks.attributes.insert(p.identity.clone(), p.attributes);
                 self.report(SessionReport::ParticipantJoined {
                     room: room_name,
@@ -294,6 +329,9 @@ impl MeetingSession {
             }
             RoomEvent::ParticipantDisconnected { identity, reason } => {
                 tracing::info!(room = %room_name, %identity, reason = reason.as_str_name(), "participant left");
+                if let Some(log) = &tasks.log {
+                    log.presence(&identity, false);
+                }
                 tasks.attributes.remove(&identity);
                 tasks.mic_settings.remove(&identity);
                 self.report(SessionReport::ParticipantLeft {

@@ -1,0 +1,446 @@
+//! The messaging store: meetings, their chat threads (root message, transcript batches, summary)
+//! and transcript segments, in SQLite (embedded default) or PostgreSQL (the platform's Supabase
+//! database). Every write is idempotent: ids are derived from what is written, and inserts skip
+//! rows that exist, so a retried write never duplicates a message.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use thiserror::Error;
+
+pub mod schema;
+pub mod search;
+
+pub use search::{SearchHit, SearchQuery};
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("unsupported store URL {0:?}: use sqlite:PATH or postgres://USER@HOST:PORT/DB")]
+    Url(String),
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("store query failed: {0}")]
+    Query(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => Self::Unavailable(e.to_string()),
+            other => Self::Query(other.to_string()),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Store {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs the same statement on either database: `$sqlite` with `?N` placeholders, `$pg` with
+/// `$N`; the arguments are bound in order.
+macro_rules! on_both {
+    ($store:expr, $method:ident, $row:ty, $sqlite:expr, $pg:expr $(, $arg:expr)* $(,)?) => {
+        match $store {
+            Store::Sqlite(pool) => sqlx::query_as::<_, $row>($sqlite)$(.bind($arg))*.$method(pool).await,
+            Store::Postgres(pool) => sqlx::query_as::<_, $row>($pg)$(.bind($arg))*.$method(pool).await,
+        }
+    };
+}
+pub(crate) use on_both;
+
+/// [`on_both`] for statements: the number of rows affected.
+macro_rules! exec_both {
+    ($store:expr, $sqlite:expr, $pg:expr $(, $arg:expr)* $(,)?) => {
+        match $store {
+            Store::Sqlite(pool) => sqlx::query($sqlite)$(.bind($arg))*.execute(pool).await.map(|r| r.rows_affected()),
+            Store::Postgres(pool) => sqlx::query($pg)$(.bind($arg))*.execute(pool).await.map(|r| r.rows_affected()),
+        }
+    };
+}
+
+/// A meeting: one agent session in one room.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Meeting {
+    /// `<room>-<start, Unix ms>`, as the transcript journal is named.
+    pub id: String,
+    pub room: String,
+    pub started_at_ms: i64,
+    pub ended_at_ms: Option<i64>,
+    /// The root message of the meeting's chat thread.
+    pub thread_id: String,
+}
+
+impl Meeting {
+    pub fn new(room: &str, started_at_ms: i64) -> Self {
+        let id = format!("{room}-{started_at_ms}");
+        Self {
+            thread_id: format!("{id}/root"),
+            id,
+            room: room.to_string(),
+            started_at_ms,
+            ended_at_ms: None,
+        }
+    }
+}
+
+/// One final caption.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Segment {
+    /// Unique within the meeting (the caption's segment id).
+    pub key: String,
+    pub speaker: String,
+    pub text: String,
+    /// Milliseconds since the meeting started.
+    pub start_ms: i64,
+    pub end_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Message {
+    pub id: String,
+    pub conversation_id: String,
+    pub sender_id: String,
+    pub recipient_id: Option<String>,
+    pub reply_to: Option<String>,
+    /// `meeting` (thread root), `transcript`, `summary` or `chat`.
+    pub kind: String,
+    pub text: String,
+    pub created_at_ms: i64,
+}
+
+/// Messages longer than this are split into parts (never truncated).
+pub const MAX_MESSAGE_CHARS: usize = 4000;
+
+type MessageRow = (
+    String,
+    Option<String>,
+    String,
+    Option<String>,
+    Option<String>,
+    String,
+    String,
+    i64,
+);
+
+impl Store {
+    /// Connects and brings the schema up to date. `url`: `sqlite:PATH` (created if missing) or
+    /// `postgres://...`.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let store = if let Some(path) = url.strip_prefix("sqlite:") {
+            let path = path.trim_start_matches("//");
+            if let Some(dir) = std::path::Path::new(path).parent() {
+                std::fs::create_dir_all(dir).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            }
+            let options = SqliteConnectOptions::new()
+                .filename(path)
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .busy_timeout(Duration::from_secs(5));
+            Store::Sqlite(
+                SqlitePoolOptions::new()
+                    .max_connections(4)
+                    .connect_with(options)
+                    .await?,
+            )
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Store::Postgres(
+                PgPoolOptions::new()
+                    .max_connections(4)
+                    .acquire_timeout(Duration::from_secs(5))
+                    .connect(url)
+                    .await?,
+            )
+        } else {
+            return Err(StoreError::Url(url.to_string()));
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let (migrations, create) = match self {
+            Store::Sqlite(_) => (
+                schema::SQLITE,
+                "CREATE TABLE IF NOT EXISTS meeting_agent_migrations (version INTEGER PRIMARY KEY)",
+            ),
+            Store::Postgres(_) => (
+                schema::POSTGRES,
+                "CREATE TABLE IF NOT EXISTS meeting_agent_migrations (version BIGINT PRIMARY KEY)",
+            ),
+        };
+        self.execute(create).await?;
+        for &(version, statements) in migrations {
+            let applied: Option<(i64,)> = on_both!(
+                self,
+                fetch_optional,
+                (i64,),
+                "SELECT version FROM meeting_agent_migrations WHERE version = ?1",
+                "SELECT version FROM meeting_agent_migrations WHERE version = $1",
+                version
+            )?;
+            if applied.is_some() {
+                continue;
+            }
+            // One transaction per migration: a failure leaves the schema as it was.
+            match self {
+                Store::Sqlite(pool) => {
+                    let mut tx = pool.begin().await?;
+                    for statement in statements.split(";\n\n") {
+                        sqlx::query(statement).execute(&mut *tx).await?;
+                    }
+                    sqlx::query("INSERT INTO meeting_agent_migrations (version) VALUES (?1)")
+                        .bind(version)
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                }
+                Store::Postgres(pool) => {
+                    let mut tx = pool.begin().await?;
+                    for statement in statements.split(";\n\n") {
+                        sqlx::query(statement).execute(&mut *tx).await?;
+                    }
+                    sqlx::query("INSERT INTO meeting_agent_migrations (version) VALUES ($1)")
+                        .bind(version)
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn execute(&self, sql: &str) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(pool) => sqlx::query(sql).execute(pool).await.map(|_| ())?,
+            Store::Postgres(pool) => sqlx::query(sql).execute(pool).await.map(|_| ())?,
+        }
+        Ok(())
+    }
+
+    /// Records the meeting and opens its thread with `root` (idempotent).
+    pub async fn open_meeting(&self, meeting: &Meeting, root: &Message) -> Result<(), StoreError> {
+        exec_both!(
+            self,
+            "INSERT INTO meetings (id, room, started_at, thread_id) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (id) DO NOTHING",
+            "INSERT INTO meetings (id, room, started_at, thread_id) VALUES ($1, $2, to_timestamp($3::bigint / 1000.0), $4) ON CONFLICT (id) DO NOTHING",
+            &meeting.id,
+            &meeting.room,
+            meeting.started_at_ms,
+            &meeting.thread_id,
+        )?;
+        self.post(std::slice::from_ref(root)).await
+    }
+
+    pub async fn end_meeting(&self, meeting_id: &str, ended_at_ms: i64) -> Result<(), StoreError> {
+        exec_both!(
+            self,
+            "UPDATE meetings SET ended_at = ?2 WHERE id = ?1",
+            "UPDATE meetings SET ended_at = to_timestamp($2::bigint / 1000.0) WHERE id = $1",
+            meeting_id,
+            ended_at_ms,
+        )?;
+        Ok(())
+    }
+
+    /// Stores final captions (a segment already stored is skipped), in one transaction.
+    pub async fn add_segments(
+        &self,
+        meeting: &Meeting,
+        segments: &[Segment],
+    ) -> Result<(), StoreError> {
+        macro_rules! insert_all {
+            ($pool:expr, $sql:expr) => {{
+                let mut tx = $pool.begin().await?;
+                for s in segments {
+                    sqlx::query($sql)
+                        .bind(format!("{}/{}", meeting.id, s.key))
+                        .bind(&meeting.id)
+                        .bind(&meeting.room)
+                        .bind(&s.speaker)
+                        .bind(&s.text)
+                        .bind(s.start_ms)
+                        .bind(s.end_ms)
+                        .bind(meeting.started_at_ms + s.start_ms)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+            }};
+        }
+        match self {
+            Store::Sqlite(pool) => insert_all!(
+                pool,
+                "INSERT INTO transcript_segments (id, meeting_id, room, speaker, text, start_ms, end_ms, spoken_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (id) DO NOTHING"
+            ),
+            Store::Postgres(pool) => insert_all!(
+                pool,
+                "INSERT INTO transcript_segments (id, meeting_id, room, speaker, text, start_ms, end_ms, spoken_at) VALUES ($1, $2, $3, $4, $5, $6, $7, to_timestamp($8::bigint / 1000.0)) ON CONFLICT (id) DO NOTHING"
+            ),
+        }
+        Ok(())
+    }
+
+    /// Posts messages (a message already posted is skipped), in one transaction.
+    pub async fn post(&self, messages: &[Message]) -> Result<(), StoreError> {
+        macro_rules! insert_all {
+            ($pool:expr, $sql:expr) => {{
+                let mut tx = $pool.begin().await?;
+                for m in messages {
+                    sqlx::query($sql)
+                        .bind(&m.id)
+                        .bind(&m.sender_id)
+                        .bind(&m.recipient_id)
+                        .bind(&m.text)
+                        .bind(m.created_at_ms)
+                        .bind(&m.conversation_id)
+                        .bind(&m.reply_to)
+                        .bind(&m.kind)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+            }};
+        }
+        match self {
+            Store::Sqlite(pool) => insert_all!(
+                pool,
+                "INSERT INTO messages (id, sender_id, recipient_id, text, created_at, conversation_id, reply_to, kind) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (id) DO NOTHING"
+            ),
+            Store::Postgres(pool) => insert_all!(
+                pool,
+                "INSERT INTO messages (id, sender_id, recipient_id, text, created_at, conversation_id, reply_to, kind) VALUES ($1, $2, $3, $4, to_timestamp($5::bigint / 1000.0), $6, $7, $8) ON CONFLICT (id) DO NOTHING"
+            ),
+        }
+        Ok(())
+    }
+
+    /// A thread's messages, oldest first.
+    pub async fn thread(&self, conversation_id: &str) -> Result<Vec<Message>, StoreError> {
+        let rows: Vec<MessageRow> = on_both!(
+            self,
+            fetch_all,
+            MessageRow,
+            "SELECT id, conversation_id, sender_id, recipient_id, reply_to, kind, text, created_at FROM messages WHERE conversation_id = ?1 ORDER BY created_at, id",
+            "SELECT id, conversation_id, sender_id, recipient_id, reply_to, kind, text, (extract(epoch from created_at) * 1000)::bigint FROM messages WHERE conversation_id = $1 ORDER BY created_at, id",
+            conversation_id
+        )?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(id, conversation_id, sender_id, recipient_id, reply_to, kind, text, created)| {
+                    Message {
+                        id,
+                        conversation_id: conversation_id.unwrap_or_default(),
+                        sender_id,
+                        recipient_id,
+                        reply_to,
+                        kind,
+                        text,
+                        created_at_ms: created,
+                    }
+                },
+            )
+            .collect())
+    }
+
+    /// A meeting's segments in spoken order.
+    pub async fn segments(&self, meeting_id: &str) -> Result<Vec<Segment>, StoreError> {
+        let prefix_len = meeting_id.len() as i64 + 2; // 1-based, past the '/'
+        let rows: Vec<(String, String, String, i64, i64)> = on_both!(
+            self,
+            fetch_all,
+            (String, String, String, i64, i64),
+            "SELECT substr(id, ?2), speaker, text, start_ms, end_ms FROM transcript_segments WHERE meeting_id = ?1 ORDER BY start_ms, id",
+            "SELECT substr(id, $2::int), speaker, text, start_ms, end_ms FROM transcript_segments WHERE meeting_id = $1 ORDER BY start_ms, id",
+            meeting_id,
+            prefix_len
+        )?;
+        Ok(rows
+            .into_iter()
+            .map(|(key, speaker, text, start_ms, end_ms)| Segment {
+                key,
+                speaker,
+                text,
+                start_ms,
+                end_ms,
+            })
+            .collect())
+    }
+
+    /// Meetings, newest first, optionally of one room.
+    pub async fn meetings(&self, room: Option<&str>) -> Result<Vec<Meeting>, StoreError> {
+        let rows: Vec<(String, String, i64, Option<i64>, String)> = on_both!(
+            self,
+            fetch_all,
+            (String, String, i64, Option<i64>, String),
+            "SELECT id, room, started_at, ended_at, thread_id FROM meetings WHERE (?1 IS NULL OR room = ?1) ORDER BY started_at DESC",
+            "SELECT id, room, (extract(epoch from started_at) * 1000)::bigint, (extract(epoch from ended_at) * 1000)::bigint, thread_id FROM meetings WHERE ($1::text IS NULL OR room = $1) ORDER BY started_at DESC",
+            room
+        )?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(id, room, started_at_ms, ended_at_ms, thread_id)| Meeting {
+                    id,
+                    room,
+                    started_at_ms,
+                    ended_at_ms,
+                    thread_id,
+                },
+            )
+            .collect())
+    }
+}
+
+/// Splits `text` into parts of at most `max` characters, at line breaks where it can, else at
+/// spaces, else anywhere: nothing is lost.
+pub fn split_message(text: &str, max: usize) -> Vec<String> {
+    let mut parts = Vec::new();
+    let mut rest = text;
+    while rest.chars().count() > max {
+        let cut = rest
+            .char_indices()
+            .nth(max)
+            .map(|(i, _)| i)
+            .unwrap_or(rest.len());
+        let head = &rest[..cut];
+        let at = head
+            .rfind('\n')
+            .or_else(|| head.rfind(' '))
+            .filter(|&i| i > 0)
+            .map(|i| i + 1)
+            .unwrap_or(cut);
+        parts.push(rest[..at].to_string());
+        rest = &rest[at..];
+    }
+    if !rest.is_empty() || parts.is_empty() {
+        parts.push(rest.to_string());
+    }
+    parts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_messages_are_split_without_loss() {
+        let text: String = (0..500).map(|i| format!("line {i} ünïcødé ✓\n")).collect();
+        let parts = split_message(&text, 300);
+        assert!(parts.len() > 1);
+        assert!(parts.iter().all(|p| p.chars().count() <= 300));
+        assert_eq!(parts.concat(), text);
+        let unbroken = "x".repeat(1000);
+        assert_eq!(split_message(&unbroken, 300).concat(), unbroken);
+        assert_eq!(split_message("", 10), vec![String::new()]);
+    }
+}

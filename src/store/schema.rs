@@ -1,0 +1,118 @@
+//! The schema, per database, as numbered migrations applied once each (recorded in
+//! `meeting_agent_migrations`). PostgreSQL extends a `messages` table the platform may already
+//! have (Supabase) instead of assuming it is new.
+
+/// (version, statements) for SQLite; statements are separated by `;\n\n`.
+pub const SQLITE: &[(i64, &str)] = &[(
+    1,
+    r#"CREATE TABLE IF NOT EXISTS meetings (
+    id TEXT PRIMARY KEY,
+    room TEXT NOT NULL,
+    started_at INTEGER NOT NULL,
+    ended_at INTEGER,
+    thread_id TEXT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS messages (
+    id TEXT PRIMARY KEY,
+    sender_id TEXT NOT NULL,
+    recipient_id TEXT,
+    text TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    conversation_id TEXT,
+    reply_to TEXT,
+    kind TEXT NOT NULL DEFAULT 'chat'
+);
+
+CREATE INDEX IF NOT EXISTS messages_by_conversation ON messages (conversation_id, created_at);
+
+CREATE TABLE IF NOT EXISTS transcript_segments (
+    id TEXT PRIMARY KEY,
+    meeting_id TEXT NOT NULL REFERENCES meetings (id),
+    room TEXT NOT NULL,
+    speaker TEXT NOT NULL,
+    text TEXT NOT NULL,
+    start_ms INTEGER NOT NULL,
+    end_ms INTEGER NOT NULL,
+    spoken_at INTEGER NOT NULL
+);
+
+CREATE INDEX IF NOT EXISTS segments_by_meeting ON transcript_segments (meeting_id, start_ms);
+
+CREATE INDEX IF NOT EXISTS segments_by_room ON transcript_segments (room, spoken_at);
+
+CREATE VIRTUAL TABLE IF NOT EXISTS segments_fts USING fts5 (
+    text, content = 'transcript_segments', content_rowid = 'rowid', tokenize = 'porter unicode61'
+);
+
+CREATE TRIGGER IF NOT EXISTS segments_fts_insert AFTER INSERT ON transcript_segments BEGIN
+    INSERT INTO segments_fts (rowid, text) VALUES (new.rowid, new.text);
+END;
+
+CREATE TRIGGER IF NOT EXISTS segments_fts_delete AFTER DELETE ON transcript_segments BEGIN
+    INSERT INTO segments_fts (segments_fts, rowid, text) VALUES ('delete', old.rowid, old.text);
+END;
+
+CREATE VIRTUAL TABLE IF NOT EXISTS messages_fts USING fts5 (
+    text, content = 'messages', content_rowid = 'rowid', tokenize = 'porter unicode61'
+);
+
+CREATE TRIGGER IF NOT EXISTS messages_fts_insert AFTER INSERT ON messages BEGIN
+    INSERT INTO messages_fts (rowid, text) VALUES (new.rowid, new.text);
+END;
+
+CREATE TRIGGER IF NOT EXISTS messages_fts_delete AFTER DELETE ON messages BEGIN
+    INSERT INTO messages_fts (messages_fts, rowid, text) VALUES ('delete', old.rowid, old.text);
+END"#,
+)];
+
+/// (version, statements) for PostgreSQL.
+pub const POSTGRES: &[(i64, &str)] = &[(
+    1,
+    r#"CREATE TABLE IF NOT EXISTS meetings (
+    id TEXT PRIMARY KEY,
+    room TEXT NOT NULL,
+    started_at TIMESTAMPTZ NOT NULL,
+    ended_at TIMESTAMPTZ,
+    thread_id TEXT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS messages (
+    id TEXT PRIMARY KEY,
+    sender_id TEXT NOT NULL,
+    recipient_id TEXT,
+    text TEXT NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+
+ALTER TABLE messages ADD COLUMN IF NOT EXISTS conversation_id TEXT;
+
+ALTER TABLE messages ADD COLUMN IF NOT EXISTS reply_to TEXT;
+
+ALTER TABLE messages ADD COLUMN IF NOT EXISTS kind TEXT NOT NULL DEFAULT 'chat';
+
+ALTER TABLE messages ADD COLUMN IF NOT EXISTS tsv tsvector
+    GENERATED ALWAYS AS (to_tsvector('english', text)) STORED;
+
+CREATE INDEX IF NOT EXISTS messages_by_conversation ON messages (conversation_id, created_at);
+
+CREATE INDEX IF NOT EXISTS messages_tsv ON messages USING gin (tsv);
+
+CREATE TABLE IF NOT EXISTS transcript_segments (
+    id TEXT PRIMARY KEY,
+    meeting_id TEXT NOT NULL REFERENCES meetings (id),
+    room TEXT NOT NULL,
+    speaker TEXT NOT NULL,
+    text TEXT NOT NULL,
+    start_ms BIGINT NOT NULL,
+    end_ms BIGINT NOT NULL,
+    spoken_at TIMESTAMPTZ NOT NULL,
+    tsv tsvector GENERATED ALWAYS AS (to_tsvector('english', text)) STORED
+);
+
+CREATE INDEX IF NOT EXISTS segments_by_meeting ON transcript_segments (meeting_id, start_ms);
+
+CREATE INDEX IF NOT EXISTS segments_by_room ON transcript_segments (room, spoken_at);
+
+CREATE INDEX IF NOT EXISTS segments_tsv ON transcript_segments USING gin (tsv)"#,
+)];
