@@ -18,8 +18,9 @@ log() { printf 'setup: %s\n' "$*" >&2; }
 
 # --- Debian packages -------------------------------------------------------------------------
 # espeak-ng and sox make the test speech and noise (fixtures/make_fixtures.sh).
-# cmake and libclang-dev build whisper.cpp (whisper-rs).
-apt_packages=(ca-certificates pkg-config python3-venv espeak-ng sox cmake libclang-dev)
+# cmake and libclang-dev build whisper.cpp (whisper-rs). postgresql: the tests' throwaway database
+# clusters (the messaging store itself runs on SQLite by default).
+apt_packages=(ca-certificates pkg-config python3-venv espeak-ng sox cmake libclang-dev postgresql)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -235,6 +235,17 @@ impl Config {
         Self::load_with_env(file, |name| std::env::var(name).ok())
     }
 
+    /// File and environment without validation: for offline commands (search, export) that
+    /// need no LiveKit server.
+    pub fn load_unvalidated(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut config = match file {
+            Some(path) => Self::from_toml_file(path)?,
+            None => Config::default(),
+        };
+        config.apply_env(|name| std::env::var(name).ok())?;
+        Ok(config)
+    }
+
     pub fn load_with_env(
         file: Option<&Path>,
         env: impl Fn(&str) -> Option<String>,

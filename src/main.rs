@@ -43,6 +43,40 @@ enum Command {
     },
     /// Load and validate the configuration, then print it without secrets.
     CheckConfig,
+    /// Full-text search over stored transcripts and messages.
+    Search {
+        /// Words to find (all of them).
+        text: String,
+        #[arg(long)]
+        room: Option<String>,
+        /// Speaker (transcripts) or sender (messages).
+        #[arg(long)]
+        speaker: Option<String>,
+        /// From this day (YYYY-MM-DD, UTC) on.
+        #[arg(long)]
+        since: Option<String>,
+        /// Before this day (YYYY-MM-DD, UTC).
+        #[arg(long)]
+        until: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+        /// One JSON object per hit.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List stored meetings, newest first.
+    Meetings {
+        #[arg(long)]
+        room: Option<String>,
+    },
+    /// Print a stored meeting's transcript.
+    Export {
+        /// The meeting id (`meeting-agent meetings` lists them).
+        meeting: String,
+        /// vtt, srt, json or txt.
+        #[arg(long, default_value = "vtt")]
+        format: String,
+    },
     /// Measure a BENCHMARKS.md figure against a local livekit-server (needs scripts/setup.sh).
     Bench {
         #[command(subcommand)]
@@ -174,6 +208,16 @@ fn run(cli: Cli) -> Result<()> {
             }
         });
     }
+    if matches!(
+        cli.command,
+        Command::Search { .. } | Command::Meetings { .. } | Command::Export { .. }
+    ) {
+        let config = Config::load_unvalidated(cli.config.as_deref())?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        return runtime.block_on(offline(cli.command, config));
+    }
     let mut config = Config::load(cli.config.as_deref())?;
     if let Command::Worker {
         agent_name: Some(name),
@@ -201,7 +245,10 @@ fn run(cli: Cli) -> Result<()> {
             }
             Command::Worker { .. } => run_worker(config).await,
             Command::Join { room, identity } => run_join(config, &room, &identity).await,
-            Command::Bench { .. } => unreachable!("handled before configuration"),
+            Command::Bench { .. }
+            | Command::Search { .. }
+            | Command::Meetings { .. }
+            | Command::Export { .. } => unreachable!("handled before configuration"),
         }
     })
 }
@@ -242,6 +289,84 @@ async fn run_join(config: Config, room: &str, identity: &str) -> Result<()> {
     .await
     .map_err(|e| anyhow::anyhow!(e))
     .context("join")
+}
+
+/// Commands over the messaging store, without a LiveKit server.
+async fn offline(command: Command, config: Config) -> Result<()> {
+    let url = config.store_url();
+    let store = meeting_agent::store::Store::connect(&url)
+        .await
+        .with_context(|| format!("messaging store `store.url` = {}", redact_url(&url)))?;
+    match command {
+        Command::Search {
+            text,
+            room,
+            speaker,
+            since,
+            until,
+            limit,
+            json,
+        } => {
+            let day = |d: Option<String>| -> Result<Option<i64>> {
+                d.map(|d| {
+                    meeting_agent::summary::parse_day_ms(&d)
+                        .with_context(|| format!("{d:?} is not a YYYY-MM-DD date"))
+                })
+                .transpose()
+            };
+            let hits = store
+                .search(&meeting_agent::store::SearchQuery {
+                    text,
+                    room,
+                    speaker,
+                    since_ms: day(since)?,
+                    until_ms: day(until)?,
+                    limit,
+                })
+                .await?;
+            for hit in &hits {
+                if json {
+                    println!("{}", serde_json::to_string(hit)?);
+                } else {
+                    let at = hit
+                        .offset_ms
+                        .map(meeting_agent::summary::clock)
+                        .unwrap_or_default();
+                    println!(
+                        "{} {} {} {at}: {}",
+                        hit.conversation, hit.kind, hit.speaker, hit.snippet
+                    );
+                }
+            }
+            if hits.is_empty() && !json {
+                eprintln!("no matches");
+            }
+        }
+        Command::Meetings { room } => {
+            for m in store.meetings(room.as_deref()).await? {
+                let length = m
+                    .ended_at_ms
+                    .map(|e| meeting_agent::summary::clock(e - m.started_at_ms))
+                    .unwrap_or_else(|| "running".into());
+                println!("{}	{}	{length}", m.id, m.room);
+            }
+        }
+        Command::Export { meeting, format } => {
+            let format: meeting_agent::captions::export::Format =
+                format.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+            let segments = store.segments(&meeting).await?;
+            anyhow::ensure!(
+                !segments.is_empty(),
+                "no transcript stored for meeting {meeting:?}"
+            );
+            print!(
+                "{}",
+                meeting_agent::captions::export::export(&segments, format)
+            );
+        }
+        _ => unreachable!("only offline commands come here"),
+    }
+    Ok(())
 }
 
 /// Connects the messaging store (when enabled) so every meeting gets its thread and summary.

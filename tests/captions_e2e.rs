@@ -28,13 +28,31 @@ async fn captioning_worker(
     server: &LocalLiveKitServer,
     data_dir: &std::path::Path,
 ) -> RunningWorker {
+    storing_worker(server, data_dir, None).await
+}
+
+/// The same, also writing every meeting into `store`.
+async fn storing_worker(
+    server: &LocalLiveKitServer,
+    data_dir: &std::path::Path,
+    store: Option<meeting_agent::store::Store>,
+) -> RunningWorker {
     let mut config: Config = config_for(server, "");
     config.data_dir = data_dir.to_path_buf();
     // Three or four interim hypotheses per 3 s sentence, so LocalAgreement has pairs to agree on.
     config.captions.interim_ms = 700;
     let captioning =
         Captioning::from_config(&config).expect("whisper model (run models/fetch_models.sh)");
-    let session = MeetingSession::new(config.audio, captioning);
+    let mut session = MeetingSession::new(config.audio, captioning);
+    if let Some(store) = store {
+        session = session.with_store(
+            store,
+            meeting_agent::session::meeting_log::MeetingLogOptions {
+                bot_user: "meeting-agent".into(),
+                flush_timeout: Duration::from_secs(30),
+            },
+        );
+    }
     let reports = session.subscribe();
     start_worker_with(config, Arc::new(session), reports).await
 }
@@ -522,4 +540,135 @@ async fn room_metadata_switches_captions_off_and_on_for_the_whole_room() {
     sam.stop().await;
     listener.stop().await;
     std::fs::remove_dir_all(data_dir).ok();
+}
+
+/// A meeting leaves its chat thread in PostgreSQL: the root message, the transcript as the
+/// speaker said it, and the summary with attendance and speaking time; search finds what was
+/// said, by whom and when.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_meeting_leaves_its_thread_transcript_and_summary_in_postgres() {
+    use meeting_agent::store::{SearchQuery, Store};
+    let _serial = SERIAL.lock().await;
+    init();
+    let pg = meeting_agent::devtools::LocalPostgres::start().unwrap();
+    let store = Store::connect(&pg.url()).await.unwrap();
+    let server = LocalLiveKitServer::start().await.unwrap();
+    let data_dir = std::env::temp_dir().join(format!("captions-store-{}", std::process::id()));
+    let _worker = storing_worker(&server, &data_dir, Some(store.clone())).await;
+    let room = "store-room";
+    let wav = fixtures().join("captions.wav");
+    let mut sam = PythonParticipant::spawn(
+        &server,
+        room,
+        "sam",
+        &["--wav", wav.to_str().unwrap(), "--once", "--video", "none"],
+    )
+    .unwrap();
+    sam.wait_for(Duration::from_secs(60), |e| e["event"] == "wav_finished")
+        .await
+        .expect("the clip played");
+    // The last final needs the end-of-utterance silence and a whisper run.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    sam.stop().await;
+    server
+        .room_service("DeleteRoom", &serde_json::json!({"room": room}))
+        .await
+        .unwrap();
+
+    let meeting = loop_until(Duration::from_secs(40), || async {
+        let meetings = store.meetings(Some(room)).await.ok()?;
+        meetings.into_iter().find(|m| m.ended_at_ms.is_some())
+    })
+    .await
+    .expect("the meeting ended in the store");
+    let thread = store.thread(&meeting.id).await.unwrap();
+    assert_eq!(thread[0].kind, "meeting");
+    assert!(thread[0].text.contains("sam"), "{}", thread[0].text);
+    let transcript: Vec<&str> = thread
+        .iter()
+        .filter(|m| m.kind == "transcript")
+        .flat_map(|m| m.text.lines())
+        .collect();
+    assert!(
+        transcript.iter().all(|l| l.contains("] sam: ")),
+        "{transcript:#?}"
+    );
+    let segments = store.segments(&meeting.id).await.unwrap();
+    assert_eq!(
+        transcript.len(),
+        segments.len(),
+        "one transcript line per segment"
+    );
+    let heard: Vec<&str> = segments.iter().map(|s| s.text.as_str()).collect();
+    let expected = std::fs::read_to_string(fixtures().join("captions.txt")).unwrap();
+    let wer = word_error_rate(&expected, &heard.join(" "));
+    assert!(wer <= 0.15, "WER {wer:.3}: {heard:?}");
+    let summary = thread.last().unwrap();
+    assert_eq!(summary.kind, "summary", "{thread:#?}");
+    println!("{}", summary.text);
+    for part in [
+        "Key points",
+        "Attendance",
+        "sam: 0:",
+        "Speaking time",
+        "Participants over time",
+    ] {
+        assert!(summary.text.contains(part), "{part:?} in {}", summary.text);
+    }
+    let actions = summary
+        .text
+        .split("\nAction items\n")
+        .nth(1)
+        .expect("an action items section");
+    assert!(
+        actions
+            .lines()
+            .take_while(|l| l.starts_with("- "))
+            .any(|l| l.contains("budget to the finance team by Friday")),
+        "the request is an action item: {}",
+        summary.text
+    );
+    assert!(
+        summary
+            .text
+            .contains("Decisions\n- sam: We will launch the new product in March."),
+        "{}",
+        summary.text
+    );
+    let hits = store
+        .search(&SearchQuery {
+            text: "budget".into(),
+            room: Some(room.into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let hit = hits
+        .iter()
+        .find(|h| h.kind == "transcript")
+        .expect("the spoken phrase is found");
+    assert_eq!(hit.speaker, "sam");
+    let said = segments
+        .iter()
+        .find(|s| s.text.to_lowercase().contains("budget"))
+        .unwrap();
+    assert_eq!(hit.offset_ms, Some(said.start_ms));
+    assert_eq!(hit.at_ms, meeting.started_at_ms + said.start_ms);
+    std::fs::remove_dir_all(data_dir).ok();
+}
+
+/// Polls `probe` every 500 ms until it gives a value or `limit` passes.
+async fn loop_until<T, F, Fut>(limit: Duration, mut probe: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if let Some(v) = probe().await {
+            return Some(v);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    None
 }

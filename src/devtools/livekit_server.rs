@@ -185,6 +185,8 @@ impl LocalLiveKitServer {
                 room_create: true,
                 room_list: true,
                 room_admin: true,
+                // Room-scoped calls (metadata, participants) need the room in the grant.
+                room: body["room"].as_str().unwrap_or_default().to_string(),
                 ..Default::default()
             })
             .to_jwt()

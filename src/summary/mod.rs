@@ -115,6 +115,26 @@ pub fn clock(ms: i64) -> String {
     }
 }
 
+/// Midnight UTC of a `YYYY-MM-DD` day, Unix ms.
+pub fn parse_day_ms(day: &str) -> Option<i64> {
+    let mut parts = day.split('-');
+    let (y, m, d): (i64, i64, i64) = (
+        parts.next()?.parse().ok()?,
+        parts.next()?.parse().ok()?,
+        parts.next()?.parse().ok()?,
+    );
+    if parts.next().is_some() || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    Some((era * 146_097 + doe - 719_468) * 86_400_000)
+}
+
 impl Summary {
     /// The summary as a chat message.
     pub fn to_message_text(&self, room: &str) -> String {
@@ -191,6 +211,16 @@ mod tests {
             text: "x".into(),
             start_ms: start,
             end_ms: end,
+        }
+    }
+
+    #[test]
+    fn days_parse_to_utc_midnight() {
+        assert_eq!(parse_day_ms("1970-01-01"), Some(0));
+        assert_eq!(parse_day_ms("2026-11-25"), Some(1_795_564_800_000));
+        assert_eq!(parse_day_ms("2024-02-29"), Some(1_709_164_800_000));
+        for bad in ["2026-13-01", "2026-11", "yesterday", "2026-11-25-1"] {
+            assert_eq!(parse_day_ms(bad), None, "{bad}");
         }
     }
 
