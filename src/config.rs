@@ -196,6 +196,48 @@ impl Default for StoreConfig {
     }
 }
 
+/// Who writes a meeting summary's key points: offline (default) or a model through its HTTP API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SummaryConfig {
+    /// `extractive`, `openai` (any OpenAI-compatible chat-completions API) or `gemini`.
+    pub backend: crate::summary::llm::Backend,
+    /// e.g. `https://api.openai.com/v1` or `https://generativelanguage.googleapis.com/v1beta`.
+    pub endpoint: String,
+    pub model: String,
+    /// Kept on the server; never logged or printed.
+    pub api_key: String,
+    /// A slower answer falls back to the extractive summary.
+    pub timeout_secs: u64,
+}
+
+impl Default for SummaryConfig {
+    fn default() -> Self {
+        Self {
+            backend: crate::summary::llm::Backend::Extractive,
+            endpoint: String::new(),
+            model: String::new(),
+            api_key: String::new(),
+            timeout_secs: 30,
+        }
+    }
+}
+
+impl SummaryConfig {
+    /// The model to ask, when one is configured.
+    pub fn llm(&self) -> Option<crate::summary::llm::LlmConfig> {
+        (self.backend != crate::summary::llm::Backend::Extractive).then(|| {
+            crate::summary::llm::LlmConfig {
+                backend: self.backend.clone(),
+                endpoint: self.endpoint.clone(),
+                model: self.model.clone(),
+                api_key: self.api_key.clone(),
+                timeout: std::time::Duration::from_secs(self.timeout_secs),
+            }
+        })
+    }
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -206,6 +248,7 @@ pub struct Config {
     pub audio: AudioConfig,
     pub captions: CaptionsConfig,
     pub store: StoreConfig,
+    pub summary: SummaryConfig,
     pub log: LogConfig,
     pub engine: EngineConfig,
 }
@@ -221,6 +264,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("MEETING_AGENT_DATA_DIR", "data_dir"),
     ("MEETING_AGENT_CAPTIONS", "captions.enabled"),
     ("MEETING_AGENT_DATABASE_URL", "store.url"),
+    ("MEETING_AGENT_LLM_API_KEY", "summary.api_key"),
     ("MEETING_AGENT_WHISPER_MODEL", "captions.model"),
     ("MEETING_AGENT_NOISE_SUPPRESSION", "audio.noise_suppression"),
     ("MEETING_AGENT_CLEAN_TRACKS", "audio.clean_tracks"),
@@ -318,6 +362,7 @@ impl Config {
                 }
                 "captions.model" => self.captions.model = PathBuf::from(value),
                 "store.url" => self.store.url = value,
+                "summary.api_key" => self.summary.api_key = value,
                 "log.filter" => self.log.filter = value,
                 "engine.library" => self.engine.library = PathBuf::from(value),
                 _ => unreachable!("every ENV_VARS field is handled"),
@@ -389,6 +434,25 @@ impl Config {
         }
         if self.store.bot_user.is_empty() {
             return invalid("store.bot_user", "must not be empty");
+        }
+        if self.summary.backend != crate::summary::llm::Backend::Extractive {
+            if !self.summary.endpoint.starts_with("http://")
+                && !self.summary.endpoint.starts_with("https://")
+            {
+                return invalid(
+                    "summary.endpoint",
+                    "must be an http:// or https:// URL for a model backend",
+                );
+            }
+            if self.summary.model.is_empty() {
+                return invalid("summary.model", "is required for a model backend");
+            }
+            if self.summary.api_key.is_empty() {
+                return invalid(
+                    "summary.api_key",
+                    "is required for a model backend (set MEETING_AGENT_LLM_API_KEY)",
+                );
+            }
         }
         tracing_subscriber::EnvFilter::try_new(&self.log.filter).map_err(|e| {
             ConfigError::Invalid {

@@ -144,6 +144,13 @@ enum Bench {
         #[arg(long, default_value_t = 40.0)]
         seconds: f64,
     },
+    /// search_p95_ms_1m_*: search latency over many stored segments, SQLite and PostgreSQL.
+    Search {
+        #[arg(long, default_value_t = 1_000_000)]
+        segments: usize,
+        #[arg(long, default_value_t = 200)]
+        queries: usize,
+    },
     /// vad_*: RNNoise's voice probability against WebRTC's VAD and Silero, accuracy and cost.
     Vad {
         /// ONNX Runtime library (scripts/setup.sh installs it).
@@ -194,6 +201,9 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 Bench::CaptionSpeakers { max, seconds } => {
                     bench::speakers::speakers_realtime(max, seconds).await
+                }
+                Bench::Search { segments, queries } => {
+                    bench::search::search(segments, queries).await
                 }
                 Bench::Vad { onnxruntime, model } => bench::vad::compare(&onnxruntime, &model),
                 Bench::Asr {
@@ -383,6 +393,7 @@ async fn with_store(session: MeetingSession, config: &Config) -> Result<MeetingS
         meeting_agent::session::meeting_log::MeetingLogOptions {
             bot_user: config.store.bot_user.clone(),
             flush_timeout: std::time::Duration::from_secs(config.store.flush_timeout_secs),
+            llm: config.summary.llm(),
         },
     ))
 }

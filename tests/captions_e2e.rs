@@ -50,6 +50,7 @@ async fn storing_worker(
             meeting_agent::session::meeting_log::MeetingLogOptions {
                 bot_user: "meeting-agent".into(),
                 flush_timeout: Duration::from_secs(30),
+                llm: None,
             },
         );
     }

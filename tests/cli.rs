@@ -190,3 +190,84 @@ fn a_missing_whisper_model_names_the_command_that_fetches_it() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_meetings_and_export_read_the_store() {
+    use meeting_agent::store::{Meeting, Message, Segment, Store};
+    let dir = std::env::temp_dir().join(format!("ma-cli-store-{}", std::process::id()));
+    let url = format!("sqlite:{}", dir.join("store.db").display());
+    let store = Store::connect(&url).await.unwrap();
+    let meeting = Meeting::new("weekly", 1_795_564_800_000);
+    let root = Message {
+        id: meeting.thread_id.clone(),
+        conversation_id: meeting.id.clone(),
+        sender_id: "meeting-agent".into(),
+        recipient_id: None,
+        reply_to: None,
+        kind: "meeting".into(),
+        text: "Meeting in weekly started".into(),
+        created_at_ms: meeting.started_at_ms,
+    };
+    store.open_meeting(&meeting, &root).await.unwrap();
+    let said = |key: &str, speaker: &str, text: &str, start_ms: i64| Segment {
+        key: key.into(),
+        speaker: speaker.into(),
+        text: text.into(),
+        start_ms,
+        end_ms: start_ms + 2_000,
+    };
+    store
+        .add_segments(
+            &meeting,
+            &[
+                said("a", "sam", "The quarterly report is ready.", 1_000),
+                said("b", "ann", "Send the budget by Friday.", 65_000),
+            ],
+        )
+        .await
+        .unwrap();
+    let run = |args: &[&str]| {
+        let out = agent()
+            .args(args)
+            .env("MEETING_AGENT_DATABASE_URL", &url)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (ok, stdout, stderr) = run(&["search", "budget"]);
+    assert!(ok, "{stderr}");
+    assert_eq!(
+        stdout.trim(),
+        format!(
+            "{} transcript ann 1:05: Send the [budget] by Friday.",
+            meeting.id
+        )
+    );
+    let (ok, stdout, _) = run(&["search", "budget", "--speaker", "sam"]);
+    assert!(ok && stdout.is_empty());
+    let (ok, stdout, _) = run(&["search", "budget", "--since", "2026-11-26"]);
+    assert!(ok && stdout.is_empty(), "the meeting was on 2026-11-25");
+    let (ok, _, stderr) = run(&["search", "budget", "--since", "last week"]);
+    assert!(!ok && stderr.contains("YYYY-MM-DD"), "{stderr}");
+    let (ok, stdout, _) = run(&["meetings"]);
+    assert!(
+        ok && stdout.starts_with(&format!("{}\tweekly\trunning", meeting.id)),
+        "{stdout}"
+    );
+    let (ok, stdout, _) = run(&["export", &meeting.id, "--format", "srt"]);
+    assert!(ok);
+    assert!(
+        stdout
+            .starts_with("1\n00:00:01,000 --> 00:00:03,000\nsam: The quarterly report is ready.\n"),
+        "{stdout}"
+    );
+    let (ok, _, stderr) = run(&["export", "no-such-meeting"]);
+    assert!(!ok && stderr.contains("no transcript stored"), "{stderr}");
+    let (ok, _, stderr) = run(&["export", &meeting.id, "--format", "docx"]);
+    assert!(!ok && stderr.contains("vtt, srt, json or txt"), "{stderr}");
+    std::fs::remove_dir_all(dir).ok();
+}

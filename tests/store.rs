@@ -246,6 +246,7 @@ async fn a_database_outage_mid_meeting_loses_and_duplicates_nothing() {
         MeetingLogOptions {
             bot_user: "meeting-agent".into(),
             flush_timeout: Duration::from_secs(30),
+            llm: None,
         },
     );
     log.presence("sam", true);

@@ -39,6 +39,8 @@ pub struct MeetingLogOptions {
     pub bot_user: String,
     /// How long to keep retrying after the meeting ended before giving up (the journal remains).
     pub flush_timeout: Duration,
+    /// The model that writes key points; `None`: extractive.
+    pub llm: Option<crate::summary::llm::LlmConfig>,
 }
 
 impl MeetingLog {
@@ -238,10 +240,12 @@ impl Writer {
     async fn finish(mut self) {
         let ended_ms = unix_ms() as i64;
         let duration_ms = ended_ms - self.meeting.started_at_ms;
-        let summary = summary::extractive::summarise(
+        let summary = summary::llm::summarise(
+            self.options.llm.as_ref(),
             &self.all,
             summary::analytics(&self.all, &self.presence, duration_ms),
-        );
+        )
+        .await;
         let text = summary.to_message_text(&self.meeting.room);
         // Formed once the transcript is in, so it follows the last transcript message.
         let mut summary_messages: Option<Vec<Message>> = None;

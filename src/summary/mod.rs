@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::store::Segment;
 
 pub mod extractive;
+pub mod llm;
 
 /// Someone joining or leaving, in ms since the meeting started.
 #[derive(Debug, Clone, PartialEq, Serialize)]
