@@ -548,11 +548,23 @@ async fn room_metadata_switches_captions_off_and_on_for_the_whole_room() {
 /// said, by whom and when.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_meeting_leaves_its_thread_transcript_and_summary_in_postgres() {
+    let pg = meeting_agent::devtools::LocalPostgres::start().unwrap();
+    meeting_thread_in(&pg.url()).await;
+}
+
+/// The same with the embedded default, SQLite.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_meeting_leaves_its_thread_transcript_and_summary_in_sqlite() {
+    let dir = std::env::temp_dir().join(format!("captions-sqlite-{}", std::process::id()));
+    meeting_thread_in(&format!("sqlite:{}", dir.join("store.db").display())).await;
+    std::fs::remove_dir_all(dir).ok();
+}
+
+async fn meeting_thread_in(url: &str) {
     use meeting_agent::store::{SearchQuery, Store};
     let _serial = SERIAL.lock().await;
     init();
-    let pg = meeting_agent::devtools::LocalPostgres::start().unwrap();
-    let store = Store::connect(&pg.url()).await.unwrap();
+    let store = Store::connect(url).await.unwrap();
     let server = LocalLiveKitServer::start().await.unwrap();
     let data_dir = std::env::temp_dir().join(format!("captions-store-{}", std::process::id()));
     let _worker = storing_worker(&server, &data_dir, Some(store.clone())).await;

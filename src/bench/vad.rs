@@ -13,6 +13,8 @@ use crate::audio::quality::mix_at_snr;
 use crate::audio::vad::{RnnoiseVad, SileroVad, VoiceDetector, WebRtcVad, silero};
 use crate::devtools::fixtures::load_f32;
 
+type MakeDetector<'a> = Box<dyn Fn() -> Result<Box<dyn VoiceDetector>> + 'a>;
+
 /// Frame-level agreement with the labels.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Scores {
@@ -86,7 +88,7 @@ pub fn compare(onnxruntime: &Path, silero_model: &Path) -> Result<()> {
         ("babble 5 dB", noisy("noise-babble.wav")?),
     ];
     let environment = silero::onnxruntime(onnxruntime)?;
-    let make: [(&str, Box<dyn Fn() -> Result<Box<dyn VoiceDetector>>>); 3] = [
+    let make: [(&str, MakeDetector); 3] = [
         ("rnnoise", Box::new(|| Ok(Box::new(RnnoiseVad::default())))),
         ("webrtc", Box::new(|| Ok(Box::new(WebRtcVad::new(3))))),
         (

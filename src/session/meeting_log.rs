@@ -14,7 +14,7 @@ use crate::captions::journal::unix_ms;
 use crate::store::{
     MAX_MESSAGE_CHARS, Meeting, Message, Segment, Store, StoreError, split_message,
 };
-use crate::summary::{self, Presence, clock};
+use crate::summary::{self, Presence, clock, utc_time};
 
 /// Transcript messages collect this long before they are posted.
 const BATCH_EVERY: Duration = Duration::from_secs(2);
@@ -172,8 +172,9 @@ impl Writer {
                 self.meeting.thread_id.clone(),
                 "meeting",
                 format!(
-                    "Meeting in {} started (transcript below). Participants: {}",
+                    "Meeting in {} started at {} UTC (transcript below). Participants: {}",
                     self.meeting.room,
+                    utc_time(self.meeting.started_at_ms),
                     if present.is_empty() {
                         "none yet".to_string()
                     } else {

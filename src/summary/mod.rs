@@ -116,6 +116,26 @@ pub fn clock(ms: i64) -> String {
     }
 }
 
+/// `YYYY-MM-DD HH:MM` of a Unix ms time, UTC.
+pub fn utc_time(ms: i64) -> String {
+    let (days, rest) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
+    // Civil date from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}",
+        rest / 3_600_000,
+        rest / 60_000 % 60
+    )
+}
+
 /// Midnight UTC of a `YYYY-MM-DD` day, Unix ms.
 pub fn parse_day_ms(day: &str) -> Option<i64> {
     let mut parts = day.split('-');
@@ -213,6 +233,13 @@ mod tests {
             start_ms: start,
             end_ms: end,
         }
+    }
+
+    #[test]
+    fn utc_times() {
+        assert_eq!(utc_time(0), "1970-01-01 00:00");
+        assert_eq!(utc_time(1_795_564_800_000 + 3_723_000), "2026-11-25 01:02");
+        assert_eq!(utc_time(1_709_164_800_000), "2024-02-29 00:00");
     }
 
     #[test]
