@@ -4,7 +4,7 @@
 # ~/.cache/meeting-agent/models); downloads are cached in $MEETING_AGENT_CACHE/downloads.
 # Every download and every result is checked against models/manifest.toml.
 #   models/fetch_models.sh                  # whisper tiny.en (the default captions model)
-#   models/fetch_models.sh whisper-base     # also: whisper-tiny-en, silero-vad, --all
+#   models/fetch_models.sh whisper-base     # also: whisper-tiny-en, silero-vad, selfie-segmentation, --all
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cache="${MEETING_AGENT_CACHE:-$HOME/.cache/meeting-agent}"
@@ -91,13 +91,40 @@ silero_vad() {
   log "made $out"
 }
 
+# The selfie models are committed (models/*.onnx); this converts them again from MediaPipe's npm
+# package and requires the same bytes, then puts them beside the others.
+selfie_segmentation() {
+  local work tgz name out
+  if up_to_date selfie-segmentation && up_to_date selfie-segmentation-landscape; then return 0; fi
+  command -v npm >/dev/null || { log "error: npm is needed to fetch MediaPipe's package (apt-get install npm)"; exit 1; }
+  tgz="$downloads/$(manifest sources.mediapipe-selfie-segmentation file)"
+  if [ ! -f "$tgz" ] || ! check "$tgz" "$(manifest sources.mediapipe-selfie-segmentation sha256)"; then
+    log "downloading $(manifest sources.mediapipe-selfie-segmentation package)"
+    (cd "$downloads" && npm pack --silent "$(manifest sources.mediapipe-selfie-segmentation package)" >/dev/null)
+  fi
+  check "$tgz" "$(manifest sources.mediapipe-selfie-segmentation sha256)" || { log "error: $tgz does not match its sha256 in models/manifest.toml"; exit 1; }
+  "$python" -c 'import tflite, onnx' 2>/dev/null || "$python" -m pip install -q --disable-pip-version-check tflite==2.18.0 onnx==1.23.2
+  work="$(mktemp -d)"
+  tar -xzf "$tgz" -C "$work" package/selfie_segmentation.tflite package/selfie_segmentation_landscape.tflite
+  for name in selfie-segmentation selfie-segmentation-landscape; do
+    out="$(manifest "models.$name" output)"
+    "$python" "$here/convert_selfie_tflite.py" "$work/package/${out%.onnx}.tflite" "$work/$out"
+    check "$work/$out" "$(manifest "models.$name" sha256)" || { log "error: the conversion of $name does not match its sha256 in models/manifest.toml"; exit 1; }
+    cmp -s "$work/$out" "$here/$out" || { log "error: models/$out differs from its conversion"; exit 1; }
+    mv "$work/$out" "$models/$out"
+    log "made $models/$out"
+  done
+  rm -rf "$work"
+}
+
 wanted=("${@:-whisper-tiny-en}")
-[ "${wanted[0]}" = "--all" ] && wanted=(whisper-tiny-en whisper-base silero-vad)
+[ "${wanted[0]}" = "--all" ] && wanted=(whisper-tiny-en whisper-base silero-vad selfie-segmentation)
 for name in "${wanted[@]}"; do
   case "$name" in
     whisper-tiny-en) whisper_tiny_en ;;
     whisper-base) whisper_base ;;
     silero-vad) silero_vad ;;
-    *) log "error: unknown model $name (known: whisper-tiny-en, whisper-base, silero-vad, --all)"; exit 2 ;;
+    selfie-segmentation) selfie_segmentation ;;
+    *) log "error: unknown model $name (known: whisper-tiny-en, whisper-base, silero-vad, selfie-segmentation, --all)"; exit 2 ;;
   esac
 done

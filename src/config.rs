@@ -196,6 +196,27 @@ impl Default for StoreConfig {
     }
 }
 
+/// Virtual backgrounds: participants ask with `vb.mode`, `vb.blur`, `vb.image`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VideoConfig {
+    pub virtual_backgrounds: bool,
+    /// Where `selfie_segmentation*.onnx` are (models/fetch_models.sh selfie-segmentation).
+    pub models_dir: PathBuf,
+    /// ONNX Runtime's library.
+    pub onnxruntime: PathBuf,
+}
+
+impl Default for VideoConfig {
+    fn default() -> Self {
+        Self {
+            virtual_backgrounds: true,
+            models_dir: cache_dir().join("models"),
+            onnxruntime: onnxruntime_library(),
+        }
+    }
+}
+
 /// Who writes a meeting summary's key points: offline (default) or a model through its HTTP API.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -249,6 +270,7 @@ pub struct Config {
     pub captions: CaptionsConfig,
     pub store: StoreConfig,
     pub summary: SummaryConfig,
+    pub video: VideoConfig,
     pub log: LogConfig,
     pub engine: EngineConfig,
 }

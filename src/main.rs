@@ -151,6 +151,11 @@ enum Bench {
         #[arg(long, default_value_t = 200)]
         queries: usize,
     },
+    /// vb_ms_360p / vb_ms_720p: virtual background cost per frame on one core.
+    Vb {
+        #[arg(long, default_value_t = 200)]
+        frames: usize,
+    },
     /// vad_*: RNNoise's voice probability against WebRTC's VAD and Silero, accuracy and cost.
     Vad {
         /// ONNX Runtime library (scripts/setup.sh installs it).
@@ -205,6 +210,7 @@ fn run(cli: Cli) -> Result<()> {
                 Bench::Search { segments, queries } => {
                     bench::search::search(segments, queries).await
                 }
+                Bench::Vb { frames } => bench::vb::vb(frames),
                 Bench::Vad { onnxruntime, model } => bench::vad::compare(&onnxruntime, &model),
                 Bench::Asr {
                     model,
@@ -268,7 +274,10 @@ async fn run_worker(config: Config) -> Result<()> {
     let (shutdown_tx, shutdown_rx) = watch::channel(Shutdown::Running);
     tokio::spawn(forward_signals(shutdown_tx));
     let session = with_store(
-        MeetingSession::new(config.audio, Captioning::from_config(&config)?),
+        with_backgrounds(
+            MeetingSession::new(config.audio, Captioning::from_config(&config)?),
+            &config,
+        ),
         &config,
     )
     .await?;
@@ -291,7 +300,10 @@ async fn run_join(config: Config, room: &str, identity: &str) -> Result<()> {
         let _ = terminate_tx.send(true);
     });
     with_store(
-        MeetingSession::new(config.audio, Captioning::from_config(&config)?),
+        with_backgrounds(
+            MeetingSession::new(config.audio, Captioning::from_config(&config)?),
+            &config,
+        ),
         &config,
     )
     .await?
@@ -377,6 +389,29 @@ async fn offline(command: Command, config: Config) -> Result<()> {
         _ => unreachable!("only offline commands come here"),
     }
     Ok(())
+}
+
+/// Loads segmentation for virtual backgrounds; without ONNX Runtime or the models the agent runs
+/// on, without them, and says why.
+fn with_backgrounds(session: MeetingSession, config: &Config) -> MeetingSession {
+    if !config.video.virtual_backgrounds {
+        return session;
+    }
+    let pool = meeting_agent::onnx::environment(&config.video.onnxruntime)
+        .map_err(meeting_agent::video::VbError::from)
+        .and_then(|env| {
+            meeting_agent::video::processor::SegmenterPool::new(
+                env,
+                config.video.models_dir.clone(),
+            )
+        });
+    match pool {
+        Ok(pool) => session.with_virtual_backgrounds(pool),
+        Err(e) => {
+            tracing::error!(error = %e, "virtual backgrounds are unavailable");
+            session
+        }
+    }
 }
 
 /// Connects the messaging store (when enabled) so every meeting gets its thread and summary.

@@ -7,6 +7,7 @@ pub mod meeting;
 pub mod search;
 pub mod speakers;
 pub mod vad;
+pub mod vb;
 
 pub use meeting::{dispatch, recv_cpu, room_memory, soak};
 

@@ -81,27 +81,77 @@ impl VideoFrame {
         data: Vec<u8>,
         timestamp_us: i64,
     ) -> Result<Self, FrameSizeError> {
-        if width == 0 || height == 0 || width > 16_384 || height > 16_384 {
-            return Err(FrameSizeError::BadDimensions { width, height });
-        }
-        let expected = Self::i420_len(width, height);
-        if data.len() != expected {
-            return Err(FrameSizeError::WrongLength {
-                width,
-                height,
-                expected,
-                actual: data.len(),
-            });
-        }
-        Ok(Self {
+        let frame = Self {
             width,
             height,
             data,
             timestamp_us,
-        })
+        };
+        frame.check()?;
+        Ok(frame)
     }
 
-    /// (Y, U, V) planes.
+    /// An I420 frame from packed RGB (`width * height * 3` bytes), BT.601 limited range as
+    /// WebRTC uses; chroma is the average of each 2x2 block.
+    pub fn from_rgb(width: u32, height: u32, rgb: &[u8]) -> Result<Self, FrameSizeError> {
+        let (w, h) = (width as usize, height as usize);
+        if rgb.len() != w * h * 3 {
+            return Err(FrameSizeError::WrongLength {
+                width,
+                height,
+                expected: w * h * 3,
+                actual: rgb.len(),
+            });
+        }
+        let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
+        let mut data = vec![0u8; Self::i420_len(width, height)];
+        let (y_plane, chroma) = data.split_at_mut(w * h);
+        let (u_plane, v_plane) = chroma.split_at_mut(cw * ch);
+        let px = |x: usize, y: usize| {
+            let i = (y.min(h - 1) * w + x.min(w - 1)) * 3;
+            (rgb[i] as f32, rgb[i + 1] as f32, rgb[i + 2] as f32)
+        };
+        for y in 0..h {
+            for x in 0..w {
+                let (r, g, b) = px(x, y);
+                y_plane[y * w + x] =
+                    (16.0 + (65.481 * r + 128.553 * g + 24.966 * b) / 255.0).round() as u8;
+            }
+        }
+        for cy in 0..ch {
+            for cx in 0..cw {
+                let (mut r, mut g, mut b) = (0.0, 0.0, 0.0);
+                for (dx, dy) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
+                    let p = px(2 * cx + dx, 2 * cy + dy);
+                    (r, g, b) = (r + p.0 / 4.0, g + p.1 / 4.0, b + p.2 / 4.0);
+                }
+                u_plane[cy * cw + cx] =
+                    (128.0 + (-37.797 * r - 74.203 * g + 112.0 * b) / 255.0).round() as u8;
+                v_plane[cy * cw + cx] =
+                    (128.0 + (112.0 * r - 93.786 * g - 18.214 * b) / 255.0).round() as u8;
+            }
+        }
+        Self::from_i420(width, height, data, 0)
+    }
+
+    /// Checks the dimensions and the data's length (the fields are public).
+    pub fn check(&self) -> Result<(), FrameSizeError> {
+        let (width, height) = (self.width, self.height);
+        if width == 0 || height == 0 || width > 16_384 || height > 16_384 {
+            return Err(FrameSizeError::BadDimensions { width, height });
+        }
+        let expected = Self::i420_len(width, height);
+        if self.data.len() != expected {
+            return Err(FrameSizeError::WrongLength {
+                width,
+                height,
+                expected,
+                actual: self.data.len(),
+            });
+        }
+        Ok(())
+    }
+
     pub fn planes(&self) -> (&[u8], &[u8], &[u8]) {
         let y_len = (self.width * self.height) as usize;
         let c_len = (Self::chroma_width(self.width) * Self::chroma_height(self.height)) as usize;

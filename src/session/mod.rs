@@ -17,6 +17,7 @@ use crate::config::AudioConfig;
 use crate::livekit::{ConnectOptions, Room, RoomEvent, TrackKind, TrackSource};
 use crate::worker::{JobContext, JobError, JobFuture, JobHandler};
 
+pub mod camera;
 pub mod controls;
 pub mod meeting_log;
 pub mod microphone;
@@ -130,6 +131,8 @@ pub struct MeetingSession {
     captioning: Option<Captioning>,
     /// Where meetings' threads, transcripts and summaries go.
     store: Option<(crate::store::Store, MeetingLogOptions)>,
+    /// Segmentation for virtual backgrounds, when the models are there.
+    backgrounds: Option<Arc<crate::video::processor::SegmenterPool>>,
 }
 
 impl Default for MeetingSession {
@@ -147,6 +150,7 @@ struct RoomTasks {
     mic_settings: HashMap<String, watch::Sender<MicSettings>>,
     attributes: HashMap<String, HashMap<String, String>>,
     log: Option<MeetingLog>,
+    vb_requests: HashMap<String, watch::Sender<camera::VbRequest>>,
     /// Switches for the whole room, from its metadata.
     room_switches: HashMap<String, String>,
 }
@@ -158,7 +162,17 @@ impl MeetingSession {
             audio,
             captioning,
             store: None,
+            backgrounds: None,
         }
+    }
+
+    /// Offers virtual backgrounds (`vb.*` attributes) on every camera.
+    pub fn with_virtual_backgrounds(
+        mut self,
+        pool: Arc<crate::video::processor::SegmenterPool>,
+    ) -> Self {
+        self.backgrounds = Some(pool);
+        self
     }
 
     /// Writes every meeting (thread, transcript, summary) into `store`.
@@ -234,6 +248,7 @@ impl MeetingSession {
         };
         // Microphones finalise what they were captioning when their settings channel closes.
         tasks.mic_settings.clear();
+        tasks.vb_requests.clear();
         for (_, task) in tasks.pipelines.drain() {
             if tokio::time::timeout(std::time::Duration::from_millis(500), async {
                 while !task.is_finished() {
@@ -292,12 +307,28 @@ impl MeetingSession {
         )
     }
 
-    /// Hands every running microphone pipeline its settings again, where they changed.
+    /// Hands every running pipeline its settings again, where they changed.
     fn refresh_settings(&self, tasks: &RoomTasks) {
         for (identity, tx) in &tasks.mic_settings {
             let settings = self.resolve_settings(tasks, identity);
             tx.send_if_modified(|current| std::mem::replace(current, settings) != settings);
         }
+        for (identity, tx) in &tasks.vb_requests {
+            let request = self.vb_request(tasks, identity);
+            tx.send_if_modified(|current| {
+                let changed = *current != request;
+                *current = request;
+                changed
+            });
+        }
+    }
+
+    fn vb_request(&self, tasks: &RoomTasks, identity: &str) -> camera::VbRequest {
+        tasks
+            .attributes
+            .get(identity)
+            .map(camera::VbRequest::from_attributes)
+            .unwrap_or_default()
     }
 
     fn mic_settings_for(
@@ -334,6 +365,7 @@ impl MeetingSession {
                 }
                 tasks.attributes.remove(&identity);
                 tasks.mic_settings.remove(&identity);
+                tasks.vb_requests.remove(&identity);
                 self.report(SessionReport::ParticipantLeft {
                     room: room_name,
                     identity,
@@ -385,13 +417,32 @@ impl MeetingSession {
                         }
                     }
                     TrackKind::KindVideo => match room.video_stream(&track.sid, 2) {
-                        Ok(stream) => tokio::spawn(video::run(
-                            stream,
-                            self.clone(),
-                            room_name,
-                            track.participant,
-                            track.sid.clone(),
-                        )),
+                        Ok(stream) => {
+                            let stats = video::FrameStats::new(
+                                self.clone(),
+                                room_name,
+                                track.participant.clone(),
+                                track.sid.clone(),
+                            );
+                            match (&self.backgrounds, track.source) {
+                                (Some(pool), TrackSource::SourceCamera) => {
+                                    let request = self.vb_request(tasks, &track.participant);
+                                    let rx = tasks
+                                        .vb_requests
+                                        .entry(track.participant.clone())
+                                        .or_insert_with(|| watch::channel(request).0)
+                                        .subscribe();
+                                    let camera = camera::Camera {
+                                        room: room.clone(),
+                                        participant: track.participant,
+                                        pool: pool.clone(),
+                                        request: rx,
+                                    };
+                                    tokio::spawn(camera.run(stream, stats))
+                                }
+                                _ => tokio::spawn(video::run(stream, stats)),
+                            }
+                        }
                         Err(e) => {
                             return tracing::warn!(error = %e, sid = %track.sid, "cannot open video stream");
                         }

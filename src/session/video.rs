@@ -1,42 +1,68 @@
-//! Camera and screen-share pipeline: per-track frame figures (size, rate, content changes).
+//! Camera and screen-share pipeline: per-track frame figures (size, rate, content changes) and,
+//! when the process has segmentation models, the participant's virtual background.
 
 use std::time::Duration;
 
 use super::{MeetingSession, SessionReport};
 use crate::livekit::VideoStream;
+use crate::media::VideoFrame;
 use crate::media::analysis::luma_digest;
 
 const REPORT_EVERY: Duration = Duration::from_secs(1);
 
-pub async fn run(
-    mut stream: VideoStream,
+/// Frame figures of one track, reported once a second.
+pub struct FrameStats {
     session: MeetingSession,
     room: String,
     participant: String,
     sid: String,
-) {
-    let (mut frames, mut distinct, mut last_digest) = (0u64, 0u64, None);
-    let mut window_start = tokio::time::Instant::now();
-    while let Some(frame) = stream.recv().await {
-        frames += 1;
-        let digest = luma_digest(&frame);
-        if last_digest != Some(digest) {
-            distinct += 1;
+    frames: u64,
+    distinct: u64,
+    last_digest: Option<u64>,
+    window_start: tokio::time::Instant,
+}
+
+impl FrameStats {
+    pub fn new(session: MeetingSession, room: String, participant: String, sid: String) -> Self {
+        Self {
+            session,
+            room,
+            participant,
+            sid,
+            frames: 0,
+            distinct: 0,
+            last_digest: None,
+            window_start: tokio::time::Instant::now(),
         }
-        last_digest = Some(digest);
-        if window_start.elapsed() >= REPORT_EVERY {
-            tracing::debug!(%room, %participant, %sid, frames, distinct, width = frame.width, height = frame.height, "video");
-            session.report(SessionReport::VideoStats {
+    }
+
+    pub fn push(&mut self, frame: &VideoFrame) {
+        self.frames += 1;
+        let digest = luma_digest(frame);
+        if self.last_digest != Some(digest) {
+            self.distinct += 1;
+        }
+        self.last_digest = Some(digest);
+        if self.window_start.elapsed() >= REPORT_EVERY {
+            let (room, participant, sid) = (&self.room, &self.participant, &self.sid);
+            tracing::debug!(%room, %participant, %sid, frames = self.frames, distinct = self.distinct, width = frame.width, height = frame.height, "video");
+            self.session.report(SessionReport::VideoStats {
                 room: room.clone(),
                 participant: participant.clone(),
                 sid: sid.clone(),
-                frames,
-                distinct,
+                frames: self.frames,
+                distinct: self.distinct,
                 width: frame.width,
                 height: frame.height,
             });
-            (frames, distinct) = (0, 0);
-            window_start = tokio::time::Instant::now();
+            (self.frames, self.distinct) = (0, 0);
+            self.window_start = tokio::time::Instant::now();
         }
+    }
+}
+
+pub async fn run(mut stream: VideoStream, mut stats: FrameStats) {
+    while let Some(frame) = stream.recv().await {
+        stats.push(&frame);
     }
 }

@@ -16,8 +16,8 @@ pub use webrtc::WebRtcVad;
 
 #[derive(Debug, Error)]
 pub enum VadError {
-    #[error("cannot load ONNX Runtime from {path}: {message} (scripts/setup.sh installs it)")]
-    Runtime { path: String, message: String },
+    #[error(transparent)]
+    Runtime(#[from] crate::onnx::RuntimeError),
     #[error(
         "cannot load the VAD model {path}: {message} (models/fetch_models.sh silero-vad fetches it)"
     )]

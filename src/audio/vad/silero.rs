@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+pub use crate::onnx::environment as onnxruntime;
 use ort::environment::Environment;
 use ort::session::Session;
 use ort::value::{Tensor, TensorRef};
@@ -15,25 +16,6 @@ use crate::audio::resample::MonoResampler;
 const WINDOW: usize = 512;
 const CONTEXT: usize = 64;
 const STATE: usize = 2 * 128;
-
-/// The process's ONNX Runtime environment, loaded from `library` on first use (ONNX Runtime
-/// allows one per process).
-pub fn onnxruntime(library: &Path) -> Result<Environment, VadError> {
-    static LOADED: std::sync::OnceLock<Result<Environment, String>> = std::sync::OnceLock::new();
-    LOADED
-        .get_or_init(|| {
-            ort::init_from(library)
-                .map_err(|e| e.to_string())?
-                .with_name("meeting-agent")
-                .build()
-                .map_err(|e| e.to_string())
-        })
-        .clone()
-        .map_err(|message| VadError::Runtime {
-            path: library.display().to_string(),
-            message,
-        })
-}
 
 pub struct SileroVad {
     session: Session,

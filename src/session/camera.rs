@@ -1,0 +1,244 @@
+//! A camera's virtual background: `vb.mode` (`blur`, `image` or `off`), `vb.blur` (1..=10) and
+//! `vb.image` (a path or an http(s) URL) in the participant's attributes ask for it; the agent
+//! publishes the processed frames as `<identity>-vb` at the camera's size and rate. Frames are
+//! processed on a thread of their own with one frame waiting at most: a frame that arrives while
+//! one waits replaces nothing and is skipped (counted), so latency stays bounded under load. A
+//! frame that cannot be processed (a bad image, a model error) goes out unprocessed.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, mpsc};
+
+use tokio::sync::watch;
+
+use super::video::FrameStats;
+use crate::livekit::{LocalVideoTrack, Room, TrackSource, VideoStream};
+use crate::media::VideoFrame;
+use crate::video::background;
+use crate::video::processor::{Processor, SegmenterPool, VbMode};
+
+pub const VB_MODE: &str = "vb.mode";
+pub const VB_BLUR: &str = "vb.blur";
+pub const VB_IMAGE: &str = "vb.image";
+
+/// Frames published with a virtual background.
+pub static VB_FRAMES: AtomicU64 = AtomicU64::new(0);
+/// Frames skipped because the previous one was still being processed.
+pub static VB_FRAMES_SKIPPED: AtomicU64 = AtomicU64::new(0);
+/// Frames sent unprocessed because processing failed.
+pub static VB_FRAMES_FAILED: AtomicU64 = AtomicU64::new(0);
+
+/// What a participant asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum VbRequest {
+    #[default]
+    Off,
+    Blur(u8),
+    Image(String),
+}
+
+impl VbRequest {
+    pub fn from_attributes(attributes: &HashMap<String, String>) -> Self {
+        let strength = attributes
+            .get(VB_BLUR)
+            .and_then(|v| v.trim().parse::<u8>().ok())
+            .map(|s| s.clamp(1, 10))
+            .unwrap_or(6);
+        match attributes
+            .get(VB_MODE)
+            .map(|m| m.trim().to_ascii_lowercase())
+            .as_deref()
+        {
+            Some("blur") => Self::Blur(strength),
+            Some("image") => match attributes.get(VB_IMAGE) {
+                Some(source) if !source.trim().is_empty() => Self::Image(source.trim().to_string()),
+                _ => {
+                    tracing::warn!("vb.mode is image but vb.image is empty; blurring instead");
+                    Self::Blur(strength)
+                }
+            },
+            None | Some("off") | Some("") => Self::Off,
+            Some(other) => {
+                tracing::warn!(mode = other, "unknown vb.mode (blur, image, off); off");
+                Self::Off
+            }
+        }
+    }
+}
+
+type Work = (VideoFrame, VbMode, Arc<LocalVideoTrack>);
+
+/// The processing thread: segments, composites and hands each frame to the published track.
+fn worker(pool: Arc<SegmenterPool>, frames: mpsc::Receiver<Work>, participant: String) {
+    let mut processor = Processor::new(pool);
+    while let Ok((mut frame, mode, track)) = frames.recv() {
+        // A failed frame is left as it came, so it goes out unprocessed.
+        match processor.process(&mut frame, &mode) {
+            Ok(_) => {
+                VB_FRAMES.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                let failed = VB_FRAMES_FAILED.fetch_add(1, Ordering::Relaxed);
+                if failed % 300 == 0 {
+                    tracing::warn!(%participant, error = %e, "virtual background failed; sending the frame unprocessed");
+                }
+            }
+        }
+        if let Err(e) = track.capture(&frame) {
+            tracing::debug!(%participant, error = %e, "processed frame not captured");
+        }
+    }
+}
+
+pub struct Camera {
+    pub room: Arc<Room>,
+    pub participant: String,
+    pub pool: Arc<SegmenterPool>,
+    pub request: watch::Receiver<VbRequest>,
+}
+
+impl Camera {
+    pub async fn run(mut self, mut stream: VideoStream, mut stats: FrameStats) {
+        let (tx, rx) = mpsc::sync_channel::<Work>(1);
+        let (pool, who) = (self.pool.clone(), self.participant.clone());
+        let thread = std::thread::Builder::new()
+            .name("virtual-background".into())
+            .spawn(move || worker(pool, rx, who));
+        if let Err(e) = thread {
+            return tracing::error!(error = %e, "cannot start the virtual background thread");
+        }
+        let mut request = self.request.borrow_and_update().clone();
+        let mut mode = VbMode::Off;
+        let mut loading: Option<
+            tokio::task::JoinHandle<Result<image::RgbImage, background::BackgroundError>>,
+        > = None;
+        let mut track: Option<Arc<LocalVideoTrack>> = None;
+        let mut changed = true;
+        loop {
+            tokio::select! {
+                frame = stream.recv() => {
+                    let Some(frame) = frame else { break };
+                    stats.push(&frame);
+                    if changed {
+                        changed = false;
+                        (mode, loading) = self.apply(&request);
+                    }
+                    if let Some(done) = loading.as_ref().filter(|l| l.is_finished()) {
+                        let _ = done;
+                        let result = loading.take().expect("checked").await;
+                        mode = match result {
+                            Ok(Ok(image)) => VbMode::Image(Arc::new(image)),
+                            Ok(Err(e)) => {
+                                tracing::warn!(participant = %self.participant, error = %e, "background image refused; frames go out unprocessed");
+                                VbMode::Off
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "background image task failed");
+                                VbMode::Off
+                            }
+                        };
+                    }
+                    if request == VbRequest::Off {
+                        if let Some(t) = track.take() {
+                            if let Err(e) = self.room.unpublish(&t.sid).await {
+                                tracing::debug!(error = %e, "unpublishing the background track");
+                            }
+                        }
+                        continue;
+                    }
+                    if track.is_none() {
+                        match self.room.publish_video(&format!("{}-vb", self.participant), TrackSource::SourceCamera, frame.width, frame.height).await {
+                            Ok(t) => {
+                                tracing::info!(participant = %self.participant, sid = %t.sid, "virtual background track published");
+                                track = Some(Arc::new(t));
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "cannot publish the virtual background track");
+                                continue;
+                            }
+                        }
+                    }
+                    let t = track.clone().expect("published above");
+                    match tx.try_send((frame, mode.clone(), t)) {
+                        Ok(()) => {}
+                        Err(mpsc::TrySendError::Full(_)) => {
+                            VB_FRAMES_SKIPPED.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(mpsc::TrySendError::Disconnected(_)) => break,
+                    }
+                }
+                result = self.request.changed() => {
+                    if result.is_err() {
+                        break;
+                    }
+                    request = self.request.borrow_and_update().clone();
+                    tracing::info!(participant = %self.participant, request = ?request, "virtual background settings");
+                    changed = true;
+                }
+            }
+        }
+        drop(tx);
+        if let Some(t) = track.take() {
+            let _ = self.room.unpublish(&t.sid).await;
+        }
+    }
+
+    /// The mode to use now for `request`, and the image load it starts.
+    #[allow(clippy::type_complexity)]
+    fn apply(
+        &self,
+        request: &VbRequest,
+    ) -> (
+        VbMode,
+        Option<tokio::task::JoinHandle<Result<image::RgbImage, background::BackgroundError>>>,
+    ) {
+        match request {
+            VbRequest::Off => (VbMode::Off, None),
+            VbRequest::Blur(s) => (VbMode::Blur(*s), None),
+            VbRequest::Image(source) => {
+                let source = source.clone();
+                // Until the image is in, frames go out unprocessed.
+                (
+                    VbMode::Off,
+                    Some(tokio::spawn(async move { background::load(&source).await })),
+                )
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attributes_ask_for_a_background() {
+        let attrs = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert_eq!(VbRequest::from_attributes(&attrs(&[])), VbRequest::Off);
+        assert_eq!(
+            VbRequest::from_attributes(&attrs(&[(VB_MODE, "blur")])),
+            VbRequest::Blur(6)
+        );
+        assert_eq!(
+            VbRequest::from_attributes(&attrs(&[(VB_MODE, "Blur"), (VB_BLUR, "99")])),
+            VbRequest::Blur(10)
+        );
+        assert_eq!(
+            VbRequest::from_attributes(&attrs(&[(VB_MODE, "image"), (VB_IMAGE, "/srv/bg.png")])),
+            VbRequest::Image("/srv/bg.png".into())
+        );
+        assert_eq!(
+            VbRequest::from_attributes(&attrs(&[(VB_MODE, "image")])),
+            VbRequest::Blur(6)
+        );
+        assert_eq!(
+            VbRequest::from_attributes(&attrs(&[(VB_MODE, "sparkles")])),
+            VbRequest::Off
+        );
+    }
+}

@@ -1,0 +1,118 @@
+//! Person segmentation against MediaPipe's own output on a real photograph (scikit-image's
+//! astronaut; MediaPipe's masks made by models/mediapipe_reference_masks.py), a photograph with no
+//! person, and bad input.
+
+use meeting_agent::media::VideoFrame;
+use meeting_agent::video::mask::MaskRefiner;
+use meeting_agent::video::{SegmentationModel, Segmenter, VbError};
+
+fn environment() -> ort::environment::Environment {
+    meeting_agent::onnx::environment(&meeting_agent::config::onnxruntime_library())
+        .expect("scripts/setup.sh installs ONNX Runtime")
+}
+
+fn photo(name: &str) -> VideoFrame {
+    let path = meeting_agent::devtools::fixtures::dir().unwrap().join(name);
+    let rgb = image::open(&path).unwrap().to_rgb8();
+    VideoFrame::from_rgb(rgb.width(), rgb.height(), rgb.as_raw()).unwrap()
+}
+
+fn segmenter(model: SegmentationModel) -> Segmenter {
+    Segmenter::new(&environment(), &model.default_path(), model)
+        .expect("models/fetch_models.sh selfie-segmentation")
+}
+
+/// Alpha (0..=255) of `frame` as our pipeline makes it.
+fn alpha(model: SegmentationModel, frame: &VideoFrame) -> MaskRefiner {
+    let mut s = segmenter(model);
+    let mask = s.segment(frame).unwrap().to_vec();
+    let (mw, mh) = model.size();
+    let mut r = MaskRefiner::default();
+    r.refine(&mask, mw, mh, frame.width as usize, frame.height as usize);
+    r
+}
+
+#[test]
+fn the_mask_agrees_with_mediapipe_on_a_photograph() {
+    let frame = photo("astronaut.png");
+    for (model, reference) in [
+        (
+            SegmentationModel::General,
+            "astronaut-mediapipe-mask-general.png",
+        ),
+        (
+            SegmentationModel::Landscape,
+            "astronaut-mediapipe-mask-landscape.png",
+        ),
+    ] {
+        let ours = alpha(model, &frame);
+        let path = meeting_agent::devtools::fixtures::dir()
+            .unwrap()
+            .join(reference);
+        let theirs = image::open(path).unwrap().to_luma8();
+        assert_eq!(
+            (theirs.width(), theirs.height()),
+            (frame.width, frame.height)
+        );
+        let (mut both, mut either) = (0usize, 0usize);
+        for (&a, &b) in ours.luma.iter().zip(theirs.as_raw()) {
+            let (a, b) = (a >= 128, b >= 128);
+            both += (a && b) as usize;
+            either += (a || b) as usize;
+        }
+        let iou = both as f64 / either as f64;
+        println!("{model:?}: IoU with MediaPipe {iou:.3}");
+        assert!(iou >= 0.9, "{model:?}: IoU {iou:.3}");
+    }
+}
+
+/// A scene with no one in it (a rocket on its launch pad). The selfie models are trained on
+/// people in front of cameras and do take large close-up objects for a person (README).
+#[test]
+fn a_photograph_without_a_person_is_background() {
+    let frame = photo("rocket.jpg");
+    for model in [SegmentationModel::General, SegmentationModel::Landscape] {
+        let share = alpha(model, &frame).background_share();
+        println!("{model:?}: {share:.3} background");
+        assert!(share >= 0.9, "{model:?}: {share:.3}");
+    }
+}
+
+#[test]
+fn bad_frames_and_models_give_clear_errors() {
+    let mut s = segmenter(SegmentationModel::Landscape);
+    let mut frame = photo("rocket.jpg");
+    frame.data.truncate(100);
+    let e = s.segment(&frame).unwrap_err();
+    assert!(matches!(e, VbError::Frame(_)), "{e}");
+    // The segmenter still works after refusing a frame.
+    assert!(s.segment(&photo("rocket.jpg")).is_ok());
+
+    let missing = std::env::temp_dir().join("no-such-model.onnx");
+    let e = Segmenter::new(&environment(), &missing, SegmentationModel::General)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("no such file") && e.contains("fetch_models.sh"),
+        "{e}"
+    );
+    let corrupt = std::env::temp_dir().join(format!("corrupt-{}.onnx", std::process::id()));
+    std::fs::write(&corrupt, b"not a model at all").unwrap();
+    let e = Segmenter::new(&environment(), &corrupt, SegmentationModel::General)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("cannot load the segmentation model"), "{e}");
+    // The landscape file is not the general model.
+    let e = Segmenter::new(
+        &environment(),
+        &SegmentationModel::Landscape.default_path(),
+        SegmentationModel::General,
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(e.contains("input shape"), "{e}");
+    std::fs::remove_file(corrupt).ok();
+}
