@@ -96,7 +96,12 @@ silero_vad() {
 selfie_segmentation() {
   local work tgz name out
   if up_to_date selfie-segmentation && up_to_date selfie-segmentation-landscape; then return 0; fi
-  command -v npm >/dev/null || { log "error: npm is needed to fetch MediaPipe's package (apt-get install npm)"; exit 1; }
+  if ! command -v npm >/dev/null; then
+    log "installing npm (MediaPipe's models come from its npm package)"
+    sudo_cmd=(); [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+    "${sudo_cmd[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends npm
+  fi
   tgz="$downloads/$(manifest sources.mediapipe-selfie-segmentation file)"
   if [ ! -f "$tgz" ] || ! check "$tgz" "$(manifest sources.mediapipe-selfie-segmentation sha256)"; then
     log "downloading $(manifest sources.mediapipe-selfie-segmentation package)"

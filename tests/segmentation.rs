@@ -116,3 +116,66 @@ fn bad_frames_and_models_give_clear_errors() {
     assert!(e.contains("input shape"), "{e}");
     std::fs::remove_file(corrupt).ok();
 }
+
+/// Image mode puts the picture where there is no person; a frame size change mid-stream just
+/// works; an unreachable image URL times out with a clear error.
+#[tokio::test]
+async fn image_backgrounds_size_changes_and_slow_urls() {
+    use meeting_agent::video::background;
+    use meeting_agent::video::processor::{Processor, SegmenterPool, VbMode};
+    let config = meeting_agent::config::Config::default();
+    let pool = SegmenterPool::new(environment(), config.video.models_dir).unwrap();
+    let mut processor = Processor::new(pool);
+    let fixtures = meeting_agent::devtools::fixtures::dir().unwrap();
+    let scenery = std::sync::Arc::new(
+        background::load(fixtures.join("rocket.jpg").to_str().unwrap())
+            .await
+            .unwrap(),
+    );
+    for (w, h) in [(640u32, 360u32), (320, 240), (640, 360)] {
+        let rgb = image::imageops::resize(
+            &image::open(fixtures.join("astronaut.png"))
+                .unwrap()
+                .to_rgb8(),
+            w,
+            h,
+            image::imageops::FilterType::Triangle,
+        );
+        let mut frame = VideoFrame::from_rgb(w, h, rgb.as_raw()).unwrap();
+        let original = frame.clone();
+        processor
+            .process(&mut frame, &VbMode::Image(scenery.clone()))
+            .unwrap();
+        assert_eq!((frame.width, frame.height), (w, h));
+        let bg = background::fit(&scenery, w, h);
+        // The top-left corner of the astronaut photo is background: it now shows the picture.
+        let (y, _, _) = frame.planes();
+        let (by, _, _) = bg.planes();
+        let (oy, _, _) = original.planes();
+        let corner = |p: &[u8]| {
+            (0..8)
+                .flat_map(|r| (0..8).map(move |c| (r, c)))
+                .map(|(r, c)| p[r * w as usize + c] as i32)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(corner(y), corner(by), "{w}x{h}: background replaced");
+        assert_ne!(corner(y), corner(oy));
+    }
+
+    // A server that accepts and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/bg.png", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let started = std::time::Instant::now();
+    let e = background::load(&url).await.unwrap_err();
+    assert_eq!(
+        e,
+        background::BackgroundError::Timeout(background::FETCH_TIMEOUT)
+    );
+    assert!(started.elapsed() < background::FETCH_TIMEOUT + std::time::Duration::from_secs(2));
+}

@@ -79,7 +79,7 @@ fn worker(pool: Arc<SegmenterPool>, frames: mpsc::Receiver<Work>, participant: S
             }
             Err(e) => {
                 let failed = VB_FRAMES_FAILED.fetch_add(1, Ordering::Relaxed);
-                if failed % 300 == 0 {
+                if failed.is_multiple_of(300) {
                     tracing::warn!(%participant, error = %e, "virtual background failed; sending the frame unprocessed");
                 }
             }
@@ -123,8 +123,7 @@ impl Camera {
                         changed = false;
                         (mode, loading) = self.apply(&request);
                     }
-                    if let Some(done) = loading.as_ref().filter(|l| l.is_finished()) {
-                        let _ = done;
+                    if loading.as_ref().is_some_and(|l| l.is_finished()) {
                         let result = loading.take().expect("checked").await;
                         mode = match result {
                             Ok(Ok(image)) => VbMode::Image(Arc::new(image)),
@@ -139,10 +138,10 @@ impl Camera {
                         };
                     }
                     if request == VbRequest::Off {
-                        if let Some(t) = track.take() {
-                            if let Err(e) = self.room.unpublish(&t.sid).await {
-                                tracing::debug!(error = %e, "unpublishing the background track");
-                            }
+                        if let Some(t) = track.take()
+                            && let Err(e) = self.room.unpublish(&t.sid).await
+                        {
+                            tracing::debug!(error = %e, "unpublishing the background track");
                         }
                         continue;
                     }

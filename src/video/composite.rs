@@ -174,7 +174,13 @@ mod tests {
     #[test]
     fn the_person_is_kept_and_the_background_blurred() {
         // A checkerboard: blurring flattens it towards grey.
-        let checker = |x: usize, y: usize| if (x / 2 + y / 2) % 2 == 0 { 16 } else { 235 };
+        let checker = |x: usize, y: usize| {
+            if (x / 2 + y / 2).is_multiple_of(2) {
+                16
+            } else {
+                235
+            }
+        };
         let mut f = frame(64, 32, checker);
         let original = f.clone();
         // Person on the left half.

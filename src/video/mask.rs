@@ -110,10 +110,10 @@ mod tests {
         );
         assert!((r.background_share() - 0.5).abs() < 0.1);
         // A one-frame flash of "person" everywhere is damped, not copied.
-        r.refine(&vec![1.0; 16], 4, 4, 16, 8);
+        r.refine(&[1.0; 16], 4, 4, 16, 8);
         assert!(r.luma[15] < 255, "{}", r.luma[15]);
         // A size change starts afresh.
-        r.refine(&vec![0.0; 4], 2, 2, 4, 4);
+        r.refine(&[0.0; 4], 2, 2, 4, 4);
         assert!(r.luma.iter().all(|&a| a == 0));
     }
 }

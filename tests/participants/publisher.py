@@ -65,6 +65,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--sample-rate", type=int, default=48000)
     p.add_argument("--video", default="640x360", help='WxH, or "none" for no video track')
     p.add_argument("--fps", type=float, default=30.0)
+    p.add_argument("--image-rgba", default=None, metavar="PATH",
+                   help="publish this raw RGBA picture (the --video size) as the camera, still")
     p.add_argument("--simulcast", action="store_true",
                    help="publish video with simulcast layers (default: one layer at full size)")
     p.add_argument("--duration", type=float, default=None,
@@ -175,6 +177,17 @@ async def run_pattern(source: rtc.VideoSource, width: int, height: int, fps: flo
         await asyncio.sleep(max(0.0, start + frame_no / fps - time.monotonic()))
 
 
+async def run_still(source: rtc.VideoSource, width: int, height: int, rgba: np.ndarray,
+                    fps: float, ended: asyncio.Future) -> None:
+    data = rgba.tobytes()
+    start = time.monotonic()
+    frame_no = 0
+    while not ended.done():
+        source.capture_frame(rtc.VideoFrame(width, height, rtc.VideoBufferType.RGBA, data))
+        frame_no += 1
+        await asyncio.sleep(max(0.0, start + frame_no / fps - time.monotonic()))
+
+
 def watch_room(room: rtc.Room, topics: list[str], ended: asyncio.Future, readers: set) -> None:
     @room.on("participant_connected")
     def _(p: rtc.RemoteParticipant) -> None:
@@ -274,7 +287,14 @@ async def main() -> int:
             track, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_CAMERA,
                                            simulcast=args.simulcast, video_encoding=encoding))
         emit("published", kind="video", sid=pub.sid)
-        media.append(asyncio.create_task(run_pattern(video, w, h, args.fps, ended)))
+        if args.image_rgba:
+            still = np.fromfile(args.image_rgba, dtype=np.uint8)
+            if still.size != w * h * 4:
+                print(f"--image-rgba: {still.size} bytes, expected {w * h * 4}", file=sys.stderr)
+                return 1
+            media.append(asyncio.create_task(run_still(video, w, h, still, args.fps, ended)))
+        else:
+            media.append(asyncio.create_task(run_pattern(video, w, h, args.fps, ended)))
 
     await asyncio.wait([ended], timeout=args.duration)
     if not ended.done():
