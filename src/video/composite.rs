@@ -71,16 +71,22 @@ impl Small {
 }
 
 /// Blends `dst = a * dst + (1 - a) * bg(x, y)` for one plane, with the background upsampled
-/// bilinearly from `small`.
-fn blend_over_small(dst: &mut [u8], w: usize, h: usize, alpha: &[u8], small: &Small) {
+/// bilinearly from `small`; `fx` is scratch for the per-column weights.
+fn blend_over_small(
+    dst: &mut [u8],
+    w: usize,
+    h: usize,
+    alpha: &[u8],
+    small: &Small,
+    fx: &mut Vec<(usize, usize, u32)>,
+) {
     let (sw, sh) = (small.w, small.h);
-    let fx: Vec<(usize, usize, u32)> = (0..w)
-        .map(|x| {
-            let f = ((x as f32 + 0.5) / SCALE as f32 - 0.5).clamp(0.0, (sw - 1) as f32);
-            let x0 = f as usize;
-            (x0, (x0 + 1).min(sw - 1), ((f - x0 as f32) * 256.0) as u32)
-        })
-        .collect();
+    fx.clear();
+    fx.extend((0..w).map(|x| {
+        let f = ((x as f32 + 0.5) / SCALE as f32 - 0.5).clamp(0.0, (sw - 1) as f32);
+        let x0 = f as usize;
+        (x0, (x0 + 1).min(sw - 1), ((f - x0 as f32) * 256.0) as u32)
+    }));
     for y in 0..h {
         let f = ((y as f32 + 0.5) / SCALE as f32 - 0.5).clamp(0.0, (sh - 1) as f32);
         let y0 = f as usize;
@@ -91,7 +97,7 @@ fn blend_over_small(dst: &mut [u8], w: usize, h: usize, alpha: &[u8], small: &Sm
         );
         let row = &mut dst[y * w..(y + 1) * w];
         let arow = &alpha[y * w..(y + 1) * w];
-        for ((d, &a), &(x0, x1, wx)) in row.iter_mut().zip(arow).zip(&fx) {
+        for ((d, &a), &(x0, x1, wx)) in row.iter_mut().zip(arow).zip(fx.iter()) {
             if a == 255 {
                 continue;
             }
@@ -114,6 +120,7 @@ fn blend_over(dst: &mut [u8], alpha: &[u8], bg: &[u8]) {
 #[derive(Default)]
 pub struct Compositor {
     planes: [Small; 3],
+    columns: Vec<(usize, usize, u32)>,
 }
 
 impl Compositor {
@@ -138,7 +145,7 @@ impl Compositor {
             // Chroma planes are half size: half the radius blurs the same area.
             plane.box_blur(if pw == w { radius } else { radius.div_ceil(2) });
             plane.box_blur(if pw == w { radius } else { radius.div_ceil(2) });
-            blend_over_small(data, pw, ph, alpha, plane);
+            blend_over_small(data, pw, ph, alpha, plane, &mut self.columns);
         }
     }
 

@@ -16,6 +16,8 @@ pub struct MaskRefiner {
     pub luma: Vec<u8>,
     /// Alpha per chroma pixel.
     pub chroma: Vec<u8>,
+    /// Per output column: the two mask columns it falls between and the weight of the second.
+    columns: Vec<(usize, usize, f32)>,
 }
 
 #[inline]
@@ -44,13 +46,12 @@ impl MaskRefiner {
         self.luma.resize(width * height, 0);
         // Bilinear, sampling at pixel centres.
         let (sx, sy) = (mw as f32 / width as f32, mh as f32 / height as f32);
-        let xs: Vec<(usize, usize, f32)> = (0..width)
-            .map(|x| {
-                let fx = ((x as f32 + 0.5) * sx - 0.5).clamp(0.0, (mw - 1) as f32);
-                let x0 = fx as usize;
-                (x0, (x0 + 1).min(mw - 1), fx - x0 as f32)
-            })
-            .collect();
+        self.columns.clear();
+        self.columns.extend((0..width).map(|x| {
+            let fx = ((x as f32 + 0.5) * sx - 0.5).clamp(0.0, (mw - 1) as f32);
+            let x0 = fx as usize;
+            (x0, (x0 + 1).min(mw - 1), fx - x0 as f32)
+        }));
         for y in 0..height {
             let fy = ((y as f32 + 0.5) * sy - 0.5).clamp(0.0, (mh - 1) as f32);
             let y0 = fy as usize;
@@ -60,7 +61,7 @@ impl MaskRefiner {
                 &self.smoothed[y1 * mw..(y1 + 1) * mw],
             );
             let out = &mut self.luma[y * width..(y + 1) * width];
-            for (o, &(x0, x1, wx)) in out.iter_mut().zip(&xs) {
+            for (o, &(x0, x1, wx)) in out.iter_mut().zip(&self.columns) {
                 let top = r0[x0] + wx * (r0[x1] - r0[x0]);
                 let bottom = r1[x0] + wx * (r1[x1] - r1[x0]);
                 *o = feather(top + wy * (bottom - top));
