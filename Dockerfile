@@ -1,23 +1,41 @@
-# Production image: the release binary and LiveKit's engine library, nothing else.
-# (No Docker engine runs on the development machines, so this file is not exercised by CI.)
+# Production image: the release binary, LiveKit's engine library, ONNX Runtime and the models,
+# all under /opt/meeting-agent (MEETING_AGENT_CACHE), laid out as scripts/setup.sh lays out the
+# cache, so every default path resolves. (No Docker engine runs on the development machines, so
+# this file is not exercised by CI; scripts/setup.sh, which it follows, is.)
 FROM rust:1.95-bookworm AS build
-RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends python3-venv && rm -rf /var/lib/apt/lists/*
+RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends \
+      python3-venv cmake libclang-dev npm \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-ARG LIVEKIT_WHEEL_VERSION=1.2.1
-RUN python3 -m venv /venv && /venv/bin/pip install -q "livekit==${LIVEKIT_WHEEL_VERSION}" \
- && . scripts/versions.env \
- && cp /venv/lib/python3*/site-packages/livekit/rtc/resources/liblivekit_ffi.so /liblivekit_ffi.so \
- && echo "${LIVEKIT_FFI_SHA256}  /liblivekit_ffi.so" | sha256sum -c
+ENV MEETING_AGENT_CACHE=/opt/meeting-agent
+RUN . scripts/versions.env \
+ && python3 -m venv /opt/meeting-agent/venv \
+ && /opt/meeting-agent/venv/bin/pip install -q "livekit==${LIVEKIT_WHEEL_VERSION}" "numpy==${NUMPY_VERSION}" \
+ && mkdir -p /opt/meeting-agent/livekit-ffi /opt/meeting-agent/onnxruntime \
+ && cp /opt/meeting-agent/venv/lib/python3*/site-packages/livekit/rtc/resources/liblivekit_ffi.so /opt/meeting-agent/livekit-ffi/ \
+ && echo "${LIVEKIT_FFI_SHA256}  /opt/meeting-agent/livekit-ffi/liblivekit_ffi.so" | sha256sum -c \
+ && /opt/meeting-agent/venv/bin/pip download -q --no-deps --only-binary :all: --python-version 3.11 \
+      --platform manylinux_2_28_x86_64 -d /tmp/ort "onnxruntime==${ONNXRUNTIME_VERSION}" \
+ && echo "${ONNXRUNTIME_WHEEL_SHA256}  /tmp/ort/${ONNXRUNTIME_WHEEL}" | sha256sum -c \
+ && /opt/meeting-agent/venv/bin/python -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extract(sys.argv[2], "/tmp/ort")' \
+      "/tmp/ort/${ONNXRUNTIME_WHEEL}" "onnxruntime/capi/libonnxruntime.so.${ONNXRUNTIME_VERSION}" \
+ && cp "/tmp/ort/onnxruntime/capi/libonnxruntime.so.${ONNXRUNTIME_VERSION}" /opt/meeting-agent/onnxruntime/libonnxruntime.so \
+ && bash models/fetch_models.sh whisper-tiny-en selfie-segmentation \
+ && rm -rf /opt/meeting-agent/downloads /tmp/ort
 RUN cargo build --locked --release
 
 FROM debian:bookworm-slim
 RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends ca-certificates && rm -rf /var/lib/apt/lists/* \
- && useradd --system --home /var/lib/meeting-agent meeting-agent
-COPY --from=build /liblivekit_ffi.so /usr/lib/meeting-agent/liblivekit_ffi.so
+ && useradd --system --home /var/lib/meeting-agent --create-home meeting-agent
+COPY --from=build /opt/meeting-agent/livekit-ffi /opt/meeting-agent/livekit-ffi
+COPY --from=build /opt/meeting-agent/onnxruntime /opt/meeting-agent/onnxruntime
+COPY --from=build /opt/meeting-agent/models /opt/meeting-agent/models
 COPY --from=build /src/target/release/meeting-agent /usr/bin/meeting-agent
-ENV LIVEKIT_LIB_PATH=/usr/lib/meeting-agent/liblivekit_ffi.so MEETING_AGENT_LOG_FORMAT=json
+ENV MEETING_AGENT_CACHE=/opt/meeting-agent MEETING_AGENT_DATA_DIR=/var/lib/meeting-agent \
+    MEETING_AGENT_LOG_FORMAT=json
 USER meeting-agent
-# LIVEKIT_URL, LIVEKIT_API_KEY and LIVEKIT_API_SECRET come from the deployment's secret store.
+# LIVEKIT_URL, LIVEKIT_API_KEY, LIVEKIT_API_SECRET, MEETING_AGENT_DATABASE_URL and
+# MEETING_AGENT_LLM_API_KEY come from the deployment's secret store.
 ENTRYPOINT ["/usr/bin/meeting-agent"]
 CMD ["worker"]
