@@ -137,19 +137,7 @@ async fn a_blurred_background_keeps_the_person_and_loses_the_detail() {
     let reports = session.subscribe();
     let _worker = start_worker_with(config_for(&server, ""), Arc::new(session), reports).await;
 
-    // The camera: the astronaut photograph, fitted to 640x360, as raw RGBA.
-    let fixtures = meeting_agent::devtools::fixtures::dir().unwrap();
-    let photo = image::open(fixtures.join("astronaut.png"))
-        .unwrap()
-        .to_rgb8();
-    let fitted = image::imageops::resize(&photo, W, W, image::imageops::FilterType::Triangle);
-    let fitted = image::imageops::crop_imm(&fitted, 0, (W - H) / 2, W, H).to_image();
-    let rgba: Vec<u8> = fitted
-        .pixels()
-        .flat_map(|p| [p[0], p[1], p[2], 255])
-        .collect();
-    let still = std::env::temp_dir().join(format!("vb-still-{}.rgba", std::process::id()));
-    std::fs::write(&still, &rgba).unwrap();
+    let still = still_picture("blur");
     let _ann = PythonParticipant::spawn(
         &server,
         "vb-room",
@@ -171,40 +159,7 @@ async fn a_blurred_background_keeps_the_person_and_loses_the_detail() {
     )
     .unwrap();
 
-    let jwt = token::room_token(
-        &server.api_key,
-        &server.api_secret,
-        "vb-room",
-        "viewer",
-        "viewer",
-    )
-    .unwrap();
-    let (room, mut events) = Room::connect(&server.ws_url(), &jwt, ConnectOptions::default())
-        .await
-        .unwrap();
-    let (mut raw, mut processed) = (None, None);
-    while raw.is_none() || processed.is_none() {
-        let event = tokio::time::timeout(T, events.recv())
-            .await
-            .expect("both tracks arrive")
-            .unwrap();
-        if let RoomEvent::TrackSubscribed(t) = event {
-            if t.kind != TrackKind::KindVideo {
-                continue;
-            }
-            if t.participant == "ann" {
-                raw = Some(room.video_stream(&t.sid, 2).unwrap());
-            } else if t.name == "ann-vb" {
-                assert!(
-                    t.participant.starts_with("agent-"),
-                    "published by the agent: {}",
-                    t.participant
-                );
-                processed = Some(room.video_stream(&t.sid, 2).unwrap());
-            }
-        }
-    }
-    let (mut raw, mut processed) = (raw.unwrap(), processed.unwrap());
+    let (room, mut raw, mut processed) = watch(&server, "vb-room", "ann").await;
     // The picture is still: frames taken a moment apart show the same image.
     let (raw_frame, vb_frame) = tokio::join!(
         frame_after(&mut raw, Duration::from_secs(4)),

@@ -66,6 +66,31 @@ macro_rules! exec_both {
     };
 }
 
+/// Runs the statement once per item in one transaction (all or nothing), binding each with
+/// `$bind`; `$sqlite` and `$pg` as in [`on_both`].
+macro_rules! insert_each {
+    ($store:expr, $items:expr, $sqlite:expr, $pg:expr, |$q:ident, $item:ident| $bind:expr) => {
+        match $store {
+            Store::Sqlite(pool) => {
+                let mut tx = pool.begin().await?;
+                for $item in $items {
+                    let $q = sqlx::query($sqlite);
+                    $bind.execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+            }
+            Store::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                for $item in $items {
+                    let $q = sqlx::query($pg);
+                    $bind.execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+            }
+        }
+    };
+}
+
 /// A meeting: one agent session in one room.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Meeting {
@@ -257,69 +282,41 @@ impl Store {
         meeting: &Meeting,
         segments: &[Segment],
     ) -> Result<(), StoreError> {
-        macro_rules! insert_all {
-            ($pool:expr, $sql:expr) => {{
-                let mut tx = $pool.begin().await?;
-                for s in segments {
-                    sqlx::query($sql)
-                        .bind(format!("{}/{}", meeting.id, s.key))
-                        .bind(&meeting.id)
-                        .bind(&meeting.room)
-                        .bind(&s.speaker)
-                        .bind(&s.text)
-                        .bind(s.start_ms)
-                        .bind(s.end_ms)
-                        .bind(meeting.started_at_ms + s.start_ms)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                tx.commit().await?;
-            }};
-        }
-        match self {
-            Store::Sqlite(pool) => insert_all!(
-                pool,
-                "INSERT INTO transcript_segments (id, meeting_id, room, speaker, text, start_ms, end_ms, spoken_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (id) DO NOTHING"
-            ),
-            Store::Postgres(pool) => insert_all!(
-                pool,
-                "INSERT INTO transcript_segments (id, meeting_id, room, speaker, text, start_ms, end_ms, spoken_at) VALUES ($1, $2, $3, $4, $5, $6, $7, to_timestamp($8::bigint / 1000.0)) ON CONFLICT (id) DO NOTHING"
-            ),
-        }
+        insert_each!(
+            self,
+            segments,
+            "INSERT INTO transcript_segments (id, meeting_id, room, speaker, text, start_ms, end_ms, spoken_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (id) DO NOTHING",
+            "INSERT INTO transcript_segments (id, meeting_id, room, speaker, text, start_ms, end_ms, spoken_at) VALUES ($1, $2, $3, $4, $5, $6, $7, to_timestamp($8::bigint / 1000.0)) ON CONFLICT (id) DO NOTHING",
+            |q, s| q
+                .bind(format!("{}/{}", meeting.id, s.key))
+                .bind(&meeting.id)
+                .bind(&meeting.room)
+                .bind(&s.speaker)
+                .bind(&s.text)
+                .bind(s.start_ms)
+                .bind(s.end_ms)
+                .bind(meeting.started_at_ms + s.start_ms)
+        );
         Ok(())
     }
 
     /// Posts messages (a message already posted is skipped), in one transaction.
     pub async fn post(&self, messages: &[Message]) -> Result<(), StoreError> {
-        macro_rules! insert_all {
-            ($pool:expr, $sql:expr) => {{
-                let mut tx = $pool.begin().await?;
-                for m in messages {
-                    sqlx::query($sql)
-                        .bind(&m.id)
-                        .bind(&m.sender_id)
-                        .bind(&m.recipient_id)
-                        .bind(&m.text)
-                        .bind(m.created_at_ms)
-                        .bind(&m.conversation_id)
-                        .bind(&m.reply_to)
-                        .bind(&m.kind)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                tx.commit().await?;
-            }};
-        }
-        match self {
-            Store::Sqlite(pool) => insert_all!(
-                pool,
-                "INSERT INTO messages (id, sender_id, recipient_id, text, created_at, conversation_id, reply_to, kind) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (id) DO NOTHING"
-            ),
-            Store::Postgres(pool) => insert_all!(
-                pool,
-                "INSERT INTO messages (id, sender_id, recipient_id, text, created_at, conversation_id, reply_to, kind) VALUES ($1, $2, $3, $4, to_timestamp($5::bigint / 1000.0), $6, $7, $8) ON CONFLICT (id) DO NOTHING"
-            ),
-        }
+        insert_each!(
+            self,
+            messages,
+            "INSERT INTO messages (id, sender_id, recipient_id, text, created_at, conversation_id, reply_to, kind) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (id) DO NOTHING",
+            "INSERT INTO messages (id, sender_id, recipient_id, text, created_at, conversation_id, reply_to, kind) VALUES ($1, $2, $3, $4, to_timestamp($5::bigint / 1000.0), $6, $7, $8) ON CONFLICT (id) DO NOTHING",
+            |q, m| q
+                .bind(&m.id)
+                .bind(&m.sender_id)
+                .bind(&m.recipient_id)
+                .bind(&m.text)
+                .bind(m.created_at_ms)
+                .bind(&m.conversation_id)
+                .bind(&m.reply_to)
+                .bind(&m.kind)
+        );
         Ok(())
     }
 
