@@ -129,20 +129,24 @@ async fn watch(
     (room, raw.unwrap(), processed.unwrap())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_blurred_background_keeps_the_person_and_loses_the_detail() {
-    init();
-    let server = LocalLiveKitServer::start().await.unwrap();
-    let session = MeetingSession::default().with_virtual_backgrounds(pool());
-    let reports = session.subscribe();
-    let _worker = start_worker_with(config_for(&server, ""), Arc::new(session), reports).await;
+/// A server, a worker offering virtual backgrounds, and `who` in `room_name` showing the
+/// photograph on a 640x360 camera with `attributes`.
+struct Scene {
+    server: LocalLiveKitServer,
+    _worker: RunningWorker,
+    _participant: PythonParticipant,
+    still: std::path::PathBuf,
+}
 
-    let still = still_picture("blur");
-    let _ann = PythonParticipant::spawn(
-        &server,
-        "vb-room",
-        "ann",
-        &[
+impl Scene {
+    async fn start(room_name: &str, who: &str, attributes: &[&str]) -> Self {
+        init();
+        let server = LocalLiveKitServer::start().await.unwrap();
+        let session = MeetingSession::default().with_virtual_backgrounds(pool());
+        let reports = session.subscribe();
+        let worker = start_worker_with(config_for(&server, ""), Arc::new(session), reports).await;
+        let still = still_picture(room_name);
+        let mut args = vec![
             "--tone-hz",
             "0",
             "--video",
@@ -151,15 +155,30 @@ async fn a_blurred_background_keeps_the_person_and_loses_the_detail() {
             "15",
             "--image-rgba",
             still.to_str().unwrap(),
-            "--attributes",
-            "vb.mode=blur",
-            "--attributes",
-            "vb.blur=8",
-        ],
-    )
-    .unwrap();
+        ];
+        for a in attributes {
+            args.extend(["--attributes", a]);
+        }
+        let participant = PythonParticipant::spawn(&server, room_name, who, &args).unwrap();
+        Self {
+            server,
+            _worker: worker,
+            _participant: participant,
+            still,
+        }
+    }
+}
 
-    let (room, mut raw, mut processed) = watch(&server, "vb-room", "ann").await;
+impl Drop for Scene {
+    fn drop(&mut self) {
+        std::fs::remove_file(&self.still).ok();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blurred_background_keeps_the_person_and_loses_the_detail() {
+    let scene = Scene::start("vb-room", "ann", &["vb.mode=blur", "vb.blur=8"]).await;
+    let (room, mut raw, mut processed) = watch(&scene.server, "vb-room", "ann").await;
     // The picture is still: frames taken a moment apart show the same image.
     let (raw_frame, vb_frame) = tokio::join!(
         frame_after(&mut raw, Duration::from_secs(4)),
@@ -202,40 +221,19 @@ async fn a_blurred_background_keeps_the_person_and_loses_the_detail() {
         "the background is blurred: {raw_detail:.2} -> {vb_detail:.2}"
     );
     room.disconnect().await.unwrap();
-    std::fs::remove_file(still).ok();
 }
 
 /// A background image that cannot be used (here: no such file) is refused with a logged reason,
 /// and the track keeps flowing with the camera's frames unprocessed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_background_image_leaves_the_track_flowing_unprocessed() {
-    init();
-    let server = LocalLiveKitServer::start().await.unwrap();
-    let session = MeetingSession::default().with_virtual_backgrounds(pool());
-    let reports = session.subscribe();
-    let _worker = start_worker_with(config_for(&server, ""), Arc::new(session), reports).await;
-    let still = still_picture("image");
-    let _bob = PythonParticipant::spawn(
-        &server,
+    let scene = Scene::start(
         "vb-bad-room",
         "bob",
-        &[
-            "--tone-hz",
-            "0",
-            "--video",
-            "640x360",
-            "--fps",
-            "15",
-            "--image-rgba",
-            still.to_str().unwrap(),
-            "--attributes",
-            "vb.mode=image",
-            "--attributes",
-            "vb.image=/no/such/background.png",
-        ],
+        &["vb.mode=image", "vb.image=/no/such/background.png"],
     )
-    .unwrap();
-    let (room, mut raw, mut processed) = watch(&server, "vb-bad-room", "bob").await;
+    .await;
+    let (room, mut raw, mut processed) = watch(&scene.server, "vb-bad-room", "bob").await;
     let (raw_frame, vb_frame) = tokio::join!(
         frame_after(&mut raw, Duration::from_secs(3)),
         frame_after(&mut processed, Duration::from_secs(3))
@@ -244,5 +242,4 @@ async fn a_bad_background_image_leaves_the_track_flowing_unprocessed() {
     println!("unprocessed fallback: mean luma difference {diff:.1}");
     assert!(diff < 6.0, "the camera's own frames flow on: {diff:.1}");
     room.disconnect().await.unwrap();
-    std::fs::remove_file(still).ok();
 }
