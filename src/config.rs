@@ -196,6 +196,41 @@ impl Default for StoreConfig {
     }
 }
 
+/// One API key and the rooms it may act on (`*`: all).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKey {
+    pub key: String,
+    #[serde(default)]
+    pub rooms: Vec<String>,
+}
+
+/// The control API (`meeting-agent worker` serves it when `enabled`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    pub enabled: bool,
+    pub bind: String,
+    /// Callers and their rooms; every call but health needs one.
+    pub keys: Vec<ApiKey>,
+    /// Longest lifetime of a minted participant token.
+    pub token_max_ttl_secs: u64,
+    /// Tokens minted per API key per minute.
+    pub token_rate_per_minute: u32,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            bind: "127.0.0.1:8088".into(),
+            keys: Vec::new(),
+            token_max_ttl_secs: 3600,
+            token_rate_per_minute: 30,
+        }
+    }
+}
+
 /// Virtual backgrounds: participants ask with `vb.mode`, `vb.blur`, `vb.image`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -271,6 +306,7 @@ pub struct Config {
     pub store: StoreConfig,
     pub summary: SummaryConfig,
     pub video: VideoConfig,
+    pub api: ApiConfig,
     pub log: LogConfig,
     pub engine: EngineConfig,
 }
@@ -457,6 +493,20 @@ impl Config {
         if self.store.bot_user.is_empty() {
             return invalid("store.bot_user", "must not be empty");
         }
+        if self.api.enabled {
+            if self.api.keys.is_empty() {
+                return invalid("api.keys", "needs at least one key when the API is enabled");
+            }
+            if self.api.keys.iter().any(|k| k.key.len() < 24) {
+                return invalid("api.keys", "every key needs at least 24 characters");
+            }
+            if self.api.bind.parse::<std::net::SocketAddr>().is_err() {
+                return invalid(
+                    "api.bind",
+                    "must be an address and port, such as 127.0.0.1:8088",
+                );
+            }
+        }
         if self.summary.backend != crate::summary::llm::Backend::Extractive {
             if !self.summary.endpoint.starts_with("http://")
                 && !self.summary.endpoint.starts_with("https://")
@@ -628,6 +678,33 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("livekit.url"), "{e}");
+    }
+
+    #[test]
+    fn store_summary_and_api_settings_are_checked() {
+        let ok = || Config::load_with_env(None, env(OK)).unwrap();
+        let problem = |c: Config| c.validate().unwrap_err().to_string();
+        let mut c = ok();
+        c.store.url = "mysql://db".into();
+        assert!(problem(c).contains("store.url"));
+        let mut c = ok();
+        c.summary.backend = crate::summary::llm::Backend::OpenAi;
+        c.summary.endpoint = "https://llm.example/v1".into();
+        c.summary.model = "m".into();
+        assert!(problem(c).contains("summary.api_key"));
+        let mut c = ok();
+        c.api.enabled = true;
+        assert!(problem(c.clone()).contains("api.keys"));
+        c.api.keys = vec![ApiKey {
+            key: "short".into(),
+            rooms: vec!["*".into()],
+        }];
+        assert!(problem(c.clone()).contains("at least 24"));
+        c.api.keys[0].key = "k".repeat(24);
+        c.api.bind = "localhost".into();
+        assert!(problem(c.clone()).contains("api.bind"));
+        c.api.bind = "127.0.0.1:0".into();
+        c.validate().unwrap();
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! platform. Media flows one way: transport (`livekit`) -> per-track pipelines (`session`,
 //! `media`) -> outputs (room, recording, store).
 
+pub mod api;
 pub mod audio;
 pub mod bench;
 pub mod captions;

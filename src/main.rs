@@ -281,6 +281,19 @@ async fn run_worker(config: Config) -> Result<()> {
         &config,
     )
     .await?;
+    if config.api.enabled {
+        let state = meeting_agent::api::ApiState::new(&config, connect_store(&config).await?);
+        let bind = config.api.bind.clone();
+        // Bind now, so a taken port is an error at start rather than a log line later.
+        let listener = tokio::net::TcpListener::bind(&bind)
+            .await
+            .with_context(|| format!("control API `api.bind` = {bind}"))?;
+        tokio::spawn(async move {
+            if let Err(e) = meeting_agent::api::serve_on(listener, state).await {
+                tracing::error!(error = %e, "control API stopped");
+            }
+        });
+    }
     let worker = Worker::new(config, Arc::new(session));
     worker.run(shutdown_rx).await.context("worker stopped")
 }
@@ -416,21 +429,28 @@ fn with_backgrounds(session: MeetingSession, config: &Config) -> MeetingSession 
 
 /// Connects the messaging store (when enabled) so every meeting gets its thread and summary.
 async fn with_store(session: MeetingSession, config: &Config) -> Result<MeetingSession> {
+    Ok(match connect_store(config).await? {
+        Some(store) => session.with_store(
+            store,
+            meeting_agent::session::meeting_log::MeetingLogOptions {
+                bot_user: config.store.bot_user.clone(),
+                flush_timeout: std::time::Duration::from_secs(config.store.flush_timeout_secs),
+                llm: config.summary.llm(),
+            },
+        ),
+        None => session,
+    })
+}
+
+async fn connect_store(config: &Config) -> Result<Option<meeting_agent::store::Store>> {
     if !config.store.enabled {
-        return Ok(session);
+        return Ok(None);
     }
     let url = config.store_url();
     let store = meeting_agent::store::Store::connect(&url)
         .await
         .with_context(|| format!("messaging store `store.url` = {}", redact_url(&url)))?;
-    Ok(session.with_store(
-        store,
-        meeting_agent::session::meeting_log::MeetingLogOptions {
-            bot_user: config.store.bot_user.clone(),
-            flush_timeout: std::time::Duration::from_secs(config.store.flush_timeout_secs),
-            llm: config.summary.llm(),
-        },
-    ))
+    Ok(Some(store))
 }
 
 /// A database URL without its password, for messages.

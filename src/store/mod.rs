@@ -276,6 +276,18 @@ impl Store {
         Ok(())
     }
 
+    /// Marks the room's meetings that are still open as ended (LiveKit's `room_finished`);
+    /// how many were.
+    pub async fn end_open_meetings(&self, room: &str, ended_at_ms: i64) -> Result<u64, StoreError> {
+        Ok(exec_both!(
+            self,
+            "UPDATE meetings SET ended_at = ?2 WHERE room = ?1 AND ended_at IS NULL",
+            "UPDATE meetings SET ended_at = to_timestamp($2::bigint / 1000.0) WHERE room = $1 AND ended_at IS NULL",
+            room,
+            ended_at_ms,
+        )?)
+    }
+
     /// Stores final captions (a segment already stored is skipped), in one transaction.
     pub async fn add_segments(
         &self,

@@ -1,0 +1,90 @@
+//! Who may call: API keys from the configuration, each allowed some rooms (or all, `*`).
+//! Keys are compared as SHA-256 digests in constant time and never logged.
+
+use sha2::{Digest, Sha256};
+
+use crate::config::ApiKey;
+
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// A short, loggable name for the key (the first characters of its digest).
+    pub id: String,
+    rooms: Vec<String>,
+}
+
+impl Caller {
+    pub fn may_use(&self, room: &str) -> bool {
+        self.rooms.iter().any(|r| r == "*" || r == room)
+    }
+
+    pub fn all_rooms(&self) -> bool {
+        self.rooms.iter().any(|r| r == "*")
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Keys(Vec<([u8; 32], Vec<String>)>);
+
+fn digest(key: &str) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+impl Keys {
+    pub fn new(keys: &[ApiKey]) -> Self {
+        Self(
+            keys.iter()
+                .map(|k| (digest(&k.key), k.rooms.clone()))
+                .collect(),
+        )
+    }
+
+    /// The caller presenting `Authorization: Bearer <key>`, if the key is known.
+    pub fn authenticate(&self, authorization: Option<&str>) -> Option<Caller> {
+        let presented = digest(authorization?.strip_prefix("Bearer ")?.trim());
+        self.0.iter().find_map(|(known, rooms)| {
+            // Every byte compared, whatever the first difference.
+            let same = known
+                .iter()
+                .zip(presented.iter())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
+            same.then(|| Caller {
+                id: known[..4].iter().map(|b| format!("{b:02x}")).collect(),
+                rooms: rooms.clone(),
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_open_their_rooms_only() {
+        let keys = Keys::new(&[
+            ApiKey {
+                key: "k".repeat(30),
+                rooms: vec!["weekly".into()],
+            },
+            ApiKey {
+                key: "a".repeat(30),
+                rooms: vec!["*".into()],
+            },
+        ]);
+        let weekly = keys
+            .authenticate(Some(&format!("Bearer {}", "k".repeat(30))))
+            .unwrap();
+        assert!(weekly.may_use("weekly") && !weekly.may_use("board") && !weekly.all_rooms());
+        let admin = keys
+            .authenticate(Some(&format!("Bearer {}", "a".repeat(30))))
+            .unwrap();
+        assert!(admin.may_use("board") && admin.all_rooms());
+        assert!(keys.authenticate(Some("Bearer nope")).is_none());
+        assert!(
+            keys.authenticate(Some(&"k".repeat(30))).is_none(),
+            "the scheme is required"
+        );
+        assert!(keys.authenticate(None).is_none());
+    }
+}
