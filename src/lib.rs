@@ -10,6 +10,7 @@ pub mod config;
 pub mod devtools;
 pub mod livekit;
 pub mod media;
+pub mod offline;
 pub mod onnx;
 pub mod session;
 pub mod store;

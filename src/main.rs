@@ -69,6 +69,14 @@ enum Command {
         #[arg(long)]
         room: Option<String>,
     },
+    /// Run the meeting pipelines over recorded media: DIR/<identity>.wav per participant. Writes
+    /// the meeting to the messaging store and its transcript to DIR/out/.
+    Process {
+        dir: PathBuf,
+        /// Room name for the meeting (default: DIR's name).
+        #[arg(long)]
+        room: Option<String>,
+    },
     /// Print a stored meeting's transcript.
     Export {
         /// The meeting id (`meeting-agent meetings` lists them).
@@ -226,7 +234,10 @@ fn run(cli: Cli) -> Result<()> {
     }
     if matches!(
         cli.command,
-        Command::Search { .. } | Command::Meetings { .. } | Command::Export { .. }
+        Command::Search { .. }
+            | Command::Meetings { .. }
+            | Command::Export { .. }
+            | Command::Process { .. }
     ) {
         let config = Config::load_unvalidated(cli.config.as_deref())?;
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -264,7 +275,8 @@ fn run(cli: Cli) -> Result<()> {
             Command::Bench { .. }
             | Command::Search { .. }
             | Command::Meetings { .. }
-            | Command::Export { .. } => unreachable!("handled before configuration"),
+            | Command::Export { .. }
+            | Command::Process { .. } => unreachable!("handled before configuration"),
         }
     })
 }
@@ -399,6 +411,7 @@ async fn offline(command: Command, config: Config) -> Result<()> {
                 meeting_agent::captions::export::export(&segments, format)
             );
         }
+        Command::Process { dir, room } => process(&config, store, &dir, room).await?,
         _ => unreachable!("only offline commands come here"),
     }
     Ok(())
@@ -425,6 +438,90 @@ fn with_backgrounds(session: MeetingSession, config: &Config) -> MeetingSession 
             session
         }
     }
+}
+
+async fn process(
+    config: &Config,
+    store: meeting_agent::store::Store,
+    dir: &std::path::Path,
+    room: Option<String>,
+) -> Result<()> {
+    use meeting_agent::captions::export::{Format, export};
+    use meeting_agent::session::meeting_log::{MeetingLog, MeetingLogOptions};
+    let tracks = meeting_agent::offline::tracks(dir)?;
+    let room = room.unwrap_or_else(|| {
+        dir.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("offline")
+            .to_string()
+    });
+    let c = &config.captions;
+    let model = meeting_agent::captions::WhisperModel::load(&c.model, c.expected_sha256())?;
+    let recognizer = meeting_agent::captions::Recognizer::start(
+        model,
+        meeting_agent::captions::recognizer::RecognizerOptions {
+            language: (!c.language.is_empty()).then(|| c.language.clone()),
+            translate: c.translate,
+            threads: c.threads,
+        },
+    )
+    .map_err(|e| anyhow::anyhow!(e))?;
+    eprintln!("transcribing {} participants ...", tracks.len());
+    let (segments, lengths) = meeting_agent::offline::transcribe(&tracks, &recognizer).await?;
+    let length_ms = lengths.iter().map(|l| l.1).max().unwrap_or(0);
+    let now = meeting_agent::captions::journal::unix_ms() as i64;
+    let meeting = meeting_agent::store::Meeting::new(&room, now - length_ms);
+    let (log, task) = MeetingLog::start(
+        store.clone(),
+        meeting.clone(),
+        MeetingLogOptions {
+            bot_user: config.store.bot_user.clone(),
+            flush_timeout: std::time::Duration::from_secs(config.store.flush_timeout_secs),
+            llm: config.summary.llm(),
+        },
+    );
+    for (identity, length) in &lengths {
+        log.presence_at(identity, true, 0);
+        log.presence_at(identity, false, *length);
+    }
+    for s in &segments {
+        log.final_caption(s.clone());
+    }
+    drop(log);
+    task.await.context("writing the meeting")?;
+    let out = dir.join("out");
+    std::fs::create_dir_all(&out)?;
+    for (format, ext) in [
+        (Format::WebVtt, "vtt"),
+        (Format::Srt, "srt"),
+        (Format::Json, "json"),
+        (Format::Text, "txt"),
+    ] {
+        std::fs::write(
+            out.join(format!("transcript.{ext}")),
+            export(&segments, format),
+        )?;
+    }
+    let thread = store.thread(&meeting.id).await?;
+    let summary = thread
+        .iter()
+        .rev()
+        .find(|m| m.kind == "summary")
+        .map(|m| m.text.clone())
+        .unwrap_or_default();
+    std::fs::write(out.join("summary.txt"), &summary)?;
+    println!(
+        "meeting {} ({} segments, {} messages in its thread)",
+        meeting.id,
+        segments.len(),
+        thread.len()
+    );
+    println!(
+        "transcript: {}/transcript.{{vtt,srt,json,txt}}\n",
+        out.display()
+    );
+    print!("{summary}");
+    Ok(())
 }
 
 /// Connects the messaging store (when enabled) so every meeting gets its thread and summary.

@@ -271,3 +271,65 @@ async fn search_meetings_and_export_read_the_store() {
     assert!(!ok && stderr.contains("vtt, srt, json or txt"), "{stderr}");
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// `process DIR`: per-participant recordings through the same pipelines as a meeting.
+#[test]
+fn process_runs_the_pipelines_over_recordings() {
+    let fixtures = meeting_agent::devtools::fixtures::dir().unwrap();
+    let dir = std::env::temp_dir()
+        .join(format!("ma-process-{}", std::process::id()))
+        .join("standup");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(fixtures.join("captions.wav"), dir.join("sam.wav")).unwrap();
+    std::fs::copy(fixtures.join("speech.wav"), dir.join("ann.wav")).unwrap();
+    let url = format!(
+        "sqlite:{}",
+        dir.parent().unwrap().join("store.db").display()
+    );
+    let out = agent()
+        .args(["process", dir.to_str().unwrap()])
+        .env("MEETING_AGENT_DATABASE_URL", &url)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.starts_with("meeting standup-"), "{stdout}");
+    let vtt = std::fs::read_to_string(dir.join("out/transcript.vtt")).unwrap();
+    assert!(vtt.contains("<v sam>") && vtt.contains("<v ann>"), "{vtt}");
+    let expected = std::fs::read_to_string(fixtures.join("captions.txt")).unwrap();
+    let sam: Vec<&str> = vtt
+        .lines()
+        .filter_map(|l| l.strip_prefix("<v sam>"))
+        .collect();
+    let wer = meeting_agent::captions::wer::word_error_rate(&expected, &sam.join(" "));
+    assert!(wer <= 0.15, "WER {wer:.3}: {sam:?}");
+    let summary = std::fs::read_to_string(dir.join("out/summary.txt")).unwrap();
+    for part in [
+        "Meeting summary: standup",
+        "Attendance",
+        "ann: 0:00 to 0:",
+        "sam: 0:00 to 0:",
+        "Speaking time",
+    ] {
+        assert!(summary.contains(part), "{part:?} in {summary}");
+    }
+    let (ok, empty) = {
+        let o = agent()
+            .args(["process", "/nonexistent-dir"])
+            .env("MEETING_AGENT_DATABASE_URL", &url)
+            .output()
+            .unwrap();
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stderr).to_string(),
+        )
+    };
+    assert!(
+        !ok && empty.contains("cannot read /nonexistent-dir"),
+        "{empty}"
+    );
+    std::fs::remove_dir_all(dir.parent().unwrap()).ok();
+}

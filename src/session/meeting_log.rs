@@ -68,7 +68,11 @@ impl MeetingLog {
     }
 
     pub fn presence(&self, identity: &str, joined: bool) {
-        let at_ms = self.now_ms();
+        self.presence_at(identity, joined, self.now_ms());
+    }
+
+    /// Someone joining or leaving at `at_ms` into the meeting (offline processing knows it).
+    pub fn presence_at(&self, identity: &str, joined: bool, at_ms: i64) {
         let _ = self.tx.send(LogEvent::Presence(Presence {
             identity: identity.to_string(),
             at_ms,

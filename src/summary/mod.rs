@@ -53,7 +53,10 @@ pub fn analytics(segments: &[Segment], presence: &[Presence], duration_ms: i64) 
     let mut attendance: Vec<Attendance> = Vec::new();
     let mut count = Vec::new();
     let mut present: HashMap<&str, usize> = HashMap::new();
-    for p in presence {
+    // In time order, whatever order they were reported in.
+    let mut ordered: Vec<&Presence> = presence.iter().collect();
+    ordered.sort_by_key(|p| p.at_ms);
+    for p in ordered {
         if p.joined {
             *present.entry(&p.identity).or_default() += 1;
             if !attendance.iter().any(|a| a.identity == p.identity) {
@@ -294,6 +297,11 @@ mod tests {
             vec![(0, 1), (5_000, 2), (60_000, 1), (70_000, 2)]
         );
         assert_eq!(s.attendance[0].left_ms, Some(60_000));
+        // Reported out of order (offline processing reports per participant): the same figures.
+        let mut shuffled = presence.to_vec();
+        shuffled.reverse();
+        let again = analytics(&[], &shuffled, 90_000);
+        assert_eq!(again.participant_count, s.participant_count);
         assert_eq!(s.attendance[1].left_ms, None);
         let text = s.to_message_text("standup");
         assert!(text.contains("1:30 long"), "{text}");
