@@ -7,7 +7,7 @@ use meeting_agent::api::{ApiState, router};
 use meeting_agent::config::{ApiKey, Config};
 use meeting_agent::devtools::LocalLiveKitServer;
 use meeting_agent::livekit::{ConnectOptions, Engine, Room, library::default_library_path};
-use meeting_agent::store::{Meeting, Message, Segment, Store};
+use meeting_agent::store::{Meeting, Segment, Store};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -32,16 +32,7 @@ async fn seeded_store(dir: &std::path::Path) -> (Store, Meeting, Meeting) {
         ("board", "The budget is confidential."),
     ] {
         let meeting = Meeting::new(room, 1_795_564_800_000);
-        let root = Message {
-            id: meeting.thread_id.clone(),
-            conversation_id: meeting.id.clone(),
-            sender_id: "meeting-agent".into(),
-            recipient_id: None,
-            reply_to: None,
-            kind: "meeting".into(),
-            text: format!("Meeting in {room}"),
-            created_at_ms: meeting.started_at_ms,
-        };
+        let root = meeting.root_message("meeting-agent", format!("Meeting in {room}"));
         store.open_meeting(&meeting, &root).await.unwrap();
         let segment = Segment {
             key: "SG_1".into(),

@@ -193,21 +193,12 @@ fn a_missing_whisper_model_names_the_command_that_fetches_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn search_meetings_and_export_read_the_store() {
-    use meeting_agent::store::{Meeting, Message, Segment, Store};
+    use meeting_agent::store::{Meeting, Segment, Store};
     let dir = std::env::temp_dir().join(format!("ma-cli-store-{}", std::process::id()));
     let url = format!("sqlite:{}", dir.join("store.db").display());
     let store = Store::connect(&url).await.unwrap();
     let meeting = Meeting::new("weekly", 1_795_564_800_000);
-    let root = Message {
-        id: meeting.thread_id.clone(),
-        conversation_id: meeting.id.clone(),
-        sender_id: "meeting-agent".into(),
-        recipient_id: None,
-        reply_to: None,
-        kind: "meeting".into(),
-        text: "Meeting in weekly started".into(),
-        created_at_ms: meeting.started_at_ms,
-    };
+    let root = meeting.root_message("meeting-agent", "Meeting in weekly started".into());
     store.open_meeting(&meeting, &root).await.unwrap();
     let said = |key: &str, speaker: &str, text: &str, start_ms: i64| Segment {
         key: key.into(),

@@ -38,15 +38,7 @@ fn message(meeting: &Meeting, id: &str, kind: &str, text: &str) -> Message {
 async fn exercise(store: &Store) {
     // Running the migrations again changes nothing.
     let meeting = Meeting::new("board-room", 1_764_000_000_000);
-    let root = Message {
-        reply_to: None,
-        ..message(&meeting, "root", "meeting", "Meeting in board-room started")
-    };
-    let root = Message {
-        id: meeting.thread_id.clone(),
-        created_at_ms: meeting.started_at_ms,
-        ..root
-    };
+    let root = meeting.root_message("meeting-agent", "Meeting in board-room started".into());
     store.open_meeting(&meeting, &root).await.unwrap();
     store.open_meeting(&meeting, &root).await.unwrap();
     let segments = vec![

@@ -114,6 +114,20 @@ impl Meeting {
             ended_at_ms: None,
         }
     }
+
+    /// The message that opens the meeting's thread, posted by `sender` at the meeting's start.
+    pub fn root_message(&self, sender: &str, text: String) -> Message {
+        Message {
+            id: self.thread_id.clone(),
+            conversation_id: self.id.clone(),
+            sender_id: sender.to_string(),
+            recipient_id: None,
+            reply_to: None,
+            kind: "meeting".into(),
+            text,
+            created_at_ms: self.started_at_ms,
+        }
+    }
 }
 
 /// One final caption.
