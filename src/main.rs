@@ -285,16 +285,18 @@ async fn run_worker(config: Config) -> Result<()> {
     Engine::start(&config.engine.library)?;
     let (shutdown_tx, shutdown_rx) = watch::channel(Shutdown::Running);
     tokio::spawn(forward_signals(shutdown_tx));
+    // One store (one connection pool) for the meetings and the API.
+    let store = connect_store(&config).await?;
     let session = with_store(
         with_backgrounds(
             MeetingSession::new(config.audio, Captioning::from_config(&config)?),
             &config,
         ),
+        store.clone(),
         &config,
-    )
-    .await?;
+    );
     if config.api.enabled {
-        let state = meeting_agent::api::ApiState::new(&config, connect_store(&config).await?);
+        let state = meeting_agent::api::ApiState::new(&config, store);
         let bind = config.api.bind.clone();
         // Bind now, so a taken port is an error at start rather than a log line later.
         let listener = tokio::net::TcpListener::bind(&bind)
@@ -329,9 +331,9 @@ async fn run_join(config: Config, room: &str, identity: &str) -> Result<()> {
             MeetingSession::new(config.audio, Captioning::from_config(&config)?),
             &config,
         ),
+        connect_store(&config).await?,
         &config,
     )
-    .await?
     .run_in_room(&config.ws_url(), &token, terminate_rx)
     .await
     .map_err(|e| anyhow::anyhow!(e))
@@ -524,9 +526,13 @@ async fn process(
     Ok(())
 }
 
-/// Connects the messaging store (when enabled) so every meeting gets its thread and summary.
-async fn with_store(session: MeetingSession, config: &Config) -> Result<MeetingSession> {
-    Ok(match connect_store(config).await? {
+/// Every meeting gets its thread and summary in `store` (when there is one).
+fn with_store(
+    session: MeetingSession,
+    store: Option<meeting_agent::store::Store>,
+    config: &Config,
+) -> MeetingSession {
+    match store {
         Some(store) => session.with_store(
             store,
             meeting_agent::session::meeting_log::MeetingLogOptions {
@@ -536,9 +542,10 @@ async fn with_store(session: MeetingSession, config: &Config) -> Result<MeetingS
             },
         ),
         None => session,
-    })
+    }
 }
 
+/// The messaging store, when enabled.
 async fn connect_store(config: &Config) -> Result<Option<meeting_agent::store::Store>> {
     if !config.store.enabled {
         return Ok(None);

@@ -129,7 +129,7 @@ pub async fn serve_on(
 
 async fn ready(State(state): State<Arc<ApiState>>) -> Result<&'static str, ApiError> {
     if let Some(store) = &state.store {
-        store.meetings(Some("-readiness-probe-")).await?;
+        store.ping().await?;
     }
     Ok("ready")
 }
@@ -183,10 +183,8 @@ async fn transcript(
     let who = caller(&state, &headers)?;
     let store = store(&state)?;
     let meeting = store
-        .meetings(None)
+        .meeting(&id)
         .await?
-        .into_iter()
-        .find(|m| m.id == id)
         .ok_or_else(|| err(StatusCode::NOT_FOUND, "no such meeting"))?;
     room_allowed(&who, &meeting.room)?;
     let format: crate::captions::export::Format = q

@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use super::{row, thread_cpu_seconds};
 use crate::audio::denoise::FRAME;
 use crate::audio::quality::mix_at_snr;
-use crate::audio::vad::{RnnoiseVad, SileroVad, VoiceDetector, WebRtcVad, silero};
+use crate::audio::vad::{RnnoiseVad, SileroVad, VoiceDetector, WebRtcVad};
 use crate::devtools::fixtures::load_f32;
 
 type MakeDetector<'a> = Box<dyn Fn() -> Result<Box<dyn VoiceDetector>> + 'a>;
@@ -87,7 +87,7 @@ pub fn compare(onnxruntime: &Path, silero_model: &Path) -> Result<()> {
         ("pink 5 dB", noisy("noise-pink.wav")?),
         ("babble 5 dB", noisy("noise-babble.wav")?),
     ];
-    let environment = silero::onnxruntime(onnxruntime)?;
+    let environment = crate::onnx::environment(onnxruntime)?;
     let make: [(&str, MakeDetector); 3] = [
         ("rnnoise", Box::new(|| Ok(Box::new(RnnoiseVad::default())))),
         ("webrtc", Box::new(|| Ok(Box::new(WebRtcVad::new(3))))),

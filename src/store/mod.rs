@@ -399,15 +399,29 @@ impl Store {
             .collect())
     }
 
-    /// Meetings, newest first, optionally of one room.
+    /// Meetings, newest first: of one room, or all.
     pub async fn meetings(&self, room: Option<&str>) -> Result<Vec<Meeting>, StoreError> {
+        self.find_meetings(room, None).await
+    }
+
+    /// One meeting by its id.
+    pub async fn meeting(&self, id: &str) -> Result<Option<Meeting>, StoreError> {
+        Ok(self.find_meetings(None, Some(id)).await?.pop())
+    }
+
+    async fn find_meetings(
+        &self,
+        room: Option<&str>,
+        id: Option<&str>,
+    ) -> Result<Vec<Meeting>, StoreError> {
         let rows: Vec<(String, String, i64, Option<i64>, String)> = on_both!(
             self,
             fetch_all,
             (String, String, i64, Option<i64>, String),
-            "SELECT id, room, started_at, ended_at, thread_id FROM meetings WHERE (?1 IS NULL OR room = ?1) ORDER BY started_at DESC",
-            "SELECT id, room, (extract(epoch from started_at) * 1000)::bigint, (extract(epoch from ended_at) * 1000)::bigint, thread_id FROM meetings WHERE ($1::text IS NULL OR room = $1) ORDER BY started_at DESC",
-            room
+            "SELECT id, room, started_at, ended_at, thread_id FROM meetings WHERE (?1 IS NULL OR room = ?1) AND (?2 IS NULL OR id = ?2) ORDER BY started_at DESC",
+            "SELECT id, room, (extract(epoch from started_at) * 1000)::bigint, (extract(epoch from ended_at) * 1000)::bigint, thread_id FROM meetings WHERE ($1::text IS NULL OR room = $1) AND ($2::text IS NULL OR id = $2) ORDER BY started_at DESC",
+            room,
+            id
         )?;
         Ok(rows
             .into_iter()
@@ -421,6 +435,11 @@ impl Store {
                 },
             )
             .collect())
+    }
+
+    /// Answers when the database does (readiness).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.execute("SELECT 1").await
     }
 }
 

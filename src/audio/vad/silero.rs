@@ -4,7 +4,6 @@
 
 use std::path::Path;
 
-pub use crate::onnx::environment as onnxruntime;
 use ort::environment::Environment;
 use ort::session::Session;
 use ort::value::{Tensor, TensorRef};
@@ -30,7 +29,7 @@ pub struct SileroVad {
 }
 
 impl SileroVad {
-    /// `model`: silero_vad.onnx; `environment`: from [`onnxruntime`].
+    /// `model`: silero_vad.onnx; `environment`: from [`crate::onnx::environment`].
     pub fn new(environment: &Environment, model: &Path) -> Result<Self, VadError> {
         let load = |e: ort::Error| VadError::Model {
             path: model.display().to_string(),
