@@ -1,0 +1,276 @@
+//! Reads a recording back through GStreamer's demuxer and decoders: the codecs and profile as
+//! the file declares them, the mean brightness of every video frame, chosen whole frames,
+//! and the mixed audio. Tests and benchmarks check recordings with it (layout, duration,
+//! audio/video offset); `meeting-agent recordings check` prints it.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+
+use super::RecordingError;
+use crate::media::VideoFrame;
+
+#[derive(Debug, Default, Clone)]
+pub struct DecodedRecording {
+    /// The H.264 stream's caps as the parser reads them (profile, chroma-format, size).
+    pub video_caps: String,
+    /// The audio stream's caps before decoding (mpegversion 4 = AAC).
+    pub audio_caps: String,
+    /// Presentation time (µs) and mean luma (0..255) of each decoded frame.
+    pub frames: Vec<(i64, f32)>,
+    /// Frames kept whole, nearest to each asked time.
+    pub kept: Vec<(i64, VideoFrame)>,
+    /// Decoded audio, 48 kHz mono, starting at `audio_start_us`.
+    pub audio: Vec<i16>,
+    pub audio_start_us: i64,
+}
+
+impl DecodedRecording {
+    /// End of the last video frame or audio sample, whichever is later.
+    pub fn duration(&self) -> Duration {
+        let video_end = match self.frames.as_slice() {
+            [.., a, b] => b.0 + (b.0 - a.0),
+            [a] => a.0,
+            [] => 0,
+        };
+        let audio_end = self.audio_start_us + self.audio.len() as i64 * 1_000_000 / 48_000;
+        Duration::from_micros(video_end.max(audio_end).max(0) as u64)
+    }
+
+    pub fn caps_field(caps: &str, field: &str) -> Option<String> {
+        let needle = format!("{field}=(string)");
+        let start = caps.find(&needle)? + needle.len();
+        let rest = &caps[start..];
+        let end = rest.find([',', ';']).unwrap_or(rest.len());
+        Some(rest[..end].trim_matches('"').to_string())
+    }
+}
+
+#[derive(Default)]
+struct Collected {
+    video_caps: String,
+    audio_caps: String,
+    frames: Vec<(i64, f32)>,
+    kept: Vec<(i64, VideoFrame)>,
+    audio: Vec<i16>,
+    audio_start_us: Option<i64>,
+}
+
+/// Decodes `path`, keeping whole frames nearest to `keep_at`.
+pub fn decode(path: &Path, keep_at: &[Duration]) -> Result<DecodedRecording, RecordingError> {
+    super::pipeline::init()?;
+    let location = path.to_string_lossy().replace('"', "\\\"");
+    let description = format!(
+        "filesrc location=\"{location}\" ! qtdemux name=d \
+         d.video_0 ! queue ! h264parse ! capsfilter name=hcaps caps=video/x-h264 ! avdec_h264 \
+         ! videoconvert ! video/x-raw,format=I420 ! appsink name=v sync=false \
+         d.audio_0 ! queue ! capsfilter name=acaps caps=audio/mpeg ! avdec_aac ! audioconvert \
+         ! audioresample ! audio/x-raw,format=S16LE,rate=48000,channels=1 ! appsink name=a sync=false"
+    );
+    let pipeline = gst::parse::launch(&description)?
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| RecordingError::Pipeline("not a pipeline".into()))?;
+    let get = |n: &str| {
+        pipeline
+            .by_name(n)
+            .ok_or_else(|| RecordingError::Pipeline(format!("no element {n}")))
+    };
+    let collected = Arc::new(Mutex::new(Collected::default()));
+    let mut wanted: Vec<i64> = keep_at.iter().map(|d| d.as_micros() as i64).collect();
+    wanted.sort();
+    {
+        let c = collected.clone();
+        let hcaps = get("hcaps")?;
+        let sink = get("v")?.downcast::<gst_app::AppSink>().expect("appsink");
+        let wanted = wanted.clone();
+        sink.set_callbacks(
+            gst_app::AppSinkCallbacks::builder()
+                .new_sample(move |s| {
+                    let sample = s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                    let (Some(buffer), Some(caps)) = (sample.buffer(), sample.caps()) else {
+                        return Ok(gst::FlowSuccess::Ok);
+                    };
+                    let st = caps.structure(0).ok_or(gst::FlowError::Error)?;
+                    let w = st.get::<i32>("width").unwrap_or(0) as u32;
+                    let h = st.get::<i32>("height").unwrap_or(0) as u32;
+                    let pts = buffer.pts().map(|t| t.useconds() as i64).unwrap_or(0);
+                    let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
+                    let luma = &map[..(w * h) as usize];
+                    let mean = luma.iter().map(|&v| v as u64).sum::<u64>() as f32
+                        / luma.len().max(1) as f32;
+                    let mut c = c.lock().unwrap_or_else(|e| e.into_inner());
+                    if c.video_caps.is_empty()
+                        && let Some(caps) = hcaps.static_pad("src").and_then(|p| p.current_caps())
+                    {
+                        c.video_caps = caps.to_string();
+                    }
+                    c.frames.push((pts, mean));
+                    // Keep the first frame at or after each wanted time.
+                    let kept = c.kept.len();
+                    if let Some(&t) = wanted.get(kept)
+                        && pts >= t
+                    {
+                        let frame = VideoFrame::from_i420(
+                            w,
+                            h,
+                            map[..VideoFrame::i420_len(w, h)].to_vec(),
+                            pts,
+                        );
+                        if let Ok(frame) = frame {
+                            c.kept.push((pts, frame));
+                        }
+                    }
+                    Ok(gst::FlowSuccess::Ok)
+                })
+                .build(),
+        );
+    }
+    {
+        let c = collected.clone();
+        let acaps = get("acaps")?;
+        let sink = get("a")?.downcast::<gst_app::AppSink>().expect("appsink");
+        sink.set_callbacks(
+            gst_app::AppSinkCallbacks::builder()
+                .new_sample(move |s| {
+                    let sample = s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                    let Some(buffer) = sample.buffer() else {
+                        return Ok(gst::FlowSuccess::Ok);
+                    };
+                    let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
+                    let mut c = c.lock().unwrap_or_else(|e| e.into_inner());
+                    if c.audio_caps.is_empty()
+                        && let Some(caps) = acaps.static_pad("src").and_then(|p| p.current_caps())
+                    {
+                        c.audio_caps = caps.to_string();
+                    }
+                    if c.audio_start_us.is_none() {
+                        c.audio_start_us = buffer.pts().map(|t| t.useconds() as i64);
+                    }
+                    c.audio.extend(
+                        map.chunks_exact(2)
+                            .map(|b| i16::from_le_bytes([b[0], b[1]])),
+                    );
+                    Ok(gst::FlowSuccess::Ok)
+                })
+                .build(),
+        );
+    }
+    pipeline
+        .set_state(gst::State::Playing)
+        .map_err(|e| RecordingError::Pipeline(format!("cannot decode {}: {e}", path.display())))?;
+    let bus = pipeline.bus().expect("a pipeline has a bus");
+    let mut error = None;
+    for msg in bus.iter_timed(gst::ClockTime::from_seconds(600)) {
+        match msg.view() {
+            gst::MessageView::Eos(_) => break,
+            gst::MessageView::Error(e) => {
+                error = Some(format!("{}: {}", path.display(), e.error()));
+                break;
+            }
+            _ => {}
+        }
+    }
+    let _ = pipeline.set_state(gst::State::Null);
+    if let Some(e) = error {
+        return Err(RecordingError::Pipeline(e));
+    }
+    let c = std::mem::take(&mut *collected.lock().unwrap_or_else(|e| e.into_inner()));
+    Ok(DecodedRecording {
+        video_caps: c.video_caps,
+        audio_caps: c.audio_caps,
+        frames: c.frames,
+        kept: c.kept,
+        audio: c.audio,
+        audio_start_us: c.audio_start_us.unwrap_or(0),
+    })
+}
+
+/// Times (µs) where the picture turns bright: mean luma crosses `threshold` upwards.
+pub fn flash_onsets(frames: &[(i64, f32)], threshold: f32) -> Vec<i64> {
+    frames
+        .windows(2)
+        .filter(|w| w[0].1 < threshold && w[1].1 >= threshold)
+        .map(|w| w[1].0)
+        .collect()
+}
+
+/// Times (µs) where the sound starts: the level over 1 ms windows crosses `threshold`
+/// (absolute sample value) after at least 50 ms below it.
+pub fn beep_onsets(audio: &[i16], start_us: i64, threshold: i16) -> Vec<i64> {
+    const WINDOW: usize = 48;
+    let mut onsets = Vec::new();
+    let mut quiet_windows = 50;
+    for (i, w) in audio.chunks(WINDOW).enumerate() {
+        let peak = w.iter().map(|s| s.saturating_abs()).max().unwrap_or(0);
+        if peak >= threshold {
+            if quiet_windows >= 50 {
+                // Refine to the first loud sample of the window.
+                let first = w.iter().position(|s| s.saturating_abs() >= threshold);
+                let sample = i * WINDOW + first.unwrap_or(0);
+                onsets.push(start_us + sample as i64 * 1_000_000 / 48_000);
+            }
+            quiet_windows = 0;
+        } else {
+            quiet_windows += 1;
+        }
+    }
+    onsets
+}
+
+/// Audio minus video (ms) for each flash paired with the nearest beep within 400 ms.
+pub fn av_offsets_ms(flashes: &[i64], beeps: &[i64]) -> Vec<f64> {
+    flashes
+        .iter()
+        .filter_map(|&f| {
+            beeps
+                .iter()
+                .map(|&b| b - f)
+                .filter(|d| d.abs() <= 400_000)
+                .min_by_key(|d| d.abs())
+                .map(|d| d as f64 / 1000.0)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn onsets_and_offsets() {
+        let frames: Vec<(i64, f32)> = (0..90)
+            .map(|i| {
+                let t = i * 33_333;
+                (t, if (t / 1000) % 1000 < 100 { 235.0 } else { 16.0 })
+            })
+            .collect();
+        let flashes = flash_onsets(&frames, 128.0);
+        assert_eq!(flashes.len(), 2, "{flashes:?}"); // at 1 s and 2 s; 0 s has no rising edge
+        let mut audio = vec![0i16; 48_000 * 3];
+        for s in [48_000 + 960, 96_000 + 960] {
+            for (k, v) in audio[s..s + 4800].iter_mut().enumerate() {
+                *v = if k % 48 < 24 { 8000 } else { -8000 };
+            }
+        }
+        let beeps = beep_onsets(&audio, 0, 2000);
+        assert_eq!(beeps, vec![1_020_000, 2_020_000]);
+        let offsets = av_offsets_ms(&flashes, &beeps);
+        assert_eq!(offsets.len(), 2);
+        assert!(
+            offsets.iter().all(|o| (*o - 20.0).abs() < 34.0),
+            "{offsets:?}"
+        );
+        assert_eq!(
+            DecodedRecording::caps_field(
+                "video/x-h264, profile=(string)high, chroma-format=(string)4:2:0",
+                "profile"
+            )
+            .as_deref(),
+            Some("high")
+        );
+    }
+}

@@ -1,0 +1,508 @@
+//! The GStreamer side of a recording: one appsrc per video (I420) and per audio (S16LE 48 kHz
+//! mono) input, GStreamer's `compositor` and `audiomixer`, x264 (4:2:0, forced: the
+//! compositor would otherwise hand x264 4:4:4, which browsers do not play) and AAC into
+//! fragmented MP4, whose bytes are handed to a callback as the muxer writes them.
+//!
+//! Live recordings stamp every buffer with the time the engine handed it over, on the
+//! process's monotonic clock mapped to the pipeline's running time: audio and video stay in
+//! sync through the frames' own timestamps, and a silent black base keeps the output
+//! running while nobody sends anything. File-fed recordings (offline processing, benchmarks)
+//! run the same graph without a clock, as fast as the encoder goes.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+
+use super::RecordingError;
+use super::layout::Rect;
+use crate::livekit::engine::monotonic_us;
+use crate::media::VideoFrame;
+
+pub const AUDIO_RATE: i32 = 48_000;
+
+#[derive(Debug, Clone)]
+pub struct PipelineSettings {
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+    pub video_bitrate_kbps: u32,
+    pub audio_bitrate_kbps: u32,
+    /// Real-time input from a meeting; false: file-fed, timestamps given by the caller.
+    pub live: bool,
+    /// x264 speed preset (`veryfast` in meetings).
+    pub preset: String,
+}
+
+impl PipelineSettings {
+    pub fn from_config(c: &crate::config::RecordingConfig) -> Self {
+        Self {
+            width: c.width,
+            height: c.height,
+            fps: c.fps,
+            video_bitrate_kbps: c.video_bitrate_kbps,
+            audio_bitrate_kbps: c.audio_bitrate_kbps,
+            live: true,
+            preset: "veryfast".into(),
+        }
+    }
+}
+
+/// How long the mixers wait for late inputs in live mode: absorbs scheduling delays of a
+/// loaded machine between the engine's callback and the appsrc.
+const LIVE_LATENCY: Duration = Duration::from_millis(200);
+/// Audio queued per input before the oldest is dropped (live) or the pusher waits (file).
+const INPUT_QUEUE: Duration = Duration::from_secs(1);
+/// A live audio input whose arrival drifts this far from its running sample count is
+/// re-anchored (after a gap, a mute, a stall); smaller jitter is smoothed away.
+const AUDIO_RESYNC_US: i64 = 80_000;
+
+struct Input {
+    src: gst_app::AppSrc,
+    pad: gst::Pad,
+}
+
+struct Shared {
+    pipeline: gst::Pipeline,
+    compositor: gst::Element,
+    audiomixer: gst::Element,
+    inputs: Mutex<HashMap<String, Input>>,
+    /// monotonic_us() at the pipeline's running time 0 (live only).
+    origin_us: i64,
+    live: bool,
+    failed: Mutex<Option<String>>,
+    /// The end of stream reached the sink.
+    ended: AtomicBool,
+}
+
+/// A running recording pipeline. Inputs come and go while it runs.
+#[derive(Clone)]
+pub struct CompositePipeline {
+    shared: Arc<Shared>,
+}
+
+fn element(name: &str) -> Result<gst::Element, RecordingError> {
+    gst::ElementFactory::make(name).build().map_err(|_| {
+        RecordingError::Gstreamer(format!(
+            "element {name} is missing (scripts/setup.sh installs the GStreamer plugins)"
+        ))
+    })
+}
+
+pub fn init() -> Result<(), RecordingError> {
+    gst::init().map_err(RecordingError::from)
+}
+
+impl CompositePipeline {
+    /// Builds and starts the pipeline; `sink` gets the MP4 bytes in order, on a GStreamer thread.
+    pub fn start(
+        settings: &PipelineSettings,
+        sink: impl FnMut(&[u8]) + Send + 'static,
+    ) -> Result<Self, RecordingError> {
+        init()?;
+        let s = settings;
+        let video_caps = format!(
+            "video/x-raw,format=I420,width={},height={},framerate={}/1,pixel-aspect-ratio=1/1",
+            s.width, s.height, s.fps
+        );
+        let audio_caps = format!("audio/x-raw,format=S16LE,rate={AUDIO_RATE},channels=1");
+        let latency = if s.live { LIVE_LATENCY.as_nanos() } else { 0 };
+        // The live base inputs drive output while no participant sends anything; the video
+        // base is tiny and fully transparent, so it costs nothing to compose.
+        let bases = if s.live {
+            format!(
+                "videotestsrc is-live=true pattern=black ! video/x-raw,format=I420,width=64,height=36,framerate={fps}/1 ! {q} ! vmix.sink_0 \
+                 audiotestsrc is-live=true wave=silence samplesperbuffer={spb} ! {audio_caps} ! {q} ! amix.sink_0 ",
+                q = "queue max-size-time=1000000000 max-size-buffers=0 max-size-bytes=0",
+                fps = s.fps,
+                spb = AUDIO_RATE / 100,
+            )
+        } else {
+            String::new()
+        };
+        let description = format!(
+            "{bases}compositor name=vmix background=black latency={latency} sink_0::alpha=0 \
+             ! {video_caps} ! queue max-size-buffers=8 \
+             ! x264enc speed-preset={preset} tune=zerolatency bitrate={vkbps} key-int-max={gop} \
+             ! video/x-h264,profile=high ! h264parse ! queue ! mux.video_0 \
+             audiomixer name=amix latency={latency} ! {audio_caps} ! queue \
+             ! audioconvert ! avenc_aac bitrate={abps} ! queue ! mux.audio_0 \
+             mp4mux name=mux fragment-duration=1000 streamable=true ! appsink name=out sync=false",
+            preset = s.preset,
+            vkbps = s.video_bitrate_kbps,
+            gop = s.fps * 2,
+            abps = s.audio_bitrate_kbps * 1000,
+        );
+        for name in [
+            "compositor",
+            "audiomixer",
+            "x264enc",
+            "avenc_aac",
+            "mp4mux",
+            "appsrc",
+        ] {
+            drop(element(name)?);
+        }
+        let pipeline = gst::parse::launch(&description)?
+            .downcast::<gst::Pipeline>()
+            .map_err(|_| RecordingError::Pipeline("not a pipeline".into()))?;
+        let by_name = |n: &str| {
+            pipeline
+                .by_name(n)
+                .ok_or_else(|| RecordingError::Pipeline(format!("no element {n}")))
+        };
+        let compositor = by_name("vmix")?;
+        let audiomixer = by_name("amix")?;
+        let out = by_name("out")?
+            .downcast::<gst_app::AppSink>()
+            .map_err(|_| RecordingError::Pipeline("out is not an appsink".into()))?;
+        let sink = Mutex::new(sink);
+        out.set_callbacks(
+            gst_app::AppSinkCallbacks::builder()
+                .new_sample(move |appsink| {
+                    let sample = appsink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                    if let Some(buffer) = sample.buffer()
+                        && let Ok(map) = buffer.map_readable()
+                    {
+                        (sink.lock().unwrap_or_else(|e| e.into_inner()))(map.as_slice());
+                    }
+                    Ok(gst::FlowSuccess::Ok)
+                })
+                .build(),
+        );
+        if s.live {
+            pipeline.use_clock(Some(&gst::SystemClock::obtain()));
+        }
+        pipeline
+            .set_state(gst::State::Playing)
+            .map_err(|e| RecordingError::Pipeline(format!("cannot start: {e}")))?;
+        // Running time 0 is the pipeline's base time on its (monotonic) clock: map our own
+        // monotonic clock onto it once.
+        let origin_us = match (s.live, pipeline.clock()) {
+            (true, Some(clock)) => {
+                let base = pipeline.base_time().map(|t| t.nseconds()).unwrap_or(0);
+                let now = clock.time().nseconds();
+                monotonic_us() - (now.saturating_sub(base) / 1_000) as i64
+            }
+            _ => monotonic_us(),
+        };
+        let shared = Arc::new(Shared {
+            pipeline,
+            compositor,
+            audiomixer,
+            inputs: Mutex::new(HashMap::new()),
+            origin_us,
+            live: s.live,
+            failed: Mutex::new(None),
+            ended: AtomicBool::new(false),
+        });
+        watch_bus(&shared);
+        Ok(Self { shared })
+    }
+
+    /// An error the pipeline reported, if any: the recording has stopped.
+    pub fn failure(&self) -> Option<String> {
+        lock(&self.shared.failed).clone()
+    }
+
+    /// Microseconds on the monotonic clock -> running time of the pipeline.
+    fn running_time(&self, monotonic_us: i64) -> gst::ClockTime {
+        gst::ClockTime::from_useconds((monotonic_us - self.shared.origin_us).max(0) as u64)
+    }
+
+    /// Running time now (live recordings): the length recorded so far.
+    pub fn elapsed(&self) -> Duration {
+        Duration::from_micros((monotonic_us() - self.shared.origin_us).max(0) as u64)
+    }
+
+    fn add_input(
+        &self,
+        id: &str,
+        caps: gst::Caps,
+        mixer: &gst::Element,
+    ) -> Result<gst_app::AppSrc, RecordingError> {
+        let live = self.shared.live;
+        let src = gst_app::AppSrc::builder()
+            .caps(&caps)
+            .format(gst::Format::Time)
+            .is_live(live)
+            .block(!live)
+            .max_time(gst::ClockTime::from_nseconds(INPUT_QUEUE.as_nanos() as u64))
+            .max_bytes(0)
+            .max_buffers(0)
+            .build();
+        if live {
+            // Late data is dropped rather than queued without bound; the queue is the
+            // latency the input can absorb.
+            src.set_property_from_str("leaky-type", "downstream");
+            src.set_property("min-latency", 0i64);
+            src.set_property("max-latency", INPUT_QUEUE.as_nanos() as i64);
+        }
+        let pad = mixer
+            .request_pad_simple("sink_%u")
+            .ok_or_else(|| RecordingError::Pipeline("the mixer gave no input pad".into()))?;
+        self.shared.pipeline.add(&src)?;
+        src.static_pad("src")
+            .ok_or_else(|| RecordingError::Pipeline("appsrc without src pad".into()))?
+            .link(&pad)
+            .map_err(|e| RecordingError::Pipeline(format!("cannot link {id}: {e:?}")))?;
+        src.sync_state_with_parent()?;
+        let old = lock(&self.shared.inputs).insert(
+            id.to_string(),
+            Input {
+                src: src.clone(),
+                pad,
+            },
+        );
+        if let Some(old) = old {
+            self.release(old);
+        }
+        Ok(src)
+    }
+
+    /// A new video input, hidden until placed.
+    pub fn add_video(&self, id: &str) -> Result<VideoInput, RecordingError> {
+        let caps = i420_caps(16, 16);
+        let src = self.add_input(id, caps, &self.shared.compositor.clone())?;
+        if let Some(pad) = self.pad(id) {
+            pad.set_property("alpha", 0.0f64);
+            pad.set_property_from_str("sizing-policy", "keep-aspect-ratio");
+        }
+        Ok(VideoInput {
+            pipeline: self.clone(),
+            src,
+            size: (16, 16),
+            last_pts: None,
+        })
+    }
+
+    pub fn add_audio(&self, id: &str) -> Result<AudioInput, RecordingError> {
+        let caps = gst::Caps::builder("audio/x-raw")
+            .field("format", "S16LE")
+            .field("rate", AUDIO_RATE)
+            .field("channels", 1)
+            .field("layout", "interleaved")
+            .build();
+        let src = self.add_input(id, caps, &self.shared.audiomixer.clone())?;
+        Ok(AudioInput {
+            pipeline: self.clone(),
+            src,
+            next_pts_us: None,
+        })
+    }
+
+    fn pad(&self, id: &str) -> Option<gst::Pad> {
+        lock(&self.shared.inputs).get(id).map(|i| i.pad.clone())
+    }
+
+    /// Shows a video input in `rect` (None: hides it).
+    pub fn place(&self, id: &str, rect: Option<Rect>, zorder: u32) {
+        let Some(pad) = self.pad(id) else { return };
+        match rect {
+            Some(r) => {
+                pad.set_property("xpos", r.x);
+                pad.set_property("ypos", r.y);
+                pad.set_property("width", r.width);
+                pad.set_property("height", r.height);
+                pad.set_property("zorder", zorder + 1);
+                pad.set_property("alpha", 1.0f64);
+            }
+            None => pad.set_property("alpha", 0.0f64),
+        }
+    }
+
+    /// Ends an input; the mixer forgets it once its end has gone through.
+    pub fn remove(&self, id: &str) {
+        if let Some(input) = lock(&self.shared.inputs).remove(id) {
+            self.release(input);
+        }
+    }
+
+    fn release(&self, input: Input) {
+        let _ = input.src.end_of_stream();
+        let shared = self.shared.clone();
+        // Removing elements from a playing bin must not happen on a streaming thread.
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            let _ = input.src.set_state(gst::State::Null);
+            if let Some(parent) = input.pad.parent_element() {
+                if let Some(srcpad) = input.src.static_pad("src") {
+                    let _ = srcpad.unlink(&input.pad);
+                }
+                parent.release_request_pad(&input.pad);
+            }
+            let _ = shared.pipeline.remove(&input.src);
+        });
+    }
+
+    /// Ends the recording: every input and the base sources end, the muxer writes its index,
+    /// and the call returns when the last byte went to the sink (or after `timeout`).
+    pub fn finish(self, timeout: Duration) -> Result<(), RecordingError> {
+        let shared = self.shared;
+        for (_, input) in lock(&shared.inputs).drain() {
+            let _ = input.src.end_of_stream();
+        }
+        shared.pipeline.send_event(gst::event::Eos::new());
+        let deadline = std::time::Instant::now() + timeout;
+        let result = loop {
+            if let Some(f) = lock(&shared.failed).clone() {
+                break Err(RecordingError::Pipeline(f));
+            }
+            if shared.ended.load(Ordering::SeqCst) {
+                break Ok(());
+            }
+            if std::time::Instant::now() >= deadline {
+                break Err(RecordingError::Pipeline(format!(
+                    "the pipeline did not end within {timeout:?}"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let _ = shared.pipeline.set_state(gst::State::Null);
+        result
+    }
+}
+
+/// The bus watcher records EOS and errors on the pipeline object.
+fn watch_bus(shared: &Arc<Shared>) {
+    let Some(bus) = shared.pipeline.bus() else {
+        return;
+    };
+    let weak = Arc::downgrade(shared);
+    std::thread::Builder::new()
+        .name("rec-bus".into())
+        .spawn(move || {
+            loop {
+                let Some(shared) = weak.upgrade() else { return };
+                let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(100)) else {
+                    continue;
+                };
+                match msg.view() {
+                    gst::MessageView::Eos(_) => {
+                        shared.ended.store(true, Ordering::SeqCst);
+                        return;
+                    }
+                    gst::MessageView::Error(e) => {
+                        let message = format!(
+                            "{} ({})",
+                            e.error(),
+                            e.debug().map(|d| d.to_string()).unwrap_or_default()
+                        );
+                        tracing::error!(error = %message, "recording pipeline failed");
+                        *lock(&shared.failed) = Some(message);
+                        return;
+                    }
+                    gst::MessageView::Warning(w) => {
+                        tracing::debug!(warning = %w.error(), "recording pipeline warning");
+                    }
+                    _ => {}
+                }
+            }
+        })
+        .ok();
+}
+
+fn i420_caps(width: u32, height: u32) -> gst::Caps {
+    gst::Caps::builder("video/x-raw")
+        .field("format", "I420")
+        .field("width", width as i32)
+        .field("height", height as i32)
+        .field("framerate", gst::Fraction::new(0, 1))
+        .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
+        .build()
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// One participant's camera or screen share going into the compositor.
+pub struct VideoInput {
+    pipeline: CompositePipeline,
+    src: gst_app::AppSrc,
+    size: (u32, u32),
+    last_pts: Option<gst::ClockTime>,
+}
+
+impl VideoInput {
+    /// Pushes a frame that arrived at `arrival_us` (monotonic) — or, file-fed, at
+    /// `arrival_us` microseconds into the recording. Size changes are followed.
+    pub fn push(&mut self, frame: &VideoFrame, arrival_us: i64) -> Result<(), RecordingError> {
+        if frame.data.len() != VideoFrame::i420_len(frame.width, frame.height) {
+            return Err(RecordingError::Pipeline(format!(
+                "video frame {}x{} has {} bytes",
+                frame.width,
+                frame.height,
+                frame.data.len()
+            )));
+        }
+        if (frame.width, frame.height) != self.size {
+            self.size = (frame.width, frame.height);
+            self.src
+                .set_caps(Some(&i420_caps(frame.width, frame.height)));
+        }
+        let pts = if self.pipeline.shared.live {
+            self.pipeline.running_time(arrival_us)
+        } else {
+            gst::ClockTime::from_useconds(arrival_us.max(0) as u64)
+        };
+        // Timestamps never go backwards within an input.
+        if self.last_pts.is_some_and(|last| pts <= last) {
+            return Ok(());
+        }
+        self.last_pts = Some(pts);
+        let mut buffer = gst::Buffer::from_mut_slice(frame.data.clone());
+        buffer
+            .get_mut()
+            .expect("a new buffer is writable")
+            .set_pts(pts);
+        self.src
+            .push_buffer(buffer)
+            .map(|_| ())
+            .map_err(|e| RecordingError::Pipeline(format!("video push: {e:?}")))
+    }
+}
+
+/// One microphone (or screen-share audio) going into the mixer: 48 kHz mono S16.
+pub struct AudioInput {
+    pipeline: CompositePipeline,
+    src: gst_app::AppSrc,
+    next_pts_us: Option<i64>,
+}
+
+impl AudioInput {
+    /// Pushes PCM that arrived at `arrival_us` (live, monotonic) or that starts at
+    /// `arrival_us` microseconds into the recording (file-fed). Live audio is laid end to end
+    /// as long as arrivals stay within jitter of the sample count, so the mix has no clicks.
+    pub fn push(&mut self, samples: &[i16], arrival_us: i64) -> Result<(), RecordingError> {
+        if samples.is_empty() {
+            return Ok(());
+        }
+        let duration_us = samples.len() as i64 * 1_000_000 / AUDIO_RATE as i64;
+        let start_us = if self.pipeline.shared.live {
+            let arrival = arrival_us - self.pipeline.shared.origin_us - duration_us;
+            match self.next_pts_us {
+                Some(next) if (arrival - next).abs() < AUDIO_RESYNC_US => next,
+                _ => arrival.max(0),
+            }
+        } else {
+            arrival_us.max(0)
+        };
+        self.next_pts_us = Some(start_us + duration_us);
+        let bytes: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
+        let mut buffer = gst::Buffer::from_mut_slice(bytes);
+        {
+            let b = buffer.get_mut().expect("a new buffer is writable");
+            b.set_pts(gst::ClockTime::from_useconds(start_us as u64));
+            b.set_duration(gst::ClockTime::from_useconds(duration_us as u64));
+        }
+        self.src
+            .push_buffer(buffer)
+            .map(|_| ())
+            .map_err(|e| RecordingError::Pipeline(format!("audio push: {e:?}")))
+    }
+}
