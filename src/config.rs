@@ -252,6 +252,105 @@ impl Default for VideoConfig {
     }
 }
 
+/// Composite recording (`[recording]`): what is recorded, how it is laid out and where it goes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecordingConfig {
+    /// Record every meeting from its start. Otherwise rooms switch recording on and off with
+    /// `{"recording.enabled": true}` in their metadata (or the control API).
+    pub auto: bool,
+    pub layout: crate::recording::Layout,
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+    pub video_bitrate_kbps: u32,
+    pub audio_bitrate_kbps: u32,
+    /// Finished recordings (local storage) and recordings being written and uploaded (spool).
+    /// Empty: `<data_dir>/recordings`.
+    pub dir: PathBuf,
+    /// `local` (the default) or `s3`.
+    pub storage: crate::recording::StorageKind,
+    pub s3: S3Config,
+    /// Lifetime of presigned playback links.
+    pub link_expiry_secs: u64,
+    /// Recordings older than this many days are deleted (0: kept for ever).
+    pub retention_days: u32,
+    /// Audio's fixed head start over video on the way here that no statistic reports: the
+    /// sender's Opus framing (20 ms frames plus look-ahead), the receiver's 10 ms playout
+    /// pull and RNNoise's 10 ms. Video is held back by this plus the measured difference of
+    /// the jitter buffers. Calibrated with the flash-and-beep test (BENCHMARKS.md).
+    pub audio_delay_ms: u32,
+}
+
+impl Default for RecordingConfig {
+    fn default() -> Self {
+        Self {
+            auto: false,
+            layout: crate::recording::Layout::Grid,
+            width: 1280,
+            height: 720,
+            fps: 30,
+            video_bitrate_kbps: 2500,
+            audio_bitrate_kbps: 128,
+            dir: PathBuf::new(),
+            storage: crate::recording::StorageKind::Local,
+            s3: S3Config::default(),
+            link_expiry_secs: 3600,
+            retention_days: 0,
+            audio_delay_ms: 60,
+        }
+    }
+}
+
+/// An S3-compatible bucket. The keys stay on the server: browsers get presigned links.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3Config {
+    /// e.g. `https://s3.eu-central-1.amazonaws.com` or `http://127.0.0.1:9000`.
+    pub endpoint: String,
+    pub region: String,
+    pub bucket: String,
+    /// Prepended to every object key, e.g. `recordings/`.
+    pub prefix: String,
+    pub access_key: String,
+    /// Never logged or printed (`MEETING_AGENT_S3_SECRET_KEY`).
+    pub secret_key: String,
+    /// Path-style URLs (`endpoint/bucket/key`), as most self-hosted servers want.
+    pub force_path_style: bool,
+    /// Multipart part size; S3 wants at least 5 MiB for every part but the last.
+    pub part_size_mib: u32,
+}
+
+impl std::fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Config")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("bucket", &self.bucket)
+            .field("prefix", &self.prefix)
+            .field("access_key", &self.access_key)
+            .field("secret_key", &"<redacted>")
+            .field("force_path_style", &self.force_path_style)
+            .field("part_size_mib", &self.part_size_mib)
+            .finish()
+    }
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        Self {
+            endpoint: String::new(),
+            region: "us-east-1".into(),
+            bucket: String::new(),
+            prefix: String::new(),
+            access_key: String::new(),
+            secret_key: String::new(),
+            force_path_style: true,
+            part_size_mib: 5,
+        }
+    }
+}
+
 /// Who writes a meeting summary's key points: offline (default) or a model through its HTTP API.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -307,6 +406,7 @@ pub struct Config {
     pub summary: SummaryConfig,
     pub video: VideoConfig,
     pub api: ApiConfig,
+    pub recording: RecordingConfig,
     pub log: LogConfig,
     pub engine: EngineConfig,
 }
@@ -326,6 +426,9 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("MEETING_AGENT_WHISPER_MODEL", "captions.model"),
     ("MEETING_AGENT_NOISE_SUPPRESSION", "audio.noise_suppression"),
     ("MEETING_AGENT_CLEAN_TRACKS", "audio.clean_tracks"),
+    ("MEETING_AGENT_RECORD", "recording.auto"),
+    ("MEETING_AGENT_S3_ACCESS_KEY", "recording.s3.access_key"),
+    ("MEETING_AGENT_S3_SECRET_KEY", "recording.s3.secret_key"),
     ("MEETING_AGENT_LOG_FORMAT", "log.format"),
     ("MEETING_AGENT_LOG", "log.filter"),
     ("LIVEKIT_LIB_PATH", "engine.library"),
@@ -420,6 +523,12 @@ impl Config {
                 }
                 "captions.model" => self.captions.model = PathBuf::from(value),
                 "store.url" => self.store.url = value,
+                "recording.auto" => {
+                    self.recording.auto = parse_flag(&value)
+                        .ok_or_else(|| invalid(format!("must be true or false, got {value:?}")))?
+                }
+                "recording.s3.access_key" => self.recording.s3.access_key = value,
+                "recording.s3.secret_key" => self.recording.s3.secret_key = value,
                 "summary.api_key" => self.summary.api_key = value,
                 "log.filter" => self.log.filter = value,
                 "engine.library" => self.engine.library = PathBuf::from(value),
@@ -526,6 +635,7 @@ impl Config {
                 );
             }
         }
+        self.validate_recording()?;
         tracing_subscriber::EnvFilter::try_new(&self.log.filter).map_err(|e| {
             ConfigError::Invalid {
                 field: "log.filter",
@@ -533,6 +643,77 @@ impl Config {
             }
         })?;
         Ok(())
+    }
+
+    fn validate_recording(&self) -> Result<(), ConfigError> {
+        let r = &self.recording;
+        let invalid = |field, problem: &str| {
+            Err(ConfigError::Invalid {
+                field,
+                problem: problem.to_string(),
+            })
+        };
+        if !(64..=3840).contains(&r.width) || !(64..=2160).contains(&r.height) {
+            return invalid(
+                "recording.width",
+                "and height must be within 64x64..3840x2160",
+            );
+        }
+        if !r.width.is_multiple_of(2) || !r.height.is_multiple_of(2) {
+            return invalid("recording.width", "and height must be even (4:2:0 video)");
+        }
+        if !(1..=60).contains(&r.fps) {
+            return invalid("recording.fps", "must be between 1 and 60");
+        }
+        if !(100..=50_000).contains(&r.video_bitrate_kbps) {
+            return invalid(
+                "recording.video_bitrate_kbps",
+                "must be between 100 and 50000",
+            );
+        }
+        if !(32..=320).contains(&r.audio_bitrate_kbps) {
+            return invalid("recording.audio_bitrate_kbps", "must be between 32 and 320");
+        }
+        if r.audio_delay_ms > 500 {
+            return invalid("recording.audio_delay_ms", "must be at most 500");
+        }
+        if r.link_expiry_secs == 0 || r.link_expiry_secs > 7 * 24 * 3600 {
+            return invalid(
+                "recording.link_expiry_secs",
+                "must be between 1 and 604800 (S3's limit of 7 days)",
+            );
+        }
+        if r.storage == crate::recording::StorageKind::S3 {
+            let s3 = &r.s3;
+            if !s3.endpoint.starts_with("http://") && !s3.endpoint.starts_with("https://") {
+                return invalid(
+                    "recording.s3.endpoint",
+                    "must be an http:// or https:// URL",
+                );
+            }
+            if s3.bucket.is_empty() {
+                return invalid("recording.s3.bucket", "is required for S3 storage");
+            }
+            if s3.access_key.is_empty() || s3.secret_key.is_empty() {
+                return invalid(
+                    "recording.s3.access_key",
+                    "and secret_key are required for S3 storage (MEETING_AGENT_S3_ACCESS_KEY, MEETING_AGENT_S3_SECRET_KEY)",
+                );
+            }
+            if !(5..=512).contains(&s3.part_size_mib) {
+                return invalid("recording.s3.part_size_mib", "must be between 5 and 512");
+            }
+        }
+        Ok(())
+    }
+
+    /// Where recordings are written, spooled and (for local storage) kept.
+    pub fn recordings_dir(&self) -> PathBuf {
+        if self.recording.dir.as_os_str().is_empty() {
+            self.data_dir().join("recordings")
+        } else {
+            self.recording.dir.clone()
+        }
     }
 
     /// `data_dir`, or `$XDG_DATA_HOME/meeting-agent` (`~/.local/share/meeting-agent`).

@@ -12,6 +12,7 @@ pub mod livekit;
 pub mod media;
 pub mod offline;
 pub mod onnx;
+pub mod recording;
 pub mod session;
 pub mod store;
 pub mod summary;

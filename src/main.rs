@@ -287,14 +287,18 @@ async fn run_worker(config: Config) -> Result<()> {
     tokio::spawn(forward_signals(shutdown_tx));
     // One store (one connection pool) for the meetings and the API.
     let store = connect_store(&config).await?;
-    let session = with_store(
-        with_backgrounds(
-            MeetingSession::new(config.audio, Captioning::from_config(&config)?),
+    let session = with_recorder(
+        with_store(
+            with_backgrounds(
+                MeetingSession::new(config.audio, Captioning::from_config(&config)?),
+                &config,
+            ),
+            store.clone(),
             &config,
         ),
         store.clone(),
         &config,
-    );
+    )?;
     if config.api.enabled {
         let state = meeting_agent::api::ApiState::new(&config, store);
         let bind = config.api.bind.clone();
@@ -326,14 +330,19 @@ async fn run_join(config: Config, room: &str, identity: &str) -> Result<()> {
         let _ = tokio::signal::ctrl_c().await;
         let _ = terminate_tx.send(true);
     });
-    with_store(
-        with_backgrounds(
-            MeetingSession::new(config.audio, Captioning::from_config(&config)?),
+    let store = connect_store(&config).await?;
+    with_recorder(
+        with_store(
+            with_backgrounds(
+                MeetingSession::new(config.audio, Captioning::from_config(&config)?),
+                &config,
+            ),
+            store.clone(),
             &config,
         ),
-        connect_store(&config).await?,
+        store,
         &config,
-    )
+    )?
     .run_in_room(&config.ws_url(), &token, terminate_rx)
     .await
     .map_err(|e| anyhow::anyhow!(e))
@@ -524,6 +533,34 @@ async fn process(
     );
     print!("{summary}");
     Ok(())
+}
+
+/// Recording on request (or always, `recording.auto`); recordings a previous process left
+/// in the spool are delivered now, and old ones deleted by the retention job.
+fn with_recorder(
+    session: MeetingSession,
+    store: Option<meeting_agent::store::Store>,
+    config: &Config,
+) -> Result<MeetingSession> {
+    use meeting_agent::session::recording::Recorder;
+    match Recorder::from_config(config) {
+        Ok(recorder) => {
+            let recorder = match store {
+                Some(store) => recorder.with_store(store),
+                None => recorder,
+            };
+            recorder.recover_in_background();
+            recorder.retention_in_background();
+            Ok(session.with_recorder(recorder))
+        }
+        Err(e) if config.recording.auto => {
+            Err(anyhow::anyhow!(e)).context("recording (`recording.auto` is on)")
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "recording is unavailable");
+            Ok(session)
+        }
+    }
 }
 
 /// Every meeting gets its thread and summary in `store` (when there is one).

@@ -6,7 +6,9 @@ pub mod livekit_server;
 pub mod participant;
 pub mod postgres;
 pub mod process_stats;
+pub mod s3;
 
 pub use livekit_server::LocalLiveKitServer;
 pub use participant::{PythonParticipant, dispatch_cli};
 pub use postgres::LocalPostgres;
+pub use s3::LocalS3;

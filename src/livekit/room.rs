@@ -325,6 +325,43 @@ impl Room {
         )
     }
 
+    /// How long the receiver holds a subscribed track's media before handing it over: the
+    /// jitter buffer's mean delay since the track started (WebRTC's inbound-rtp
+    /// `jitterBufferDelay / jitterBufferEmittedCount`), with the count it averages over.
+    /// `None` until the track has emitted anything.
+    pub async fn receive_delay(&self, track_sid: &str) -> Result<Option<(f64, u64)>, RoomError> {
+        let handle = self.track_handle(track_sid)?;
+        let engine = Engine::get()?;
+        let async_id = engine.next_async_id();
+        let req = proto::GetStatsRequest {
+            track_handle: handle.id(),
+            request_async_id: Some(async_id),
+        };
+        let Ev::GetStats(cb) = engine
+            .request_async("get_stats", async_id, Req::GetStats(req))
+            .await?
+        else {
+            return Err(EngineError::UnexpectedResponse("get_stats").into());
+        };
+        if let Some(message) = cb.error {
+            return Err(RoomError::Operation {
+                operation: "get stats",
+                message,
+            });
+        }
+        Ok(cb.stats.iter().find_map(|s| match &s.stats {
+            Some(proto::rtc_stats::Stats::InboundRtp(r))
+                if r.inbound.jitter_buffer_emitted_count > 0 =>
+            {
+                Some((
+                    r.inbound.jitter_buffer_delay,
+                    r.inbound.jitter_buffer_emitted_count,
+                ))
+            }
+            _ => None,
+        }))
+    }
+
     /// I420 frames of a subscribed video track.
     pub fn video_stream(
         &self,

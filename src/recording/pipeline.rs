@@ -10,7 +10,7 @@
 //! run the same graph without a clock, as fast as the encoder goes.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -277,6 +277,7 @@ impl CompositePipeline {
             src,
             size: (16, 16),
             last_pts: None,
+            delay_us: Arc::new(AtomicI64::new(0)),
         })
     }
 
@@ -426,9 +427,17 @@ pub struct VideoInput {
     src: gst_app::AppSrc,
     size: (u32, u32),
     last_pts: Option<gst::ClockTime>,
+    /// Added to every frame's time: lines the picture up with its sound when the receiver
+    /// holds audio longer than video (see `session::recording`).
+    delay_us: Arc<AtomicI64>,
 }
 
 impl VideoInput {
+    /// The delay added to this input's frames, settable while it runs.
+    pub fn delay(&self) -> Arc<AtomicI64> {
+        self.delay_us.clone()
+    }
+
     /// Pushes a frame that arrived at `arrival_us` (monotonic) — or, file-fed, at
     /// `arrival_us` microseconds into the recording. Size changes are followed.
     pub fn push(&mut self, frame: &VideoFrame, arrival_us: i64) -> Result<(), RecordingError> {
@@ -446,7 +455,8 @@ impl VideoInput {
                 .set_caps(Some(&i420_caps(frame.width, frame.height)));
         }
         let pts = if self.pipeline.shared.live {
-            self.pipeline.running_time(arrival_us)
+            self.pipeline
+                .running_time(arrival_us + self.delay_us.load(Ordering::Relaxed))
         } else {
             gst::ClockTime::from_useconds(arrival_us.max(0) as u64)
         };

@@ -31,7 +31,15 @@ pub fn room_switches(metadata: &str) -> HashMap<String, String> {
         return HashMap::new();
     };
     map.into_iter()
-        .filter(|(k, _)| [NS_ENABLED, NS_CLEAN_TRACK, CAPTIONS_ENABLED].contains(&k.as_str()))
+        .filter(|(k, _)| {
+            [
+                NS_ENABLED,
+                NS_CLEAN_TRACK,
+                CAPTIONS_ENABLED,
+                super::recording::RECORDING_SWITCH,
+            ]
+            .contains(&k.as_str())
+        })
         .filter_map(|(k, v)| match v {
             serde_json::Value::Bool(b) => Some((k, b.to_string())),
             serde_json::Value::String(s) => Some((k, s)),

@@ -113,6 +113,8 @@ pub struct Microphone {
     pub captions: Option<CaptionContext>,
     /// When this track started, relative to the agent joining the room.
     pub origin_ms: u64,
+    /// The room's recording, while one runs.
+    pub recording: super::recording::AudioTap,
 }
 
 impl Microphone {
@@ -183,15 +185,17 @@ impl Microphone {
                 if let Some(track) = clean.as_mut() {
                     track.send(denoised, frame.timestamp_us);
                 }
+                // Captions and recordings hear what the meeting hears: denoised unless
+                // suppression is off.
+                let input = if settings.denoise || !raw_ok {
+                    denoised
+                } else {
+                    &raw
+                };
                 if let Some(c) = captions.as_mut() {
-                    // Captions hear what the meeting hears: denoised unless suppression is off.
-                    let input = if settings.denoise || !raw_ok {
-                        &denoised[..]
-                    } else {
-                        &raw[..]
-                    };
-                    c.push(input, voice_probability);
+                    c.push(&input[..], voice_probability);
                 }
+                self.recording.push(input, frame.timestamp_us);
             });
             if let Err(e) = result {
                 tracing::warn!(error = %e, participant = %self.participant, "audio frame skipped");

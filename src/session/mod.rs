@@ -21,6 +21,7 @@ pub mod camera;
 pub mod controls;
 pub mod meeting_log;
 pub mod microphone;
+pub mod recording;
 pub mod video;
 
 use controls::MicSettings;
@@ -133,6 +134,8 @@ pub struct MeetingSession {
     store: Option<(crate::store::Store, MeetingLogOptions)>,
     /// Segmentation for virtual backgrounds, when the models are there.
     backgrounds: Option<Arc<crate::video::processor::SegmenterPool>>,
+    /// Composite recording, when configured.
+    recorder: Option<recording::Recorder>,
 }
 
 impl Default for MeetingSession {
@@ -153,6 +156,11 @@ struct RoomTasks {
     vb_requests: HashMap<String, watch::Sender<camera::VbRequest>>,
     /// Switches for the whole room, from its metadata.
     room_switches: HashMap<String, String>,
+    recording: Option<recording::RoomRecording>,
+    /// Subscribed video tracks (identity, source), for a recording started later.
+    video_tracks: HashMap<String, (String, TrackSource)>,
+    /// Every microphone's way into the recording, by track sid.
+    audio_taps: HashMap<String, (String, recording::AudioTap)>,
 }
 
 impl MeetingSession {
@@ -163,7 +171,14 @@ impl MeetingSession {
             captioning,
             store: None,
             backgrounds: None,
+            recorder: None,
         }
+    }
+
+    /// Records meetings (always, or when a room switches recording on).
+    pub fn with_recorder(mut self, recorder: recording::Recorder) -> Self {
+        self.recorder = Some(recorder);
+        self
     }
 
     /// Offers virtual backgrounds (`vb.*` attributes) on every camera.
@@ -232,6 +247,7 @@ impl MeetingSession {
                 log: tasks.log.clone(),
             });
         }
+        self.reconcile_recording(&room, &mut tasks);
         let reason = loop {
             tokio::select! {
                 event = events.recv() => match event {
@@ -246,6 +262,11 @@ impl MeetingSession {
                 }
             }
         };
+        if let Some(recording) = tasks.recording.take()
+            && let Some(meta) = recording.stop().await
+        {
+            tracing::info!(room = %room_name, id = %meta.id, "recording closed; storage takes it from here");
+        }
         // Microphones finalise what they were captioning when their settings channel closes.
         tasks.mic_settings.clear();
         tasks.vb_requests.clear();
@@ -364,6 +385,9 @@ impl MeetingSession {
                     log.presence(&identity, false);
                 }
                 tasks.attributes.remove(&identity);
+                if let Some(r) = &tasks.recording {
+                    r.participant_left(&identity);
+                }
                 tasks.mic_settings.remove(&identity);
                 tasks.vb_requests.remove(&identity);
                 self.report(SessionReport::ParticipantLeft {
@@ -383,6 +407,7 @@ impl MeetingSession {
                 tasks.room_switches = controls::room_switches(&metadata);
                 tracing::info!(room = %room_name, switches = ?tasks.room_switches, "room switches changed");
                 self.refresh_settings(tasks);
+                self.reconcile_recording(room, tasks);
             }
             RoomEvent::TrackSubscribed(track) => {
                 tracing::info!(room = %room_name, participant = %track.participant, sid = %track.sid, kind = track.kind.as_str_name(), "track subscribed");
@@ -397,7 +422,16 @@ impl MeetingSession {
                     TrackKind::KindAudio => {
                         match room.audio_stream(&track.sid, AUDIO_RATE, 1, AUDIO_FRAME_MS) {
                             Ok(stream) => {
+                                let tap = recording::AudioTap::default();
+                                if let Some(r) = &tasks.recording {
+                                    r.add_audio(&track.sid, &track.participant, tap.clone());
+                                }
+                                tasks.audio_taps.insert(
+                                    track.sid.clone(),
+                                    (track.participant.clone(), tap.clone()),
+                                );
                                 let mic = microphone::Microphone {
+                                    recording: tap,
                                     room: room.clone(),
                                     session: self.clone(),
                                     settings: self.mic_settings_for(tasks, &track.participant),
@@ -416,37 +450,45 @@ impl MeetingSession {
                             }
                         }
                     }
-                    TrackKind::KindVideo => match room.video_stream(&track.sid, 2) {
-                        Ok(stream) => {
-                            let stats = video::FrameStats::new(
-                                self.clone(),
-                                room_name,
-                                track.participant.clone(),
-                                track.sid.clone(),
-                            );
-                            match (&self.backgrounds, track.source) {
-                                (Some(pool), TrackSource::SourceCamera) => {
-                                    let request = self.vb_request(tasks, &track.participant);
-                                    let rx = tasks
-                                        .vb_requests
-                                        .entry(track.participant.clone())
-                                        .or_insert_with(|| watch::channel(request).0)
-                                        .subscribe();
-                                    let camera = camera::Camera {
-                                        room: room.clone(),
-                                        participant: track.participant,
-                                        pool: pool.clone(),
-                                        request: rx,
-                                    };
-                                    tokio::spawn(camera.run(stream, stats))
+                    TrackKind::KindVideo => {
+                        tasks
+                            .video_tracks
+                            .insert(track.sid.clone(), (track.participant.clone(), track.source));
+                        if let Some(r) = &tasks.recording {
+                            record_video(room, r, &track.sid, &track.participant, track.source);
+                        }
+                        match room.video_stream(&track.sid, 2) {
+                            Ok(stream) => {
+                                let stats = video::FrameStats::new(
+                                    self.clone(),
+                                    room_name,
+                                    track.participant.clone(),
+                                    track.sid.clone(),
+                                );
+                                match (&self.backgrounds, track.source) {
+                                    (Some(pool), TrackSource::SourceCamera) => {
+                                        let request = self.vb_request(tasks, &track.participant);
+                                        let rx = tasks
+                                            .vb_requests
+                                            .entry(track.participant.clone())
+                                            .or_insert_with(|| watch::channel(request).0)
+                                            .subscribe();
+                                        let camera = camera::Camera {
+                                            room: room.clone(),
+                                            participant: track.participant,
+                                            pool: pool.clone(),
+                                            request: rx,
+                                        };
+                                        tokio::spawn(camera.run(stream, stats))
+                                    }
+                                    _ => tokio::spawn(video::run(stream, stats)),
                                 }
-                                _ => tokio::spawn(video::run(stream, stats)),
+                            }
+                            Err(e) => {
+                                return tracing::warn!(error = %e, sid = %track.sid, "cannot open video stream");
                             }
                         }
-                        Err(e) => {
-                            return tracing::warn!(error = %e, sid = %track.sid, "cannot open video stream");
-                        }
-                    },
+                    }
                     TrackKind::KindUnknown => return,
                 };
                 if let Some(old) = tasks.pipelines.insert(track.sid, task) {
@@ -456,6 +498,26 @@ impl MeetingSession {
             RoomEvent::TrackUnsubscribed { sid, .. } | RoomEvent::TrackUnpublished { sid, .. } => {
                 if let Some(task) = tasks.pipelines.remove(&sid) {
                     task.abort();
+                }
+                tasks.video_tracks.remove(&sid);
+                tasks.audio_taps.remove(&sid);
+                if let Some(r) = &tasks.recording {
+                    r.remove(&sid);
+                }
+            }
+            RoomEvent::TrackMuted { sid, .. } => {
+                if let Some(r) = &tasks.recording {
+                    r.muted(&sid, true);
+                }
+            }
+            RoomEvent::TrackUnmuted { sid, .. } => {
+                if let Some(r) = &tasks.recording {
+                    r.muted(&sid, false);
+                }
+            }
+            RoomEvent::ActiveSpeakersChanged { identities } => {
+                if let Some(r) = &tasks.recording {
+                    r.speakers(identities);
                 }
             }
             RoomEvent::TextStream(reader) => {
@@ -468,6 +530,73 @@ impl MeetingSession {
             other => tracing::trace!(room = %room_name, event = ?other, "room event"),
         }
     }
+}
+
+impl MeetingSession {
+    /// Starts or stops the room's recording to match the configuration and the room's switch.
+    fn reconcile_recording(&self, room: &Arc<Room>, tasks: &mut RoomTasks) {
+        let Some(recorder) = &self.recorder else {
+            return;
+        };
+        let wanted = tasks
+            .room_switches
+            .get(recording::RECORDING_SWITCH)
+            .and_then(|v| crate::config::parse_flag(v))
+            .unwrap_or(recorder.config.auto);
+        match (tasks.recording.take(), wanted) {
+            (None, true) => {
+                match recording::RoomRecording::start(recorder, &room.name, Some(room.clone())) {
+                    Ok(r) => {
+                        for (sid, (identity, source)) in &tasks.video_tracks {
+                            record_video(room, &r, sid, identity, *source);
+                        }
+                        for (sid, (identity, tap)) in &tasks.audio_taps {
+                            r.add_audio(sid, identity, tap.clone());
+                        }
+                        announce_recording(room, true);
+                        tasks.recording = Some(r);
+                    }
+                    Err(e) => {
+                        tracing::error!(room = %room.name, error = %e, "cannot start recording")
+                    }
+                }
+            }
+            (Some(r), false) => {
+                announce_recording(room, false);
+                tokio::spawn(r.stop());
+            }
+            (current, _) => tasks.recording = current,
+        }
+    }
+}
+
+/// Gives the recording its own stream of a video track.
+fn record_video(
+    room: &Room,
+    recording: &recording::RoomRecording,
+    sid: &str,
+    identity: &str,
+    source: TrackSource,
+) {
+    match room.video_stream(sid, 2) {
+        Ok(stream) => recording.add_video(sid, identity, source, stream),
+        Err(e) => tracing::warn!(error = %e, %sid, "cannot record video track"),
+    }
+}
+
+/// Tells the room through the agent's attribute that it records (`recording=active`) or not.
+fn announce_recording(room: &Arc<Room>, on: bool) {
+    let room = room.clone();
+    tokio::spawn(async move {
+        let value = if on { "active" } else { "off" };
+        let attributes = HashMap::from([(
+            recording::RECORDING_ATTRIBUTE.to_string(),
+            value.to_string(),
+        )]);
+        if let Err(e) = room.set_attributes(&attributes).await {
+            tracing::warn!(error = %e, "cannot announce the recording state");
+        }
+    });
 }
 
 impl JobHandler for MeetingSession {

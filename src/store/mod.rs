@@ -10,6 +10,7 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use thiserror::Error;
 
+pub mod recordings;
 pub mod schema;
 pub mod search;
 
@@ -65,6 +66,7 @@ macro_rules! exec_both {
         }
     };
 }
+pub(crate) use exec_both;
 
 /// Runs the statement once per item in one transaction (all or nothing), binding each with
 /// `$bind`; `$sqlite` and `$pg` as in [`on_both`].

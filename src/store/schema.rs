@@ -3,9 +3,10 @@
 //! have (Supabase) instead of assuming it is new.
 
 /// (version, statements) for SQLite; statements are separated by `;\n\n`.
-pub const SQLITE: &[(i64, &str)] = &[(
-    1,
-    r#"CREATE TABLE IF NOT EXISTS meetings (
+pub const SQLITE: &[(i64, &str)] = &[
+    (
+        1,
+        r#"CREATE TABLE IF NOT EXISTS meetings (
     id TEXT PRIMARY KEY,
     room TEXT NOT NULL,
     started_at INTEGER NOT NULL,
@@ -64,12 +65,27 @@ END;
 CREATE TRIGGER IF NOT EXISTS messages_fts_delete AFTER DELETE ON messages BEGIN
     INSERT INTO messages_fts (messages_fts, rowid, text) VALUES ('delete', old.rowid, old.text);
 END"#,
-)];
+    ),
+    (
+        2,
+        r#"CREATE TABLE IF NOT EXISTS recordings (
+    id TEXT PRIMARY KEY,
+    room TEXT NOT NULL,
+    started_at_ms BIGINT NOT NULL,
+    status TEXT NOT NULL,
+    storage_key TEXT NOT NULL,
+    meta TEXT NOT NULL
+);
+
+CREATE INDEX IF NOT EXISTS recordings_by_room ON recordings (room, started_at_ms)"#,
+    ),
+];
 
 /// (version, statements) for PostgreSQL.
-pub const POSTGRES: &[(i64, &str)] = &[(
-    1,
-    r#"CREATE TABLE IF NOT EXISTS meetings (
+pub const POSTGRES: &[(i64, &str)] = &[
+    (
+        1,
+        r#"CREATE TABLE IF NOT EXISTS meetings (
     id TEXT PRIMARY KEY,
     room TEXT NOT NULL,
     started_at TIMESTAMPTZ NOT NULL,
@@ -115,4 +131,18 @@ CREATE INDEX IF NOT EXISTS segments_by_meeting ON transcript_segments (meeting_i
 CREATE INDEX IF NOT EXISTS segments_by_room ON transcript_segments (room, spoken_at);
 
 CREATE INDEX IF NOT EXISTS segments_tsv ON transcript_segments USING gin (tsv)"#,
-)];
+    ),
+    (
+        2,
+        r#"CREATE TABLE IF NOT EXISTS recordings (
+    id TEXT PRIMARY KEY,
+    room TEXT NOT NULL,
+    started_at_ms BIGINT NOT NULL,
+    status TEXT NOT NULL,
+    storage_key TEXT NOT NULL,
+    meta TEXT NOT NULL
+);
+
+CREATE INDEX IF NOT EXISTS recordings_by_room ON recordings (room, started_at_ms)"#,
+    ),
+];

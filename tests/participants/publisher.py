@@ -65,6 +65,12 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--sample-rate", type=int, default=48000)
     p.add_argument("--video", default="640x360", help='WxH, or "none" for no video track')
     p.add_argument("--fps", type=float, default=30.0)
+    p.add_argument("--color", default=None, metavar="R,G,B",
+                   help="a solid colour instead of the moving pattern")
+    p.add_argument("--flash-beep", type=float, default=None, metavar="PERIOD_S",
+                   help="A/V sync fixture: black video and silence, except a white picture and "
+                        "a 1 kHz beep for the first 100 ms of every period, from one clock")
+    p.add_argument("--video-source", choices=["camera", "screenshare"], default="camera")
     p.add_argument("--image-rgba", default=None, metavar="PATH",
                    help="publish this raw RGBA picture (the --video size) as the camera, still")
     p.add_argument("--simulcast", action="store_true",
@@ -177,6 +183,40 @@ async def run_pattern(source: rtc.VideoSource, width: int, height: int, fps: flo
         await asyncio.sleep(max(0.0, start + frame_no / fps - time.monotonic()))
 
 
+FLASH_S = 0.1
+BEEP_HZ = 1000.0
+
+
+async def run_flash_video(source: rtc.VideoSource, width: int, height: int, fps: float,
+                          period: float, start: float, ended: asyncio.Future) -> None:
+    white = np.full((height, width, 4), 255, dtype=np.uint8).tobytes()
+    black = np.zeros((height, width, 4), dtype=np.uint8)
+    black[..., 3] = 255
+    black = black.tobytes()
+    frame_no = 0
+    while not ended.done():
+        t = frame_no / fps
+        await asyncio.sleep(max(0.0, start + t - time.monotonic()))
+        data = white if (t % period) < FLASH_S else black
+        source.capture_frame(rtc.VideoFrame(width, height, rtc.VideoBufferType.RGBA, data))
+        frame_no += 1
+
+
+async def run_beep_audio(source: rtc.AudioSource, period: float, start: float,
+                         ended: asyncio.Future) -> None:
+    rate = source.sample_rate
+    n = rate * FRAME_MS // 1000
+    sent = 0
+    while not ended.done():
+        # Paced by the same clock as the video, not by the source's queue.
+        await asyncio.sleep(max(0.0, start + sent / rate - time.monotonic()))
+        t = (np.arange(sent, sent + n) / rate)
+        on = (t % period) < FLASH_S
+        pcm = (on * AMPLITUDE * 32767 * np.sin(2 * np.pi * BEEP_HZ * t)).astype(np.int16)
+        await source.capture_frame(rtc.AudioFrame(pcm.tobytes(), rate, 1, n))
+        sent += n
+
+
 async def run_still(source: rtc.VideoSource, width: int, height: int, rgba: np.ndarray,
                     fps: float, ended: asyncio.Future) -> None:
     data = rgba.tobytes()
@@ -267,7 +307,15 @@ async def main() -> int:
              attributes=dict(p.attributes), already_present=True)
 
     media = []
-    if args.wav or args.tone_hz > 0:
+    start = time.monotonic() + 0.5
+    if args.flash_beep:
+        audio = rtc.AudioSource(args.sample_rate, 1, queue_size_ms=20)
+        track = rtc.LocalAudioTrack.create_audio_track("mic", audio)
+        pub = await room.local_participant.publish_track(
+            track, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE))
+        emit("published", kind="audio", sid=pub.sid)
+        media.append(asyncio.create_task(run_beep_audio(audio, args.flash_beep, start, ended)))
+    elif args.wav or args.tone_hz > 0:
         wav = read_wav(args.wav) if args.wav else None
         rate, channels = (wav[1], wav[2]) if wav else (args.sample_rate, 1)
         audio = rtc.AudioSource(rate, channels, queue_size_ms=100)
@@ -280,14 +328,24 @@ async def main() -> int:
     if args.size:
         w, h = args.size
         video = rtc.VideoSource(w, h)
-        track = rtc.LocalVideoTrack.create_video_track("camera", video)
+        screen = args.video_source == "screenshare"
+        track = rtc.LocalVideoTrack.create_video_track("screen" if screen else "camera", video)
         encoding = rtc.VideoEncoding(max_framerate=args.fps,
                                      max_bitrate=int(w * h * args.fps * VIDEO_BITS_PER_PIXEL))
+        source = rtc.TrackSource.SOURCE_SCREENSHARE if screen else rtc.TrackSource.SOURCE_CAMERA
         pub = await room.local_participant.publish_track(
-            track, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_CAMERA,
+            track, rtc.TrackPublishOptions(source=source,
                                            simulcast=args.simulcast, video_encoding=encoding))
         emit("published", kind="video", sid=pub.sid)
-        if args.image_rgba:
+        if args.flash_beep:
+            media.append(asyncio.create_task(
+                run_flash_video(video, w, h, args.fps, args.flash_beep, start, ended)))
+        elif args.color:
+            r, g, b = (int(v) for v in args.color.split(","))
+            still = np.empty((h, w, 4), dtype=np.uint8)
+            still[...] = (r, g, b, 255)
+            media.append(asyncio.create_task(run_still(video, w, h, still, args.fps, ended)))
+        elif args.image_rgba:
             still = np.fromfile(args.image_rgba, dtype=np.uint8)
             if still.size != w * h * 4:
                 print(f"--image-rgba: {still.size} bytes, expected {w * h * 4}", file=sys.stderr)

@@ -1,0 +1,572 @@
+//! A room's composite recording: feeds every camera, screen share and microphone of the room
+//! into the recording pipeline, keeps the layout up to date (arrivals, departures, mutes,
+//! the active speaker), spools the MP4 bytes to disk and hands the spool to storage, which
+//! uploads it while the meeting runs.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::audio::denoise::FRAME;
+use crate::captions::journal::unix_ms;
+use crate::config::RecordingConfig;
+use crate::livekit::engine::monotonic_us;
+use crate::livekit::{TrackSource, VideoStream};
+use crate::recording::layout::{Scene, arrange};
+use crate::recording::pipeline::{AudioInput, CompositePipeline, PipelineSettings};
+use crate::recording::spool::SpoolWriter;
+use crate::recording::storage::Storage;
+use crate::recording::{RecordingError, RecordingMeta, SpeakerSelector};
+
+/// The agent's participant attribute telling everyone in the room whether it records.
+pub const RECORDING_ATTRIBUTE: &str = "recording";
+/// Room switch (in the room's metadata) starting and stopping the recording.
+pub const RECORDING_SWITCH: &str = "recording.enabled";
+
+/// Recording for the whole process: settings, storage, and where metadata goes.
+#[derive(Clone)]
+pub struct Recorder {
+    pub config: RecordingConfig,
+    pub dir: PathBuf,
+    pub storage: Arc<Storage>,
+    pub store: Option<crate::store::Store>,
+}
+
+impl Recorder {
+    pub fn from_config(config: &crate::config::Config) -> Result<Self, RecordingError> {
+        crate::recording::pipeline::init()?;
+        let dir = config.recordings_dir();
+        Ok(Self {
+            config: config.recording.clone(),
+            storage: Arc::new(Storage::from_config(&config.recording, &dir)?),
+            dir,
+            store: None,
+        })
+    }
+
+    pub fn with_store(mut self, store: crate::store::Store) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Delivers what earlier processes left in the spool (a crash, an upload cut short).
+    pub fn recover_in_background(&self) -> JoinHandle<()> {
+        let recorder = self.clone();
+        tokio::spawn(async move {
+            for result in recorder.storage.recover(&recorder.dir).await {
+                match result {
+                    Ok(meta) => recorder.delivered(meta).await,
+                    Err(e) => tracing::error!(error = %e, "recovering a spooled recording failed"),
+                }
+            }
+        })
+    }
+
+    /// Deletes recordings older than `retention_days`, now and every hour (0: never).
+    pub fn retention_in_background(&self) -> Option<JoinHandle<()>> {
+        let days = self.config.retention_days;
+        if days == 0 {
+            return None;
+        }
+        let recorder = self.clone();
+        Some(tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(3600));
+            loop {
+                every.tick().await;
+                let cutoff = unix_ms() as i64 - days as i64 * 86_400_000;
+                match recorder.delete_older_than(cutoff).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(deleted = n, days, "recordings past retention deleted"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "retention pass failed; retried in an hour")
+                    }
+                }
+            }
+        }))
+    }
+
+    /// Deletes every stored recording that started before `cutoff_unix_ms`; how many.
+    pub async fn delete_older_than(&self, cutoff_unix_ms: i64) -> Result<usize, RecordingError> {
+        let mut deleted = 0;
+        for meta in self.storage.list().await? {
+            if meta.started_unix_ms < cutoff_unix_ms {
+                self.delete(&meta).await?;
+                deleted += 1;
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Deletes a recording from storage and from the store.
+    pub async fn delete(&self, meta: &RecordingMeta) -> Result<(), RecordingError> {
+        self.storage.delete(meta).await?;
+        if let Some(store) = &self.store
+            && let Err(e) = store.delete_recording(&meta.id).await
+        {
+            tracing::warn!(error = %e, id = %meta.id, "recording deleted from storage but not from the store");
+        }
+        Ok(())
+    }
+
+    async fn delivered(&self, meta: RecordingMeta) {
+        tracing::info!(room = %meta.room, id = %meta.id, key = %meta.key, status = ?meta.status, size = meta.size_bytes, "recording stored");
+        if let Some(store) = &self.store
+            && let Err(e) = store.save_recording(&meta).await
+        {
+            tracing::error!(error = %e, id = %meta.id, "cannot save the recording's metadata in the store (it is kept beside the recording)");
+        }
+    }
+}
+
+/// A microphone's way into the room's recording: empty while nothing records.
+#[derive(Clone, Default)]
+pub struct AudioTap(Arc<Mutex<Option<AudioInput>>>);
+
+impl AudioTap {
+    /// One 10 ms frame in i16 scale, as the meeting hears it.
+    pub fn push(&self, frame: &[f32; FRAME], arrival_us: i64) {
+        let mut slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(input) = slot.as_mut() {
+            let mut samples = [0i16; FRAME];
+            for (o, &s) in samples.iter_mut().zip(frame) {
+                *o = s.round().clamp(-32768.0, 32767.0) as i16;
+            }
+            if let Err(e) = input.push(&samples, arrival_us) {
+                tracing::debug!(error = %e, "recording audio push");
+            }
+        }
+    }
+
+    fn set(&self, input: Option<AudioInput>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = input;
+    }
+}
+
+enum Command {
+    Video {
+        sid: String,
+        identity: String,
+        source: TrackSource,
+        stream: VideoStream,
+    },
+    Audio {
+        sid: String,
+        identity: String,
+        tap: AudioTap,
+    },
+    Remove {
+        sid: String,
+    },
+    Muted {
+        sid: String,
+        muted: bool,
+    },
+    Speakers(Vec<String>),
+    ParticipantLeft(String),
+}
+
+/// What the writer thread gets from the pipeline.
+enum Spooled {
+    Bytes(Vec<u8>),
+    Finish(Box<RecordingMeta>),
+}
+
+/// The recording of one room while it runs.
+pub struct RoomRecording {
+    commands: mpsc::UnboundedSender<Command>,
+    task: JoinHandle<RecordingMeta>,
+    pub id: String,
+}
+
+struct VideoSlot {
+    identity: String,
+    screen: bool,
+    muted: bool,
+    feeder: JoinHandle<()>,
+    delay_us: Arc<std::sync::atomic::AtomicI64>,
+}
+
+/// A track's receive delay, averaged over the last window of WebRTC stats.
+#[derive(Default)]
+struct ReceiveDelay {
+    sum_s: f64,
+    count: u64,
+    /// Smoothed mean delay of recent windows, seconds.
+    mean_s: Option<f64>,
+}
+
+impl ReceiveDelay {
+    fn update(&mut self, sum_s: f64, count: u64) {
+        if count > self.count {
+            let window = (sum_s - self.sum_s) / (count - self.count) as f64;
+            self.mean_s = Some(match self.mean_s {
+                Some(m) => 0.7 * m + 0.3 * window,
+                None => window,
+            });
+        }
+        (self.sum_s, self.count) = (sum_s, count);
+    }
+}
+
+/// How often receive delays are read, and the largest correction applied.
+const DELAY_EVERY_TICKS: u32 = 8;
+const MAX_VIDEO_DELAY_US: i64 = 600_000;
+
+impl RoomRecording {
+    /// Starts recording `room`; with the `Room` itself, video is lined up with audio from the
+    /// receiver's jitter-buffer delays.
+    pub fn start(
+        recorder: &Recorder,
+        room: &str,
+        live_room: Option<Arc<crate::livekit::Room>>,
+    ) -> Result<Self, RecordingError> {
+        let c = &recorder.config;
+        let meta = RecordingMeta::new(
+            room,
+            unix_ms() as i64,
+            c.layout.as_str(),
+            recorder.storage.kind().as_str(),
+        );
+        let mut writer = SpoolWriter::create(&recorder.dir, &meta)?;
+        let follower = writer.follow();
+        let (spool_tx, spool_rx) = std::sync::mpsc::channel::<Spooled>();
+        let id = meta.id.clone();
+        std::thread::Builder::new()
+            .name("rec-spool".into())
+            .spawn(move || {
+                let mut failed = false;
+                for item in spool_rx {
+                    match item {
+                        Spooled::Bytes(bytes) => {
+                            if let Err(e) = writer.append(&bytes)
+                                && !failed
+                            {
+                                failed = true;
+                                tracing::error!(error = %e, "recording spool write failed");
+                            }
+                        }
+                        Spooled::Finish(meta) => {
+                            if let Err(e) = writer.finish(&meta) {
+                                tracing::error!(error = %e, "cannot finish the recording spool");
+                            }
+                            return;
+                        }
+                    }
+                }
+                // Dropped without Finish: the follower sees the writer abandon the spool.
+            })
+            .map_err(|e| RecordingError::Pipeline(format!("spool thread: {e}")))?;
+        let bytes_tx = spool_tx.clone();
+        let pipeline =
+            CompositePipeline::start(&PipelineSettings::from_config(c), move |bytes: &[u8]| {
+                let _ = bytes_tx.send(Spooled::Bytes(bytes.to_vec()));
+            })?;
+        let storage = recorder.storage.clone();
+        let delivering = recorder.clone();
+        tokio::spawn(async move {
+            match storage.deliver(follower).await {
+                Ok(meta) => delivering.delivered(meta).await,
+                Err(e) => {
+                    tracing::error!(error = %e, "recording delivery failed; the spool stays for the next start")
+                }
+            }
+        });
+        tracing::info!(%room, id = %meta.id, layout = %meta.layout, storage = %meta.storage, "recording started");
+        let (commands, rx) = mpsc::unbounded_channel();
+        let state = Control {
+            pipeline,
+            meta,
+            layout: c.layout,
+            width: c.width,
+            height: c.height,
+            videos: HashMap::new(),
+            cameras_in_order: Vec::new(),
+            taps: HashMap::new(),
+            speakers: SpeakerSelector::default(),
+            started: std::time::Instant::now(),
+            room: live_room,
+            audio_identity: HashMap::new(),
+            delays: HashMap::new(),
+            fixed_delay_us: c.audio_delay_ms as i64 * 1000,
+        };
+        let task = tokio::spawn(state.run(rx, spool_tx));
+        Ok(Self { commands, task, id })
+    }
+
+    pub fn add_video(&self, sid: &str, identity: &str, source: TrackSource, stream: VideoStream) {
+        let _ = self.commands.send(Command::Video {
+            sid: sid.into(),
+            identity: identity.into(),
+            source,
+            stream,
+        });
+    }
+
+    pub fn add_audio(&self, sid: &str, identity: &str, tap: AudioTap) {
+        let _ = self.commands.send(Command::Audio {
+            sid: sid.into(),
+            identity: identity.into(),
+            tap,
+        });
+    }
+
+    pub fn remove(&self, sid: &str) {
+        let _ = self.commands.send(Command::Remove { sid: sid.into() });
+    }
+
+    pub fn muted(&self, sid: &str, muted: bool) {
+        let _ = self.commands.send(Command::Muted {
+            sid: sid.into(),
+            muted,
+        });
+    }
+
+    pub fn speakers(&self, identities: Vec<String>) {
+        let _ = self.commands.send(Command::Speakers(identities));
+    }
+
+    pub fn participant_left(&self, identity: &str) {
+        let _ = self
+            .commands
+            .send(Command::ParticipantLeft(identity.into()));
+    }
+
+    /// Ends the recording: the file is closed and handed to storage (which goes on
+    /// uploading in the background). Returns its metadata.
+    pub async fn stop(self) -> Option<RecordingMeta> {
+        drop(self.commands);
+        self.task.await.ok()
+    }
+}
+
+struct Control {
+    pipeline: CompositePipeline,
+    meta: RecordingMeta,
+    layout: crate::recording::Layout,
+    width: u32,
+    height: u32,
+    videos: HashMap<String, VideoSlot>,
+    cameras_in_order: Vec<String>,
+    taps: HashMap<String, AudioTap>,
+    speakers: SpeakerSelector,
+    started: std::time::Instant,
+    room: Option<Arc<crate::livekit::Room>>,
+    /// Microphone track sid -> participant.
+    audio_identity: HashMap<String, String>,
+    delays: HashMap<String, ReceiveDelay>,
+    /// `recording.audio_delay_ms`.
+    fixed_delay_us: i64,
+}
+
+impl Control {
+    async fn run(
+        mut self,
+        mut rx: mpsc::UnboundedReceiver<Command>,
+        spool: std::sync::mpsc::Sender<Spooled>,
+    ) -> RecordingMeta {
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let mut ticks = 0u32;
+        loop {
+            tokio::select! {
+                command = rx.recv() => match command {
+                    Some(command) => self.apply(command),
+                    None => break,
+                },
+                _ = tick.tick() => {
+                    if self.speakers.tick(self.now_ms()) {
+                        self.relayout();
+                    }
+                    ticks += 1;
+                    if ticks % DELAY_EVERY_TICKS == 2 {
+                        self.align_video_to_audio().await;
+                    }
+                    if let Some(failure) = self.pipeline.failure() {
+                        tracing::error!(error = %failure, id = %self.meta.id, "recording stopped by a pipeline failure");
+                        break;
+                    }
+                }
+            }
+        }
+        for tap in self.taps.values() {
+            tap.set(None);
+        }
+        for (_, slot) in self.videos.drain() {
+            slot.feeder.abort();
+        }
+        let mut meta = self.meta.clone();
+        meta.duration_ms = Some(self.pipeline.elapsed().as_millis() as i64);
+        meta.ended_unix_ms = Some(unix_ms() as i64);
+        let pipeline = self.pipeline.clone();
+        let finished =
+            tokio::task::spawn_blocking(move || pipeline.finish(Duration::from_secs(15))).await;
+        match finished {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "recording did not end cleanly"),
+            Err(e) => tracing::error!(error = %e, "recording end panicked"),
+        }
+        tracing::info!(id = %meta.id, duration_ms = meta.duration_ms, participants = ?meta.participants, "recording ended");
+        let _ = spool.send(Spooled::Finish(Box::new(meta.clone())));
+        meta
+    }
+
+    /// The receiver holds audio in its jitter buffer longer than video (and, unlike a
+    /// player, nothing here re-synchronises them), so each camera is delayed by how much
+    /// longer its owner's microphone waits than the camera itself.
+    async fn align_video_to_audio(&mut self) {
+        let Some(room) = self.room.clone() else {
+            return;
+        };
+        let sids: Vec<String> = self
+            .videos
+            .keys()
+            .chain(self.audio_identity.keys())
+            .cloned()
+            .collect();
+        for sid in sids {
+            let read = tokio::time::timeout(Duration::from_millis(500), room.receive_delay(&sid));
+            if let Ok(Ok(Some((sum, count)))) = read.await {
+                self.delays.entry(sid).or_default().update(sum, count);
+            }
+        }
+        for (sid, slot) in &self.videos {
+            let audio = self
+                .audio_identity
+                .iter()
+                .filter(|(_, who)| **who == slot.identity)
+                .find_map(|(a, _)| self.delays.get(a).and_then(|d| d.mean_s));
+            let video = self.delays.get(sid).and_then(|d| d.mean_s);
+            if let (Some(audio), Some(video)) = (audio, video) {
+                let delay = (((audio - video) * 1e6) as i64 + self.fixed_delay_us)
+                    .clamp(0, MAX_VIDEO_DELAY_US);
+                slot.delay_us
+                    .store(delay, std::sync::atomic::Ordering::Relaxed);
+                tracing::debug!(%sid, audio_ms = audio * 1e3, video_ms = video * 1e3, delay_us = delay, "video aligned to audio");
+            }
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    fn apply(&mut self, command: Command) {
+        match command {
+            Command::Video {
+                sid,
+                identity,
+                source,
+                mut stream,
+            } => {
+                let mut input = match self.pipeline.add_video(&sid) {
+                    Ok(input) => input,
+                    Err(e) => return tracing::warn!(error = %e, %sid, "cannot record video"),
+                };
+                let delay_us = input.delay();
+                // Until the first statistics arrive, the fixed part.
+                delay_us.store(self.fixed_delay_us, std::sync::atomic::Ordering::Relaxed);
+                let feeder = tokio::spawn(async move {
+                    while let Some(frame) = stream.recv().await {
+                        if let Err(e) = input.push(&frame, monotonic_us()) {
+                            tracing::debug!(error = %e, "recording video push");
+                        }
+                    }
+                });
+                let screen = source == TrackSource::SourceScreenshare;
+                if !screen {
+                    self.cameras_in_order.push(sid.clone());
+                }
+                self.meta.add_participant(&identity);
+                if let Some(old) = self.videos.insert(
+                    sid,
+                    VideoSlot {
+                        identity,
+                        screen,
+                        muted: false,
+                        feeder,
+                        delay_us,
+                    },
+                ) {
+                    old.feeder.abort();
+                }
+                self.relayout();
+            }
+            Command::Audio { sid, identity, tap } => match self.pipeline.add_audio(&sid) {
+                Ok(input) => {
+                    tap.set(Some(input));
+                    self.meta.add_participant(&identity);
+                    self.audio_identity.insert(sid.clone(), identity);
+                    self.taps.insert(sid, tap);
+                }
+                Err(e) => tracing::warn!(error = %e, %sid, "cannot record audio"),
+            },
+            Command::Remove { sid } => {
+                if let Some(tap) = self.taps.remove(&sid) {
+                    tap.set(None);
+                }
+                self.audio_identity.remove(&sid);
+                self.delays.remove(&sid);
+                if let Some(slot) = self.videos.remove(&sid) {
+                    slot.feeder.abort();
+                    self.cameras_in_order.retain(|s| *s != sid);
+                    self.pipeline.remove(&sid);
+                    self.relayout();
+                } else {
+                    self.pipeline.remove(&sid);
+                }
+            }
+            Command::Muted { sid, muted } => {
+                if let Some(slot) = self.videos.get_mut(&sid) {
+                    slot.muted = muted;
+                    self.relayout();
+                }
+            }
+            Command::Speakers(identities) => {
+                let now = self.now_ms();
+                if self.speakers.observe(now, &identities) {
+                    self.relayout();
+                }
+            }
+            Command::ParticipantLeft(identity) => {
+                if self.speakers.forget(&identity) {
+                    self.relayout();
+                }
+            }
+        }
+    }
+
+    fn relayout(&mut self) {
+        let speaker = self.speakers.current().and_then(|who| {
+            self.cameras_in_order
+                .iter()
+                .find(|sid| self.videos.get(*sid).is_some_and(|v| v.identity == who))
+                .cloned()
+        });
+        let visible = |sid: &String| self.videos.get(sid).is_some_and(|v| !v.muted);
+        let scene = Scene {
+            cameras: self
+                .cameras_in_order
+                .iter()
+                .filter(|s| visible(s))
+                .cloned()
+                .collect(),
+            screens: self
+                .videos
+                .iter()
+                .filter(|(sid, v)| v.screen && visible(sid))
+                .map(|(sid, _)| sid.clone())
+                .collect(),
+            speaker,
+        };
+        let placements = arrange(self.layout, self.width, self.height, &scene);
+        for sid in self.videos.keys() {
+            match placements.iter().position(|p| &p.input == sid) {
+                Some(i) => self.pipeline.place(sid, Some(placements[i].rect), i as u32),
+                None => self.pipeline.place(sid, None, 0),
+            }
+        }
+    }
+}

@@ -1,0 +1,513 @@
+//! Composite recording end to end: a real livekit-server, real participants (LiveKit's Python
+//! SDK) publishing cameras, screen shares and microphones, the agent recording the room, a real
+//! S3 server that checks signatures (s3s-fs), and the recording fetched back through its
+//! presigned link and decoded by GStreamer.
+
+mod common;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use meeting_agent::config::Config;
+use meeting_agent::devtools::{LocalLiveKitServer, LocalS3, PythonParticipant};
+use meeting_agent::media::VideoFrame;
+use meeting_agent::recording::inspect::{self, DecodedRecording};
+use meeting_agent::recording::meta::RecordingStatus;
+use meeting_agent::recording::{RecordingMeta, StorageKind};
+use meeting_agent::session::MeetingSession;
+use meeting_agent::session::recording::Recorder;
+use serde_json::json;
+
+const T: Duration = Duration::from_secs(30);
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ma-rec-e2e-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn recording_config(
+    server: &LocalLiveKitServer,
+    s3: Option<&LocalS3>,
+    dir: &std::path::Path,
+) -> Config {
+    let mut config = config_for(server, "");
+    let r = &mut config.recording;
+    r.dir = dir.to_path_buf();
+    r.width = 1280;
+    r.height = 720;
+    if let Some(s3) = s3 {
+        r.storage = StorageKind::S3;
+        r.s3 = s3.config("recordings");
+    }
+    config.validate().unwrap();
+    config
+}
+
+async fn start_recording_worker(config: &Config) -> (RunningWorker, Recorder) {
+    let recorder = Recorder::from_config(config).unwrap();
+    recorder.storage.check().await.unwrap();
+    let session = MeetingSession::default().with_recorder(recorder.clone());
+    let worker = start_worker_with(
+        config.clone(),
+        Arc::new(session.clone()),
+        session.subscribe(),
+    )
+    .await;
+    (worker, recorder)
+}
+
+async fn set_recording(server: &LocalLiveKitServer, room: &str, on: bool) {
+    server
+        .room_service(
+            "UpdateRoomMetadata",
+            &json!({"room": room, "metadata": json!({"recording.enabled": on}).to_string()}),
+        )
+        .await
+        .unwrap();
+}
+
+/// Waits until `p` sees the agent announce `recording=<value>`.
+async fn wait_announced(p: &mut PythonParticipant, value: &str) -> Instant {
+    p.wait_for(T, |e| {
+        (e["event"] == "participant_attributes_changed" && e["changed"]["recording"] == value)
+            || (e["event"] == "participant_connected" && e["attributes"]["recording"] == value)
+    })
+    .await
+    .unwrap_or_else(|| panic!("the agent never announced recording={value}"));
+    Instant::now()
+}
+
+/// The first stored recording, once storage has it whole.
+async fn stored(recorder: &Recorder, within: Duration) -> RecordingMeta {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Ok(list) = recorder.storage.list().await
+            && let Some(meta) = list.into_iter().find(|m| {
+                matches!(
+                    m.status,
+                    RecordingStatus::Complete | RecordingStatus::Partial
+                )
+            })
+        {
+            return meta;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no recording stored in {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Downloads the recording through its playback link and decodes it.
+async fn fetch_and_decode(
+    recorder: &Recorder,
+    meta: &RecordingMeta,
+    keep_at: &[Duration],
+) -> DecodedRecording {
+    let link = recorder
+        .storage
+        .link(meta, Duration::from_secs(600))
+        .await
+        .unwrap();
+    let path = std::env::temp_dir().join(format!("ma-rec-e2e-{}.mp4", meta.id));
+    if let Some(local) = link.strip_prefix("file://") {
+        std::fs::copy(local, &path).unwrap();
+    } else {
+        assert!(link.contains("X-Amz-Signature="), "presigned: {link}");
+        let response = reqwest::get(&link).await.unwrap();
+        assert_eq!(response.status(), 200, "{link}");
+        std::fs::write(&path, response.bytes().await.unwrap()).unwrap();
+    }
+    let keep = keep_at.to_vec();
+    tokio::task::spawn_blocking(move || {
+        let d = inspect::decode(&path, &keep);
+        let _ = std::fs::remove_file(&path);
+        d
+    })
+    .await
+    .unwrap()
+    .unwrap()
+}
+
+/// BT.601 limited range, as libyuv converts the publishers' RGBA.
+fn yuv(r: f32, g: f32, b: f32) -> [f32; 3] {
+    [
+        (66.0 * r + 129.0 * g + 25.0 * b) / 256.0 + 16.0,
+        (-38.0 * r - 74.0 * g + 112.0 * b) / 256.0 + 128.0,
+        (112.0 * r - 94.0 * g - 18.0 * b) / 256.0 + 128.0,
+    ]
+}
+
+/// The share of the frame (in 16x16 blocks) showing `rgb`.
+fn color_share(frame: &VideoFrame, rgb: [f32; 3]) -> f32 {
+    let want = yuv(rgb[0], rgb[1], rgb[2]);
+    let (y, u, v) = frame.planes();
+    let (w, h) = (frame.width as usize, frame.height as usize);
+    let cw = w.div_ceil(2);
+    let (mut hits, mut blocks) = (0, 0);
+    for by in (0..h - 16).step_by(16) {
+        for bx in (0..w - 16).step_by(16) {
+            blocks += 1;
+            let (mut sy, mut su, mut sv) = (0f32, 0f32, 0f32);
+            for row in 0..16 {
+                for col in 0..16 {
+                    sy += y[(by + row) * w + bx + col] as f32;
+                }
+            }
+            for row in 0..8 {
+                for col in 0..8 {
+                    su += u[(by / 2 + row) * cw + bx / 2 + col] as f32;
+                    sv += v[(by / 2 + row) * cw + bx / 2 + col] as f32;
+                }
+            }
+            let got = [sy / 256.0, su / 64.0, sv / 64.0];
+            if got.iter().zip(want).all(|(g, w)| (g - w).abs() < 20.0) {
+                hits += 1;
+            }
+        }
+    }
+    hits as f32 / blocks as f32
+}
+
+const COLORS: [(&str, [f32; 3]); 3] = [
+    ("220,40,40", [220.0, 40.0, 40.0]),
+    ("40,200,60", [40.0, 200.0, 60.0]),
+    ("40,60,220", [40.0, 60.0, 220.0]),
+];
+
+fn meeting_secs() -> u64 {
+    std::env::var("MEETING_AGENT_REC_TEST_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60)
+}
+
+/// Three participants for a minute, recording switched on and off by the room's metadata;
+/// the recording streams to S3 and plays back from its presigned link.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_participants_recorded_to_s3_play_back_from_the_link() {
+    init();
+    let server = LocalLiveKitServer::start().await.unwrap();
+    let s3 = LocalS3::start().await.unwrap();
+    let dir = temp_dir("s3");
+    let config = recording_config(&server, Some(&s3), &dir);
+    let (worker, recorder) = start_recording_worker(&config).await;
+    let room = "rec-three";
+    let mut people = Vec::new();
+    for (i, (color, _)) in COLORS.iter().enumerate() {
+        let tone = format!("{}", 300 + 200 * i);
+        let p = PythonParticipant::spawn(
+            &server,
+            room,
+            &format!("p{i}"),
+            &["--color", color, "--tone-hz", &tone, "--video", "640x360"],
+        )
+        .unwrap();
+        people.push(p);
+    }
+    for p in people.iter_mut() {
+        p.wait_for(T, |e| e["event"] == "published" && e["kind"] == "video")
+            .await
+            .expect("publishes");
+    }
+    set_recording(&server, room, true).await;
+    let started = wait_announced(&mut people[0], "active").await;
+    tokio::time::sleep(Duration::from_secs(meeting_secs())).await;
+    set_recording(&server, room, false).await;
+    let stopped = wait_announced(&mut people[0], "off").await;
+    let meta = stored(&recorder, Duration::from_secs(60)).await;
+    let link_after_end = stopped.elapsed().as_secs_f64();
+    eprintln!("rec_link_after_end_s (1-minute meeting) = {link_after_end:.2}");
+    for p in people {
+        p.stop().await;
+    }
+
+    assert_eq!(meta.status, RecordingStatus::Complete);
+    assert_eq!(meta.room, room);
+    let mut who = meta.participants.clone();
+    who.sort();
+    assert_eq!(who, vec!["p0", "p1", "p2"]);
+    let meeting = meta.duration_ms.unwrap() as f64 / 1000.0;
+    let wall = (stopped - started).as_secs_f64();
+    assert!(
+        (meeting - wall).abs() < 2.0,
+        "meeting {meeting} s, wall {wall} s"
+    );
+
+    let decoded =
+        fetch_and_decode(&recorder, &meta, &[Duration::from_secs_f64(meeting / 2.0)]).await;
+    let profile = DecodedRecording::caps_field(&decoded.video_caps, "profile").unwrap();
+    assert!(
+        profile == "high" || profile == "main",
+        "{}",
+        decoded.video_caps
+    );
+    assert_eq!(
+        DecodedRecording::caps_field(&decoded.video_caps, "chroma-format").as_deref(),
+        Some("4:2:0")
+    );
+    assert!(decoded.video_caps.contains("width=(int)1280"));
+    assert!(
+        decoded.audio_caps.contains("mpegversion=(int)4"),
+        "AAC: {}",
+        decoded.audio_caps
+    );
+    let duration = decoded.duration().as_secs_f64();
+    assert!(
+        (duration - meeting).abs() <= 0.5,
+        "file {duration:.2} s vs meeting {meeting:.2} s"
+    );
+    let (_, frame) = &decoded.kept[0];
+    for (color, rgb) in COLORS {
+        let share = color_share(frame, rgb);
+        assert!(share > 0.1, "{color} covers {share} of the frame");
+    }
+    assert!(
+        decoded.audio.iter().filter(|s| s.abs() > 2000).count() > decoded.audio.len() / 4,
+        "the tones are in the mix"
+    );
+    worker
+        .shutdown
+        .send(meeting_agent::worker::Shutdown::Drain)
+        .unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A participant flashes white and beeps at the same instants: the recording keeps them
+/// together.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn flashes_and_beeps_stay_in_sync() {
+    init();
+    let server = LocalLiveKitServer::start().await.unwrap();
+    let dir = temp_dir("sync");
+    let mut config = recording_config(&server, None, &dir);
+    config.recording.auto = true;
+    let (worker, recorder) = start_recording_worker(&config).await;
+    let room = "rec-sync";
+    let mut p = PythonParticipant::spawn(
+        &server,
+        room,
+        "flasher",
+        &["--flash-beep", "1.0", "--video", "640x360"],
+    )
+    .unwrap();
+    wait_announced(&mut p, "active").await;
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    set_recording(&server, room, false).await;
+    wait_announced(&mut p, "off").await;
+    p.stop().await;
+    let meta = stored(&recorder, Duration::from_secs(30)).await;
+    let decoded = fetch_and_decode(&recorder, &meta, &[]).await;
+    let flashes = inspect::flash_onsets(&decoded.frames, 100.0);
+    let beeps = inspect::beep_onsets(&decoded.audio, decoded.audio_start_us, 3000);
+    let mut offsets = inspect::av_offsets_ms(&flashes, &beeps);
+    assert!(offsets.len() >= 8, "flashes {flashes:?}\nbeeps {beeps:?}");
+    // The first second settles the jitter buffers.
+    offsets.remove(0);
+    let mut sorted = offsets.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted[sorted.len() / 2];
+    eprintln!("rec_av_offset_ms median {median:.1}, all {offsets:?}");
+    assert!(median.abs() <= 40.0, "A/V offset {median} ms: {offsets:?}");
+    worker
+        .shutdown
+        .send(meeting_agent::worker::Shutdown::Drain)
+        .unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// S3 goes away mid-recording and comes back only after the meeting; meanwhile a
+/// participant joins late, another leaves early and a screen share starts and stops. The
+/// whole recording arrives once S3 is back and plays through; the screen share took the
+/// large area while it was on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn s3_outage_and_comings_and_goings_lose_nothing() {
+    init();
+    let server = LocalLiveKitServer::start().await.unwrap();
+    let mut s3 = LocalS3::start().await.unwrap();
+    let dir = temp_dir("outage");
+    let mut config = recording_config(&server, Some(&s3), &dir);
+    config.recording.auto = true;
+    let (worker, recorder) = start_recording_worker(&config).await;
+    let room = "rec-outage";
+    let mut a = PythonParticipant::spawn(&server, room, "a", &["--color", COLORS[0].0]).unwrap();
+    let started = wait_announced(&mut a, "active").await;
+    let early =
+        PythonParticipant::spawn(&server, room, "early", &["--color", COLORS[1].0]).unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    s3.stop().await;
+    let late = PythonParticipant::spawn(&server, room, "late", &["--color", COLORS[2].0]).unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let share_on = started.elapsed();
+    let screen = PythonParticipant::spawn(
+        &server,
+        room,
+        "presenter",
+        &[
+            "--video-source",
+            "screenshare",
+            "--color",
+            "230,220,40",
+            "--tone-hz",
+            "0",
+        ],
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let share_off = started.elapsed();
+    screen.stop().await;
+    early.stop().await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    set_recording(&server, room, false).await;
+    let stopped = wait_announced(&mut a, "off").await;
+    a.stop().await;
+    late.stop().await;
+    // The recording waits in the spool until S3 is back.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let spool = std::fs::read_dir(dir.join("spool")).unwrap().count();
+    assert_eq!(spool, 1, "the recording is spooled while S3 is down");
+    s3.resume().await.unwrap();
+    let meta = stored(&recorder, Duration::from_secs(60)).await;
+
+    assert_eq!(meta.status, RecordingStatus::Complete);
+    let meeting = meta.duration_ms.unwrap() as f64 / 1000.0;
+    assert!(((stopped - started).as_secs_f64() - meeting).abs() < 2.0);
+    // Mid-share and after it.
+    let mid_share = (share_on + share_off) / 2 + Duration::from_secs(1);
+    let after = share_off + Duration::from_secs(3);
+    let decoded = fetch_and_decode(&recorder, &meta, &[mid_share, after]).await;
+    let duration = decoded.duration().as_secs_f64();
+    assert!(
+        (duration - meeting).abs() <= 0.5,
+        "file {duration} s vs {meeting} s"
+    );
+    // Plays through: no hole in the video.
+    let gaps = decoded
+        .frames
+        .windows(2)
+        .map(|w| w[1].0 - w[0].0)
+        .max()
+        .unwrap();
+    assert!(gaps < 200_000, "largest gap between frames {gaps} µs");
+    let screen_share = color_share(&decoded.kept[0].1, [230.0, 220.0, 40.0]);
+    assert!(screen_share > 0.4, "the screen share covers {screen_share}");
+    let after_frame = &decoded.kept[1].1;
+    assert!(color_share(after_frame, [230.0, 220.0, 40.0]) < 0.01);
+    assert!(
+        color_share(after_frame, COLORS[2].1) > 0.1,
+        "the late joiner is shown"
+    );
+    assert!(
+        color_share(after_frame, COLORS[1].1) < 0.01,
+        "the early leaver is gone"
+    );
+    let mut who = meta.participants.clone();
+    who.sort();
+    assert_eq!(who, vec!["a", "early", "late", "presenter"]);
+    worker
+        .shutdown
+        .send(meeting_agent::worker::Shutdown::Drain)
+        .unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The agent (the real binary) is killed mid-recording; started again, it uploads what was
+/// spooled, cut at the last whole fragment, and that plays up to the crash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_agent_uploads_its_spool_when_restarted() {
+    init();
+    let server = LocalLiveKitServer::start().await.unwrap();
+    let s3 = LocalS3::start().await.unwrap();
+    let dir = temp_dir("crash");
+    let c = s3.config("recordings");
+    let config_path = dir.join("agent.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            r#"data_dir = "{data}"
+[livekit]
+url = "{url}"
+api_key = "{key}"
+api_secret = "{secret}"
+[agent]
+name = "recorder"
+load_threshold = 1.0
+[captions]
+enabled = false
+[video]
+virtual_backgrounds = false
+[store]
+enabled = false
+[recording]
+auto = true
+storage = "s3"
+dir = "{rec}"
+[recording.s3]
+endpoint = "{endpoint}"
+bucket = "recordings"
+access_key = "{ak}"
+secret_key = "{sk}"
+"#,
+            data = dir.join("data").display(),
+            url = server.ws_url(),
+            key = server.api_key,
+            secret = server.api_secret,
+            rec = dir.join("rec").display(),
+            endpoint = c.endpoint,
+            ak = c.access_key,
+            sk = c.secret_key,
+        ),
+    )
+    .unwrap();
+    let agent = || {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_meeting-agent"));
+        cmd.arg("--config")
+            .arg(&config_path)
+            .arg("worker")
+            .env("MEETING_AGENT_LOG", "warn,meeting_agent=info")
+            .kill_on_drop(true);
+        cmd.spawn().unwrap()
+    };
+    let mut first = agent();
+    let room = "rec-crash";
+    let mut p = PythonParticipant::spawn(&server, room, "p", &[]).unwrap();
+    p.wait_for(T, |e| e["event"] == "connected").await.unwrap();
+    meeting_agent::devtools::dispatch_cli(
+        &server,
+        &["create", "--room", room, "--agent-name", "recorder"],
+    )
+    .await
+    .unwrap();
+    let started = wait_announced(&mut p, "active").await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    first.start_kill().unwrap();
+    let killed = started.elapsed().as_secs_f64();
+    first.wait().await.unwrap();
+    p.stop().await;
+
+    let mut second = agent();
+    let recorder = Recorder::from_config(&{
+        let mut c2 = Config::default();
+        c2.recording.storage = StorageKind::S3;
+        c2.recording.s3 = c.clone();
+        c2.recording.dir = dir.join("unused");
+        c2
+    })
+    .unwrap();
+    let meta = stored(&recorder, Duration::from_secs(30)).await;
+    let _ = second.start_kill();
+    assert_eq!(meta.status, RecordingStatus::Partial);
+    let decoded = fetch_and_decode(&recorder, &meta, &[]).await;
+    let duration = decoded.duration().as_secs_f64();
+    // Fragments close every second: at most about that is lost.
+    assert!(
+        duration > killed - 2.5 && duration <= killed + 0.5,
+        "plays {duration:.2} s of {killed:.2} s recorded before the crash"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
