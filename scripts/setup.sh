@@ -3,7 +3,7 @@
 # Slow artefacts are cached under $MEETING_AGENT_CACHE (default ~/.cache/meeting-agent):
 #   venv/         LiveKit's Python SDK (test participant) and the wheel that carries the engine
 #   livekit-ffi/  liblivekit_ffi.so (LiveKit's Rust SDK + libwebrtc), checked by sha256
-#   tools/        livekit-server, built from its Go module at a pinned tag
+#   tools/        livekit-server, built from its Go module at a pinned tag; s3s-fs (tests only)
 #   onnxruntime/  ONNX Runtime's C library from the pinned PyPI wheel
 #   models/       whisper GGML models converted from PyPI packages (models/fetch_models.sh)
 #   target/       the cargo build directory (set CARGO_TARGET_DIR to it to reuse builds)
@@ -19,8 +19,11 @@ log() { printf 'setup: %s\n' "$*" >&2; }
 # --- Debian packages -------------------------------------------------------------------------
 # espeak-ng and sox make the test speech and noise (fixtures/make_fixtures.sh).
 # cmake and libclang-dev build whisper.cpp (whisper-rs). postgresql: the tests' throwaway database
-# clusters (the messaging store itself runs on SQLite by default).
-apt_packages=(ca-certificates pkg-config python3-venv espeak-ng sox cmake libclang-dev postgresql)
+# clusters (the messaging store itself runs on SQLite by default). GStreamer: composite recording
+# (compositor, audiomixer, x264, AAC, MP4) and reading recordings back.
+apt_packages=(ca-certificates pkg-config python3-venv espeak-ng sox cmake libclang-dev postgresql
+  libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-plugins-base
+  gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -5,6 +5,15 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 bash scripts/setup.sh
+# The recording tests upload to s3s-fs, a real S3 server over a folder that checks signatures
+# (none is packaged for Debian); built once from crates.io into the cache.
+source scripts/versions.env
+s3s_root="${MEETING_AGENT_CACHE:-$HOME/.cache/meeting-agent}/tools/s3s-fs-$S3S_FS_VERSION"
+if [ ! -x "$s3s_root/bin/s3s-fs" ]; then
+  echo "test: building s3s-fs $S3S_FS_VERSION (cargo install, about 6 minutes)" >&2
+  cargo install --locked --quiet "s3s-fs@$S3S_FS_VERSION" --features binary --root "$s3s_root" \
+    --target-dir "${MEETING_AGENT_CACHE:-$HOME/.cache/meeting-agent}/target-tools"
+fi
 # The tests also use the multilingual model (language detection, translation).
 bash models/fetch_models.sh --all
 export MEETING_AGENT_CACHE="${MEETING_AGENT_CACHE:-$HOME/.cache/meeting-agent}"

@@ -27,6 +27,25 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+enum RecordingsAction {
+    /// Recordings in storage, oldest first.
+    List {
+        #[arg(long)]
+        room: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// A playback link (presigned for S3, `recording.link_expiry_secs`).
+    Link { id: String },
+    /// Deletes a recording (file or object, its metadata, its row in the store).
+    Delete { id: String },
+    /// Deletes recordings that started more than DAYS days ago.
+    Prune { days: u32 },
+    /// Decodes a recording file and prints its streams and length.
+    Check { path: PathBuf },
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Register with the LiveKit server as an agent worker and take jobs until SIGTERM.
     Worker {
@@ -76,6 +95,11 @@ enum Command {
         /// Room name for the meeting (default: DIR's name).
         #[arg(long)]
         room: Option<String>,
+    },
+    /// Stored recordings: list, playback link, delete, retention, inspect a file.
+    Recordings {
+        #[command(subcommand)]
+        action: RecordingsAction,
     },
     /// Print a stored meeting's transcript.
     Export {
@@ -238,6 +262,7 @@ fn run(cli: Cli) -> Result<()> {
             | Command::Meetings { .. }
             | Command::Export { .. }
             | Command::Process { .. }
+            | Command::Recordings { .. }
     ) {
         let config = Config::load_unvalidated(cli.config.as_deref())?;
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -276,7 +301,8 @@ fn run(cli: Cli) -> Result<()> {
             | Command::Search { .. }
             | Command::Meetings { .. }
             | Command::Export { .. }
-            | Command::Process { .. } => unreachable!("handled before configuration"),
+            | Command::Process { .. }
+            | Command::Recordings { .. } => unreachable!("handled before configuration"),
         }
     })
 }
@@ -287,20 +313,20 @@ async fn run_worker(config: Config) -> Result<()> {
     tokio::spawn(forward_signals(shutdown_tx));
     // One store (one connection pool) for the meetings and the API.
     let store = connect_store(&config).await?;
-    let session = with_recorder(
-        with_store(
-            with_backgrounds(
-                MeetingSession::new(config.audio, Captioning::from_config(&config)?),
-                &config,
-            ),
-            store.clone(),
+    let recorder = recorder(store.clone(), &config)?;
+    let mut session = with_store(
+        with_backgrounds(
+            MeetingSession::new(config.audio, Captioning::from_config(&config)?),
             &config,
         ),
         store.clone(),
         &config,
-    )?;
+    );
+    if let Some(recorder) = &recorder {
+        session = session.with_recorder(recorder.clone());
+    }
     if config.api.enabled {
-        let state = meeting_agent::api::ApiState::new(&config, store);
+        let state = meeting_agent::api::ApiState::new(&config, store, recorder);
         let bind = config.api.bind.clone();
         // Bind now, so a taken port is an error at start rather than a log line later.
         let listener = tokio::net::TcpListener::bind(&bind)
@@ -331,26 +357,105 @@ async fn run_join(config: Config, room: &str, identity: &str) -> Result<()> {
         let _ = terminate_tx.send(true);
     });
     let store = connect_store(&config).await?;
-    with_recorder(
-        with_store(
-            with_backgrounds(
-                MeetingSession::new(config.audio, Captioning::from_config(&config)?),
-                &config,
-            ),
-            store.clone(),
+    let mut session = with_store(
+        with_backgrounds(
+            MeetingSession::new(config.audio, Captioning::from_config(&config)?),
             &config,
         ),
-        store,
+        store.clone(),
         &config,
-    )?
-    .run_in_room(&config.ws_url(), &token, terminate_rx)
-    .await
-    .map_err(|e| anyhow::anyhow!(e))
-    .context("join")
+    );
+    if let Some(recorder) = recorder(store, &config)? {
+        session = session.with_recorder(recorder);
+    }
+    session
+        .run_in_room(&config.ws_url(), &token, terminate_rx)
+        .await
+        .map_err(|e| anyhow::anyhow!(e))
+        .context("join")
 }
 
 /// Commands over the messaging store, without a LiveKit server.
+/// `meeting-agent recordings ...`: works on storage (and the store, when it is on).
+async fn recordings(action: RecordingsAction, config: Config) -> Result<()> {
+    use meeting_agent::session::recording::Recorder;
+    if let RecordingsAction::Check { path } = &action {
+        let decoded = meeting_agent::recording::inspect::decode(path, &[])?;
+        println!(
+            "video: {}\naudio: {}\nframes: {}\nduration: {:.3} s",
+            decoded.video_caps,
+            decoded.audio_caps,
+            decoded.frames.len(),
+            decoded.duration().as_secs_f64()
+        );
+        return Ok(());
+    }
+    let mut recorder = Recorder::from_config(&config).context("recording storage")?;
+    if config.store.enabled {
+        recorder = recorder.with_store(
+            meeting_agent::store::Store::connect(&config.store_url())
+                .await
+                .context("messaging store")?,
+        );
+    }
+    let find = |id: String| {
+        let recorder = recorder.clone();
+        async move {
+            recorder
+                .storage
+                .list()
+                .await?
+                .into_iter()
+                .find(|m| m.id == id)
+                .ok_or(meeting_agent::recording::RecordingError::NotFound(id))
+        }
+    };
+    match action {
+        RecordingsAction::List { room, json } => {
+            for meta in recorder.storage.list().await? {
+                if room.as_ref().is_some_and(|r| *r != meta.room) {
+                    continue;
+                }
+                if json {
+                    println!("{}", serde_json::to_string(&meta)?);
+                } else {
+                    println!(
+                        "{}  {}  {}  {:>8.1} s  {:>10} B  {:?}  {}",
+                        meta.id,
+                        meeting_agent::summary::utc_time(meta.started_unix_ms),
+                        meta.room,
+                        meta.duration_ms.unwrap_or(0) as f64 / 1000.0,
+                        meta.size_bytes.unwrap_or(0),
+                        meta.status,
+                        meta.participants.join(",")
+                    );
+                }
+            }
+        }
+        RecordingsAction::Link { id } => {
+            let meta = find(id).await?;
+            let expiry = std::time::Duration::from_secs(config.recording.link_expiry_secs);
+            println!("{}", recorder.storage.link(&meta, expiry).await?);
+        }
+        RecordingsAction::Delete { id } => {
+            let meta = find(id).await?;
+            recorder.delete(&meta).await?;
+            println!("deleted {}", meta.id);
+        }
+        RecordingsAction::Prune { days } => {
+            let cutoff =
+                meeting_agent::captions::journal::unix_ms() as i64 - days as i64 * 86_400_000;
+            println!("deleted {}", recorder.delete_older_than(cutoff).await?);
+        }
+        RecordingsAction::Check { .. } => unreachable!("handled above"),
+    }
+    Ok(())
+}
+
 async fn offline(command: Command, config: Config) -> Result<()> {
+    if let Command::Recordings { action } = command {
+        return recordings(action, config).await;
+    }
     let url = config.store_url();
     let store = meeting_agent::store::Store::connect(&url)
         .await
@@ -537,11 +642,10 @@ async fn process(
 
 /// Recording on request (or always, `recording.auto`); recordings a previous process left
 /// in the spool are delivered now, and old ones deleted by the retention job.
-fn with_recorder(
-    session: MeetingSession,
+fn recorder(
     store: Option<meeting_agent::store::Store>,
     config: &Config,
-) -> Result<MeetingSession> {
+) -> Result<Option<meeting_agent::session::recording::Recorder>> {
     use meeting_agent::session::recording::Recorder;
     match Recorder::from_config(config) {
         Ok(recorder) => {
@@ -551,14 +655,14 @@ fn with_recorder(
             };
             recorder.recover_in_background();
             recorder.retention_in_background();
-            Ok(session.with_recorder(recorder))
+            Ok(Some(recorder))
         }
         Err(e) if config.recording.auto => {
             Err(anyhow::anyhow!(e)).context("recording (`recording.auto` is on)")
         }
         Err(e) => {
             tracing::error!(error = %e, "recording is unavailable");
-            Ok(session)
+            Ok(None)
         }
     }
 }

@@ -69,7 +69,7 @@ async fn start(server: Option<&LocalLiveKitServer>, rate: u32) -> Api {
     ];
     config.api.token_rate_per_minute = rate;
     config.api.token_max_ttl_secs = 900;
-    let state = ApiState::new(&config, Some(store.clone()));
+    let state = ApiState::new(&config, Some(store.clone()), None);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, router(state)).await });

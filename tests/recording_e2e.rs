@@ -187,8 +187,32 @@ fn meeting_secs() -> u64 {
         .unwrap_or(60)
 }
 
-/// Three participants for a minute, recording switched on and off by the room's metadata;
-/// the recording streams to S3 and plays back from its presigned link.
+const ROOM_KEY: &str = "key-for-rec-three-only-0123456789";
+const OTHER_KEY: &str = "key-for-another-room-0123456789";
+
+/// The control API on loopback: its URL.
+async fn start_api(config: &Config, recorder: &Recorder) -> String {
+    let mut config = config.clone();
+    config.api.keys = vec![
+        meeting_agent::config::ApiKey {
+            key: ROOM_KEY.into(),
+            rooms: vec!["rec-three".into()],
+        },
+        meeting_agent::config::ApiKey {
+            key: OTHER_KEY.into(),
+            rooms: vec!["elsewhere".into()],
+        },
+    ];
+    let state = meeting_agent::api::ApiState::new(&config, None, Some(recorder.clone()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { meeting_agent::api::serve_on(listener, state).await });
+    url
+}
+
+/// Three participants for a minute; recording started and stopped through the control API
+/// (which sets the room's switch); the recording streams to S3, is listed by the API and
+/// plays back from its presigned link; deleting it removes it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_participants_recorded_to_s3_play_back_from_the_link() {
     init();
@@ -197,6 +221,14 @@ async fn three_participants_recorded_to_s3_play_back_from_the_link() {
     let dir = temp_dir("s3");
     let config = recording_config(&server, Some(&s3), &dir);
     let (worker, recorder) = start_recording_worker(&config).await;
+    let api = start_api(&config, &recorder).await;
+    let http = reqwest::Client::new();
+    let switch = |key: &'static str, on: bool| {
+        http.put(format!("{api}/v1/rooms/rec-three/recording"))
+            .bearer_auth(key)
+            .json(&json!({"enabled": on}))
+            .send()
+    };
     let room = "rec-three";
     let mut people = Vec::new();
     for (i, (color, _)) in COLORS.iter().enumerate() {
@@ -215,10 +247,11 @@ async fn three_participants_recorded_to_s3_play_back_from_the_link() {
             .await
             .expect("publishes");
     }
-    set_recording(&server, room, true).await;
+    assert_eq!(switch(OTHER_KEY, true).await.unwrap().status(), 403);
+    assert_eq!(switch(ROOM_KEY, true).await.unwrap().status(), 200);
     let started = wait_announced(&mut people[0], "active").await;
     tokio::time::sleep(Duration::from_secs(meeting_secs())).await;
-    set_recording(&server, room, false).await;
+    assert_eq!(switch(ROOM_KEY, false).await.unwrap().status(), 200);
     let stopped = wait_announced(&mut people[0], "off").await;
     let meta = stored(&recorder, Duration::from_secs(60)).await;
     let link_after_end = stopped.elapsed().as_secs_f64();
@@ -262,6 +295,57 @@ async fn three_participants_recorded_to_s3_play_back_from_the_link() {
         (duration - meeting).abs() <= 0.5,
         "file {duration:.2} s vs meeting {meeting:.2} s"
     );
+
+    // The API lists it and hands out a presigned link that plays; other rooms' keys see nothing.
+    let listed: serde_json::Value = http
+        .get(format!("{api}/v1/recordings"))
+        .bearer_auth(ROOM_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed[0]["id"], meta.id.as_str());
+    let hidden: serde_json::Value = http
+        .get(format!("{api}/v1/recordings"))
+        .bearer_auth(OTHER_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(hidden, json!([]));
+    let link_path = format!("{api}/v1/recordings/{}/link", meta.id);
+    assert_eq!(http.get(&link_path).send().await.unwrap().status(), 401);
+    assert_eq!(
+        http.get(&link_path)
+            .bearer_auth(OTHER_KEY)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    let link: serde_json::Value = http
+        .get(&link_path)
+        .bearer_auth(ROOM_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let url = link["url"].as_str().unwrap();
+    let head = http
+        .get(url)
+        .header("Range", "bytes=0-7")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), 206);
+    assert_eq!(&head.bytes().await.unwrap()[4..8], b"ftyp");
     let (_, frame) = &decoded.kept[0];
     for (color, rgb) in COLORS {
         let share = color_share(frame, rgb);

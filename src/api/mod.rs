@@ -13,12 +13,13 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post, put};
 use serde::Deserialize;
 use serde_json::json;
 
 pub mod auth;
 pub mod metrics;
+mod recordings;
 
 use auth::{Caller, Keys};
 
@@ -34,11 +35,24 @@ pub struct ApiState {
     pub token_rate_per_minute: u32,
     /// Tokens minted per caller in the current minute.
     minted: Mutex<HashMap<String, (Instant, u32)>>,
+    /// Recordings, when the process records.
+    pub recorder: Option<crate::session::recording::Recorder>,
+    pub room_service: crate::livekit::room_service::RoomService,
 }
 
 impl ApiState {
-    pub fn new(config: &crate::config::Config, store: Option<Store>) -> Arc<Self> {
+    pub fn new(
+        config: &crate::config::Config,
+        store: Option<Store>,
+        recorder: Option<crate::session::recording::Recorder>,
+    ) -> Arc<Self> {
         Arc::new(Self {
+            recorder,
+            room_service: crate::livekit::room_service::RoomService::new(
+                &config.livekit.url,
+                &config.livekit.api_key,
+                &config.livekit.api_secret,
+            ),
             keys: Keys::new(&config.api.keys),
             store,
             livekit_api_key: config.livekit.api_key.clone(),
@@ -114,6 +128,10 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/v1/meetings/{id}/transcript", get(transcript))
         .route("/v1/search", get(search))
         .route("/v1/tokens", post(mint_token))
+        .route("/v1/recordings", get(recordings::list))
+        .route("/v1/recordings/{id}/link", get(recordings::link))
+        .route("/v1/recordings/{id}", delete(recordings::delete))
+        .route("/v1/rooms/{room}/recording", put(recordings::switch))
         .route("/v1/livekit/webhook", post(webhook))
         .with_state(state)
 }
@@ -147,7 +165,7 @@ async fn metrics_text(
 }
 
 #[derive(Deserialize)]
-struct RoomFilter {
+pub(crate) struct RoomFilter {
     room: Option<String>,
 }
 

@@ -5,6 +5,7 @@ pub mod engine;
 pub mod library;
 pub mod proto;
 pub mod room;
+pub mod room_service;
 pub mod token;
 pub mod tracks;
 
