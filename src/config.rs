@@ -277,7 +277,7 @@ pub struct RecordingConfig {
     pub retention_days: u32,
     /// Audio's fixed head start over video on the way here that no statistic reports: the
     /// sender's Opus framing (20 ms frames plus look-ahead), the receiver's 10 ms playout
-    /// pull and RNNoise's 10 ms. Video is held back by this plus the measured difference of
+    /// pull and RNNoise's 10 ms (the AAC encoder's priming is corrected separately). Video is held back by this plus the measured difference of
     /// the jitter buffers. Calibrated with the flash-and-beep test (BENCHMARKS.md).
     pub audio_delay_ms: u32,
 }
@@ -297,7 +297,7 @@ impl Default for RecordingConfig {
             s3: S3Config::default(),
             link_expiry_secs: 3600,
             retention_days: 0,
-            audio_delay_ms: 60,
+            audio_delay_ms: 40,
         }
     }
 }

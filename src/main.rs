@@ -197,6 +197,21 @@ enum Bench {
         #[arg(long, default_value_os_t = meeting_agent::config::cache_dir().join("models").join("silero_vad.onnx"))]
         model: PathBuf,
     },
+    /// rec_cores_720p_grid4: CPU to record four cameras into a 720p grid live, vs gst-launch-1.0.
+    RecCores {
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+    },
+    /// rec_link_after_end_s: end of a recording streamed to S3 (s3s-fs) -> playable link.
+    RecLink {
+        #[arg(long, default_value_t = 1)]
+        minutes: u64,
+    },
+    /// rec_drift_ms: A/V offset at the end of a long file-fed flash-and-beep recording.
+    RecDrift {
+        #[arg(long, default_value_t = 30)]
+        minutes: u64,
+    },
     /// Memory and FFI handles over a long run with several streams.
     Soak {
         #[arg(long, default_value_t = 10)]
@@ -231,6 +246,13 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 Bench::RecvCpu { seconds } => bench::recv_cpu(seconds).await,
                 Bench::Soak { minutes, streams } => bench::soak(minutes, streams).await,
+                Bench::RecCores { seconds } => {
+                    tokio::task::spawn_blocking(move || bench::recording::cores(seconds)).await?
+                }
+                Bench::RecLink { minutes } => bench::recording::link_after_end(minutes).await,
+                Bench::RecDrift { minutes } => {
+                    tokio::task::spawn_blocking(move || bench::recording::drift(minutes)).await?
+                }
                 Bench::Denoise { rounds, streams } => bench::denoise::throughput(rounds, streams),
                 Bench::DenoiseSnr => bench::denoise::snr_gain(),
                 Bench::CaptionLatency { fixture } => {

@@ -4,6 +4,7 @@ pub mod asr;
 pub mod captions;
 pub mod denoise;
 pub mod meeting;
+pub mod recording;
 pub mod search;
 pub mod speakers;
 pub mod vad;

@@ -57,6 +57,10 @@ impl PipelineSettings {
 const LIVE_LATENCY: Duration = Duration::from_millis(200);
 /// Audio queued per input before the oldest is dropped (live) or the pusher waits (file).
 const INPUT_QUEUE: Duration = Duration::from_secs(1);
+/// AAC encoders start with 1024 samples of priming that decoders play and fragmented MP4
+/// here does not trim: the sound would come out that much late, so it goes in that much
+/// early (pictures cannot move by less than a frame).
+const AAC_PRIMING_US: i64 = 1024 * 1_000_000 / AUDIO_RATE as i64;
 /// A live audio input whose arrival drifts this far from its running sample count is
 /// re-anchored (after a gap, a mute, a stall); smaller jitter is smoothed away.
 const AUDIO_RESYNC_US: i64 = 80_000;
@@ -503,6 +507,18 @@ impl AudioInput {
             arrival_us.max(0)
         };
         self.next_pts_us = Some(start_us + duration_us);
+        let mut start_us = start_us - AAC_PRIMING_US;
+        let mut samples = samples;
+        if start_us < 0 {
+            // The very beginning falls before the recording's start: drop it.
+            let skip = ((-start_us) as u64 * AUDIO_RATE as u64).div_ceil(1_000_000) as usize;
+            if skip >= samples.len() {
+                return Ok(());
+            }
+            samples = &samples[skip..];
+            start_us += skip as i64 * 1_000_000 / AUDIO_RATE as i64;
+        }
+        let duration_us = samples.len() as i64 * 1_000_000 / AUDIO_RATE as i64;
         let bytes: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
         let mut buffer = gst::Buffer::from_mut_slice(bytes);
         {
