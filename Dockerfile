@@ -4,7 +4,7 @@
 # this file is not exercised by CI; scripts/setup.sh, which it follows, is.)
 FROM rust:1.95-bookworm AS build
 RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends \
-      python3-venv cmake libclang-dev npm \
+      python3-venv cmake libclang-dev npm libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -26,7 +26,11 @@ RUN . scripts/versions.env \
 RUN cargo build --locked --release
 
 FROM debian:bookworm-slim
-RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends ca-certificates && rm -rf /var/lib/apt/lists/* \
+# GStreamer for recordings: compositor/audiomixer (base, bad), x264 (ugly), AAC (libav), MP4 (good).
+RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends ca-certificates \
+      libgstreamer1.0-0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
+      gstreamer1.0-plugins-ugly gstreamer1.0-libav \
+ && rm -rf /var/lib/apt/lists/* \
  && useradd --system --home /var/lib/meeting-agent --create-home meeting-agent
 COPY --from=build /opt/meeting-agent/livekit-ffi /opt/meeting-agent/livekit-ffi
 COPY --from=build /opt/meeting-agent/onnxruntime /opt/meeting-agent/onnxruntime

@@ -371,7 +371,28 @@ async fn flashes_and_beeps_stay_in_sync() {
     let dir = temp_dir("sync");
     let mut config = recording_config(&server, None, &dir);
     config.recording.auto = true;
-    let (worker, recorder) = start_recording_worker(&config).await;
+    // With the messaging store: the recording is listed there and posted into the thread.
+    let store = meeting_agent::store::Store::connect(&format!(
+        "sqlite:{}",
+        dir.join("store.db").display()
+    ))
+    .await
+    .unwrap();
+    let recorder = Recorder::from_config(&config)
+        .unwrap()
+        .with_store(store.clone());
+    let session = MeetingSession::default()
+        .with_store(
+            store.clone(),
+            meeting_agent::session::meeting_log::MeetingLogOptions {
+                bot_user: "meeting-agent".into(),
+                flush_timeout: Duration::from_secs(10),
+                llm: None,
+            },
+        )
+        .with_recorder(recorder.clone());
+    let worker =
+        start_worker_with(config.clone(), Arc::new(session.clone()), session.subscribe()).await;
     let room = "rec-sync";
     let mut p = PythonParticipant::spawn(
         &server,
@@ -398,6 +419,24 @@ async fn flashes_and_beeps_stay_in_sync() {
     let median = sorted[sorted.len() / 2];
     eprintln!("rec_av_offset_ms median {median:.1}, all {offsets:?}");
     assert!(median.abs() <= 40.0, "A/V offset {median} ms: {offsets:?}");
+    // The store has the recording's row, and the meeting's thread its link.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let meeting = loop {
+        let listed = store.recordings(Some(room)).await.unwrap();
+        let meetings = store.meetings(Some(room)).await.unwrap();
+        if listed.iter().any(|r| r.id == meta.id) && !meetings.is_empty() {
+            break meetings[0].clone();
+        }
+        assert!(Instant::now() < deadline, "recording not in the store");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let thread = store.thread(&meeting.id).await.unwrap();
+    let post = thread
+        .iter()
+        .find(|m| m.kind == "recording")
+        .expect("the recording is posted into the meeting's thread");
+    assert!(post.text.contains(&meta.id) && post.text.contains("file://"), "{}", post.text);
+    assert_eq!(post.reply_to.as_deref(), Some(meeting.thread_id.as_str()));
     worker
         .shutdown
         .send(meeting_agent::worker::Shutdown::Drain)

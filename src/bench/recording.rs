@@ -265,12 +265,14 @@ pub async fn link_after_end(minutes: u64) -> Result<()> {
     })
     .await??;
     let (end, size) = tokio::task::spawn_blocking(move || -> Result<(Instant, u64)> {
-        let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+        // `None` closes the spool: the pipeline (and its sink) outlive `finish`.
+        let (tx, rx) = std::sync::mpsc::channel::<Option<Vec<u8>>>();
+        let end = tx.clone();
         let pipeline = CompositePipeline::start(&settings(false), move |b: &[u8]| {
-            let _ = tx.send(b.to_vec());
+            let _ = tx.send(Some(b.to_vec()));
         })?;
         let spool = std::thread::spawn(move || -> Result<SpoolWriter> {
-            for bytes in rx {
+            while let Ok(Some(bytes)) = rx.recv() {
                 writer.append(&bytes)?;
             }
             Ok(writer)
@@ -301,6 +303,7 @@ pub async fn link_after_end(minutes: u64) -> Result<()> {
             }
         }
         pipeline.finish(Duration::from_secs(120))?;
+        let _ = end.send(None);
         let writer = spool
             .join()
             .map_err(|_| anyhow::anyhow!("spool thread"))??;

@@ -34,6 +34,8 @@ pub struct Recorder {
     pub dir: PathBuf,
     pub storage: Arc<Storage>,
     pub store: Option<crate::store::Store>,
+    /// Who posts the recording's link into the meeting's thread.
+    pub bot_user: String,
 }
 
 impl Recorder {
@@ -45,12 +47,58 @@ impl Recorder {
             storage: Arc::new(Storage::from_config(&config.recording, &dir)?),
             dir,
             store: None,
+            bot_user: config.store.bot_user.clone(),
         })
     }
 
     pub fn with_store(mut self, store: crate::store::Store) -> Self {
         self.store = Some(store);
         self
+    }
+
+    /// Posts the recording into the thread of the meeting it belongs to (the room's newest
+    /// meeting that started before it), with a playback link.
+    async fn post_to_thread(
+        &self,
+        store: &crate::store::Store,
+        meta: &RecordingMeta,
+    ) -> Result<(), String> {
+        let meetings = store
+            .meetings(Some(&meta.room))
+            .await
+            .map_err(|e| e.to_string())?;
+        let Some(meeting) = meetings
+            .into_iter()
+            .find(|m| m.started_at_ms <= meta.started_unix_ms + 5_000)
+        else {
+            return Ok(()); // recorded without a meeting thread (store attached later)
+        };
+        let expiry = Duration::from_secs(self.config.link_expiry_secs);
+        let link = self
+            .storage
+            .link(meta, expiry)
+            .await
+            .map_err(|e| e.to_string())?;
+        let minutes = meta.duration_ms.unwrap_or(0) as f64 / 60_000.0;
+        let text = format!(
+            "Recording ({minutes:.1} min, {layout} layout, {who}): {link}\nThis link works for {hours:.0} h; \
+             a fresh one: GET /v1/recordings/{id}/link or `meeting-agent recordings link {id}`.",
+            layout = meta.layout,
+            who = meta.participants.join(", "),
+            hours = expiry.as_secs_f64() / 3600.0,
+            id = meta.id,
+        );
+        let message = crate::store::Message {
+            id: format!("{}/recording/{}", meeting.id, meta.id),
+            conversation_id: meeting.id.clone(),
+            sender_id: self.bot_user.clone(),
+            recipient_id: None,
+            reply_to: Some(meeting.thread_id.clone()),
+            kind: "recording".into(),
+            text,
+            created_at_ms: unix_ms() as i64,
+        };
+        store.post(&[message]).await.map_err(|e| e.to_string())
     }
 
     /// Delivers what earlier processes left in the spool (a crash, an upload cut short).
@@ -114,10 +162,12 @@ impl Recorder {
 
     async fn delivered(&self, meta: RecordingMeta) {
         tracing::info!(room = %meta.room, id = %meta.id, key = %meta.key, status = ?meta.status, size = meta.size_bytes, "recording stored");
-        if let Some(store) = &self.store
-            && let Err(e) = store.save_recording(&meta).await
-        {
+        let Some(store) = &self.store else { return };
+        if let Err(e) = store.save_recording(&meta).await {
             tracing::error!(error = %e, id = %meta.id, "cannot save the recording's metadata in the store (it is kept beside the recording)");
+        }
+        if let Err(e) = self.post_to_thread(store, &meta).await {
+            tracing::warn!(error = %e, id = %meta.id, "cannot post the recording into the meeting's thread");
         }
     }
 }
