@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # Sets up (idempotently), builds the release binary and runs the agent worker against the
 # LiveKit server named by LIVEKIT_URL / LIVEKIT_API_KEY / LIVEKIT_API_SECRET (or a config file
-# given as MEETING_AGENT_CONFIG). With no LIVEKIT_URL set, it starts a local livekit-server on
-# loopback first (development mode) and prints how to join it.
+# given as MEETING_AGENT_CONFIG). With neither set, it runs the demo (`meeting-agent demo`).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -14,19 +13,9 @@ cargo build --locked --release
 bin="$CARGO_TARGET_DIR/release/meeting-agent"
 
 if [ -z "${LIVEKIT_URL:-}" ] && [ -z "${MEETING_AGENT_CONFIG:-}" ]; then
-  dir="$(mktemp -d)"
-  cat > "$dir/livekit.yaml" <<YAML
-port: 7880
-bind_addresses: ["127.0.0.1"]
-rtc: {tcp_port: 0, udp_port: 7882, use_external_ip: false, node_ip: 127.0.0.1, enable_loopback_candidate: true}
-keys: {devkey: meeting-agent-dev-secret-0123456789abcdef}
-YAML
-  "$MEETING_AGENT_CACHE/tools/livekit-server-$LIVEKIT_SERVER_VERSION/server" --config "$dir/livekit.yaml" > "$dir/server.log" 2>&1 &
-  server_pid=$!
-  trap 'kill $server_pid 2>/dev/null || true' EXIT
-  export LIVEKIT_URL=ws://127.0.0.1:7880 LIVEKIT_API_KEY=devkey LIVEKIT_API_SECRET=meeting-agent-dev-secret-0123456789abcdef
-  echo "local livekit-server on $LIVEKIT_URL (log: $dir/server.log); join a room with e.g." >&2
-  echo "  $MEETING_AGENT_CACHE/venv/bin/python tests/participants/publisher.py --room demo --identity alice" >&2
-  sleep 1
+  # No server named: the demo. A local livekit-server, a participant speaking the fixture
+  # sentences with its camera on, and the agent; live captions, then the recording's link,
+  # the meeting's chat thread and its summary.
+  exec "$bin" demo
 fi
 exec "$bin" worker "$@"

@@ -7,6 +7,7 @@ pub mod audio;
 pub mod bench;
 pub mod captions;
 pub mod config;
+pub mod demo;
 pub mod devtools;
 pub mod livekit;
 pub mod media;

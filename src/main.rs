@@ -62,6 +62,10 @@ enum Command {
     },
     /// Load and validate the configuration, then print it without secrets.
     CheckConfig,
+    /// Everything on this machine: a local livekit-server, a participant speaking the fixture
+    /// sentences with its camera on, and the agent; prints live captions, then the recording's
+    /// link, the meeting's chat thread and its summary.
+    Demo,
     /// Full-text search over stored transcripts and messages.
     Search {
         /// Words to find (all of them).
@@ -233,6 +237,17 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    if let Command::Demo = cli.command {
+        let config = Config::load_unvalidated(cli.config.as_deref())?;
+        meeting_agent::telemetry::init_logging(
+            meeting_agent::config::LogFormat::Text,
+            &std::env::var("MEETING_AGENT_LOG").unwrap_or_else(|_| "warn".into()),
+        );
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        return runtime.block_on(meeting_agent::demo::run(config));
+    }
     if let Command::Bench { which } = cli.command {
         meeting_agent::telemetry::init_logging(meeting_agent::config::LogFormat::Text, "warn");
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -320,6 +335,7 @@ fn run(cli: Cli) -> Result<()> {
             Command::Worker { .. } => run_worker(config).await,
             Command::Join { room, identity } => run_join(config, &room, &identity).await,
             Command::Bench { .. }
+            | Command::Demo
             | Command::Search { .. }
             | Command::Meetings { .. }
             | Command::Export { .. }

@@ -324,3 +324,31 @@ fn process_runs_the_pipelines_over_recordings() {
     );
     std::fs::remove_dir_all(dir.parent().unwrap()).ok();
 }
+
+/// The README's main command: the demo runs to the end and shows captions, the recording's
+/// link, the chat thread and the summary.
+#[test]
+fn the_demo_runs_to_the_end() {
+    let out = agent().arg("demo").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let captions = stdout
+        .lines()
+        .filter(|l| l.contains("[caption] alice:"))
+        .count();
+    assert!(captions >= 5, "{stdout}");
+    assert!(stdout.contains("finance team"), "{stdout}");
+    assert!(stdout.contains("recording: file://"), "{stdout}");
+    assert!(
+        stdout.contains("[recording] meeting-agent: Recording"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("summary:") && stdout.contains("Action items"),
+        "{stdout}"
+    );
+}

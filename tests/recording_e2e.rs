@@ -372,12 +372,10 @@ async fn flashes_and_beeps_stay_in_sync() {
     let mut config = recording_config(&server, None, &dir);
     config.recording.auto = true;
     // With the messaging store: the recording is listed there and posted into the thread.
-    let store = meeting_agent::store::Store::connect(&format!(
-        "sqlite:{}",
-        dir.join("store.db").display()
-    ))
-    .await
-    .unwrap();
+    let store =
+        meeting_agent::store::Store::connect(&format!("sqlite:{}", dir.join("store.db").display()))
+            .await
+            .unwrap();
     let recorder = Recorder::from_config(&config)
         .unwrap()
         .with_store(store.clone());
@@ -391,8 +389,12 @@ async fn flashes_and_beeps_stay_in_sync() {
             },
         )
         .with_recorder(recorder.clone());
-    let worker =
-        start_worker_with(config.clone(), Arc::new(session.clone()), session.subscribe()).await;
+    let worker = start_worker_with(
+        config.clone(),
+        Arc::new(session.clone()),
+        session.subscribe(),
+    )
+    .await;
     let room = "rec-sync";
     let mut p = PythonParticipant::spawn(
         &server,
@@ -435,7 +437,11 @@ async fn flashes_and_beeps_stay_in_sync() {
         .iter()
         .find(|m| m.kind == "recording")
         .expect("the recording is posted into the meeting's thread");
-    assert!(post.text.contains(&meta.id) && post.text.contains("file://"), "{}", post.text);
+    assert!(
+        post.text.contains(&meta.id) && post.text.contains("file://"),
+        "{}",
+        post.text
+    );
     assert_eq!(post.reply_to.as_deref(), Some(meeting.thread_id.as_str()));
     worker
         .shutdown

@@ -1,0 +1,195 @@
+//! `meeting-agent demo`: the whole product on one machine. A local livekit-server, a
+//! participant (LiveKit's Python SDK) that speaks the fixture sentences with its camera on, and
+//! the agent with captions, noise suppression, recording and the messaging store. Prints the
+//! live captions as the room receives them, then the recording's link, the meeting's chat
+//! thread and its summary.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::devtools::{LocalLiveKitServer, PythonParticipant};
+use crate::session::recording::Recorder;
+use crate::session::{Captioning, MeetingSession};
+use crate::worker::{Shutdown, Worker, WorkerEvent};
+
+const ROOM: &str = "demo";
+
+pub async fn run(mut config: Config) -> Result<()> {
+    crate::livekit::Engine::start(&config.engine.library)?;
+    let server = LocalLiveKitServer::start()
+        .await
+        .context("local livekit-server (scripts/setup.sh builds it)")?;
+    let data = std::env::temp_dir().join(format!("meeting-agent-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&data)?;
+    config.livekit.url = server.ws_url();
+    config.livekit.api_key = server.api_key.clone();
+    config.livekit.api_secret = server.api_secret.clone();
+    config.agent.name = String::new();
+    config.agent.load_threshold = 1.0;
+    config.data_dir = data.clone();
+    config.store.url = format!("sqlite:{}", data.join("meeting-agent.db").display());
+    config.recording.auto = true;
+    config.captions.enabled = true;
+    config.recording.dir = data.join("recordings");
+    config.validate()?;
+    println!(
+        "livekit-server on {} (room {ROOM:?}); data in {}",
+        server.ws_url(),
+        data.display()
+    );
+
+    let store = crate::store::Store::connect(&config.store.url).await?;
+    let captioning = Captioning::from_config(&config)?.context("captions did not start")?;
+    let recorder = Recorder::from_config(&config)?.with_store(store.clone());
+    let session = MeetingSession::new(config.audio, Some(captioning))
+        .with_store(
+            store.clone(),
+            crate::session::meeting_log::MeetingLogOptions {
+                bot_user: config.store.bot_user.clone(),
+                flush_timeout: Duration::from_secs(config.store.flush_timeout_secs),
+                llm: config.summary.llm(),
+            },
+        )
+        .with_recorder(recorder.clone());
+    let worker = Worker::new(config.clone(), Arc::new(session));
+    let mut events = worker.subscribe();
+    let (shutdown, shutdown_rx) = watch::channel(Shutdown::Running);
+    let worker_task = tokio::spawn(worker.run(shutdown_rx));
+
+    // The room first, so the agent is in it before anyone speaks.
+    server
+        .room_service("CreateRoom", &serde_json::json!({"name": ROOM}))
+        .await?;
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while let Ok(e) = events.recv().await {
+            if matches!(e, WorkerEvent::JobAccepted { .. }) {
+                return;
+            }
+        }
+    })
+    .await
+    .context("the agent was not dispatched into the room")?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let speech = crate::devtools::fixtures::dir()?.join("captions.wav");
+    let mut alice = PythonParticipant::spawn(
+        &server,
+        ROOM,
+        "alice",
+        &[
+            "--wav",
+            &speech.to_string_lossy(),
+            "--once",
+            "--video",
+            "640x360",
+        ],
+    )?;
+    println!("alice joined and speaks; live captions:");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let event = alice
+            .wait_for(Duration::from_secs(5), |e| {
+                e["event"] == "wav_finished"
+                    || (e["event"] == "text_stream" && e["topic"] == "lk.transcription")
+            })
+            .await;
+        match event {
+            Some(e) if e["event"] == "wav_finished" => break,
+            Some(e) => {
+                let is_final = e["attributes"]["lk.transcription_final"] == "true";
+                if is_final {
+                    println!(
+                        "  [caption] {}: {}",
+                        e["identity"].as_str().unwrap_or("?"),
+                        e["text"].as_str().unwrap_or("")
+                    );
+                }
+            }
+            None if Instant::now() > deadline => anyhow::bail!("the demo speech never finished"),
+            None => {}
+        }
+    }
+    // The last sentence's final caption comes a moment after the speech.
+    let settle = Instant::now() + Duration::from_secs(4);
+    while let Some(e) = alice
+        .wait_for(settle.saturating_duration_since(Instant::now()), |e| {
+            e["event"] == "text_stream"
+                && e["topic"] == "lk.transcription"
+                && e["attributes"]["lk.transcription_final"] == "true"
+        })
+        .await
+    {
+        println!(
+            "  [caption] {}: {}",
+            e["identity"].as_str().unwrap_or("?"),
+            e["text"].as_str().unwrap_or("")
+        );
+    }
+    alice.stop().await;
+    println!("meeting over: closing the room");
+    server
+        .room_service("DeleteRoom", &serde_json::json!({"room": ROOM}))
+        .await?;
+
+    // The recording, once stored; the thread, once it has its summary.
+    let until = Instant::now() + Duration::from_secs(90);
+    let recording = loop {
+        if let Some(r) = recorder.storage.list().await?.pop() {
+            break r;
+        }
+        anyhow::ensure!(
+            Instant::now() < until,
+            "the recording was not stored in time"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let link = recorder
+        .storage
+        .link(
+            &recording,
+            Duration::from_secs(config.recording.link_expiry_secs),
+        )
+        .await?;
+    println!(
+        "\nrecording: {} ({:.1} s, {} bytes, {} layout)",
+        link,
+        recording.duration_ms.unwrap_or(0) as f64 / 1000.0,
+        recording.size_bytes.unwrap_or(0),
+        recording.layout
+    );
+    let thread = loop {
+        if let Some(meeting) = store.meetings(Some(ROOM)).await?.first() {
+            let thread = store.thread(&meeting.id).await?;
+            if thread.iter().any(|m| m.kind == "summary") {
+                break thread;
+            }
+        }
+        anyhow::ensure!(
+            Instant::now() < until,
+            "the meeting's summary was not written in time"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    println!("\nchat thread ({} messages):", thread.len());
+    for m in &thread {
+        if m.kind != "summary" {
+            println!(
+                "  [{}] {}: {}",
+                m.kind,
+                m.sender_id,
+                m.text.replace('\n', "\n      ")
+            );
+        }
+    }
+    println!("\nsummary:");
+    for m in thread.iter().filter(|m| m.kind == "summary") {
+        println!("{}", m.text);
+    }
+    let _ = shutdown.send(Shutdown::Terminate);
+    let _ = tokio::time::timeout(Duration::from_secs(10), worker_task).await;
+    Ok(())
+}
