@@ -2,6 +2,8 @@
 //! search for the rooms a key may use, participant tokens that work on a real livekit-server and
 //! carry only the granted rights, a rate limit on tokens, and LiveKit webhooks that must verify.
 
+use std::time::Duration;
+
 use livekit_api::access_token::{AccessToken, TokenVerifier};
 use meeting_agent::api::{ApiState, router};
 use meeting_agent::config::{ApiKey, Config};
@@ -53,6 +55,8 @@ async fn start(server: Option<&LocalLiveKitServer>, rate: u32) -> Api {
     std::fs::remove_dir_all(&dir).ok();
     let (store, weekly, board) = seeded_store(&dir).await;
     let mut config = Config::default();
+    config.data_dir = dir.clone();
+    config.livekit.url = server.map_or(String::new(), |s| s.ws_url());
     config.livekit.api_key = server.map_or("devkey".into(), |s| s.api_key.clone());
     config.livekit.api_secret = server.map_or("a-secret-of-at-least-32-characters!!".into(), |s| {
         s.api_secret.clone()
@@ -343,4 +347,155 @@ async fn webhooks_must_verify_and_room_finished_closes_the_meeting() {
             .is_none(),
         "other rooms untouched"
     );
+}
+
+/// Room and participant settings land where the agent reads them (room metadata, participant
+/// attributes); background images are checked and stored; other rooms' keys are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_reach_the_room_and_its_participants() {
+    let server = LocalLiveKitServer::start().await.unwrap();
+    let api = start(Some(&server), 30).await;
+    let mut bob = meeting_agent::devtools::PythonParticipant::spawn(
+        &server,
+        "weekly",
+        "bob",
+        &["--video", "none"],
+    )
+    .unwrap();
+    bob.wait_for(Duration::from_secs(30), |e| e["event"] == "connected")
+        .await
+        .unwrap();
+    let put = |path: &str, key: &str, body: Value| {
+        api.client
+            .put(format!("{}{path}", api.url))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+    };
+    let room_settings = "/v1/rooms/weekly/settings";
+    let r = put(
+        room_settings,
+        WEEKLY_KEY,
+        json!({"captions.enabled": false, "ns.enabled": true}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let rooms = server
+        .room_service("ListRooms", &json!({"names": ["weekly"]}))
+        .await
+        .unwrap();
+    let metadata: Value =
+        serde_json::from_str(rooms["rooms"][0]["metadata"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        metadata,
+        json!({"captions.enabled": false, "ns.enabled": true})
+    );
+    assert_eq!(
+        put(
+            "/v1/rooms/board/settings",
+            WEEKLY_KEY,
+            json!({"captions.enabled": true})
+        )
+        .await
+        .unwrap()
+        .status(),
+        403
+    );
+    assert_eq!(
+        put(room_settings, WEEKLY_KEY, json!({"rm -rf": true}))
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
+    assert_eq!(
+        put(
+            room_settings,
+            WEEKLY_KEY,
+            json!({"captions.enabled": "maybe"})
+        )
+        .await
+        .unwrap()
+        .status(),
+        400
+    );
+
+    let r = put(
+        "/v1/rooms/weekly/participants/bob/settings",
+        WEEKLY_KEY,
+        json!({"vb.mode": "blur", "vb.blur": 7, "ns.clean_track": true}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let p = server
+        .room_service(
+            "GetParticipant",
+            &json!({"room": "weekly", "identity": "bob"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(p["attributes"]["vb.mode"], "blur");
+    assert_eq!(p["attributes"]["vb.blur"], "7");
+    assert_eq!(p["attributes"]["ns.clean_track"], "true");
+    assert_eq!(
+        put(
+            "/v1/rooms/weekly/participants/bob/settings",
+            WEEKLY_KEY,
+            json!({"vb.mode": "sparkles"})
+        )
+        .await
+        .unwrap()
+        .status(),
+        400
+    );
+
+    // Background upload: a real PNG is stored and usable as vb.image; junk and oversize refused.
+    let png = std::fs::read(
+        meeting_agent::devtools::fixtures::dir()
+            .unwrap()
+            .join("astronaut.png"),
+    )
+    .unwrap();
+    let upload = |key: &str, body: Vec<u8>| {
+        api.client
+            .post(format!("{}/v1/rooms/weekly/backgrounds", api.url))
+            .bearer_auth(key)
+            .body(body)
+            .send()
+    };
+    let r = upload(WEEKLY_KEY, png.clone()).await.unwrap();
+    assert_eq!(r.status(), 201);
+    let stored: Value = r.json().await.unwrap();
+    let path = stored["image"].as_str().unwrap();
+    assert_eq!(std::fs::read(path).unwrap(), png);
+    assert!(meeting_agent::video::background::load(path).await.is_ok());
+    assert_eq!(
+        upload(WEEKLY_KEY, b"not an image".to_vec())
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
+    assert_eq!(
+        upload(
+            WEEKLY_KEY,
+            vec![0u8; meeting_agent::video::background::MAX_BYTES + 1]
+        )
+        .await
+        .unwrap()
+        .status(),
+        413
+    );
+    let other = api
+        .client
+        .post(format!("{}/v1/rooms/board/backgrounds", api.url))
+        .bearer_auth(WEEKLY_KEY)
+        .body(png)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 403);
+    bob.stop().await;
 }

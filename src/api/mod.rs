@@ -20,6 +20,7 @@ use serde_json::json;
 pub mod auth;
 pub mod metrics;
 mod recordings;
+mod settings;
 
 use auth::{Caller, Keys};
 
@@ -38,6 +39,8 @@ pub struct ApiState {
     /// Recordings, when the process records.
     pub recorder: Option<crate::session::recording::Recorder>,
     pub room_service: crate::livekit::room_service::RoomService,
+    /// Where uploaded background images are kept.
+    pub backgrounds_dir: std::path::PathBuf,
 }
 
 impl ApiState {
@@ -48,6 +51,7 @@ impl ApiState {
     ) -> Arc<Self> {
         Arc::new(Self {
             recorder,
+            backgrounds_dir: config.data_dir().join("backgrounds"),
             room_service: crate::livekit::room_service::RoomService::new(
                 &config.livekit.url,
                 &config.livekit.api_key,
@@ -132,6 +136,17 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/v1/recordings/{id}/link", get(recordings::link))
         .route("/v1/recordings/{id}", delete(recordings::delete))
         .route("/v1/rooms/{room}/recording", put(recordings::switch))
+        .route("/v1/rooms/{room}/settings", put(settings::room))
+        .route(
+            "/v1/rooms/{room}/participants/{identity}/settings",
+            put(settings::participant),
+        )
+        .route(
+            "/v1/rooms/{room}/backgrounds",
+            post(settings::upload_background).layer(axum::extract::DefaultBodyLimit::max(
+                crate::video::background::MAX_BYTES,
+            )),
+        )
         .route("/v1/livekit/webhook", post(webhook))
         .with_state(state)
 }

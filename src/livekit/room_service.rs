@@ -96,6 +96,22 @@ impl RoomService {
             .ok_or_else(|| RoomServiceError::NoSuchRoom(room.to_string()))
     }
 
+    /// Sets attributes of a participant in the room (other attributes are kept).
+    pub async fn set_attributes(
+        &self,
+        room: &str,
+        identity: &str,
+        attributes: &std::collections::HashMap<String, String>,
+    ) -> Result<(), RoomServiceError> {
+        self.call(
+            "UpdateParticipant",
+            room,
+            json!({"room": room, "identity": identity, "attributes": attributes}),
+        )
+        .await
+        .map(|_| ())
+    }
+
     /// Sets one key of the room's metadata (a JSON object), keeping the others. Metadata that
     /// is not a JSON object is replaced.
     pub async fn set_switch(
