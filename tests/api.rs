@@ -54,8 +54,10 @@ async fn start(server: Option<&LocalLiveKitServer>, rate: u32) -> Api {
     let dir = std::env::temp_dir().join(format!("api-test-{}-{rate}", std::process::id()));
     std::fs::remove_dir_all(&dir).ok();
     let (store, weekly, board) = seeded_store(&dir).await;
-    let mut config = Config::default();
-    config.data_dir = dir.clone();
+    let mut config = Config {
+        data_dir: dir.clone(),
+        ..Default::default()
+    };
     config.livekit.url = server.map_or(String::new(), |s| s.ws_url());
     config.livekit.api_key = server.map_or("devkey".into(), |s| s.api_key.clone());
     config.livekit.api_secret = server.map_or("a-secret-of-at-least-32-characters!!".into(), |s| {
