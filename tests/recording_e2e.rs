@@ -500,6 +500,14 @@ async fn s3_outage_and_comings_and_goings_lose_nothing() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let spool = std::fs::read_dir(dir.join("spool")).unwrap().count();
     assert_eq!(spool, 1, "the recording is spooled while S3 is down");
+    let (spools, backlog) = meeting_agent::recording::storage::backlog(&dir);
+    assert_eq!(spools, 1);
+    assert!(backlog > 100_000, "upload backlog {backlog} bytes");
+    assert!(
+        meeting_agent::api::metrics::render(Some(&dir)).contains(&format!(
+            "meeting_agent_recording_upload_backlog_bytes {backlog}"
+        ))
+    );
     s3.resume().await.unwrap();
     let meta = stored(&recorder, Duration::from_secs(60)).await;
 

@@ -3,9 +3,35 @@
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
-/// Every counter the pipelines keep, in Prometheus' text format.
-pub fn render() -> String {
+/// Every counter the pipelines keep, in Prometheus' text format; with the recordings folder,
+/// also what waits there for upload.
+pub fn render(recordings_dir: Option<&std::path::Path>) -> String {
     let mut out = String::new();
+    let mut gauge = |name: &str, help: &str, value: u64| {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+        );
+    };
+    use crate::session::recording::{RECORDINGS_ACTIVE, RECORDINGS_STORED};
+    gauge(
+        "meeting_agent_recordings_active",
+        "Rooms being recorded now.",
+        RECORDINGS_ACTIVE.load(Ordering::Relaxed),
+    );
+    if let Some(dir) = recordings_dir {
+        let (spools, bytes) = crate::recording::storage::backlog(dir);
+        gauge(
+            "meeting_agent_recording_upload_backlog_bytes",
+            "Recorded bytes in the spool not yet in storage.",
+            bytes,
+        );
+        gauge(
+            "meeting_agent_recording_spools",
+            "Recordings in the spool (being written or waiting for storage).",
+            spools,
+        );
+    }
     let mut counter = |name: &str, help: &str, value: u64| {
         let _ = writeln!(
             out,
@@ -14,6 +40,29 @@ pub fn render() -> String {
     };
     use crate::session::camera::{VB_FRAMES, VB_FRAMES_FAILED, VB_FRAMES_SKIPPED};
     use crate::session::microphone::CLEAN_FRAMES_DROPPED;
+    counter(
+        "meeting_agent_recordings_stored_total",
+        "Recordings this process delivered to storage.",
+        RECORDINGS_STORED.load(Ordering::Relaxed),
+    );
+    if let Ok(engine) = crate::livekit::Engine::get() {
+        let s = &engine.stats;
+        counter(
+            "meeting_agent_engine_audio_frames_total",
+            "Audio frames received from the engine.",
+            s.audio_frames.load(Ordering::Relaxed),
+        );
+        counter(
+            "meeting_agent_engine_video_frames_total",
+            "Video frames received from the engine.",
+            s.video_frames.load(Ordering::Relaxed),
+        );
+        counter(
+            "meeting_agent_engine_frames_dropped_total",
+            "Frames dropped because a pipeline's queue was full.",
+            s.frames_dropped_full.load(Ordering::Relaxed),
+        );
+    }
     counter(
         "meeting_agent_clean_track_frames_dropped_total",
         "Denoised frames dropped because the clean track could not keep up.",

@@ -174,7 +174,7 @@ async fn metrics_text(
     caller(&state, &headers)?;
     Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        metrics::render(),
+        metrics::render(state.recorder.as_ref().map(|r| r.dir.as_path())),
     )
         .into_response())
 }

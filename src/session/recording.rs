@@ -27,6 +27,10 @@ pub const RECORDING_ATTRIBUTE: &str = "recording";
 /// Room switch (in the room's metadata) starting and stopping the recording.
 pub const RECORDING_SWITCH: &str = "recording.enabled";
 
+/// Rooms being recorded now, and recordings delivered to storage (metrics).
+pub static RECORDINGS_ACTIVE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+pub static RECORDINGS_STORED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// Recording for the whole process: settings, storage, and where metadata goes.
 #[derive(Clone)]
 pub struct Recorder {
@@ -161,6 +165,7 @@ impl Recorder {
     }
 
     async fn delivered(&self, meta: RecordingMeta) {
+        RECORDINGS_STORED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tracing::info!(room = %meta.room, id = %meta.id, key = %meta.key, status = ?meta.status, size = meta.size_bytes, "recording stored");
         let Some(store) = &self.store else { return };
         if let Err(e) = store.save_recording(&meta).await {
@@ -343,6 +348,7 @@ impl RoomRecording {
             delays: HashMap::new(),
             fixed_delay_us: c.audio_delay_ms as i64 * 1000,
         };
+        RECORDINGS_ACTIVE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let task = tokio::spawn(state.run(rx, spool_tx));
         Ok(Self { commands, task, id })
     }
@@ -458,6 +464,7 @@ impl Control {
             Ok(Err(e)) => tracing::error!(error = %e, "recording did not end cleanly"),
             Err(e) => tracing::error!(error = %e, "recording end panicked"),
         }
+        RECORDINGS_ACTIVE.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         tracing::info!(id = %meta.id, duration_ms = meta.duration_ms, participants = ?meta.participants, "recording ended");
         let _ = spool.send(Spooled::Finish(Box::new(meta.clone())));
         meta
