@@ -201,6 +201,13 @@ enum Bench {
         #[arg(long, default_value_os_t = meeting_agent::config::cache_dir().join("models").join("silero_vad.onnx"))]
         model: PathBuf,
     },
+    /// api_token_p99_ms: token minting latency through the control API at a steady rate.
+    ApiToken {
+        #[arg(long, default_value_t = 200)]
+        rate: u32,
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+    },
     /// rec_cores_720p_grid4: CPU to record four cameras into a 720p grid live, vs gst-launch-1.0.
     RecCores {
         #[arg(long, default_value_t = 20)]
@@ -263,6 +270,9 @@ fn run(cli: Cli) -> Result<()> {
                 Bench::Soak { minutes, streams } => bench::soak(minutes, streams).await,
                 Bench::RecCores { seconds } => {
                     tokio::task::spawn_blocking(move || bench::recording::cores(seconds)).await?
+                }
+                Bench::ApiToken { rate, seconds } => {
+                    bench::api::token_latency(rate, seconds).await
                 }
                 Bench::RecLink { minutes } => bench::recording::link_after_end(minutes).await,
                 Bench::RecDrift { minutes } => {

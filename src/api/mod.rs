@@ -356,6 +356,28 @@ async fn mint_token(
 }
 
 /// LiveKit's webhook: the body's SHA-256 must be in a JWT signed with the API secret.
+/// A LiveKit webhook's event, once its body's SHA-256 is found in a JWT signed with the API
+/// secret (`token`, the Authorization header without `Bearer `).
+pub fn verify_webhook(
+    api_key: &str,
+    api_secret: &str,
+    body: &[u8],
+    token: &str,
+) -> Result<livekit_protocol::WebhookEvent, ApiError> {
+    let body =
+        std::str::from_utf8(body).map_err(|_| err(StatusCode::BAD_REQUEST, "webhook body is not UTF-8"))?;
+    let receiver = livekit_api::webhooks::WebhookReceiver::new(
+        livekit_api::access_token::TokenVerifier::with_api_key(api_key, api_secret),
+    );
+    receiver.receive(body, token).map_err(|e| {
+        tracing::warn!(error = %e, "webhook refused");
+        err(
+            StatusCode::UNAUTHORIZED,
+            "webhook signature does not verify",
+        )
+    })
+}
+
 async fn webhook(
     State(state): State<Arc<ApiState>>,
     headers: HeaderMap,
@@ -366,21 +388,12 @@ async fn webhook(
         .and_then(|v| v.to_str().ok())
         .map(|v| v.trim_start_matches("Bearer ").to_string())
         .ok_or_else(|| err(StatusCode::UNAUTHORIZED, "webhook without a signature"))?;
-    let body = std::str::from_utf8(&body)
-        .map_err(|_| err(StatusCode::BAD_REQUEST, "webhook body is not UTF-8"))?;
-    let receiver = livekit_api::webhooks::WebhookReceiver::new(
-        livekit_api::access_token::TokenVerifier::with_api_key(
-            &state.livekit_api_key,
-            &state.livekit_api_secret,
-        ),
-    );
-    let event = receiver.receive(body, &token).map_err(|e| {
-        tracing::warn!(error = %e, "webhook refused");
-        err(
-            StatusCode::UNAUTHORIZED,
-            "webhook signature does not verify",
-        )
-    })?;
+    let event = verify_webhook(
+        &state.livekit_api_key,
+        &state.livekit_api_secret,
+        &body,
+        &token,
+    )?;
     let room = event
         .room
         .as_ref()

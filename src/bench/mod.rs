@@ -1,5 +1,6 @@
 //! `meeting-agent bench ...`: the figures in BENCHMARKS.md. Each prints its table row.
 
+pub mod api;
 pub mod asr;
 pub mod captions;
 pub mod denoise;
