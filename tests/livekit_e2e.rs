@@ -164,6 +164,48 @@ async fn the_worker_re_registers_after_a_server_restart() {
     carol.stop().await;
 }
 
+/// The server restarts in the middle of a meeting: the participant's SDK and the agent both
+/// come back (the engine reconnects or the worker is dispatched again into the re-created
+/// room) and the agent hears the participant again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_meeting_survives_a_server_restart() {
+    init();
+    let mut server = LocalLiveKitServer::start().await.unwrap();
+    let mut worker = start_worker(config_for(&server, "")).await;
+    let mut dave = PythonParticipant::spawn(
+        &server,
+        "restart-room",
+        "dave",
+        &["--tone-hz", "440", "--video", "none"],
+    )
+    .unwrap();
+    wait_for(&mut worker.reports, T, |r| {
+        audio_in_room(r, "restart-room").is_some()
+    })
+    .await
+    .expect("the agent hears dave before the restart");
+    server.restart().await.unwrap();
+    let restarted = std::time::Instant::now();
+    // Reports from before the restart may still be queued: only those after it count.
+    let report = wait_for(&mut worker.reports, Duration::from_secs(90), |r| {
+        restarted.elapsed() > Duration::from_secs(2) && audio_in_room(r, "restart-room").is_some()
+    })
+    .await
+    .expect("the agent hears dave again after the restart");
+    assert!((audio_in_room(&report, "restart-room").unwrap() - 440.0).abs() < 5.0);
+    eprintln!(
+        "meeting media back {:.1} s after the restart",
+        restarted.elapsed().as_secs_f64()
+    );
+    assert!(
+        dave.wait_for(Duration::from_secs(1), |e| e["event"] == "disconnected")
+            .await
+            .is_none(),
+        "the participant stayed in the meeting"
+    );
+    dave.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_worker_serves_two_rooms_at_once() {
     init();
