@@ -92,8 +92,9 @@ enum Command {
         #[arg(long)]
         room: Option<String>,
     },
-    /// Run the meeting pipelines over recorded media: DIR/<identity>.wav per participant. Writes
-    /// the meeting to the messaging store and its transcript to DIR/out/.
+    /// Run the meeting pipelines over recorded media: DIR/<identity>.wav per participant's
+    /// microphone, DIR/<identity>.mp4 (mkv, webm, mov, ivf) per camera. Writes the meeting to the
+    /// messaging store, its transcript and summary and the composite recording to DIR/out/.
     Process {
         dir: PathBuf,
         /// Room name for the meeting (default: DIR's name).
@@ -271,9 +272,7 @@ fn run(cli: Cli) -> Result<()> {
                 Bench::RecCores { seconds } => {
                     tokio::task::spawn_blocking(move || bench::recording::cores(seconds)).await?
                 }
-                Bench::ApiToken { rate, seconds } => {
-                    bench::api::token_latency(rate, seconds).await
-                }
+                Bench::ApiToken { rate, seconds } => bench::api::token_latency(rate, seconds).await,
                 Bench::RecLink { minutes } => bench::recording::link_after_end(minutes).await,
                 Bench::RecDrift { minutes } => {
                     tokio::task::spawn_blocking(move || bench::recording::drift(minutes)).await?
@@ -666,6 +665,17 @@ async fn process(
             export(&segments, format),
         )?;
     }
+    // The composite recording: every camera in the layout, every microphone mixed.
+    let media = meeting_agent::offline::media(dir)?;
+    let recording = out.join("recording.mp4");
+    let settings =
+        meeting_agent::recording::pipeline::PipelineSettings::from_config(&config.recording);
+    let layout = config.recording.layout;
+    let target = recording.clone();
+    let length = tokio::task::spawn_blocking(move || {
+        meeting_agent::recording::offline::composite(&media, &settings, layout, &target)
+    })
+    .await??;
     let thread = store.thread(&meeting.id).await?;
     let summary = thread
         .iter()
@@ -681,8 +691,13 @@ async fn process(
         thread.len()
     );
     println!(
-        "transcript: {}/transcript.{{vtt,srt,json,txt}}\n",
+        "transcript: {}/transcript.{{vtt,srt,json,txt}}",
         out.display()
+    );
+    println!(
+        "recording: {} ({:.1} s)\n",
+        recording.display(),
+        length.as_secs_f64()
     );
     print!("{summary}");
     Ok(())

@@ -2,8 +2,8 @@
 //! `<identity>.wav` in DIR (16-bit PCM, any rate and channel count) is one participant's
 //! microphone; it goes through the same denoiser, segmenter and recognizer as a live
 //! microphone, and the meeting is written to the messaging store (thread, transcript, summary)
-//! as a live one is. Video files are not processed yet (that needs the recording feature's
-//! decoder).
+//! as a live one is. `<identity>.mp4` (or mkv, webm, mov, ivf) files are that participant's
+//! camera: with the microphones they make the meeting's composite recording.
 
 use std::path::{Path, PathBuf};
 
@@ -40,6 +40,51 @@ pub fn tracks(dir: &Path) -> Result<Vec<Track>> {
         dir.display()
     );
     Ok(tracks)
+}
+
+/// Camera files `process` composites: `<identity>.<ext>` with one of these extensions.
+pub const VIDEO_EXTENSIONS: [&str; 5] = ["mp4", "mkv", "webm", "mov", "ivf"];
+
+/// Every participant's files in `dir`: `<identity>.wav` (microphone) and
+/// `<identity>.mp4|mkv|webm|mov|ivf` (camera), by identity.
+pub fn media(dir: &Path) -> Result<Vec<crate::recording::offline::ParticipantMedia>> {
+    use crate::recording::offline::ParticipantMedia;
+    let mut out: Vec<ParticipantMedia> = Vec::new();
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    paths.sort();
+    for path in paths {
+        let (Some(stem), Some(ext)) = (
+            path.file_stem().and_then(|s| s.to_str()),
+            path.extension().and_then(|s| s.to_str()),
+        ) else {
+            continue;
+        };
+        let ext = ext.to_ascii_lowercase();
+        let audio = ext == "wav";
+        if !audio && !VIDEO_EXTENSIONS.contains(&ext.as_str()) {
+            continue;
+        }
+        let entry = match out.iter_mut().position(|m| m.identity == stem) {
+            Some(i) => &mut out[i],
+            None => {
+                out.push(ParticipantMedia {
+                    identity: stem.to_string(),
+                    audio: None,
+                    video: None,
+                });
+                out.last_mut().expect("just pushed")
+            }
+        };
+        if audio {
+            entry.audio = Some(path);
+        } else {
+            entry.video = Some(path);
+        }
+    }
+    Ok(out)
 }
 
 /// An utterance: 16 kHz audio, start and end (ms into the track), mean voice probability.

@@ -273,6 +273,20 @@ fn process_runs_the_pipelines_over_recordings() {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::copy(fixtures.join("captions.wav"), dir.join("sam.wav")).unwrap();
     std::fs::copy(fixtures.join("speech.wav"), dir.join("ann.wav")).unwrap();
+    // Sam's camera: 10 s of blue, H.264 in MP4.
+    let made = Command::new("gst-launch-1.0")
+        .args(["-q", "videotestsrc", "pattern=blue", "num-buffers=300", "!"])
+        .args([
+            "video/x-raw,width=640,height=360,framerate=30/1",
+            "!",
+            "x264enc",
+            "!",
+        ])
+        .args(["mp4mux", "!", "filesink"])
+        .arg(format!("location={}", dir.join("sam.mp4").display()))
+        .status()
+        .unwrap();
+    assert!(made.success());
     let url = format!(
         "sqlite:{}",
         dir.parent().unwrap().join("store.db").display()
@@ -307,6 +321,30 @@ fn process_runs_the_pipelines_over_recordings() {
     ] {
         assert!(summary.contains(part), "{part:?} in {summary}");
     }
+    // The composite recording: as long as the longest microphone, sam's camera in it.
+    assert!(stdout.contains("recording: "), "{stdout}");
+    let longest = ["sam.wav", "ann.wav"]
+        .iter()
+        .map(|f| {
+            let r = hound::WavReader::open(dir.join(f)).unwrap();
+            r.duration() as f64 / r.spec().sample_rate as f64
+        })
+        .fold(0.0, f64::max);
+    let decoded = meeting_agent::recording::inspect::decode(
+        &dir.join("out/recording.mp4"),
+        &[std::time::Duration::from_secs(5)],
+    )
+    .unwrap();
+    let length = decoded.duration().as_secs_f64();
+    assert!((length - longest).abs() < 0.5, "{length} s vs {longest} s");
+    let frame = &decoded.kept[0].1;
+    let (_, u, _) = frame.planes();
+    let blue = u.iter().filter(|&&v| v > 200).count() as f64 / u.len() as f64;
+    assert!(blue > 0.5, "sam's blue camera fills the canvas: {blue}");
+    assert!(
+        decoded.audio.iter().any(|s| s.abs() > 3000),
+        "the voices are mixed in"
+    );
     let (ok, empty) = {
         let o = agent()
             .args(["process", "/nonexistent-dir"])

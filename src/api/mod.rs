@@ -364,8 +364,8 @@ pub fn verify_webhook(
     body: &[u8],
     token: &str,
 ) -> Result<livekit_protocol::WebhookEvent, ApiError> {
-    let body =
-        std::str::from_utf8(body).map_err(|_| err(StatusCode::BAD_REQUEST, "webhook body is not UTF-8"))?;
+    let body = std::str::from_utf8(body)
+        .map_err(|_| err(StatusCode::BAD_REQUEST, "webhook body is not UTF-8"))?;
     let receiver = livekit_api::webhooks::WebhookReceiver::new(
         livekit_api::access_token::TokenVerifier::with_api_key(api_key, api_secret),
     );

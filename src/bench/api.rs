@@ -56,7 +56,11 @@ pub async fn token_latency(rate: u32, seconds: u64) -> Result<()> {
     latencies.sort_by(f64::total_cmp);
     let p = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
     let achieved = latencies.len() as f64 / start.elapsed().as_secs_f64();
-    eprintln!("{} tokens at {achieved:.0}/s, p50 {:.2} ms", latencies.len(), p(0.5));
+    eprintln!(
+        "{} tokens at {achieved:.0}/s, p50 {:.2} ms",
+        latencies.len(),
+        p(0.5)
+    );
     let command = format!("meeting-agent bench api-token --rate {rate} --seconds {seconds}");
     row("api_token_p99_ms", p(0.99), "ms", "-", &command);
     Ok(())

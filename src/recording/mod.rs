@@ -10,6 +10,7 @@ use thiserror::Error;
 pub mod inspect;
 pub mod layout;
 pub mod meta;
+pub mod offline;
 pub mod pipeline;
 pub mod s3;
 pub mod spool;

@@ -1,0 +1,174 @@
+//! The composite recording of a meeting recorded as per-participant files (`process DIR`):
+//! every file decoded by GStreamer, merged in timestamp order into the same recording
+//! pipeline the live meetings use, file-fed (as fast as it encodes).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+
+use super::RecordingError;
+use super::layout::{Layout, Scene, arrange};
+use super::pipeline::{CompositePipeline, PipelineSettings};
+use crate::media::VideoFrame;
+
+/// One participant's media: a microphone file, a camera file, or both.
+pub struct ParticipantMedia {
+    pub identity: String,
+    pub audio: Option<PathBuf>,
+    pub video: Option<PathBuf>,
+}
+
+/// Decodes one stream of a file to raw I420 frames or 48 kHz mono S16 PCM.
+struct Decoder {
+    pipeline: gst::Pipeline,
+    sink: gst_app::AppSink,
+}
+
+impl Decoder {
+    fn open(path: &Path, video: bool) -> Result<Self, RecordingError> {
+        let location = path.to_string_lossy().replace('"', "\\\"");
+        let tail = if video {
+            "videoconvert ! videoscale ! video/x-raw,format=I420,pixel-aspect-ratio=1/1"
+        } else {
+            "audioconvert ! audioresample ! audio/x-raw,format=S16LE,rate=48000,channels=1,layout=interleaved"
+        };
+        let description = format!(
+            "filesrc location=\"{location}\" ! decodebin ! {tail} ! appsink name=out sync=false max-buffers=8"
+        );
+        let pipeline = gst::parse::launch(&description)?
+            .downcast::<gst::Pipeline>()
+            .map_err(|_| RecordingError::Pipeline("not a pipeline".into()))?;
+        let sink = pipeline
+            .by_name("out")
+            .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
+            .ok_or_else(|| RecordingError::Pipeline("no appsink".into()))?;
+        pipeline
+            .set_state(gst::State::Playing)
+            .map_err(|_| RecordingError::Pipeline(format!("cannot decode {}", path.display())))?;
+        Ok(Self { pipeline, sink })
+    }
+
+    /// The next buffer: (pts µs, bytes, width, height); `None` at the end.
+    fn next(&self) -> Option<(i64, Vec<u8>, u32, u32)> {
+        let sample = self.sink.pull_sample().ok()?;
+        let buffer = sample.buffer()?;
+        let (w, h) = sample
+            .caps()
+            .and_then(|c| c.structure(0))
+            .map(|s| {
+                (
+                    s.get::<i32>("width").unwrap_or(0) as u32,
+                    s.get::<i32>("height").unwrap_or(0) as u32,
+                )
+            })
+            .unwrap_or((0, 0));
+        let pts = buffer.pts().map(|t| t.useconds() as i64).unwrap_or(0);
+        let map = buffer.map_readable().ok()?;
+        Some((pts, map.to_vec(), w, h))
+    }
+}
+
+impl Drop for Decoder {
+    fn drop(&mut self) {
+        let _ = self.pipeline.set_state(gst::State::Null);
+    }
+}
+
+enum Source {
+    Video(String, super::pipeline::VideoInput),
+    Audio(String, super::pipeline::AudioInput),
+}
+
+/// Writes the composite recording of `participants` to `out` (fragmented MP4); its length.
+pub fn composite(
+    participants: &[ParticipantMedia],
+    settings: &PipelineSettings,
+    layout: Layout,
+    out: &Path,
+) -> Result<Duration, RecordingError> {
+    super::pipeline::init()?;
+    let mut settings = settings.clone();
+    settings.live = false;
+    let file = std::sync::Mutex::new(std::fs::File::create(out).map_err(|source| {
+        RecordingError::Spool {
+            path: out.to_path_buf(),
+            source,
+        }
+    })?);
+    let pipeline = CompositePipeline::start(&settings, move |bytes: &[u8]| {
+        use std::io::Write;
+        if let Ok(mut f) = file.lock() {
+            let _ = f.write_all(bytes);
+        }
+    })?;
+    let mut sources: Vec<(Decoder, Source, Option<(i64, Vec<u8>, u32, u32)>)> = Vec::new();
+    let mut cameras = Vec::new();
+    for p in participants {
+        if let Some(path) = &p.video {
+            let id = format!("{}-camera", p.identity);
+            let decoder = Decoder::open(path, true)?;
+            let first = decoder.next();
+            let input = pipeline.add_video(&id)?;
+            cameras.push(id.clone());
+            sources.push((decoder, Source::Video(id, input), first));
+        }
+        if let Some(path) = &p.audio {
+            let decoder = Decoder::open(path, false)?;
+            let first = decoder.next();
+            let id = format!("{}-mic", p.identity);
+            let input = pipeline.add_audio(&id)?;
+            sources.push((decoder, Source::Audio(id, input), first));
+        }
+    }
+    let scene = Scene {
+        cameras,
+        ..Default::default()
+    };
+    for p in arrange(layout, settings.width, settings.height, &scene) {
+        pipeline.place(&p.input, Some(p.rect), 0);
+    }
+    // Always the earliest pending buffer next: the mixers get their inputs in time order.
+    let mut end_us = 0i64;
+    loop {
+        let Some(i) = sources
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.2.as_ref().map(|b| (i, b.0)))
+            .min_by_key(|&(_, pts)| pts)
+            .map(|(i, _)| i)
+        else {
+            break;
+        };
+        let (decoder, source, pending) = &mut sources[i];
+        let (pts, bytes, w, h) = pending.take().expect("chosen because pending");
+        match source {
+            Source::Video(id, input) => {
+                match VideoFrame::from_i420(w, h, bytes, pts) {
+                    Ok(frame) => input.push(&frame, pts)?,
+                    Err(e) => tracing::warn!(input = %id, error = %e, "video frame skipped"),
+                }
+                end_us = end_us.max(pts);
+            }
+            Source::Audio(_, input) => {
+                let samples: Vec<i16> = bytes
+                    .chunks_exact(2)
+                    .map(|b| i16::from_le_bytes([b[0], b[1]]))
+                    .collect();
+                end_us = end_us.max(pts + samples.len() as i64 * 1_000_000 / 48_000);
+                input.push(&samples, pts)?;
+            }
+        }
+        *pending = decoder.next();
+        if pending.is_none() {
+            // This file ended: the mixers stop waiting for it.
+            let (Source::Video(id, _) | Source::Audio(id, _)) = source;
+            pipeline.remove(id);
+        }
+    }
+    drop(sources);
+    pipeline.finish(Duration::from_secs(300))?;
+    Ok(Duration::from_micros(end_us.max(0) as u64))
+}
