@@ -202,6 +202,14 @@ enum Bench {
         #[arg(long, default_value_os_t = meeting_agent::config::cache_dir().join("models").join("silero_vad.onnx"))]
         model: PathBuf,
     },
+    /// load_rooms_full: rooms of 4 participants (captions, denoise, recording) until WS_FULL.
+    Load {
+        #[arg(long, default_value_t = 4)]
+        max_rooms: usize,
+        /// Seconds each new room runs before the next is added.
+        #[arg(long, default_value_t = 30)]
+        settle: u64,
+    },
     /// api_token_p99_ms: token minting latency through the control API at a steady rate.
     ApiToken {
         #[arg(long, default_value_t = 200)]
@@ -271,6 +279,9 @@ fn run(cli: Cli) -> Result<()> {
                 Bench::Soak { minutes, streams } => bench::soak(minutes, streams).await,
                 Bench::RecCores { seconds } => {
                     tokio::task::spawn_blocking(move || bench::recording::cores(seconds)).await?
+                }
+                Bench::Load { max_rooms, settle } => {
+                    bench::load::rooms_full(max_rooms, settle).await
                 }
                 Bench::ApiToken { rate, seconds } => bench::api::token_latency(rate, seconds).await,
                 Bench::RecLink { minutes } => bench::recording::link_after_end(minutes).await,

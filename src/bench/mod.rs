@@ -4,6 +4,7 @@ pub mod api;
 pub mod asr;
 pub mod captions;
 pub mod denoise;
+pub mod load;
 pub mod meeting;
 pub mod recording;
 pub mod search;

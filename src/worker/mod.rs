@@ -85,6 +85,12 @@ pub enum WorkerEvent {
         error: String,
     },
     Drained,
+    /// A load report went to the server.
+    StatusReported {
+        load: f32,
+        full: bool,
+        jobs: usize,
+    },
 }
 
 #[derive(Debug, Error)]
@@ -215,6 +221,9 @@ impl Worker {
                 )
             }
             WorkerEvent::Drained => tracing::info!("worker drained"),
+            WorkerEvent::StatusReported { load, full, jobs } => {
+                tracing::debug!(load, full, jobs, "load reported")
+            }
         }
         let _ = self.events.send(event);
     }
@@ -422,11 +431,17 @@ impl Worker {
     async fn send_status(&mut self, socket: &mut AgentSocket) -> Result<(), ConnectionError> {
         let load = self.cpu.sample();
         self.last_load = load;
-        let status = if self.at_capacity(load).is_some() {
+        let full = self.at_capacity(load).is_some();
+        let status = if full {
             lkp::WorkerStatus::WsFull
         } else {
             lkp::WorkerStatus::WsAvailable
         };
+        self.emit(WorkerEvent::StatusReported {
+            load,
+            full,
+            jobs: self.jobs.len(),
+        });
         self.status_seq += 1;
         socket
             .send(Up::UpdateWorker(lkp::UpdateWorkerStatus {
