@@ -52,7 +52,7 @@ impl Decoder {
     }
 
     /// The next buffer: (pts µs, bytes, width, height); `None` at the end.
-    fn next(&self) -> Option<(i64, Vec<u8>, u32, u32)> {
+    fn next(&self) -> Pending {
         let sample = self.sink.pull_sample().ok()?;
         let buffer = sample.buffer()?;
         let (w, h) = sample
@@ -76,6 +76,9 @@ impl Drop for Decoder {
         let _ = self.pipeline.set_state(gst::State::Null);
     }
 }
+
+/// A decoded buffer: (pts µs, bytes, width, height).
+type Pending = Option<(i64, Vec<u8>, u32, u32)>;
 
 enum Source {
     Video(String, super::pipeline::VideoInput),
@@ -104,7 +107,7 @@ pub fn composite(
             let _ = f.write_all(bytes);
         }
     })?;
-    let mut sources: Vec<(Decoder, Source, Option<(i64, Vec<u8>, u32, u32)>)> = Vec::new();
+    let mut sources: Vec<(Decoder, Source, Pending)> = Vec::new();
     let mut cameras = Vec::new();
     for p in participants {
         if let Some(path) = &p.video {
@@ -132,16 +135,13 @@ pub fn composite(
     }
     // Always the earliest pending buffer next: the mixers get their inputs in time order.
     let mut end_us = 0i64;
-    loop {
-        let Some(i) = sources
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| s.2.as_ref().map(|b| (i, b.0)))
-            .min_by_key(|&(_, pts)| pts)
-            .map(|(i, _)| i)
-        else {
-            break;
-        };
+    while let Some(i) = sources
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| s.2.as_ref().map(|b| (i, b.0)))
+        .min_by_key(|&(_, pts)| pts)
+        .map(|(i, _)| i)
+    {
         let (decoder, source, pending) = &mut sources[i];
         let (pts, bytes, w, h) = pending.take().expect("chosen because pending");
         match source {

@@ -721,6 +721,28 @@ fn percent_encode_path(path: &Path) -> String {
     out
 }
 
+/// Spool folders and the bytes in them not yet in storage (the journal's uploaded parts
+/// excluded): the upload backlog.
+pub fn backlog(recordings_dir: &Path) -> (u64, u64) {
+    let Ok(entries) = std::fs::read_dir(spool_root(recordings_dir)) else {
+        return (0, 0);
+    };
+    let (mut spools, mut bytes) = (0, 0);
+    for entry in entries.flatten() {
+        let dir = entry.path();
+        if !dir.is_dir() {
+            continue;
+        }
+        spools += 1;
+        let size = std::fs::metadata(dir.join(super::spool::RECORDING_FILE))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        let done = UploadJournal::load(&dir).map(|j| j.done_end()).unwrap_or(0);
+        bytes += size.saturating_sub(done);
+    }
+    (spools, bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -759,26 +781,4 @@ mod tests {
         assert_eq!(j.done_end(), 5);
         std::fs::remove_dir_all(&dir).ok();
     }
-}
-
-/// Spool folders and the bytes in them not yet in storage (the journal's uploaded parts
-/// excluded): the upload backlog.
-pub fn backlog(recordings_dir: &Path) -> (u64, u64) {
-    let Ok(entries) = std::fs::read_dir(spool_root(recordings_dir)) else {
-        return (0, 0);
-    };
-    let (mut spools, mut bytes) = (0, 0);
-    for entry in entries.flatten() {
-        let dir = entry.path();
-        if !dir.is_dir() {
-            continue;
-        }
-        spools += 1;
-        let size = std::fs::metadata(dir.join(super::spool::RECORDING_FILE))
-            .map(|m| m.len())
-            .unwrap_or(0);
-        let done = UploadJournal::load(&dir).map(|j| j.done_end()).unwrap_or(0);
-        bytes += size.saturating_sub(done);
-    }
-    (spools, bytes)
 }
