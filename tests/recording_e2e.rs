@@ -70,6 +70,12 @@ async fn set_recording(server: &LocalLiveKitServer, room: &str, on: bool) {
         .unwrap();
 }
 
+/// Ends a test's worker and removes its folder.
+fn drain(worker: RunningWorker, dir: &std::path::Path) {
+    let _ = worker.shutdown.send(meeting_agent::worker::Shutdown::Drain);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 /// Waits until `p` sees the agent announce `recording=<value>`.
 async fn wait_announced(p: &mut PythonParticipant, value: &str) -> Instant {
     p.wait_for(T, |e| {
@@ -355,11 +361,7 @@ async fn three_participants_recorded_to_s3_play_back_from_the_link() {
         decoded.audio.iter().filter(|s| s.abs() > 2000).count() > decoded.audio.len() / 4,
         "the tones are in the mix"
     );
-    worker
-        .shutdown
-        .send(meeting_agent::worker::Shutdown::Drain)
-        .unwrap();
-    let _ = std::fs::remove_dir_all(dir);
+    drain(worker, &dir);
 }
 
 /// A participant flashes white and beeps at the same instants: the recording keeps them
@@ -443,11 +445,7 @@ async fn flashes_and_beeps_stay_in_sync() {
         post.text
     );
     assert_eq!(post.reply_to.as_deref(), Some(meeting.thread_id.as_str()));
-    worker
-        .shutdown
-        .send(meeting_agent::worker::Shutdown::Drain)
-        .unwrap();
-    let _ = std::fs::remove_dir_all(dir);
+    drain(worker, &dir);
 }
 
 /// S3 goes away mid-recording and comes back only after the meeting; meanwhile a
@@ -546,11 +544,7 @@ async fn s3_outage_and_comings_and_goings_lose_nothing() {
     let mut who = meta.participants.clone();
     who.sort();
     assert_eq!(who, vec!["a", "early", "late", "presenter"]);
-    worker
-        .shutdown
-        .send(meeting_agent::worker::Shutdown::Drain)
-        .unwrap();
-    let _ = std::fs::remove_dir_all(dir);
+    drain(worker, &dir);
 }
 
 /// The agent (the real binary) is killed mid-recording; started again, it uploads what was

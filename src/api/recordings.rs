@@ -47,6 +47,18 @@ async fn find(state: &ApiState, id: &str) -> Result<RecordingMeta, ApiError> {
         .ok_or_else(|| err(StatusCode::NOT_FOUND, "no such recording"))
 }
 
+/// The recording `id`, when the caller's key may act on its room.
+async fn authorized(
+    state: &ApiState,
+    headers: &HeaderMap,
+    id: &str,
+) -> Result<RecordingMeta, ApiError> {
+    let who = caller(state, headers)?;
+    let meta = find(state, id).await?;
+    room_allowed(&who, &meta.room)?;
+    Ok(meta)
+}
+
 pub(super) async fn list(
     State(state): State<Arc<ApiState>>,
     headers: HeaderMap,
@@ -71,9 +83,7 @@ pub(super) async fn link(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let who = caller(&state, &headers)?;
-    let meta = find(&state, &id).await?;
-    room_allowed(&who, &meta.room)?;
+    let meta = authorized(&state, &headers, &id).await?;
     let recorder = recorder(&state)?;
     let expiry = Duration::from_secs(recorder.config.link_expiry_secs);
     let url = recorder.storage.link(&meta, expiry).await?;
@@ -85,9 +95,7 @@ pub(super) async fn delete(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let who = caller(&state, &headers)?;
-    let meta = find(&state, &id).await?;
-    room_allowed(&who, &meta.room)?;
+    let meta = authorized(&state, &headers, &id).await?;
     recorder(&state)?.delete(&meta).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -2,6 +2,18 @@
 //! `meeting_agent_migrations`). PostgreSQL extends a `messages` table the platform may already
 //! have (Supabase) instead of assuming it is new.
 
+/// Version 2, the same in both databases: recording metadata.
+const RECORDINGS: &str = r#"CREATE TABLE IF NOT EXISTS recordings (
+    id TEXT PRIMARY KEY,
+    room TEXT NOT NULL,
+    started_at_ms BIGINT NOT NULL,
+    status TEXT NOT NULL,
+    storage_key TEXT NOT NULL,
+    meta TEXT NOT NULL
+);
+
+CREATE INDEX IF NOT EXISTS recordings_by_room ON recordings (room, started_at_ms)"#;
+
 /// (version, statements) for SQLite; statements are separated by `;\n\n`.
 pub const SQLITE: &[(i64, &str)] = &[
     (
@@ -66,19 +78,7 @@ CREATE TRIGGER IF NOT EXISTS messages_fts_delete AFTER DELETE ON messages BEGIN
     INSERT INTO messages_fts (messages_fts, rowid, text) VALUES ('delete', old.rowid, old.text);
 END"#,
     ),
-    (
-        2,
-        r#"CREATE TABLE IF NOT EXISTS recordings (
-    id TEXT PRIMARY KEY,
-    room TEXT NOT NULL,
-    started_at_ms BIGINT NOT NULL,
-    status TEXT NOT NULL,
-    storage_key TEXT NOT NULL,
-    meta TEXT NOT NULL
-);
-
-CREATE INDEX IF NOT EXISTS recordings_by_room ON recordings (room, started_at_ms)"#,
-    ),
+    (2, RECORDINGS),
 ];
 
 /// (version, statements) for PostgreSQL.
@@ -132,17 +132,5 @@ CREATE INDEX IF NOT EXISTS segments_by_room ON transcript_segments (room, spoken
 
 CREATE INDEX IF NOT EXISTS segments_tsv ON transcript_segments USING gin (tsv)"#,
     ),
-    (
-        2,
-        r#"CREATE TABLE IF NOT EXISTS recordings (
-    id TEXT PRIMARY KEY,
-    room TEXT NOT NULL,
-    started_at_ms BIGINT NOT NULL,
-    status TEXT NOT NULL,
-    storage_key TEXT NOT NULL,
-    meta TEXT NOT NULL
-);
-
-CREATE INDEX IF NOT EXISTS recordings_by_room ON recordings (room, started_at_ms)"#,
-    ),
+    (2, RECORDINGS),
 ];
