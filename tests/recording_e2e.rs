@@ -303,25 +303,20 @@ async fn three_participants_recorded_to_s3_play_back_from_the_link() {
     );
 
     // The API lists it and hands out a presigned link that plays; other rooms' keys see nothing.
-    let listed: serde_json::Value = http
-        .get(format!("{api}/v1/recordings"))
-        .bearer_auth(ROOM_KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let get_json = |key: &'static str, path: String| {
+        let req = http.get(format!("{api}{path}")).bearer_auth(key);
+        async move {
+            req.send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let listed = get_json(ROOM_KEY, "/v1/recordings".into()).await;
     assert_eq!(listed[0]["id"], meta.id.as_str());
-    let hidden: serde_json::Value = http
-        .get(format!("{api}/v1/recordings"))
-        .bearer_auth(OTHER_KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let hidden = get_json(OTHER_KEY, "/v1/recordings".into()).await;
     assert_eq!(hidden, json!([]));
     let link_path = format!("{api}/v1/recordings/{}/link", meta.id);
     assert_eq!(http.get(&link_path).send().await.unwrap().status(), 401);
@@ -334,15 +329,7 @@ async fn three_participants_recorded_to_s3_play_back_from_the_link() {
             .status(),
         403
     );
-    let link: serde_json::Value = http
-        .get(&link_path)
-        .bearer_auth(ROOM_KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let link = get_json(ROOM_KEY, format!("/v1/recordings/{}/link", meta.id)).await;
     let url = link["url"].as_str().unwrap();
     let head = http
         .get(url)

@@ -29,14 +29,11 @@ pub enum DevServerError {
 
 /// Where set-up installs the server: `LIVEKIT_SERVER_BIN` or the cache.
 pub fn server_binary() -> PathBuf {
-    std::env::var_os("LIVEKIT_SERVER_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            crate::config::cache_dir()
-                .join("tools")
-                .join(format!("livekit-server-{SERVER_VERSION}"))
-                .join("server")
-        })
+    super::tool_binary(
+        "LIVEKIT_SERVER_BIN",
+        &format!("livekit-server-{SERVER_VERSION}"),
+        "server",
+    )
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -26,15 +26,11 @@ pub enum LocalS3Error {
 
 /// Where set-up installs s3s-fs: `S3S_FS_BIN` or the cache.
 pub fn s3s_fs_binary() -> PathBuf {
-    std::env::var_os("S3S_FS_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            crate::config::cache_dir()
-                .join("tools")
-                .join(format!("s3s-fs-{S3S_FS_VERSION}"))
-                .join("bin")
-                .join("s3s-fs")
-        })
+    super::tool_binary(
+        "S3S_FS_BIN",
+        &format!("s3s-fs-{S3S_FS_VERSION}"),
+        "bin/s3s-fs",
+    )
 }
 
 fn random_hex(bytes: usize) -> String {
