@@ -60,11 +60,21 @@ pub async fn run(mut config: Config) -> Result<()> {
     let (shutdown, shutdown_rx) = watch::channel(Shutdown::Running);
     let worker_task = tokio::spawn(worker.run(shutdown_rx));
 
-    // The room first, so the agent is in it before anyone speaks.
+    // Registered first (a room created before that gets no agent), then the room, so the
+    // agent is in it before anyone speaks.
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while let Ok(e) = events.recv().await {
+            if matches!(e, WorkerEvent::Registered { .. }) {
+                return;
+            }
+        }
+    })
+    .await
+    .context("the agent worker did not register with the local server")?;
     server
         .room_service("CreateRoom", &serde_json::json!({"name": ROOM}))
         .await?;
-    tokio::time::timeout(Duration::from_secs(30), async {
+    tokio::time::timeout(Duration::from_secs(60), async {
         while let Ok(e) = events.recv().await {
             if matches!(e, WorkerEvent::JobAccepted { .. }) {
                 return;
