@@ -204,6 +204,9 @@ async fn a_meeting_survives_a_server_restart() {
         "the participant stayed in the meeting"
     );
     dave.stop().await;
+    // Leave the room before the server goes, so no reconnect attempts outlive the test.
+    let _ = worker.shutdown.send(Shutdown::Terminate);
+    let _ = tokio::time::timeout(Duration::from_secs(15), worker.task).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

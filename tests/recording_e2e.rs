@@ -582,16 +582,39 @@ secret_key = "{sk}"
         ),
     )
     .unwrap();
-    let agent = || {
+    let agent = |piped_log: bool| {
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_meeting-agent"));
         cmd.arg("--config")
             .arg(&config_path)
             .arg("worker")
             .env("MEETING_AGENT_LOG", "warn,meeting_agent=info")
+            .env("MEETING_AGENT_LOG_FORMAT", "text")
             .kill_on_drop(true);
+        if piped_log {
+            cmd.stderr(std::process::Stdio::piped());
+        }
         cmd.spawn().unwrap()
     };
-    let mut first = agent();
+    let mut first = agent(true);
+    // Dispatch only once the worker is registered: its log says so.
+    let log = first.stderr.take().unwrap();
+    let (registered_tx, registered) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        use tokio::io::AsyncBufReadExt;
+        let mut lines = tokio::io::BufReader::new(log).lines();
+        let mut registered_tx = Some(registered_tx);
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains("worker registered")
+                && let Some(tx) = registered_tx.take()
+            {
+                let _ = tx.send(());
+            }
+        }
+    });
+    tokio::time::timeout(T, registered)
+        .await
+        .expect("the agent registers")
+        .unwrap();
     let room = "rec-crash";
     let mut p = PythonParticipant::spawn(&server, room, "p", &[]).unwrap();
     p.wait_for(T, |e| e["event"] == "connected").await.unwrap();
@@ -608,7 +631,7 @@ secret_key = "{sk}"
     first.wait().await.unwrap();
     p.stop().await;
 
-    let mut second = agent();
+    let mut second = agent(false);
     let recorder = Recorder::from_config(&{
         let mut c2 = Config::default();
         c2.recording.storage = StorageKind::S3;
