@@ -374,19 +374,28 @@ fn the_demo_runs_to_the_end() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let captions = stdout
+    // What the room heard, as captions: most of the six sentences, close to the script (the
+    // machine is busy with other tests, so a word or a late final may differ).
+    let heard: Vec<&str> = stdout
         .lines()
-        .filter(|l| l.contains("[caption] alice:"))
-        .count();
-    assert!(captions >= 5, "{stdout}");
-    assert!(stdout.contains("finance team"), "{stdout}");
+        .filter_map(|l| l.trim().strip_prefix("[caption] alice:"))
+        .collect();
+    assert!(heard.len() >= 4, "{stdout}");
+    let script = std::fs::read_to_string(
+        meeting_agent::devtools::fixtures::dir()
+            .unwrap()
+            .join("captions.txt"),
+    )
+    .unwrap();
+    let wer = meeting_agent::captions::wer::word_error_rate(&script, &heard.join(" "));
+    assert!(wer <= 0.4, "WER {wer:.2}: {stdout}");
     assert!(stdout.contains("recording: file://"), "{stdout}");
     assert!(
         stdout.contains("[recording] meeting-agent: Recording"),
         "{stdout}"
     );
     assert!(
-        stdout.contains("summary:") && stdout.contains("Action items"),
+        stdout.contains("summary:") && stdout.contains("Speaking time"),
         "{stdout}"
     );
 }
