@@ -71,6 +71,8 @@ def parse_args() -> argparse.Namespace:
                    help="A/V sync fixture: black video and silence, except a white picture and "
                         "a 1 kHz beep for the first 100 ms of every period, from one clock")
     p.add_argument("--video-source", choices=["camera", "screenshare"], default="camera")
+    p.add_argument("--wait-for-agent", type=float, default=None, metavar="SECONDS",
+                   help="publish only once an agent participant is in the room (at most SECONDS)")
     p.add_argument("--image-rgba", default=None, metavar="PATH",
                    help="publish this raw RGBA picture (the --video size) as the camera, still")
     p.add_argument("--simulcast", action="store_true",
@@ -306,6 +308,16 @@ async def main() -> int:
         emit("participant_connected", identity=p.identity, kind=kind_name(p),
              attributes=dict(p.attributes), already_present=True)
 
+    if args.wait_for_agent:
+        deadline = time.monotonic() + args.wait_for_agent
+        while not any(p.kind == rtc.ParticipantKind.PARTICIPANT_KIND_AGENT
+                      for p in room.remote_participants.values()):
+            if time.monotonic() > deadline:
+                print("publisher.py: no agent joined the room", file=sys.stderr)
+                await room.disconnect()
+                return 1
+            await asyncio.sleep(0.1)
+        emit("agent_present")
     media = []
     start = time.monotonic() + 0.5
     if args.flash_beep:
