@@ -48,11 +48,7 @@ pub async fn run(mut config: Config) -> Result<()> {
     let session = MeetingSession::new(config.audio, Some(captioning))
         .with_store(
             store.clone(),
-            crate::session::meeting_log::MeetingLogOptions {
-                bot_user: config.store.bot_user.clone(),
-                flush_timeout: Duration::from_secs(config.store.flush_timeout_secs),
-                llm: config.summary.llm(),
-            },
+            crate::session::meeting_log::MeetingLogOptions::from_config(&config),
         )
         .with_recorder(recorder.clone());
     let worker = Worker::new(config.clone(), Arc::new(session));

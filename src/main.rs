@@ -648,11 +648,7 @@ async fn process(
     let (log, task) = MeetingLog::start(
         store.clone(),
         meeting.clone(),
-        MeetingLogOptions {
-            bot_user: config.store.bot_user.clone(),
-            flush_timeout: std::time::Duration::from_secs(config.store.flush_timeout_secs),
-            llm: config.summary.llm(),
-        },
+        MeetingLogOptions::from_config(config),
     );
     for (identity, length) in &lengths {
         log.presence_at(identity, true, 0);
@@ -750,11 +746,7 @@ fn with_store(
     match store {
         Some(store) => session.with_store(
             store,
-            meeting_agent::session::meeting_log::MeetingLogOptions {
-                bot_user: config.store.bot_user.clone(),
-                flush_timeout: std::time::Duration::from_secs(config.store.flush_timeout_secs),
-                llm: config.summary.llm(),
-            },
+            meeting_agent::session::meeting_log::MeetingLogOptions::from_config(config),
         ),
         None => session,
     }

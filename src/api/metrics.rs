@@ -7,12 +7,8 @@ use std::sync::atomic::Ordering;
 /// also what waits there for upload.
 pub fn render(recordings_dir: Option<&std::path::Path>) -> String {
     let mut out = String::new();
-    let mut gauge = |name: &str, help: &str, value: u64| {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
-        );
-    };
+    let mut gauge =
+        |name: &str, help: &str, value: u64| metric(&mut out, "gauge", name, help, value);
     use crate::session::recording::{RECORDINGS_ACTIVE, RECORDINGS_STORED};
     gauge(
         "meeting_agent_recordings_active",
@@ -32,12 +28,8 @@ pub fn render(recordings_dir: Option<&std::path::Path>) -> String {
             spools,
         );
     }
-    let mut counter = |name: &str, help: &str, value: u64| {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
-        );
-    };
+    let mut counter =
+        |name: &str, help: &str, value: u64| metric(&mut out, "counter", name, help, value);
     use crate::session::camera::{VB_FRAMES, VB_FRAMES_FAILED, VB_FRAMES_SKIPPED};
     use crate::session::microphone::CLEAN_FRAMES_DROPPED;
     counter(
@@ -84,4 +76,12 @@ pub fn render(recordings_dir: Option<&std::path::Path>) -> String {
         VB_FRAMES_FAILED.load(Ordering::Relaxed),
     );
     out
+}
+
+/// One metric in Prometheus' text format.
+fn metric(out: &mut String, kind: &str, name: &str, help: &str, value: u64) {
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+    );
 }

@@ -184,15 +184,23 @@ pub(crate) struct RoomFilter {
     room: Option<String>,
 }
 
+impl RoomFilter {
+    /// The caller, when its key may act on the room asked for (if any).
+    fn caller(&self, state: &ApiState, headers: &HeaderMap) -> Result<Caller, ApiError> {
+        let who = caller(state, headers)?;
+        if let Some(room) = &self.room {
+            room_allowed(&who, room)?;
+        }
+        Ok(who)
+    }
+}
+
 async fn meetings(
     State(state): State<Arc<ApiState>>,
     headers: HeaderMap,
     Query(q): Query<RoomFilter>,
 ) -> Result<Response, ApiError> {
-    let who = caller(&state, &headers)?;
-    if let Some(room) = &q.room {
-        room_allowed(&who, room)?;
-    }
+    let who = q.caller(&state, &headers)?;
     let list: Vec<_> = store(&state)?
         .meetings(q.room.as_deref())
         .await?

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use gstreamer as gst;
 use gstreamer::prelude::*;
-use gstreamer_app as gst_app;
 
 use super::row;
 use crate::devtools::process_stats::cpu_seconds;
@@ -33,14 +32,7 @@ fn test_frames(pattern: &str, frames: usize) -> Result<Vec<VideoFrame>> {
         "videotestsrc pattern={pattern} horizontal-speed=4 num-buffers={frames} ! {} ! appsink name=out sync=false",
         source_caps()
     );
-    let pipeline = gst::parse::launch(&description)?
-        .downcast::<gst::Pipeline>()
-        .map_err(|_| anyhow::anyhow!("not a pipeline"))?;
-    let sink = pipeline
-        .by_name("out")
-        .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
-        .context("appsink")?;
-    pipeline.set_state(gst::State::Playing)?;
+    let (pipeline, sink) = crate::recording::pipeline::launch_to_appsink(&description)?;
     let mut out = Vec::with_capacity(frames);
     while let Ok(sample) = sink.pull_sample() {
         let buffer = sample.buffer().context("buffer")?;
@@ -105,14 +97,7 @@ pub fn cores(seconds: u64) -> Result<()> {
             PATTERNS[i],
             source_caps()
         );
-        let source = gst::parse::launch(&description)?
-            .downcast::<gst::Pipeline>()
-            .map_err(|_| anyhow::anyhow!("not a pipeline"))?;
-        let sink = source
-            .by_name("out")
-            .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
-            .context("appsink")?;
-        source.set_state(gst::State::Playing)?;
+        let (source, sink) = crate::recording::pipeline::launch_to_appsink(&description)?;
         sources.push(source);
         feeders.push(std::thread::spawn(move || {
             let mut n = 0usize;

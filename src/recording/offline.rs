@@ -38,16 +38,9 @@ impl Decoder {
         let description = format!(
             "filesrc location=\"{location}\" ! decodebin ! {tail} ! appsink name=out sync=false max-buffers=8"
         );
-        let pipeline = gst::parse::launch(&description)?
-            .downcast::<gst::Pipeline>()
-            .map_err(|_| RecordingError::Pipeline("not a pipeline".into()))?;
-        let sink = pipeline
-            .by_name("out")
-            .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
-            .ok_or_else(|| RecordingError::Pipeline("no appsink".into()))?;
-        pipeline
-            .set_state(gst::State::Playing)
-            .map_err(|_| RecordingError::Pipeline(format!("cannot decode {}", path.display())))?;
+        let (pipeline, sink) = super::pipeline::launch_to_appsink(&description).map_err(|e| {
+            RecordingError::Pipeline(format!("cannot decode {}: {e}", path.display()))
+        })?;
         Ok(Self { pipeline, sink })
     }
 

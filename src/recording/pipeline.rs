@@ -101,6 +101,23 @@ pub fn init() -> Result<(), RecordingError> {
     gst::init().map_err(RecordingError::from)
 }
 
+/// Launches `description`, which ends in `appsink name=out`, and hands back that sink.
+pub fn launch_to_appsink(
+    description: &str,
+) -> Result<(gst::Pipeline, gst_app::AppSink), RecordingError> {
+    let pipeline = gst::parse::launch(description)?
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| RecordingError::Pipeline("not a pipeline".into()))?;
+    let sink = pipeline
+        .by_name("out")
+        .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
+        .ok_or_else(|| RecordingError::Pipeline("no appsink named out".into()))?;
+    pipeline
+        .set_state(gst::State::Playing)
+        .map_err(|e| RecordingError::Pipeline(format!("cannot start {description:?}: {e}")))?;
+    Ok((pipeline, sink))
+}
+
 impl CompositePipeline {
     /// Builds and starts the pipeline; `sink` gets the MP4 bytes in order, on a GStreamer thread.
     pub fn start(

@@ -43,6 +43,17 @@ pub struct MeetingLogOptions {
     pub llm: Option<crate::summary::llm::LlmConfig>,
 }
 
+impl MeetingLogOptions {
+    /// The `[store]` and `[summary]` settings.
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        Self {
+            bot_user: config.store.bot_user.clone(),
+            flush_timeout: Duration::from_secs(config.store.flush_timeout_secs),
+            llm: config.summary.llm(),
+        }
+    }
+}
+
 impl MeetingLog {
     /// Starts writing `meeting`; the returned task ends once the last handle is dropped and
     /// everything is written (or `flush_timeout` passed).
