@@ -98,10 +98,13 @@ impl LocalLiveKitServer {
         format!("http://127.0.0.1:{}", self.ports.http)
     }
 
+    /// `agents.target_load` is the server's own cut-off: it offers no job to a worker whose
+    /// reported load is at or above it (default 0.7), whatever the worker's status says. The
+    /// tests and the demo share two busy cores, so the worker alone decides when it is full.
     fn config_yaml(&self) -> String {
         let p = self.ports;
         format!(
-            "port: {http}\nbind_addresses: [\"127.0.0.1\"]\nrtc:\n  tcp_port: 0\n  udp_port: {udp}\n  use_external_ip: false\n  node_ip: 127.0.0.1\n  enable_loopback_candidate: true\n  interfaces: {{includes: [lo]}}\n  ips: {{includes: [127.0.0.1/32]}}\nkeys:\n  {key}: {secret}\nroom:\n  empty_timeout: 20\n  departure_timeout: 5\nlogging:\n  level: info\n",
+            "port: {http}\nbind_addresses: [\"127.0.0.1\"]\nrtc:\n  tcp_port: 0\n  udp_port: {udp}\n  use_external_ip: false\n  node_ip: 127.0.0.1\n  enable_loopback_candidate: true\n  interfaces: {{includes: [lo]}}\n  ips: {{includes: [127.0.0.1/32]}}\nkeys:\n  {key}: {secret}\nroom:\n  empty_timeout: 20\n  departure_timeout: 5\nagents:\n  target_load: 1.0\nlogging:\n  level: info\n",
             http = p.http,
             udp = p.rtc_udp,
             key = self.api_key,

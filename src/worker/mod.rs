@@ -443,10 +443,14 @@ impl Worker {
             jobs: self.jobs.len(),
         });
         self.status_seq += 1;
+        // livekit-server weighs available workers by 1 - load and dispatches nothing when that
+        // sums to 0: a saturated machine reporting 1.0 would get no job although its status
+        // says available. The status decides availability; the load only weighs the choice.
+        let weight_load = if full { load } else { load.min(0.99) };
         socket
             .send(Up::UpdateWorker(lkp::UpdateWorkerStatus {
                 status: Some(status as i32),
-                load,
+                load: weight_load,
                 job_count: self.jobs.len() as u32,
                 draining: self.draining,
                 seq: self.status_seq,
