@@ -130,7 +130,8 @@ pub struct CaptionsConfig {
     /// Expected sha256 of the model; empty: the manifest's value for the project's own models
     /// (by file name), no check for others.
     pub model_sha256: String,
-    /// Spoken language; empty = detect per utterance (multilingual models only).
+    /// Spoken language (code or name); empty or `auto` = detect per utterance (multilingual
+    /// models only). Rooms and participants can ask for another (`captions.language`).
     pub language: String,
     /// Translate to English (multilingual models only).
     pub translate: bool,
@@ -580,6 +581,9 @@ impl Config {
         }
         if self.captions.threads == 0 || self.captions.threads > 64 {
             return invalid("captions.threads", "must be between 1 and 64");
+        }
+        if let Err(e) = crate::captions::CaptionLanguage::parse(&self.captions.language) {
+            return invalid("captions.language", &e.to_string());
         }
         if !(200..=10_000).contains(&self.captions.interim_ms) {
             return invalid("captions.interim_ms", "must be between 200 and 10000");

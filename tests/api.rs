@@ -378,7 +378,7 @@ async fn settings_reach_the_room_and_its_participants() {
     let r = put(
         room_settings,
         WEEKLY_KEY,
-        json!({"captions.enabled": false, "ns.enabled": true}),
+        json!({"captions.enabled": false, "ns.enabled": true, "captions.language": "es"}),
     )
     .await
     .unwrap();
@@ -391,7 +391,7 @@ async fn settings_reach_the_room_and_its_participants() {
         serde_json::from_str(rooms["rooms"][0]["metadata"].as_str().unwrap()).unwrap();
     assert_eq!(
         metadata,
-        json!({"captions.enabled": false, "ns.enabled": true})
+        json!({"captions.enabled": false, "ns.enabled": true, "captions.language": "es"})
     );
     assert_eq!(
         put(
@@ -422,11 +422,23 @@ async fn settings_reach_the_room_and_its_participants() {
         .status(),
         400
     );
+    assert_eq!(
+        put(
+            room_settings,
+            WEEKLY_KEY,
+            json!({"captions.language": "klingon"})
+        )
+        .await
+        .unwrap()
+        .status(),
+        400,
+        "a language whisper does not know is refused"
+    );
 
     let r = put(
         "/v1/rooms/weekly/participants/bob/settings",
         WEEKLY_KEY,
-        json!({"vb.mode": "blur", "vb.blur": 7, "ns.clean_track": true}),
+        json!({"vb.mode": "blur", "vb.blur": 7, "ns.clean_track": true, "captions.language": "de"}),
     )
     .await
     .unwrap();
@@ -441,6 +453,7 @@ async fn settings_reach_the_room_and_its_participants() {
     assert_eq!(p["attributes"]["vb.mode"], "blur");
     assert_eq!(p["attributes"]["vb.blur"], "7");
     assert_eq!(p["attributes"]["ns.clean_track"], "true");
+    assert_eq!(p["attributes"]["captions.language"], "de");
     assert_eq!(
         put(
             "/v1/rooms/weekly/participants/bob/settings",

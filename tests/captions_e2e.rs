@@ -543,6 +543,116 @@ async fn room_metadata_switches_captions_off_and_on_for_the_whole_room() {
     std::fs::remove_dir_all(data_dir).ok();
 }
 
+/// Each microphone is captioned in the language asked for: the room's metadata says Spanish,
+/// one participant's attribute says German. The agent's own language is English, so without
+/// the settings neither would come out in its own words.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn captions_follow_the_language_the_room_and_each_participant_ask_for() {
+    let _serial = SERIAL.lock().await;
+    init();
+    let server = LocalLiveKitServer::start().await.unwrap();
+    let data_dir = std::env::temp_dir().join(format!("captions-lang-{}", std::process::id()));
+    let mut config: Config = config_for(&server, "");
+    config.data_dir = data_dir.clone();
+    config.captions.model = meeting_agent::config::cache_dir()
+        .join("models")
+        .join("ggml-base.bin");
+    config.captions.language = "en".into();
+    // Finals only matter here; few interims keep the multilingual model within real time.
+    config.captions.interim_ms = 10_000;
+    let captioning = Captioning::from_config(&config)
+        .expect("multilingual model (models/fetch_models.sh whisper-base)");
+    let session = MeetingSession::new(config.audio, captioning);
+    let reports = session.subscribe();
+    let _worker = start_worker_with(config, Arc::new(session), reports).await;
+
+    let room = "language-room";
+    server
+        .room_service(
+            "CreateRoom",
+            &serde_json::json!({"name": room, "metadata": r#"{"captions.language": "es"}"#}),
+        )
+        .await
+        .unwrap();
+    let mut listener =
+        PythonParticipant::spawn(&server, room, "lee", &["--tone-hz", "0", "--video", "none"])
+            .unwrap();
+    listener
+        .wait_for(Duration::from_secs(30), |e| e["event"] == "connected")
+        .await
+        .unwrap();
+    let speaker = |identity: &'static str, fixture: &str, extra: &[&str]| {
+        let wav = fixtures().join(fixture);
+        let mut args = vec!["--wav", wav.to_str().unwrap(), "--once", "--video", "none"];
+        args.extend_from_slice(extra);
+        PythonParticipant::spawn(&server, room, identity, &args).unwrap()
+    };
+    let hans = speaker(
+        "hans",
+        "speech-de.wav",
+        &["--attributes", "captions.language=german"],
+    );
+    let ana = speaker("ana", "speech-es.wav", &[]);
+
+    // identity -> (text of its finals, languages of its legacy segments)
+    let mut heard: std::collections::HashMap<String, (String, Vec<String>)> = Default::default();
+    let expected = [
+        ("hans", "de", ["guten morgen", "jahr"]),
+        ("ana", "es", ["presupuesto", "año"]),
+    ];
+    let complete = |heard: &std::collections::HashMap<String, (String, Vec<String>)>| {
+        expected.iter().all(|(who, _, words)| {
+            heard
+                .get(*who)
+                .is_some_and(|(text, _)| words.iter().all(|w| text.to_lowercase().contains(w)))
+        })
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    while !complete(&heard) && tokio::time::Instant::now() < deadline {
+        let Some(ev) = listener
+            .wait_for(Duration::from_secs(2), |e| {
+                (e["event"] == "text_stream"
+                    && e["topic"] == "lk.transcription"
+                    && e["attributes"]["lk.transcription_final"] == "true")
+                    || e["event"] == "transcription"
+            })
+            .await
+        else {
+            continue;
+        };
+        let who = ev["identity"].as_str().unwrap_or_default().to_string();
+        let entry = heard.entry(who).or_default();
+        if ev["event"] == "text_stream" {
+            entry.0.push(' ');
+            entry.0.push_str(ev["text"].as_str().unwrap_or_default());
+        } else {
+            for segment in ev["segments"].as_array().into_iter().flatten() {
+                if segment["final"] == true {
+                    entry
+                        .1
+                        .push(segment["language"].as_str().unwrap_or_default().into());
+                }
+            }
+        }
+    }
+    println!("heard: {heard:#?}");
+    for (who, language, words) in expected {
+        let (text, languages) = heard.get(who).cloned().unwrap_or_default();
+        let text = text.to_lowercase();
+        for word in words {
+            assert!(text.contains(word), "{who}: {word:?} not in {text:?}");
+        }
+        assert!(
+            !languages.is_empty() && languages.iter().all(|l| l == language),
+            "{who}: segments in {languages:?}, want {language}"
+        );
+    }
+    for p in [hans, ana, listener] {
+        p.stop().await;
+    }
+    std::fs::remove_dir_all(data_dir).ok();
+}
+
 /// A meeting leaves its chat thread in PostgreSQL: the root message, the transcript as the
 /// speaker said it, and the summary with attendance and speaking time; search finds what was
 /// said, by whom and when.

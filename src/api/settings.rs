@@ -15,21 +15,24 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::{ApiError, ApiState, caller, err, room_allowed};
+use crate::captions::CaptionLanguage;
 use crate::livekit::room_service::RoomServiceError;
 use crate::session::camera::{VB_BLUR, VB_IMAGE, VB_MODE};
-use crate::session::controls::{CAPTIONS_ENABLED, NS_CLEAN_TRACK, NS_ENABLED};
+use crate::session::controls::{CAPTIONS_ENABLED, CAPTIONS_LANGUAGE, NS_CLEAN_TRACK, NS_ENABLED};
 use crate::session::recording::RECORDING_SWITCH;
 
 /// Switches a room's metadata may carry.
-const ROOM_KEYS: [&str; 4] = [
+const ROOM_KEYS: [&str; 5] = [
     CAPTIONS_ENABLED,
+    CAPTIONS_LANGUAGE,
     NS_ENABLED,
     NS_CLEAN_TRACK,
     RECORDING_SWITCH,
 ];
 /// Attributes the API may set on a participant.
-const PARTICIPANT_KEYS: [&str; 6] = [
+const PARTICIPANT_KEYS: [&str; 7] = [
     CAPTIONS_ENABLED,
+    CAPTIONS_LANGUAGE,
     NS_ENABLED,
     NS_CLEAN_TRACK,
     VB_MODE,
@@ -50,8 +53,8 @@ fn room_service_error(e: RoomServiceError) -> ApiError {
     }
 }
 
-/// A JSON object of allowed keys with boolean (or, for `vb.*`, string/number) values, as the
-/// strings the agent parses.
+/// A JSON object of allowed keys with boolean (or, for `vb.*` and the caption language,
+/// string/number) values, as the strings the agent parses.
 fn settings(body: &Value, allowed: &[&str]) -> Result<Vec<(String, Value)>, ApiError> {
     let Some(object) = body.as_object().filter(|o| !o.is_empty()) else {
         return Err(err(
@@ -74,6 +77,9 @@ fn settings(body: &Value, allowed: &[&str]) -> Result<Vec<(String, Value)>, ApiE
                     .is_some_and(|m| ["off", "blur", "image"].contains(&m)),
                 VB_BLUR => v.as_u64().is_some_and(|b| (1..=10).contains(&b)),
                 VB_IMAGE => v.as_str().is_some_and(|s| !s.is_empty() && s.len() < 2048),
+                CAPTIONS_LANGUAGE => v
+                    .as_str()
+                    .is_some_and(|s| s.len() < 32 && CaptionLanguage::parse(s).is_ok()),
                 _ => v.is_boolean(),
             };
             if !ok {
@@ -87,7 +93,8 @@ fn settings(body: &Value, allowed: &[&str]) -> Result<Vec<(String, Value)>, ApiE
         .collect()
 }
 
-/// `PUT /v1/rooms/{room}/settings {"captions.enabled": false, ...}`: room-wide switches.
+/// `PUT /v1/rooms/{room}/settings {"captions.enabled": false, "captions.language": "de", ...}`:
+/// room-wide switches.
 pub(super) async fn room(
     State(state): State<Arc<ApiState>>,
     headers: HeaderMap,

@@ -53,7 +53,13 @@ fn sentence_ends(clean: &[f32]) -> Vec<u64> {
 
 /// One speaker: the fixture at real-time pace through the caption path.
 async fn speak(ctx: CaptionContext, identity: String, samples: std::sync::Arc<Vec<i16>>) {
-    let mut captions = SpeakerCaptions::new(ctx, &identity, &format!("TR_{identity}"), 0);
+    let mut captions = SpeakerCaptions::new(
+        ctx,
+        &identity,
+        &format!("TR_{identity}"),
+        0,
+        Default::default(),
+    );
     let mut denoiser = Denoiser::new(true);
     let mut tick = tokio::time::interval(Duration::from_millis(10));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);

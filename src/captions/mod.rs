@@ -10,6 +10,7 @@
 pub mod export;
 pub mod filter;
 pub mod journal;
+pub mod language;
 pub mod model;
 pub mod publisher;
 pub mod recognizer;
@@ -18,5 +19,6 @@ pub mod speaker;
 pub mod stabilizer;
 pub mod wer;
 
+pub use language::CaptionLanguage;
 pub use model::{ModelError, WhisperModel};
 pub use recognizer::{Hypothesis, Recognizer};

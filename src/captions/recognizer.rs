@@ -10,6 +10,7 @@ use thiserror::Error;
 use tokio::sync::oneshot;
 use whisper_rs::{FullParams, SamplingStrategy};
 
+use super::language::CaptionLanguage;
 use super::model::WhisperModel;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -60,6 +61,7 @@ const BACKLOG_FINAL_CONTEXT: Context = Context::Fitted { margin: 768 };
 
 struct Job {
     audio: Vec<f32>,
+    language: CaptionLanguage,
     reply: oneshot::Sender<Result<Hypothesis, RecognizeError>>,
 }
 
@@ -74,7 +76,10 @@ struct Queue {
 pub struct Recognizer {
     queue: Arc<(Mutex<Queue>, Condvar)>,
     pub stats: Arc<RecognizerStats>,
+    /// The language when a microphone asks for none; `None` detects.
     pub language: Option<String>,
+    /// English-only models decode English whatever is asked.
+    pub multilingual: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -102,6 +107,7 @@ impl Recognizer {
         } else {
             Some("en".to_string())
         };
+        let multilingual = model.multilingual;
         let (q, s, lang) = (queue.clone(), stats.clone(), language.clone());
         std::thread::Builder::new()
             .name("whisper".into())
@@ -118,10 +124,15 @@ impl Recognizer {
                         }
                         JobKind::Interim => INTERIM_CONTEXT,
                     };
+                    let language = if multilingual {
+                        job.language.resolve(lang.as_deref())
+                    } else {
+                        Some("en")
+                    };
                     let result = transcribe(
                         &mut state,
                         &job.audio,
-                        lang.as_deref(),
+                        language,
                         options.translate,
                         options.threads,
                         context,
@@ -140,31 +151,52 @@ impl Recognizer {
             queue,
             stats,
             language,
+            multilingual,
         }))
     }
 
     /// Transcribes a finished utterance (16 kHz mono, [-1, 1]). Served before any interim.
     pub fn final_(&self, audio: Vec<f32>) -> oneshot::Receiver<Result<Hypothesis, RecognizeError>> {
+        self.final_in(audio, CaptionLanguage::Default)
+    }
+
+    /// [`Self::final_`] in the language a microphone asked for.
+    pub fn final_in(
+        &self,
+        audio: Vec<f32>,
+        language: CaptionLanguage,
+    ) -> oneshot::Receiver<Result<Hypothesis, RecognizeError>> {
         let (reply, rx) = oneshot::channel();
         let (lock, cv) = &*self.queue;
         lock.lock()
             .unwrap_or_else(|e| e.into_inner())
             .finals
-            .push_back(Job { audio, reply });
+            .push_back(Job {
+                audio,
+                language,
+                reply,
+            });
         cv.notify_one();
         rx
     }
 
-    /// Transcribes an utterance in progress for `speaker`; replaces that speaker's pending request.
+    /// Transcribes an utterance in progress for `speaker`, in the language it asked for;
+    /// replaces that speaker's pending request.
     pub fn interim(
         &self,
         speaker: u64,
         audio: Vec<f32>,
+        language: CaptionLanguage,
     ) -> oneshot::Receiver<Result<Hypothesis, RecognizeError>> {
         let (reply, rx) = oneshot::channel();
         let (lock, cv) = &*self.queue;
         let mut q = lock.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(old) = q.interims.insert(speaker, Job { audio, reply }) {
+        let job = Job {
+            audio,
+            language,
+            reply,
+        };
+        if let Some(old) = q.interims.insert(speaker, job) {
             self.stats
                 .interims_superseded
                 .fetch_add(1, Ordering::Relaxed);

@@ -8,6 +8,7 @@ use tokio::sync::oneshot;
 
 use super::filter;
 use super::journal::Journal;
+use super::language::CaptionLanguage;
 use super::publisher::{Caption, CaptionPublisher};
 use super::recognizer::{Hypothesis, RecognizeError, Recognizer};
 use super::segmenter::{SegmentEvent, Segmenter, SegmenterConfig};
@@ -41,11 +42,18 @@ pub struct SpeakerCaptions {
     /// The interim request in flight and the utterance it belongs to.
     interim: Option<(u32, Reply)>,
     interim_published: bool,
+    language: CaptionLanguage,
 }
 
 impl SpeakerCaptions {
-    pub fn new(ctx: CaptionContext, participant: &str, track_sid: &str, origin_ms: u64) -> Self {
-        Self {
+    pub fn new(
+        ctx: CaptionContext,
+        participant: &str,
+        track_sid: &str,
+        origin_ms: u64,
+        language: CaptionLanguage,
+    ) -> Self {
+        let mut captions = Self {
             segmenter: Segmenter::new(ctx.segmenter.clone()),
             ctx,
             key: NEXT_SPEAKER.fetch_add(1, Ordering::Relaxed),
@@ -56,7 +64,18 @@ impl SpeakerCaptions {
             utterance: 0,
             interim: None,
             interim_published: false,
+            language: CaptionLanguage::Default,
+        };
+        captions.set_language(language);
+        captions
+    }
+
+    /// Utterances from now on are recognised in `language` (the one in progress too).
+    pub fn set_language(&mut self, language: CaptionLanguage) {
+        if language != CaptionLanguage::Default && !self.ctx.recognizer.multilingual {
+            tracing::warn!(participant = %self.participant, %language, "the caption model is English-only: captions stay in English (configure a multilingual model for other languages)");
         }
+        self.language = language;
     }
 
     fn segment_id(&self) -> String {
@@ -69,7 +88,10 @@ impl SpeakerCaptions {
             Some(SegmentEvent::Interim { audio }) => {
                 tracing::debug!(participant = %self.participant, seconds = audio.len() as f32 / 16_000.0, "interim requested");
                 // A request still in flight is replaced: the newest audio is what matters.
-                self.interim = Some((self.utterance, self.ctx.recognizer.interim(self.key, audio)));
+                self.interim = Some((
+                    self.utterance,
+                    self.ctx.recognizer.interim(self.key, audio, self.language),
+                ));
             }
             Some(event @ SegmentEvent::Final { .. }) => self.finalise(event),
             None => {}
@@ -93,7 +115,7 @@ impl SpeakerCaptions {
         else {
             return;
         };
-        let reply = self.ctx.recognizer.final_(audio);
+        let reply = self.ctx.recognizer.final_in(audio, self.language);
         let caption = Caption {
             participant: self.participant.clone(),
             track_sid: self.track_sid.clone(),

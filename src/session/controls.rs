@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use crate::captions::CaptionLanguage;
 use crate::config::{AudioConfig, parse_flag};
 
 /// Attribute turning noise suppression of the participant's microphone on or off.
@@ -11,6 +12,8 @@ pub const NS_ENABLED: &str = "ns.enabled";
 pub const NS_CLEAN_TRACK: &str = "ns.clean_track";
 /// Attribute switching the participant's captions on or off.
 pub const CAPTIONS_ENABLED: &str = "captions.enabled";
+/// Attribute naming the language the participant speaks (`de`, `german`, `auto`).
+pub const CAPTIONS_LANGUAGE: &str = "captions.language";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MicSettings {
@@ -20,10 +23,13 @@ pub struct MicSettings {
     pub clean_track: bool,
     /// Caption this microphone (when the agent has captions at all).
     pub captions: bool,
+    /// The language to recognise this microphone in.
+    pub language: CaptionLanguage,
 }
 
 /// Switches set for a whole room in its metadata: a JSON object whose keys are the attribute
-/// names above (`{"captions.enabled": false}`), values `true`/`false` or their string forms.
+/// names above (`{"captions.enabled": false, "captions.language": "de"}`), values `true`/`false`
+/// or their string forms (the language: a string).
 /// Metadata that is not such an object carries no switches (rooms use metadata for other things too).
 pub fn room_switches(metadata: &str) -> HashMap<String, String> {
     let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(metadata)
@@ -36,6 +42,7 @@ pub fn room_switches(metadata: &str) -> HashMap<String, String> {
                 NS_ENABLED,
                 NS_CLEAN_TRACK,
                 CAPTIONS_ENABLED,
+                CAPTIONS_LANGUAGE,
                 super::recording::RECORDING_SWITCH,
             ]
             .contains(&k.as_str())
@@ -73,10 +80,24 @@ impl MicSettings {
                 .get(key)
                 .map_or(default, |v| parse("participant", key, v, default))
         };
+        // The participant's language wins over the room's; one that is not a language is
+        // ignored (with a warning) rather than breaking the microphone's captions.
+        let language = [("participant", attributes), ("room", room)]
+            .into_iter()
+            .find_map(|(source, values)| {
+                let value = values.get(CAPTIONS_LANGUAGE)?;
+                CaptionLanguage::parse(value)
+                    .inspect_err(
+                        |e| tracing::warn!(source, error = %e, "ignoring caption language"),
+                    )
+                    .ok()
+            })
+            .unwrap_or_default();
         Self {
             denoise: flag(NS_ENABLED, defaults.noise_suppression),
             clean_track: flag(NS_CLEAN_TRACK, defaults.clean_tracks),
             captions: flag(CAPTIONS_ENABLED, captions_default),
+            language,
         }
     }
 
@@ -99,7 +120,8 @@ mod tests {
             MicSettings {
                 denoise: true,
                 clean_track: false,
-                captions: true
+                captions: true,
+                language: CaptionLanguage::Default,
             }
         );
         let attrs: HashMap<_, _> = [
@@ -113,7 +135,8 @@ mod tests {
             MicSettings {
                 denoise: false,
                 clean_track: true,
-                captions: false
+                captions: false,
+                language: CaptionLanguage::Default,
             }
         );
         assert!(s.denoiser_on());
@@ -137,6 +160,23 @@ mod tests {
         assert!(!s.captions && s.clean_track && s.denoise);
         let back_on: HashMap<_, _> = [(CAPTIONS_ENABLED.to_string(), "true".to_string())].into();
         assert!(MicSettings::resolve(&defaults, true, &room, &back_on).captions);
+        let room = room_switches(r#"{"captions.language": "de"}"#);
+        assert_eq!(
+            MicSettings::resolve(&defaults, true, &room, &none).language,
+            CaptionLanguage::Code("de")
+        );
+        let spanish: HashMap<_, _> = [(CAPTIONS_LANGUAGE.to_string(), "es".to_string())].into();
+        assert_eq!(
+            MicSettings::resolve(&defaults, true, &room, &spanish).language,
+            CaptionLanguage::Code("es"),
+            "the participant's language wins"
+        );
+        let junk: HashMap<_, _> = [(CAPTIONS_LANGUAGE.to_string(), "klingon".to_string())].into();
+        assert_eq!(
+            MicSettings::resolve(&defaults, true, &room, &junk).language,
+            CaptionLanguage::Code("de"),
+            "an unknown language falls back to the room's"
+        );
         for not_switches in ["", "plain text", "[1, 2]", r#"{"captions.enabled": 3}"#] {
             assert!(room_switches(not_switches).is_empty(), "{not_switches:?}");
         }

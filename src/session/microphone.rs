@@ -149,10 +149,12 @@ impl Microphone {
                         if let Some(mut c) = captions.take() {
                             c.finish();
                         }
-                    } else if captions.is_none() {
+                    } else if let Some(c) = captions.as_mut() {
+                        c.set_language(settings.language);
+                    } else {
                         captions = self.captioner(settings);
                     }
-                    tracing::info!(room = %room_name, participant = %self.participant, denoise = settings.denoise, clean_track = settings.clean_track, captions = settings.captions, "microphone settings");
+                    tracing::info!(room = %room_name, participant = %self.participant, denoise = settings.denoise, clean_track = settings.clean_track, captions = settings.captions, language = %settings.language, "microphone settings");
                     continue;
                 }
             };
@@ -217,6 +219,7 @@ impl Microphone {
             &self.participant,
             &self.sid,
             self.origin_ms,
+            settings.language,
         ))
     }
 

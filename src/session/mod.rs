@@ -105,7 +105,11 @@ impl Captioning {
         }
         let model = crate::captions::WhisperModel::load(&c.model, c.expected_sha256())?;
         let options = crate::captions::recognizer::RecognizerOptions {
-            language: (!c.language.is_empty()).then(|| c.language.clone()),
+            // Validated with the configuration; names become codes, `auto` detection.
+            language: match crate::captions::CaptionLanguage::parse(&c.language) {
+                Ok(crate::captions::CaptionLanguage::Code(code)) => Some(code.to_string()),
+                _ => None,
+            },
             translate: c.translate,
             threads: c.threads,
         };

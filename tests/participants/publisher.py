@@ -259,7 +259,8 @@ def watch_room(room: rtc.Room, topics: list[str], ended: asyncio.Future, readers
     def _(segments: list, p: rtc.Participant | None, pub: rtc.TrackPublication | None) -> None:
         emit("transcription", identity=p.identity if p else None,
              track_sid=pub.sid if pub else None,
-             segments=[{"id": s.id, "text": s.text, "final": s.final} for s in segments])
+             segments=[{"id": s.id, "text": s.text, "final": s.final, "language": s.language}
+                       for s in segments])
 
     @room.on("disconnected")
     def _(reason: int) -> None:
