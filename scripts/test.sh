@@ -30,7 +30,7 @@ cargo build --locked --all-targets
 # 2-core machine responsive enough for real-time media.
 log="$(mktemp)"
 status=0
-cargo test --locked -- --test-threads=2 2>&1 | tee "$log" || status=$?
+cargo test --locked --no-fail-fast -- --test-threads=2 2>&1 | tee "$log" || status=$?
 # One closing line for the whole run, summed over every test binary.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1) } }
      END { printf "%d passed, %d failed\n", p, f }' "$log"

@@ -457,8 +457,7 @@ async fn s3_outage_and_comings_and_goings_lose_nothing() {
     s3.stop().await;
     let late = PythonParticipant::spawn(&server, room, "late", &["--color", COLORS[2].0]).unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let share_on = started.elapsed();
-    let screen = PythonParticipant::spawn(
+    let mut screen = PythonParticipant::spawn(
         &server,
         room,
         "presenter",
@@ -472,6 +471,13 @@ async fn s3_outage_and_comings_and_goings_lose_nothing() {
         ],
     )
     .unwrap();
+    // The share counts from its publication: a participant starting up on a busy machine
+    // takes seconds to get there.
+    screen
+        .wait_for(T, |e| e["event"] == "published" && e["kind"] == "video")
+        .await
+        .expect("the presenter shares a screen");
+    let share_on = started.elapsed();
     tokio::time::sleep(Duration::from_secs(6)).await;
     let share_off = started.elapsed();
     screen.stop().await;
