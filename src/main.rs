@@ -243,13 +243,34 @@ enum Bench {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    match run(cli) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+    let success = match run(cli) {
+        Ok(()) => true,
         Err(e) => {
             eprintln!("meeting-agent: error: {e:#}");
-            std::process::ExitCode::FAILURE
+            false
         }
+    };
+    if meeting_agent::livekit::Engine::get().is_ok() {
+        exit_past_the_engine(success);
     }
+    if success {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::FAILURE
+    }
+}
+
+/// Ends a process that started LiveKit's engine: closes its rooms, then exits without running
+/// exit-time destructors. The engine's threads (its runtime, WebRTC's) outlive `main`, and the
+/// library's statics being torn down under them now and then killed the process with SIGSEGV
+/// after all its work was done. Everything of ours is dropped and written by this point.
+fn exit_past_the_engine(success: bool) -> ! {
+    use std::io::Write;
+    meeting_agent::livekit::Engine::shutdown(std::time::Duration::from_secs(5));
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    // SAFETY: _exit ends the process at once; nothing runs after it.
+    unsafe { libc::_exit(if success { 0 } else { 1 }) }
 }
 
 fn run(cli: Cli) -> Result<()> {

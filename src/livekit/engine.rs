@@ -92,6 +92,22 @@ impl Engine {
         Ok(engine)
     }
 
+    /// Closes the rooms the engine still holds, as LiveKit's own SDKs do at exit: a process
+    /// that exits with rooms open races the library's threads against its teardown and can
+    /// die with a signal after its work is done. Waits at most `limit` (closing a room
+    /// whose server is gone can hang); a no-op when the engine never started.
+    pub fn shutdown(limit: std::time::Duration) {
+        let Some(engine) = ENGINE.get() else { return };
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            engine.lib.dispose();
+            let _ = done_tx.send(());
+        });
+        if done_rx.recv_timeout(limit).is_err() {
+            tracing::warn!(?limit, "LiveKit engine did not close its rooms in time");
+        }
+    }
+
     pub fn get() -> Result<&'static Engine, EngineError> {
         ENGINE.get().ok_or(EngineError::NotStarted)
     }

@@ -35,7 +35,6 @@ pub struct FfiLibrary {
     initialize: InitializeFn,
     request: RequestFn,
     drop_handle: DropHandleFn,
-    #[allow(dead_code)]
     dispose: DisposeFn,
     pub path: PathBuf,
 }
@@ -100,6 +99,12 @@ impl FfiLibrary {
             (self.drop_handle)(handle);
             response
         }
+    }
+
+    /// Closes every room the library holds and releases its handles; blocks until done.
+    pub fn dispose(&self) {
+        // SAFETY: takes no arguments; the library tolerates being disposed with rooms open.
+        unsafe { (self.dispose)() }
     }
 
     pub fn drop_handle(&self, handle: u64) -> bool {
