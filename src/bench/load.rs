@@ -1,19 +1,44 @@
 //! load_rooms_full: rooms of four speaking, camera-on participants (LiveKit's Python SDK) are
 //! added one at a time to one worker with captions, noise suppression and recording on, until
-//! the worker reports itself full to the server; caption finals are checked per room.
+//! the worker reports itself full to the server. The same run is the load test
+//! (`tests/load.rs`): every speaker's finals are kept, every final asked for is transcribed,
+//! and the agent's memory stays bounded.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
 use super::row;
+use crate::captions::journal::Journal;
+use crate::devtools::process_stats::rss_bytes;
 use crate::devtools::{LocalLiveKitServer, PythonParticipant};
 use crate::session::recording::Recorder;
 use crate::session::{Captioning, MeetingSession};
 use crate::worker::{Shutdown, Worker, WorkerEvent};
 
-pub async fn rooms_full(max_rooms: usize, settle_secs: u64) -> Result<()> {
+/// What a load run saw.
+#[derive(Debug, Default)]
+pub struct LoadOutcome {
+    /// Rooms of four started.
+    pub rooms: usize,
+    /// Jobs running when the worker first reported full (`None`: it never did).
+    pub full_at_jobs: Option<usize>,
+    /// Final captions kept in the transcripts, per speaker.
+    pub finals_by_speaker: BTreeMap<String, usize>,
+    pub finals_requested: u64,
+    /// Finals transcribed once the speakers stopped (at most a minute later).
+    pub finals_done: u64,
+    pub finals_fitted: u64,
+    pub interims_superseded: u64,
+    /// Largest resident set of the process seen while the rooms ran.
+    pub peak_rss_bytes: u64,
+}
+
+/// Adds rooms (each given `settle_secs`) until the worker reports full or `max_rooms` run.
+pub async fn rooms_until_full(max_rooms: usize, settle_secs: u64) -> Result<LoadOutcome> {
     crate::livekit::Engine::start(&crate::livekit::library::default_library_path())?;
     let server = LocalLiveKitServer::start().await?;
     let data = std::env::temp_dir().join(format!("ma-bench-load-{}", std::process::id()));
@@ -24,6 +49,7 @@ pub async fn rooms_full(max_rooms: usize, settle_secs: u64) -> Result<()> {
     config.livekit.api_secret = server.api_secret.clone();
     config.data_dir = data.clone();
     config.recording.auto = true;
+    config.recording.dir = data.join("recordings");
     config.agent.status_interval_secs = 1.0;
     config.validate()?;
     let captioning = Captioning::from_config(&config)?.context("captions")?;
@@ -37,8 +63,7 @@ pub async fn rooms_full(max_rooms: usize, settle_secs: u64) -> Result<()> {
     let task = tokio::spawn(worker.run(rx));
     let speech = crate::devtools::fixtures::dir()?.join("wer-set.wav");
     let mut participants = Vec::new();
-    let mut full_at = None;
-    let mut rooms = 0;
+    let mut outcome = LoadOutcome::default();
     'rooms: for room in 0..max_rooms {
         for p in 0..4 {
             participants.push(PythonParticipant::spawn(
@@ -55,8 +80,8 @@ pub async fn rooms_full(max_rooms: usize, settle_secs: u64) -> Result<()> {
                 ],
             )?);
         }
-        rooms = room + 1;
-        let finals_before = stats.finals.load(std::sync::atomic::Ordering::Relaxed);
+        outcome.rooms = room + 1;
+        let finals_before = stats.finals.load(Ordering::Relaxed);
         let until = Instant::now() + Duration::from_secs(settle_secs);
         let mut loads = Vec::new();
         while Instant::now() < until {
@@ -64,9 +89,12 @@ pub async fn rooms_full(max_rooms: usize, settle_secs: u64) -> Result<()> {
                 e = events.recv() => {
                     if let Ok(WorkerEvent::StatusReported { load, full, jobs }) = e {
                         loads.push(load);
-                        if full && full_at.is_none() && jobs > 0 {
-                            full_at = Some(jobs);
-                            eprintln!("room {rooms}: the worker reports full at {jobs} jobs (load {load:.2})");
+                        outcome.peak_rss_bytes = outcome.peak_rss_bytes.max(rss_bytes());
+                        if full && outcome.full_at_jobs.is_none() && jobs > 0 {
+                            outcome.full_at_jobs = Some(jobs);
+                            eprintln!("room {}: the worker reports full at {jobs} jobs (load {load:.2})", outcome.rooms);
+                            // The full worker keeps serving what it has: one more settle period.
+                            tokio::time::sleep(Duration::from_secs(settle_secs)).await;
                             break 'rooms;
                         }
                     }
@@ -75,29 +103,61 @@ pub async fn rooms_full(max_rooms: usize, settle_secs: u64) -> Result<()> {
                 _ = tokio::time::sleep(Duration::from_millis(200)) => {}
             }
         }
-        let finals = stats.finals.load(std::sync::atomic::Ordering::Relaxed) - finals_before;
+        let finals = stats.finals.load(Ordering::Relaxed) - finals_before;
         let mean = loads.iter().sum::<f32>() / loads.len().max(1) as f32;
         eprintln!(
-            "{rooms} room(s) of 4: machine load {mean:.2}, {finals} caption finals in {settle_secs} s, agent RSS {:.0} MiB",
-            crate::devtools::process_stats::rss_bytes() as f64 / (1024.0 * 1024.0)
+            "{} room(s) of 4: machine load {mean:.2}, {finals} caption finals in {settle_secs} s, agent RSS {:.0} MiB",
+            outcome.rooms,
+            rss_bytes() as f64 / (1024.0 * 1024.0)
         );
     }
-    // The rooms running when the worker declared itself full (it takes no more).
-    let held = full_at.unwrap_or(rooms);
-    eprintln!(
-        "finals fitted (degraded) {}, interims superseded {}",
-        stats
-            .finals_fitted
-            .load(std::sync::atomic::Ordering::Relaxed),
-        stats
-            .interims_superseded
-            .load(std::sync::atomic::Ordering::Relaxed)
-    );
+    outcome.peak_rss_bytes = outcome.peak_rss_bytes.max(rss_bytes());
     for p in participants {
         p.stop().await;
     }
+    // Every final asked for is transcribed, however far behind the recognizer fell. The
+    // agent closes each speaker's last utterance when it sees them leave: a moment later.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let drain_until = Instant::now() + Duration::from_secs(60);
+    while stats.finals.load(Ordering::Relaxed) < stats.finals_requested.load(Ordering::Relaxed)
+        && Instant::now() < drain_until
+    {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    outcome.finals_requested = stats.finals_requested.load(Ordering::Relaxed);
+    outcome.finals_done = stats.finals.load(Ordering::Relaxed);
+    outcome.finals_fitted = stats.finals_fitted.load(Ordering::Relaxed);
+    outcome.interims_superseded = stats.interims_superseded.load(Ordering::Relaxed);
     let _ = shutdown.send(Shutdown::Terminate);
     let _ = tokio::time::timeout(Duration::from_secs(20), task).await;
+    // The last finals are published and journaled by their own tasks.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for entry in std::fs::read_dir(data.join("transcripts"))? {
+        for caption in Journal::read(&entry?.path())? {
+            *outcome
+                .finals_by_speaker
+                .entry(caption.participant)
+                .or_default() += 1;
+        }
+    }
+    let _ = std::fs::remove_dir_all(data);
+    Ok(outcome)
+}
+
+/// The bench: prints the figure.
+pub async fn rooms_full(max_rooms: usize, settle_secs: u64) -> Result<()> {
+    let outcome = rooms_until_full(max_rooms, settle_secs).await?;
+    eprintln!(
+        "finals {} of {} requested, fitted (degraded) {}, interims superseded {}, peak RSS {:.0} MiB; finals per speaker {:?}",
+        outcome.finals_done,
+        outcome.finals_requested,
+        outcome.finals_fitted,
+        outcome.interims_superseded,
+        outcome.peak_rss_bytes as f64 / (1024.0 * 1024.0),
+        outcome.finals_by_speaker
+    );
+    // The rooms running when the worker declared itself full (it takes no more).
+    let held = outcome.full_at_jobs.unwrap_or(outcome.rooms);
     row(
         "load_rooms_full",
         held as f64,
@@ -105,6 +165,5 @@ pub async fn rooms_full(max_rooms: usize, settle_secs: u64) -> Result<()> {
         "-",
         &format!("meeting-agent bench load --max-rooms {max_rooms} --settle {settle_secs}"),
     );
-    let _ = std::fs::remove_dir_all(data);
     Ok(())
 }

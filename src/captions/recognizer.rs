@@ -32,6 +32,8 @@ pub enum RecognizeError {
 /// Counters for capacity monitoring.
 #[derive(Debug, Default)]
 pub struct RecognizerStats {
+    /// Finals asked for; every one is transcribed (`finals` catches up once speech stops).
+    pub finals_requested: AtomicU64,
     pub finals: AtomicU64,
     pub interims: AtomicU64,
     /// Interim requests replaced before they ran: each is one step of degraded cadence.
@@ -167,6 +169,7 @@ impl Recognizer {
         language: CaptionLanguage,
     ) -> oneshot::Receiver<Result<Hypothesis, RecognizeError>> {
         let (reply, rx) = oneshot::channel();
+        self.stats.finals_requested.fetch_add(1, Ordering::Relaxed);
         let (lock, cv) = &*self.queue;
         lock.lock()
             .unwrap_or_else(|e| e.into_inner())
