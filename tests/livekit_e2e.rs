@@ -268,12 +268,21 @@ async fn one_worker_serves_two_rooms_at_once() {
     erin.stop().await;
 }
 
-/// Panics in rooms whose name starts with "panic", runs the normal session elsewhere.
+/// Panics in rooms whose name starts with "panic" (in "panic-joined" once in the room), runs
+/// the normal session elsewhere.
 struct PanickyHandler(MeetingSession);
 
 impl JobHandler for PanickyHandler {
     fn run(&self, ctx: JobContext) -> JobFuture {
-        if ctx.room_name().starts_with("panic") {
+        if ctx.room_name() == "panic-joined" {
+            Box::pin(async move {
+                let (_room, _events) =
+                    meeting_agent::livekit::Room::connect(&ctx.url, &ctx.token, Default::default())
+                        .await?;
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                panic!("deliberate failure in this room's job, inside the room")
+            })
+        } else if ctx.room_name().starts_with("panic") {
             Box::pin(async { panic!("deliberate failure in this room's job") })
         } else {
             self.0.run(ctx)
@@ -340,7 +349,47 @@ async fn a_panicking_job_fails_alone() {
     wait_for(&mut worker.events, T, job_accepted_for("later-room"))
         .await
         .expect("still accepting jobs");
-    for p in [healthy, doomed, later] {
+
+    // A job failing once inside its room leaves it: no ghost agent stays behind.
+    let witness = PythonParticipant::spawn(
+        &server,
+        "panic-joined",
+        "ivy",
+        &["--tone-hz", "440", "--video", "none"],
+    )
+    .unwrap();
+    let agent_present = || async {
+        let listed = server
+            .room_service(
+                "ListParticipants",
+                &serde_json::json!({"room": "panic-joined"}),
+            )
+            .await
+            .unwrap_or_default();
+        listed["participants"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|p| {
+                p["identity"]
+                    .as_str()
+                    .is_some_and(|i| i.starts_with("agent-"))
+            })
+    };
+    let deadline = tokio::time::Instant::now() + T;
+    while !agent_present().await {
+        assert!(tokio::time::Instant::now() < deadline, "the agent joins");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let deadline = tokio::time::Instant::now() + T;
+    while agent_present().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the agent whose job panicked leaves the room"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for p in [healthy, doomed, later, witness] {
         p.stop().await;
     }
 }

@@ -139,13 +139,24 @@ impl Engine {
         async_id: u64,
         message: proto::ffi_request::Message,
     ) -> Result<proto::ffi_event::Message, EngineError> {
+        self.request_with_reply(async_id, message)?
+            .await
+            .map_err(|_| EngineError::ReplyLost(name))
+    }
+
+    /// Sends an asynchronous request; the receiver gets its callback.
+    pub fn request_with_reply(
+        &self,
+        async_id: u64,
+        message: proto::ffi_request::Message,
+    ) -> Result<oneshot::Receiver<proto::ffi_event::Message>, EngineError> {
         let (tx, rx) = oneshot::channel();
         lock(&self.router.pending).insert(async_id, tx);
         if let Err(e) = self.request(message) {
             lock(&self.router.pending).remove(&async_id);
             return Err(e);
         }
-        rx.await.map_err(|_| EngineError::ReplyLost(name))
+        Ok(rx)
     }
 
     /// Owned handles not yet released.
@@ -433,6 +444,11 @@ impl OwnedHandle {
             engine.take_handle(id);
         }
         Self(id)
+    }
+
+    /// Owns nothing: what a handle given away elsewhere leaves in its place.
+    pub fn none() -> Self {
+        Self(0)
     }
 
     pub fn from_proto(h: proto::FfiOwnedHandle) -> Self {

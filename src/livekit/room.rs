@@ -192,6 +192,8 @@ pub struct Room {
     /// The room's metadata when this participant joined (changes arrive as `RoomMetadataChanged`).
     pub metadata: String,
     state: Arc<Mutex<RoomState>>,
+    /// Set once [`Room::disconnect`] was asked for.
+    left: std::sync::atomic::AtomicBool,
 }
 
 impl Room {
@@ -276,6 +278,7 @@ impl Room {
             metadata: info.metadata,
             identity,
             state,
+            left: Default::default(),
         };
         Ok((room, events_rx))
     }
@@ -530,15 +533,52 @@ impl Room {
     pub async fn disconnect(&self) -> Result<(), RoomError> {
         let engine = Engine::get()?;
         let async_id = engine.next_async_id();
-        let req = proto::DisconnectRequest {
+        self.left.store(true, std::sync::atomic::Ordering::Relaxed);
+        engine
+            .request_async(
+                "disconnect",
+                async_id,
+                Req::Disconnect(self.disconnect_request(async_id)),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Asks the engine to leave and releases the room's handle once it has (the engine looks
+    /// the room up by that handle while leaving), on the current runtime or a thread.
+    fn leave_in_background(&mut self, engine: &'static Engine) {
+        let async_id = engine.next_async_id();
+        let request = Req::Disconnect(self.disconnect_request(async_id));
+        let reply = match engine.request_with_reply(async_id, request) {
+            Ok(reply) => reply,
+            Err(e) => {
+                return tracing::warn!(room = %self.name, error = %e, "cannot leave a dropped room");
+            }
+        };
+        tracing::info!(room = %self.name, "leaving a room dropped without disconnecting");
+        let handle = std::mem::replace(&mut self.handle, OwnedHandle::none());
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), reply).await;
+                    drop(handle);
+                });
+            }
+            Err(_) => {
+                std::thread::spawn(move || {
+                    let _ = reply.blocking_recv();
+                    drop(handle);
+                });
+            }
+        }
+    }
+
+    fn disconnect_request(&self, async_id: u64) -> proto::DisconnectRequest {
+        proto::DisconnectRequest {
             room_handle: self.handle.id(),
             request_async_id: Some(async_id),
             reason: Some(DisconnectReason::ClientInitiated as i32),
-        };
-        engine
-            .request_async("disconnect", async_id, Req::Disconnect(req))
-            .await?;
-        Ok(())
+        }
     }
 
     /// Stops publishing one of this participant's tracks.
@@ -565,6 +605,12 @@ impl Drop for Room {
     fn drop(&mut self) {
         if let Ok(engine) = Engine::get() {
             engine.unroute_room(self.handle.id());
+            // The engine keeps a room it was never told to leave connected (and reconnecting)
+            // even once its handle is gone: a job ended by a panic or an abort would leave a
+            // ghost participant behind. Leave now.
+            if !self.left.load(std::sync::atomic::Ordering::Relaxed) {
+                self.leave_in_background(engine);
+            }
         }
         // Remote handles go before the room's own handle.
         let mut st = self.lock();
