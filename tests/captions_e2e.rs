@@ -58,6 +58,29 @@ async fn storing_worker(
     start_worker_with(config, Arc::new(session), reports).await
 }
 
+/// Creates `room` with `metadata` and a silent participant, "lee", who reads the captions.
+async fn room_with_listener(
+    server: &LocalLiveKitServer,
+    room: &str,
+    metadata: &str,
+) -> PythonParticipant {
+    server
+        .room_service(
+            "CreateRoom",
+            &serde_json::json!({"name": room, "metadata": metadata}),
+        )
+        .await
+        .unwrap();
+    let mut listener =
+        PythonParticipant::spawn(server, room, "lee", &["--tone-hz", "0", "--video", "none"])
+            .unwrap();
+    listener
+        .wait_for(Duration::from_secs(30), |e| e["event"] == "connected")
+        .await
+        .unwrap();
+    listener
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spoken_sentences_arrive_as_captions_attributed_to_the_speaker() {
     let _serial = SERIAL.lock().await;
@@ -450,20 +473,7 @@ async fn room_metadata_switches_captions_off_and_on_for_the_whole_room() {
     let data_dir = std::env::temp_dir().join(format!("captions-switch-{}", std::process::id()));
     let _worker = captioning_worker(&server, &data_dir).await;
     let room = "switch-room";
-    server
-        .room_service(
-            "CreateRoom",
-            &serde_json::json!({"name": room, "metadata": r#"{"captions.enabled": false}"#}),
-        )
-        .await
-        .unwrap();
-    let mut listener =
-        PythonParticipant::spawn(&server, room, "lee", &["--tone-hz", "0", "--video", "none"])
-            .unwrap();
-    listener
-        .wait_for(Duration::from_secs(30), |e| e["event"] == "connected")
-        .await
-        .unwrap();
+    let mut listener = room_with_listener(&server, room, r#"{"captions.enabled": false}"#).await;
     let wav = fixtures().join("captions.wav");
     let mut sam = PythonParticipant::spawn(
         &server,
@@ -567,20 +577,7 @@ async fn captions_follow_the_language_the_room_and_each_participant_ask_for() {
     let _worker = start_worker_with(config, Arc::new(session), reports).await;
 
     let room = "language-room";
-    server
-        .room_service(
-            "CreateRoom",
-            &serde_json::json!({"name": room, "metadata": r#"{"captions.language": "es"}"#}),
-        )
-        .await
-        .unwrap();
-    let mut listener =
-        PythonParticipant::spawn(&server, room, "lee", &["--tone-hz", "0", "--video", "none"])
-            .unwrap();
-    listener
-        .wait_for(Duration::from_secs(30), |e| e["event"] == "connected")
-        .await
-        .unwrap();
+    let mut listener = room_with_listener(&server, room, r#"{"captions.language": "es"}"#).await;
     let speaker = |identity: &'static str, fixture: &str, extra: &[&str]| {
         let wav = fixtures().join(fixture);
         let mut args = vec!["--wav", wav.to_str().unwrap(), "--once", "--video", "none"];
