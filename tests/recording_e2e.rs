@@ -339,6 +339,95 @@ async fn three_participants_recorded_to_s3_play_back_from_the_link() {
         .unwrap();
     assert_eq!(head.status(), 206);
     assert_eq!(&head.bytes().await.unwrap()[4..8], b"ftyp");
+
+    // HLS: the playlist's byte ranges cover the recording and its segments add up to it; a
+    // segment fetched through its presigned URL plays on its own after the init section.
+    let playlist_path = format!("/v1/recordings/{}/playlist.m3u8", meta.id);
+    assert_eq!(
+        http.get(format!("{api}{playlist_path}"))
+            .bearer_auth(OTHER_KEY)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        403,
+        "another room's key does not get the playlist"
+    );
+    let response = http
+        .get(format!("{api}{playlist_path}"))
+        .bearer_auth(ROOM_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/vnd.apple.mpegurl"
+    );
+    let playlist = response.text().await.unwrap();
+    assert!(playlist.starts_with("#EXTM3U") && playlist.trim_end().ends_with("#EXT-X-ENDLIST"));
+    let media = playlist
+        .lines()
+        .find(|l| l.starts_with("http"))
+        .expect("segments name a URL");
+    assert!(media.contains("X-Amz-Signature="), "presigned: {media}");
+    let ranges = meeting_agent::recording::hls::parse_ranges(&playlist);
+    assert!(
+        ranges.len() > 30,
+        "{} segments for {meeting} s",
+        ranges.len()
+    );
+    for pair in ranges.windows(2) {
+        assert_eq!(pair[0].0 + pair[0].1, pair[1].0, "contiguous: {pair:?}");
+    }
+    let hls_seconds: f64 = ranges.iter().map(|r| r.2).sum();
+    assert!(
+        (hls_seconds - meeting).abs() <= 0.5,
+        "HLS {hls_seconds} s vs {meeting} s"
+    );
+    let fetch = |offset: u64, len: u64| {
+        http.get(media)
+            .header("Range", format!("bytes={offset}-{}", offset + len - 1))
+            .send()
+    };
+    let (init, middle) = (ranges[0], ranges[ranges.len() / 2]);
+    let mut bytes = fetch(init.0, init.1)
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+        .to_vec();
+    bytes.extend(
+        fetch(middle.0, middle.1)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap(),
+    );
+    let segment_file = dir.join("segment.mp4");
+    std::fs::write(&segment_file, &bytes).unwrap();
+    let segment = tokio::task::spawn_blocking(move || inspect::decode(&segment_file, &[]))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        segment.frames.len() >= 20,
+        "one segment alone decodes to {} frames",
+        segment.frames.len()
+    );
+    // And a player plays it: GStreamer's HLS demuxer over the presigned byte ranges.
+    let playlist_file = dir.join("recording.m3u8");
+    std::fs::write(&playlist_file, &playlist).unwrap();
+    let frames = tokio::task::spawn_blocking(move || frames_played_through(&playlist_file))
+        .await
+        .unwrap();
+    let in_file = decoded.frames.len();
+    assert!(
+        frames.abs_diff(in_file) <= in_file / 100 + 2,
+        "HLS playback rendered {frames} frames, the file has {in_file}"
+    );
     let (_, frame) = &decoded.kept[0];
     for (color, rgb) in COLORS {
         let share = color_share(frame, rgb);
@@ -349,6 +438,47 @@ async fn three_participants_recorded_to_s3_play_back_from_the_link() {
         "the tones are in the mix"
     );
     drain(worker, &dir);
+}
+
+/// Video frames a `playbin3` renders from an HLS playlist, as fast as it can.
+fn frames_played_through(playlist: &std::path::Path) -> usize {
+    use gstreamer as gst;
+    use gstreamer::prelude::*;
+    meeting_agent::recording::pipeline::init().unwrap();
+    let frames = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let video = gst::ElementFactory::make("fakesink")
+        .property("sync", false)
+        .property("signal-handoffs", true)
+        .build()
+        .unwrap();
+    let counter = frames.clone();
+    video.connect("handoff", false, move |_| {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        None
+    });
+    let audio = gst::ElementFactory::make("fakesink")
+        .property("sync", false)
+        .build()
+        .unwrap();
+    let player = gst::ElementFactory::make("playbin3")
+        .property("uri", format!("file://{}", playlist.display()))
+        .property("video-sink", &video)
+        .property("audio-sink", &audio)
+        .build()
+        .unwrap();
+    player.set_state(gst::State::Playing).unwrap();
+    let bus = player.bus().unwrap();
+    let message = bus
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(120),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        )
+        .expect("HLS playback ends within two minutes");
+    if let gst::MessageView::Error(e) = message.view() {
+        panic!("HLS playback failed: {} ({:?})", e.error(), e.debug());
+    }
+    player.set_state(gst::State::Null).unwrap();
+    frames.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// A participant flashes white and beeps at the same instants: the recording keeps them

@@ -134,6 +134,10 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/v1/tokens", post(mint_token))
         .route("/v1/recordings", get(recordings::list))
         .route("/v1/recordings/{id}/link", get(recordings::link))
+        .route(
+            "/v1/recordings/{id}/playlist.m3u8",
+            get(recordings::playlist),
+        )
         .route("/v1/recordings/{id}", delete(recordings::delete))
         .route("/v1/rooms/{room}/recording", put(recordings::switch))
         .route("/v1/rooms/{room}/settings", put(settings::room))

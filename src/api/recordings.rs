@@ -87,6 +87,27 @@ pub(super) async fn link(
     Ok(Json(json!({"url": url, "expires_in_secs": expiry.as_secs()})).into_response())
 }
 
+/// `GET /v1/recordings/{id}/playlist.m3u8`: the recording as HLS (fMP4 byte ranges), its
+/// segments pointing into a link that expires like `/link`'s.
+pub(super) async fn playlist(
+    State(state): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let meta = authorized(&state, &headers, &id).await?;
+    let recorder = recorder(&state)?;
+    let expiry = Duration::from_secs(recorder.config.link_expiry_secs);
+    let text = recorder.storage.hls_playlist(&meta, expiry).await?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/vnd.apple.mpegurl",
+        )],
+        text,
+    )
+        .into_response())
+}
+
 pub(super) async fn delete(
     State(state): State<Arc<ApiState>>,
     headers: HeaderMap,

@@ -70,6 +70,20 @@ impl UploadJournal {
     }
 }
 
+const HLS_TYPE: &str = "application/vnd.apple.mpegurl";
+
+/// The HLS playlist of the first `len` bytes of a recording; `None` (logged) when it cannot be
+/// indexed: the recording itself is still delivered.
+fn playlist_of(path: &Path, len: u64) -> Option<String> {
+    match super::hls::index_file(path, len) {
+        Ok(index) => Some(super::hls::playlist(&index, super::hls::MEDIA_PLACEHOLDER)),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "no HLS playlist for this recording");
+            None
+        }
+    }
+}
+
 /// `room/rec-1.mp4` -> `room/rec-1.json`.
 pub fn meta_key(key: &str) -> String {
     format!("{}.json", key.strip_suffix(".mp4").unwrap_or(key))
@@ -299,6 +313,20 @@ impl Upload<'_> {
         }
     }
 
+    async fn put_playlist(&mut self, playlist: String) {
+        let key = super::hls::playlist_key(&self.key);
+        loop {
+            match self
+                .s3
+                .put_object(&key, playlist.clone().into_bytes(), HLS_TYPE)
+                .await
+            {
+                Ok(()) => return,
+                Err(e) => self.backoff.wait(&self.id, &e).await,
+            }
+        }
+    }
+
     async fn put_meta(&mut self, meta: &RecordingMeta) -> Result<(), RecordingError> {
         let json = serde_json::to_vec_pretty(meta).map_err(|e| RecordingError::Metadata {
             path: PathBuf::from(meta_key(&self.key)),
@@ -364,9 +392,16 @@ impl Storage {
         mut follower: SpoolFollower,
     ) -> Result<RecordingMeta, RecordingError> {
         let progress = follower.wait_done().await;
-        let Some((meta, _len)) = settle(&follower, progress, None)? else {
+        let Some((meta, len)) = settle(&follower, progress, None)? else {
             return Err(nothing_playable(&follower));
         };
+        if let Some(playlist) = playlist_of(&follower.recording_path(), len) {
+            let path = dir.join(key_path(&super::hls::playlist_key(&meta.key))?);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| spool_err(parent, e))?;
+            }
+            write_atomic(&path, playlist.as_bytes())?;
+        }
         let rel = key_path(&meta.key)?;
         let dest = dir.join(&rel);
         let json_dest = dir.join(key_path(&meta_key(&meta.key))?);
@@ -444,6 +479,9 @@ impl Storage {
         };
         upload.finish(len).await?;
         meta.storage = StorageKind::S3.as_str().into();
+        if let Some(playlist) = playlist_of(&follower.recording_path(), len) {
+            upload.put_playlist(playlist).await;
+        }
         upload.put_meta(&meta).await?;
         remove_spool(&dir);
         tracing::info!(recording = %meta.id, key = %s3.full_key(&meta.key), bytes = len, status = ?meta.status, "recording uploaded");
@@ -535,12 +573,46 @@ impl Storage {
         }
     }
 
+    /// The recording's HLS playlist, its segments pointing into a fresh [`Storage::link`]
+    /// (presigned for S3: the link's own expiry applies).
+    pub async fn hls_playlist(
+        &self,
+        meta: &RecordingMeta,
+        expiry: Duration,
+    ) -> Result<String, RecordingError> {
+        let key = super::hls::playlist_key(&meta.key);
+        let stored = match self {
+            Storage::Local { dir } => {
+                let path = dir.join(key_path(&key)?);
+                std::fs::read_to_string(&path).map_err(|e| {
+                    if e.kind() == std::io::ErrorKind::NotFound {
+                        RecordingError::NotFound(meta.id.clone())
+                    } else {
+                        spool_err(&path, e)
+                    }
+                })?
+            }
+            Storage::S3(s3) => {
+                if s3.head(&key).await?.is_none() {
+                    return Err(RecordingError::NotFound(meta.id.clone()));
+                }
+                String::from_utf8_lossy(&s3.get_object(&key).await?).into_owned()
+            }
+        };
+        let media = self.link(meta, expiry).await?;
+        Ok(super::hls::with_media(&stored, &media))
+    }
+
     /// Deletes the recording and its metadata.
     pub async fn delete(&self, meta: &RecordingMeta) -> Result<(), RecordingError> {
         match self {
             Storage::Local { dir } => {
                 let mut found = false;
-                for key in [meta.key.clone(), meta_key(&meta.key)] {
+                for key in [
+                    meta.key.clone(),
+                    meta_key(&meta.key),
+                    super::hls::playlist_key(&meta.key),
+                ] {
                     let path = dir.join(key_path(&key)?);
                     match std::fs::remove_file(&path) {
                         Ok(()) => found = true,
@@ -557,6 +629,8 @@ impl Storage {
             Storage::S3(s3) => {
                 s3.delete_object(&meta.key).await?;
                 s3.delete_object(&meta_key(&meta.key)).await?;
+                s3.delete_object(&super::hls::playlist_key(&meta.key))
+                    .await?;
                 Ok(())
             }
         }
