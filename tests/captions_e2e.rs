@@ -594,8 +594,9 @@ async fn captions_follow_the_language_the_room_and_each_participant_ask_for() {
     // identity -> (text of its finals, languages of its legacy segments)
     let mut heard: std::collections::HashMap<String, (String, Vec<String>)> = Default::default();
     let expected = [
-        ("hans", "de", ["guten morgen", "jahr"]),
-        ("ana", "es", ["presupuesto", "año"]),
+        // Words every run has heard (whisper base on a busy machine varies in the rest).
+        ("hans", "de", ["guten morgen", "heute"]),
+        ("ana", "es", ["hoy", "presupuesto"]),
     ];
     let complete = |heard: &std::collections::HashMap<String, (String, Vec<String>)>| {
         expected.iter().all(|(who, _, words)| {

@@ -149,9 +149,9 @@ impl CompositePipeline {
             "{bases}compositor name=vmix background=black latency={latency} sink_0::alpha=0 \
              ! {video_caps} ! queue max-size-buffers=8 \
              ! x264enc speed-preset={preset} tune=zerolatency bitrate={vkbps} key-int-max={gop} \
-             ! video/x-h264,profile=high ! h264parse ! queue ! mux.video_0 \
+             ! video/x-h264,profile=high ! h264parse ! queue name=vout ! mux.video_0 \
              audiomixer name=amix latency={latency} ! {audio_caps} ! queue \
-             ! audioconvert ! avenc_aac bitrate={abps} ! queue ! mux.audio_0 \
+             ! audioconvert ! avenc_aac bitrate={abps} ! queue name=aout ! mux.audio_0 \
              mp4mux name=mux fragment-duration=1000 streamable=true ! appsink name=out sync=false",
             preset = s.preset,
             vkbps = s.video_bitrate_kbps,
@@ -176,6 +176,9 @@ impl CompositePipeline {
                 .by_name(n)
                 .ok_or_else(|| RecordingError::Pipeline(format!("no element {n}")))
         };
+        for branch in ["vout", "aout"] {
+            guard_timestamps(&by_name(branch)?);
+        }
         let compositor = by_name("vmix")?;
         let audiomixer = by_name("amix")?;
         let out = by_name("out")?
@@ -390,6 +393,35 @@ impl CompositePipeline {
 }
 
 /// The bus watcher records EOS and errors on the pipeline object.
+/// mp4mux fails the whole recording on one encoded buffer without a PTS, which an encoder
+/// now and then emits as the first inputs arrive: such a buffer takes its DTS, or follows the
+/// previous one; with neither it is dropped (and counted in the log).
+fn guard_timestamps(queue: &gst::Element) {
+    let Some(pad) = queue.static_pad("src") else {
+        return;
+    };
+    let last_end: Mutex<Option<gst::ClockTime>> = Mutex::new(None);
+    let branch = queue.name().to_string();
+    pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        let Some(buffer) = info.buffer_mut() else {
+            return gst::PadProbeReturn::Ok;
+        };
+        let mut last = lock(&last_end);
+        if buffer.pts().is_none() {
+            let Some(pts) = buffer.dts().or(*last) else {
+                tracing::warn!(branch = %branch, "dropping an encoded buffer without timestamps");
+                return gst::PadProbeReturn::Drop;
+            };
+            tracing::debug!(branch = %branch, ?pts, "encoded buffer without PTS given one");
+            buffer.make_mut().set_pts(pts);
+        }
+        *last = buffer
+            .pts()
+            .map(|pts| pts + buffer.duration().unwrap_or_default());
+        gst::PadProbeReturn::Ok
+    });
+}
+
 fn watch_bus(shared: &Arc<Shared>) {
     let Some(bus) = shared.pipeline.bus() else {
         return;
