@@ -21,6 +21,17 @@ pub fn init() {
             .unwrap_or_else(|_| "warn,meeting_agent=info".into()),
     );
     Engine::start(&default_library_path()).expect("LiveKit FFI library (run scripts/setup.sh)");
+    static AT_EXIT: std::sync::Once = std::sync::Once::new();
+    // SAFETY: registers a plain function; it runs once, at exit.
+    AT_EXIT.call_once(|| unsafe {
+        libc::atexit(close_engine_at_exit);
+    });
+}
+
+/// The test harness exits with the engine's threads still running; closing its rooms first
+/// keeps them from racing the library's exit-time destructors (as the binary does at exit).
+extern "C" fn close_engine_at_exit() {
+    Engine::shutdown(Duration::from_secs(5));
 }
 
 pub fn config_for(server: &LocalLiveKitServer, agent_name: &str) -> Config {
