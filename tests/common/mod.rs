@@ -22,16 +22,37 @@ pub fn init() {
     );
     Engine::start(&default_library_path()).expect("LiveKit FFI library (run scripts/setup.sh)");
     static AT_EXIT: std::sync::Once = std::sync::Once::new();
-    // SAFETY: registers a plain function; it runs once, at exit.
-    AT_EXIT.call_once(|| unsafe {
-        libc::atexit(close_engine_at_exit);
+    AT_EXIT.call_once(|| {
+        // A panic anywhere but in a runtime's worker (where some tests panic on purpose)
+        // may be a failing test: then the exit is left to the harness.
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let thread = std::thread::current();
+            if !thread.name().is_some_and(|n| n.starts_with("tokio-")) {
+                PANICKED.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+            previous(info);
+        }));
+        // SAFETY: registers a plain function; it runs once, at exit.
+        unsafe { libc::atexit(exit_past_the_engine) };
     });
 }
 
-/// The test harness exits with the engine's threads still running; closing its rooms first
-/// keeps them from racing the library's exit-time destructors (as the binary does at exit).
-extern "C" fn close_engine_at_exit() {
+static PANICKED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The test harness exits with the engine's threads still running, and the library's
+/// exit-time destructors racing them now and then killed a binary whose tests had all passed.
+/// As the agent binary does: close the rooms, then, when nothing failed, end the process
+/// without those destructors. A binary with a failure exits through the harness as usual.
+extern "C" fn exit_past_the_engine() {
+    use std::io::Write;
     Engine::shutdown(Duration::from_secs(5));
+    if !PANICKED.load(std::sync::atomic::Ordering::SeqCst) {
+        let _ = std::io::stdout().flush();
+        let _ = std::io::stderr().flush();
+        // SAFETY: ends the process at once; nothing runs after it.
+        unsafe { libc::_exit(0) }
+    }
 }
 
 pub fn config_for(server: &LocalLiveKitServer, agent_name: &str) -> Config {
