@@ -135,7 +135,7 @@ pub(super) async fn switch(
     room_allowed(&who, &room)?;
     state
         .room_service
-        .set_switch(&room, RECORDING_SWITCH, json!(body.enabled))
+        .set_switches(&room, [(RECORDING_SWITCH.to_string(), json!(body.enabled))])
         .await
         .map_err(|e| match e {
             crate::livekit::room_service::RoomServiceError::NoSuchRoom(_) => {

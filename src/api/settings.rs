@@ -103,13 +103,11 @@ pub(super) async fn room(
 ) -> Result<Response, ApiError> {
     let who = caller(&state, &headers)?;
     room_allowed(&who, &room)?;
-    for (key, value) in settings(&body, &ROOM_KEYS)? {
-        state
-            .room_service
-            .set_switch(&room, &key, value)
-            .await
-            .map_err(room_service_error)?;
-    }
+    state
+        .room_service
+        .set_switches(&room, settings(&body, &ROOM_KEYS)?)
+        .await
+        .map_err(room_service_error)?;
     let metadata = state
         .room_service
         .room_metadata(&room)

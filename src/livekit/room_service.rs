@@ -112,20 +112,20 @@ impl RoomService {
         .map(|_| ())
     }
 
-    /// Sets one key of the room's metadata (a JSON object), keeping the others. Metadata that
-    /// is not a JSON object is replaced.
-    pub async fn set_switch(
+    /// Sets keys of the room's metadata (a JSON object), keeping the others, in one update:
+    /// the server's metadata reads lag its writes, so key-by-key updates could lose a key.
+    /// Metadata that is not a JSON object is replaced.
+    pub async fn set_switches(
         &self,
         room: &str,
-        key: &str,
-        value: Value,
+        switches: impl IntoIterator<Item = (String, Value)>,
     ) -> Result<(), RoomServiceError> {
         let current = self.room_metadata(room).await?;
         let mut object = match serde_json::from_str::<Value>(&current) {
             Ok(Value::Object(map)) => map,
             _ => serde_json::Map::new(),
         };
-        object.insert(key.to_string(), value);
+        object.extend(switches);
         self.call(
             "UpdateRoomMetadata",
             room,
