@@ -23,7 +23,7 @@ log() { printf 'setup: %s\n' "$*" >&2; }
 # (compositor, audiomixer, x264, AAC, MP4) and reading recordings back.
 apt_packages=(ca-certificates pkg-config python3-venv espeak-ng sox cmake libclang-dev postgresql
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-plugins-base
-  gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav)
+  gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

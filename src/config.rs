@@ -79,7 +79,9 @@ pub struct LogConfig {
 impl Default for LogConfig {
     fn default() -> Self {
         Self {
-            format: LogFormat::Text,
+            // JSON lines by default (one event per line whatever the values hold); `text` for
+            // reading by eye, with control characters escaped (src/telemetry.rs).
+            format: LogFormat::Json,
             filter: "info".into(),
         }
     }
@@ -198,12 +200,17 @@ impl Default for StoreConfig {
 }
 
 /// One API key and the rooms it may act on (`*`: all).
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ApiKey {
     pub key: String,
     #[serde(default)]
     pub rooms: Vec<String>,
+    // --- issue 12 (API security): per-key token policy ---
+    /// Whether tokens this key mints may grant `canUpdateOwnMetadata` (participants setting
+    /// their own `vb.*`/`captions.*` attributes) when the request asks for it.
+    #[serde(default)]
+    pub participant_attributes: bool,
 }
 
 /// The control API (`meeting-agent worker` serves it when `enabled`).
@@ -218,6 +225,23 @@ pub struct ApiConfig {
     pub token_max_ttl_secs: u64,
     /// Tokens minted per API key per minute.
     pub token_rate_per_minute: u32,
+    // --- issue 12 (API security): limits and policies ---
+    /// Largest request body of JSON calls (uploads have their own limit).
+    pub max_body_bytes: usize,
+    /// Longest time a call may take before it is answered 503.
+    pub request_timeout_secs: u64,
+    /// Calls served at once; more are answered 503 at once instead of queueing.
+    pub max_concurrent_requests: usize,
+    /// Background images kept per room (uploads beyond are refused with 507).
+    pub background_max_count: u32,
+    /// Bytes of background images kept per room.
+    pub background_max_bytes: u64,
+    /// Uploaded backgrounds older than this many days are deleted (0: kept).
+    pub background_expiry_days: u32,
+    /// Identities minted tokens may not take (the agent joins as `agent-<job>`).
+    pub reserved_identity_prefixes: Vec<String>,
+    /// Characters a minted identity may have besides ASCII letters and digits.
+    pub identity_extra_chars: String,
 }
 
 impl Default for ApiConfig {
@@ -228,9 +252,20 @@ impl Default for ApiConfig {
             keys: Vec::new(),
             token_max_ttl_secs: 3600,
             token_rate_per_minute: 30,
+            max_body_bytes: 64 * 1024,
+            request_timeout_secs: 30,
+            max_concurrent_requests: 64,
+            background_max_count: 20,
+            background_max_bytes: 50_000_000,
+            background_expiry_days: 30,
+            reserved_identity_prefixes: vec!["agent-".into()],
+            identity_extra_chars: "-_.@:".into(),
         }
     }
 }
+
+/// The longest `api.token_max_ttl_secs` (a week).
+pub const TOKEN_MAX_TTL_LIMIT_SECS: u64 = 7 * 86_400;
 
 /// Virtual backgrounds: participants ask with `vb.mode`, `vb.blur`, `vb.image`.
 #[derive(Debug, Clone, Deserialize)]
@@ -241,6 +276,9 @@ pub struct VideoConfig {
     pub models_dir: PathBuf,
     /// ONNX Runtime's library.
     pub onnxruntime: PathBuf,
+    /// Hosts whose https URLs participants may name as `vb.image` (`images.example.com`,
+    /// `*.example.com`, `host:port`). Empty (the default): only images uploaded to the room.
+    pub background_url_hosts: Vec<String>,
 }
 
 impl Default for VideoConfig {
@@ -249,6 +287,7 @@ impl Default for VideoConfig {
             virtual_backgrounds: true,
             models_dir: cache_dir().join("models"),
             onnxruntime: onnxruntime_library(),
+            background_url_hosts: Vec::new(),
         }
     }
 }
@@ -435,6 +474,29 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("LIVEKIT_LIB_PATH", "engine.library"),
 ];
 
+/// A host name, `*.` + a host name, optionally `:port`: no scheme, path or address literal.
+fn valid_host_pattern(entry: &str) -> bool {
+    let (host, port) = match entry.rsplit_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (entry, None),
+    };
+    if port.is_some_and(|p| p.parse::<u16>().map_or(true, |p| p == 0)) {
+        return false;
+    }
+    let host = host.strip_prefix("*.").unwrap_or(host);
+    let labels: Vec<&str> = host.split('.').collect();
+    !host.is_empty()
+        && host.len() <= 253
+        && host.parse::<std::net::IpAddr>().is_err()
+        && !labels.last().is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()))
+        && labels.iter().all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
 impl Config {
     /// Defaults <- file (if any) <- environment, then validated.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
@@ -611,6 +673,47 @@ impl Config {
         if self.store.bot_user.is_empty() {
             return invalid("store.bot_user", "must not be empty");
         }
+        // --- issue 12 (API security): bounds of the API's limits ---
+        if !(1..=TOKEN_MAX_TTL_LIMIT_SECS).contains(&self.api.token_max_ttl_secs) {
+            return invalid("api.token_max_ttl_secs", "must be in 1..=604800 (a week)");
+        }
+        if self.api.max_body_bytes < 1024 || self.api.max_body_bytes > 16 * 1024 * 1024 {
+            return invalid("api.max_body_bytes", "must be in 1024..=16777216");
+        }
+        if self.api.request_timeout_secs == 0 || self.api.request_timeout_secs > 3600 {
+            return invalid("api.request_timeout_secs", "must be in 1..=3600");
+        }
+        if self.api.max_concurrent_requests == 0 {
+            return invalid("api.max_concurrent_requests", "must be at least 1");
+        }
+        if self.api.background_max_count == 0 || self.api.background_max_bytes == 0 {
+            return invalid(
+                "api.background_max_count",
+                "and api.background_max_bytes must be at least 1",
+            );
+        }
+        if self
+            .api
+            .identity_extra_chars
+            .chars()
+            .any(|c| !c.is_ascii_punctuation() || c == '/')
+        {
+            return invalid(
+                "api.identity_extra_chars",
+                "may only hold ASCII punctuation other than /",
+            );
+        }
+        if self
+            .api
+            .reserved_identity_prefixes
+            .iter()
+            .any(|p| p.is_empty())
+        {
+            return invalid(
+                "api.reserved_identity_prefixes",
+                "must not hold an empty prefix",
+            );
+        }
         if self.api.enabled {
             if self.api.keys.is_empty() {
                 return invalid("api.keys", "needs at least one key when the API is enabled");
@@ -645,6 +748,16 @@ impl Config {
             }
         }
         self.validate_recording()?;
+        for host in &self.video.background_url_hosts {
+            if !valid_host_pattern(host) {
+                return Err(ConfigError::Invalid {
+                    field: "video.background_url_hosts",
+                    problem: format!(
+                        "{host:?} is not a host name (`images.example.com`, `*.example.com`, optionally `:port`)"
+                    ),
+                });
+            }
+        }
         tracing_subscriber::EnvFilter::try_new(&self.log.filter).map_err(|e| {
             ConfigError::Invalid {
                 field: "log.filter",
@@ -815,6 +928,29 @@ mod tests {
         move |k| map.get(k).cloned()
     }
 
+    #[test]
+    fn background_url_hosts_are_host_names() {
+        for ok in ["images.example.com", "*.example.com", "cdn.example.org:8443", "localhost"] {
+            assert!(valid_host_pattern(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "https://images.example.com",
+            "images.example.com/path",
+            "127.0.0.1",
+            "[::1]",
+            "::1",
+            "169.254.169.254:80",
+            "host:0",
+            "host:99999",
+            "*",
+            "a..b",
+            "-a.example",
+        ] {
+            assert!(!valid_host_pattern(bad), "{bad}");
+        }
+    }
+
     const OK: &[(&str, &str)] = &[
         ("LIVEKIT_URL", "ws://127.0.0.1:7880"),
         ("LIVEKIT_API_KEY", "k"),
@@ -888,6 +1024,7 @@ mod tests {
         c.api.keys = vec![ApiKey {
             key: "short".into(),
             rooms: vec!["*".into()],
+            participant_attributes: false,
         }];
         assert!(problem(c.clone()).contains("at least 24"));
         c.api.keys[0].key = "k".repeat(24);
@@ -895,6 +1032,19 @@ mod tests {
         assert!(problem(c.clone()).contains("api.bind"));
         c.api.bind = "127.0.0.1:0".into();
         c.validate().unwrap();
+        // issue 12: a huge token lifetime (it panicked in `with_ttl`) and bad limits are refused.
+        let mut t = c.clone();
+        t.api.token_max_ttl_secs = u64::MAX;
+        assert!(problem(t.clone()).contains("api.token_max_ttl_secs"));
+        t.api.token_max_ttl_secs = 0;
+        assert!(problem(t.clone()).contains("api.token_max_ttl_secs"));
+        t.api.token_max_ttl_secs = 7 * 86_400;
+        t.validate().unwrap();
+        t.api.identity_extra_chars = "-/".into();
+        assert!(problem(t.clone()).contains("api.identity_extra_chars"));
+        t.api.identity_extra_chars = "-".into();
+        t.api.max_concurrent_requests = 0;
+        assert!(problem(t).contains("api.max_concurrent_requests"));
     }
 
     #[test]

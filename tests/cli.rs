@@ -363,6 +363,104 @@ fn process_runs_the_pipelines_over_recordings() {
     std::fs::remove_dir_all(dir.parent().unwrap()).ok();
 }
 
+/// `process DIR` with microphone files only (nobody turned a camera on): the transcript and a
+/// playable recording, as long as the longest microphone, with the voices and a black picture
+/// at a low frame rate. It used to hang for ever with `recording.mp4` at 0 bytes.
+#[test]
+fn process_with_microphones_only_writes_a_playable_recording() {
+    let fixtures = meeting_agent::devtools::fixtures::dir().unwrap();
+    let dir = std::env::temp_dir()
+        .join(format!("ma-process-audio-{}", std::process::id()))
+        .join("call");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(fixtures.join("speech.wav"), dir.join("ann.wav")).unwrap();
+    std::fs::copy(fixtures.join("speech-de.wav"), dir.join("bob.wav")).unwrap();
+    let url = format!(
+        "sqlite:{}",
+        dir.parent().unwrap().join("store.db").display()
+    );
+    // Output to files (a full pipe would stall the child); a hang fails the test.
+    let (out_path, err_path) = (dir.with_extension("out"), dir.with_extension("err"));
+    let mut child = agent()
+        .args(["process", dir.to_str().unwrap()])
+        .env("MEETING_AGENT_DATABASE_URL", &url)
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "process did not finish in 300 s; recording.mp4 has {:?} bytes; stderr:\n{}",
+                std::fs::metadata(dir.join("out/recording.mp4")).map(|m| m.len()),
+                std::fs::read_to_string(&err_path).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let stdout = std::fs::read_to_string(&out_path).unwrap();
+    let stderr = std::fs::read_to_string(&err_path).unwrap();
+    assert!(status.success(), "{stderr}");
+    assert!(stdout.contains("recording: "), "{stdout}");
+    let vtt = std::fs::read_to_string(dir.join("out/transcript.vtt")).unwrap();
+    assert!(vtt.contains("<v ann>"), "{vtt}");
+    let longest = ["ann.wav", "bob.wav"]
+        .iter()
+        .map(|f| {
+            let r = hound::WavReader::open(dir.join(f)).unwrap();
+            r.duration() as f64 / r.spec().sample_rate as f64
+        })
+        .fold(0.0, f64::max);
+    let recording = dir.join("out/recording.mp4");
+    assert!(std::fs::metadata(&recording).unwrap().len() > 0);
+    let decoded =
+        meeting_agent::recording::inspect::decode(&recording, &[std::time::Duration::from_secs(3)])
+            .unwrap();
+    assert_eq!(
+        meeting_agent::recording::inspect::DecodedRecording::caps_field(
+            &decoded.video_caps,
+            "profile"
+        )
+        .as_deref(),
+        Some("high"),
+        "{}",
+        decoded.video_caps
+    );
+    assert!(
+        decoded.audio_caps.contains("mpegversion=(int)4"),
+        "{}",
+        decoded.audio_caps
+    );
+    let length = decoded.duration().as_secs_f64();
+    assert!((length - longest).abs() < 0.5, "{length} s vs {longest} s");
+    let audio_s = decoded.audio.len() as f64 / 48_000.0;
+    assert!(
+        (audio_s - longest).abs() < 0.5,
+        "audio {audio_s} s vs {longest} s"
+    );
+    assert!(
+        decoded.audio.iter().any(|s| s.abs() > 3000),
+        "the voices are mixed in"
+    );
+    // A black picture, at the low audio-only frame rate, from start to end.
+    assert!(decoded.frames.iter().all(|&(_, luma)| luma < 24.0));
+    let last = decoded.frames.last().unwrap().0 as f64 / 1e6;
+    assert!(
+        last > longest - 0.5,
+        "video ends at {last} s of {longest} s"
+    );
+    let fps = decoded.frames.len() as f64 / length;
+    let expected = meeting_agent::recording::offline::AUDIO_ONLY_FPS as f64;
+    assert!((fps - expected).abs() < 1.0, "{fps} frames/s");
+    std::fs::remove_dir_all(dir.parent().unwrap()).ok();
+}
+
 /// The README's main command: the demo runs to the end and shows captions, the recording's
 /// link, the chat thread and the summary.
 #[test]

@@ -1,41 +1,112 @@
-//! Every FFI handle the engine hands over is released exactly once. In its own test binary so
-//! the process-wide counters see only this test.
+//! Every FFI handle the engine hands over is released exactly once, never after the library
+//! is disposed, and never before the library's own release of a room's track handles when it
+//! closes the room (the library then warns "Attempted to drop unknown FFI handle", which the
+//! engine counts). In its own test binary so the process-wide counters see only this test,
+//! which ends by disposing the library as the agent does at exit.
 
 mod common;
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::*;
 use meeting_agent::devtools::{LocalLiveKitServer, PythonParticipant};
-use meeting_agent::livekit::TrackKind;
+use meeting_agent::livekit::{
+    AudioStream, ConnectOptions, Engine, Room, RoomEvent, TrackKind, token,
+};
+use tokio::sync::mpsc::UnboundedReceiver;
 
 const T: Duration = Duration::from_secs(30);
+const ROOM: &str = "handles-room";
+
+async fn join(server: &LocalLiveKitServer, identity: &str) -> (Room, UnboundedReceiver<RoomEvent>) {
+    let jwt = token::room_token(
+        &server.api_key,
+        &server.api_secret,
+        ROOM,
+        identity,
+        identity,
+    )
+    .unwrap();
+    Room::connect(&server.ws_url(), &jwt, ConnectOptions::default())
+        .await
+        .unwrap()
+}
+
+/// Waits until `identity`'s audio track is subscribed and opens a stream on it.
+async fn audio_of(
+    room: &Room,
+    events: &mut UnboundedReceiver<RoomEvent>,
+    identity: &str,
+) -> AudioStream {
+    if let Some(t) = room
+        .subscribed_tracks()
+        .into_iter()
+        .find(|t| t.participant == identity && t.kind == TrackKind::KindAudio)
+    {
+        return room.audio_stream(&t.sid, 48_000, 1, 10).unwrap();
+    }
+    loop {
+        match tokio::time::timeout(T, events.recv())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            RoomEvent::TrackSubscribed(t)
+                if t.participant == identity && t.kind == TrackKind::KindAudio =>
+            {
+                return room.audio_stream(&t.sid, 48_000, 1, 10).unwrap();
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Until every owned handle is released (rooms let go in the background), at most 15 s; then
+/// a moment for the library's log records (batched) to arrive.
+async fn settled(engine: &Engine) {
+    for _ in 0..150 {
+        if engine.live_handles() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+}
+
+fn assert_released_once(engine: &Engine, when: &str) {
+    assert_eq!(
+        engine.live_handles(),
+        0,
+        "{when}: every owned handle is released"
+    );
+    assert_eq!(
+        engine.stats.handles_drop_failed.load(Ordering::Relaxed),
+        0,
+        "{when}: no handle may be released twice"
+    );
+    assert_eq!(
+        engine.stats.library_unknown_drops.load(Ordering::Relaxed),
+        0,
+        "{when}: the library released no handle this process had already released"
+    );
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn handles_are_released_when_a_room_ends() {
-    use meeting_agent::livekit::{ConnectOptions, Engine, Room, RoomEvent, token};
-    use std::sync::atomic::Ordering;
+async fn handles_are_released_once_and_never_after_dispose() {
     init();
     let server = LocalLiveKitServer::start().await.unwrap();
     let kate = PythonParticipant::spawn(
         &server,
-        "handles-room",
+        ROOM,
         "kate",
         &["--tone-hz", "440", "--video", "320x240"],
     )
     .unwrap();
     let engine = Engine::get().unwrap();
-    let jwt = token::room_token(
-        &server.api_key,
-        &server.api_secret,
-        "handles-room",
-        "probe",
-        "probe",
-    )
-    .unwrap();
-    let (room, mut events) = Room::connect(&server.ws_url(), &jwt, ConnectOptions::default())
-        .await
-        .unwrap();
+
+    // 1. A room left with disconnect: streams of both kinds, every frame buffer released.
+    let (room, mut events) = join(&server, "probe").await;
     let mut streams = (None, None);
     while streams.0.is_none() || streams.1.is_none() {
         match tokio::time::timeout(T, events.recv())
@@ -65,22 +136,78 @@ async fn handles_are_released_when_a_room_ends() {
     drop((audio, video));
     room.disconnect().await.unwrap();
     drop(room);
-    // Room tasks release what they hold as they wind down.
-    for _ in 0..50 {
-        if engine.live_handles() == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(engine.live_handles(), 0, "every owned handle is released");
-    assert_eq!(
-        engine.stats.handles_drop_failed.load(Ordering::Relaxed),
-        0,
-        "no handle may be released twice"
-    );
+    settled(engine).await;
+    assert_released_once(engine, "after disconnect");
     assert!(
         engine.stats.handles_dropped.load(Ordering::Relaxed) > 50,
         "frame buffers are released"
+    );
+
+    // 2. A participant leaves mid-meeting (its tracks end before the room closes), then the
+    // room is dropped without disconnect while a stream is still open (a job that panicked or
+    // was aborted): the library closes the room in the background and releases the track
+    // handles itself; ours go after that, never before.
+    let (room, mut events) = join(&server, "probe-2").await;
+    let leo = PythonParticipant::spawn(
+        &server,
+        ROOM,
+        "leo",
+        &["--tone-hz", "660", "--video", "160x120"],
+    )
+    .unwrap();
+    let mut from_kate = audio_of(&room, &mut events, "kate").await;
+    let mut from_leo = audio_of(&room, &mut events, "leo").await;
+    from_leo.recv().await.unwrap();
+    leo.stop().await;
+    loop {
+        match tokio::time::timeout(T, events.recv())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            RoomEvent::ParticipantDisconnected { identity, .. } if identity == "leo" => break,
+            _ => {}
+        }
+    }
+    drop(from_leo);
+    from_kate.recv().await.unwrap();
+    drop(room);
+    drop(events);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(from_kate);
+    settled(engine).await;
+    assert_released_once(engine, "after a participant left and a room was dropped");
+
+    // 3. At exit: the library is disposed with a room still joined and a stream open, which
+    // are dropped afterwards. Nothing reaches the library after dispose.
+    let (room, mut events) = join(&server, "probe-3").await;
+    let mut stream = audio_of(&room, &mut events, "kate").await;
+    stream.recv().await.unwrap();
+    let before = engine.live_handles();
+    assert!(before > 0);
+    Engine::shutdown(Duration::from_secs(10));
+    assert!(Engine::is_disposed());
+    tokio::time::timeout(Duration::from_secs(2), room.disconnect())
+        .await
+        .expect("disconnect after dispose returns at once")
+        .unwrap();
+    drop(stream);
+    drop(room);
+    drop(events);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        engine.live_handles(),
+        0,
+        "after dispose: every handle let go"
+    );
+    assert!(
+        engine.stats.handles_after_dispose.load(Ordering::Relaxed) > 0,
+        "handles let go after dispose are not released into the library"
+    );
+    assert_eq!(
+        engine.stats.handles_drop_failed.load(Ordering::Relaxed),
+        0,
+        "after dispose: no handle released twice or unknown to the library"
     );
     kate.stop().await;
 }

@@ -203,10 +203,12 @@ async fn start_api(config: &Config, recorder: &Recorder) -> String {
         meeting_agent::config::ApiKey {
             key: ROOM_KEY.into(),
             rooms: vec!["rec-three".into()],
+            participant_attributes: false,
         },
         meeting_agent::config::ApiKey {
             key: OTHER_KEY.into(),
             rooms: vec!["elsewhere".into()],
+            participant_attributes: false,
         },
     ];
     let state = meeting_agent::api::ApiState::new(&config, None, Some(recorder.clone()));
@@ -327,7 +329,8 @@ async fn three_participants_recorded_to_s3_play_back_from_the_link() {
             .await
             .unwrap()
             .status(),
-        403
+        404,
+        "another room's recording is answered like a missing one"
     );
     let link = get_json(ROOM_KEY, format!("/v1/recordings/{}/link", meta.id)).await;
     let url = link["url"].as_str().unwrap();
@@ -350,8 +353,8 @@ async fn three_participants_recorded_to_s3_play_back_from_the_link() {
             .await
             .unwrap()
             .status(),
-        403,
-        "another room's key does not get the playlist"
+        404,
+        "another room's key does not get the playlist (nor learns it exists)"
     );
     let response = http
         .get(format!("{api}{playlist_path}"))
@@ -562,6 +565,69 @@ async fn flashes_and_beeps_stay_in_sync() {
         post.text
     );
     assert_eq!(post.reply_to.as_deref(), Some(meeting.thread_id.as_str()));
+    drain(worker, &dir);
+}
+
+/// An audio-only meeting: two participants publish microphones and nobody ever a camera.
+/// The recording is stored whole and plays: as long as it ran, with their voices and a black
+/// picture (it used to be left at 0 bytes while the end never came).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_meeting_with_microphones_only_is_recorded_playable() {
+    init();
+    let server = LocalLiveKitServer::start().await.unwrap();
+    let dir = temp_dir("audio-only");
+    let mut config = recording_config(&server, None, &dir);
+    config.recording.auto = true;
+    let (worker, recorder) = start_recording_worker(&config).await;
+    let room = "rec-audio-only";
+    let speech = meeting_agent::devtools::fixtures::dir()
+        .unwrap()
+        .join("speech.wav");
+    let mut ann = PythonParticipant::spawn(
+        &server,
+        room,
+        "ann",
+        &["--wav", speech.to_str().unwrap(), "--video", "none"],
+    )
+    .unwrap();
+    let bob = PythonParticipant::spawn(&server, room, "bob", &["--video", "none"]).unwrap();
+    let started = wait_announced(&mut ann, "active").await;
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    set_recording(&server, room, false).await;
+    let stopped = wait_announced(&mut ann, "off").await;
+    let recorded = (stopped - started).as_secs_f64();
+    ann.stop().await;
+    bob.stop().await;
+    let meta = stored(&recorder, Duration::from_secs(30)).await;
+    assert_eq!(meta.status, RecordingStatus::Complete, "{meta:?}");
+    assert!(meta.size_bytes.unwrap_or(0) > 0, "{meta:?}");
+    for who in ["ann", "bob"] {
+        assert!(meta.participants.iter().any(|p| p == who), "{meta:?}");
+    }
+    let decoded = fetch_and_decode(&recorder, &meta, &[Duration::from_secs(2)]).await;
+    let duration = decoded.duration().as_secs_f64();
+    assert!(
+        duration > 6.0 && duration < recorded + 1.5,
+        "plays {duration:.2} s of about {recorded:.2} s recorded"
+    );
+    let audio_s = decoded.audio.len() as f64 / 48_000.0;
+    assert!(
+        audio_s > duration - 1.0,
+        "audio {audio_s:.2} s of {duration:.2} s"
+    );
+    assert!(
+        decoded.audio.iter().any(|s| s.abs() > 2000),
+        "the voices are in the recording"
+    );
+    assert!(
+        decoded.frames.len() as f64 > duration * 20.0,
+        "{} video frames in {duration:.2} s",
+        decoded.frames.len()
+    );
+    assert!(
+        decoded.frames.iter().all(|&(_, luma)| luma < 24.0),
+        "nobody sent a picture: black"
+    );
     drain(worker, &dir);
 }
 

@@ -199,3 +199,72 @@ fn live_inputs_come_and_go_and_the_file_plays_through() {
     assert!(decoded.audio.iter().any(|s| s.abs() > 5000));
     let _ = std::fs::remove_file(path);
 }
+
+/// Live, and nobody ever sends a picture (an audio-only meeting): the black base carries the
+/// video track, and the file plays through with the voice and the wall-clock duration.
+#[test]
+fn live_with_microphones_only_plays_with_a_black_picture() {
+    let (path, sink) = to_file("live-audio-only");
+    let started = std::time::Instant::now();
+    let pipeline = CompositePipeline::start(&settings(true), sink).unwrap();
+    let mut mics = [
+        pipeline.add_audio("mic-a").unwrap(),
+        pipeline.add_audio("mic-b").unwrap(),
+    ];
+    for n in 0..300u32 {
+        for (i, mic) in mics.iter_mut().enumerate() {
+            mic.push(&beep(480, (n / 50) % 2 == i as u32), monotonic_us())
+                .unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let wall = started.elapsed().as_secs_f64();
+    let done = std::time::Instant::now();
+    pipeline.finish(Duration::from_secs(30)).unwrap();
+    assert!(done.elapsed() < Duration::from_secs(10), "ends promptly");
+    let decoded = inspect::decode(&path, &[Duration::from_secs(1)]).unwrap();
+    let d = decoded.duration().as_secs_f64();
+    assert!((d - wall).abs() < 0.6, "duration {d} vs wall {wall}");
+    let audio_s = decoded.audio.len() as f64 / 48_000.0;
+    assert!(audio_s > wall - 0.6, "audio {audio_s} s of {wall} s");
+    assert!(decoded.audio.iter().any(|s| s.abs() > 5000));
+    assert!(
+        decoded.frames.len() as f64 > wall * 20.0,
+        "{} frames",
+        decoded.frames.len()
+    );
+    assert!(decoded.frames.iter().all(|&(_, luma)| luma < 24.0), "black");
+    let _ = std::fs::remove_file(path);
+}
+
+/// File-fed with a microphone and no video input at all: the muxer waits for a video stream
+/// that never comes. The push fails with a clear error within the stall timeout, and so does
+/// the end, instead of hanging.
+#[test]
+fn a_file_fed_recording_that_cannot_progress_fails_instead_of_hanging() {
+    let (path, sink) = to_file("stuck");
+    let pipeline = CompositePipeline::start(&settings(false), sink).unwrap();
+    pipeline.set_stall_timeout(Duration::from_secs(2));
+    let mut mic = pipeline.add_audio("mic").unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut result = Ok(());
+        for n in 0..3000i64 {
+            if let Err(e) = mic.push(&beep(480, true), n * 10_000) {
+                result = Err(e.to_string());
+                break;
+            }
+        }
+        let _ = tx.send(result);
+    });
+    let result = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the push returned instead of hanging");
+    let error = result.expect_err("30 s of audio cannot go through without video");
+    assert!(error.contains("stuck") && error.contains("mic"), "{error}");
+    let started = std::time::Instant::now();
+    let end = pipeline.finish(Duration::from_secs(3));
+    assert!(end.is_err(), "{end:?}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let _ = std::fs::remove_file(path);
+}

@@ -118,7 +118,7 @@ fn bad_frames_and_models_give_clear_errors() {
 }
 
 /// Image mode puts the picture where there is no person; a frame size change mid-stream just
-/// works; an unreachable image URL times out with a clear error.
+/// works; image URLs that lead inside the machine are refused before any connection.
 #[tokio::test]
 async fn image_backgrounds_size_changes_and_slow_urls() {
     use meeting_agent::video::background;
@@ -128,7 +128,7 @@ async fn image_backgrounds_size_changes_and_slow_urls() {
     let mut processor = Processor::new(pool);
     let fixtures = meeting_agent::devtools::fixtures::dir().unwrap();
     let scenery = std::sync::Arc::new(
-        background::load(fixtures.join("rocket.jpg").to_str().unwrap())
+        background::decode_bounded(std::fs::read(fixtures.join("rocket.jpg")).unwrap())
             .await
             .unwrap(),
     );
@@ -162,20 +162,40 @@ async fn image_backgrounds_size_changes_and_slow_urls() {
         assert_ne!(corner(y), corner(oy));
     }
 
-    // A server that accepts and never answers.
+    // A server on loopback, allow-listed by name: the name resolves inside, so the fetch is
+    // refused before connecting (the server never sees a connection).
+    use meeting_agent::video::background_source::{BackgroundSource, SourcePolicy};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/bg.png", listener.local_addr().unwrap());
+    let port = listener.local_addr().unwrap().port();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen = accepted.clone();
     tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((socket, _)) = listener.accept().await {
-            held.push(socket);
+        while let Ok((_socket, _)) = listener.accept().await {
+            seen.store(true, std::sync::atomic::Ordering::SeqCst);
         }
     });
-    let started = std::time::Instant::now();
-    let e = background::load(&url).await.unwrap_err();
-    assert_eq!(
-        e,
-        background::BackgroundError::Timeout(background::FETCH_TIMEOUT)
+    let policy = SourcePolicy::new(
+        std::env::temp_dir().join("ma-seg-uploads"),
+        vec![format!("localhost:{port}")],
     );
-    assert!(started.elapsed() < background::FETCH_TIMEOUT + std::time::Duration::from_secs(2));
+    let source = policy
+        .check("room", &format!("https://localhost:{port}/bg.png"))
+        .unwrap();
+    assert!(matches!(source, BackgroundSource::Url { .. }));
+    let e = background::load(&source).await.unwrap_err();
+    assert!(
+        matches!(e, background::BackgroundError::Source(_)),
+        "refused as an inside address: {e}"
+    );
+    assert!(
+        policy
+            .check("room", &format!("http://localhost:{port}/bg.png"))
+            .is_err(),
+        "plain http"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(
+        !accepted.load(std::sync::atomic::Ordering::SeqCst),
+        "no connection was made"
+    );
 }

@@ -200,6 +200,150 @@ async fn exercise(store: &Store) {
     );
 }
 
+/// Search returns meeting threads only (never a direct message or another conversation of the
+/// platform's `messages` table); segment keys survive a non-ASCII room name; `room_finished`
+/// closes one room instance's meetings; webhook ids are remembered for a day.
+async fn scoped_search_room_instances_and_webhook_ids(store: &Store) {
+    let room = "Café Größe 会议";
+    let meeting = Meeting::new(room, 1_764_100_000_000).with_room_sid("RM_cafe");
+    let root = meeting.root_message("meeting-agent", "Meeting in the café".into());
+    store.open_meeting(&meeting, &root).await.unwrap();
+    let segments = vec![
+        segment("SG_1", "zoë", "The zeppelin lands on Tuesday.", 1_000),
+        segment("SG_ü2", "李", "会议 zeppelin follow-up.", 5_000),
+    ];
+    store.add_segments(&meeting, &segments).await.unwrap();
+    assert_eq!(
+        store.segments(&meeting.id).await.unwrap(),
+        segments,
+        "keys cut right after a non-ASCII meeting id"
+    );
+    let stored = store.meeting(&meeting.id).await.unwrap().unwrap();
+    assert_eq!(stored.room_sid.as_deref(), Some("RM_cafe"));
+
+    // The platform's own chat: a direct message in another conversation, and one without a
+    // conversation at all (how the platform's table holds them).
+    let dm = Message {
+        id: "dm-1".into(),
+        conversation_id: "dm-ann-bob".into(),
+        sender_id: "ann".into(),
+        recipient_id: Some("bob".into()),
+        reply_to: None,
+        kind: "chat".into(),
+        text: "The zeppelin salary figures are private.".into(),
+        created_at_ms: meeting.started_at_ms + 2_000,
+    };
+    store.post(&[dm]).await.unwrap();
+    match store {
+        Store::Sqlite(pool) => {
+            sqlx::query("INSERT INTO messages (id, sender_id, recipient_id, text, created_at, kind) VALUES ('dm-2', 'ann', 'bob', 'zeppelin password hunter2', 1764100003000, 'chat')")
+                .execute(pool)
+                .await
+                .unwrap();
+        }
+        Store::Postgres(pool) => {
+            sqlx::query("INSERT INTO messages (id, sender_id, recipient_id, text) VALUES ('dm-2', 'ann', 'bob', 'zeppelin password hunter2')")
+                .execute(pool)
+                .await
+                .unwrap();
+        }
+    }
+    store
+        .post(&[message(
+            &meeting,
+            "chat-z",
+            "chat",
+            "Is the zeppelin insured?",
+        )])
+        .await
+        .unwrap();
+    let hits = store
+        .search(&SearchQuery {
+            text: "zeppelin".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        hits.len(),
+        3,
+        "two segments and the thread's chat: {hits:#?}"
+    );
+    assert!(
+        hits.iter()
+            .all(|h| h.room.as_deref() == Some(room) && h.conversation == meeting.id),
+        "{hits:#?}"
+    );
+    assert!(
+        !hits
+            .iter()
+            .any(|h| h.snippet.contains("salary") || h.snippet.contains("hunter2")),
+        "{hits:#?}"
+    );
+
+    // room_finished of instance RM_a: its meeting and an older one without a sid close; a
+    // later instance (RM_b) and a later meeting without a sid stay open.
+    let t = 1_764_200_000_000;
+    let open = |started: i64, sid: &str| {
+        let m = Meeting::new("standup", started).with_room_sid(sid);
+        let root = m.root_message("meeting-agent", "standup".into());
+        async move {
+            store.open_meeting(&m, &root).await.unwrap();
+            m.id
+        }
+    };
+    let a = open(t, "RM_a").await;
+    let b = open(t + 100_000, "RM_b").await;
+    let old = open(t - 50_000, "").await;
+    let later = open(t + 200_000, "").await;
+    let closed = store
+        .end_room_meetings("standup", Some("RM_a"), t + 50_000, t + 60_000)
+        .await
+        .unwrap();
+    assert_eq!(closed, 2);
+    let ended = |id: String| async move { store.meeting(&id).await.unwrap().unwrap().ended_at_ms };
+    assert_eq!(ended(a).await, Some(t + 60_000));
+    assert_eq!(ended(old).await, Some(t + 60_000));
+    assert_eq!(ended(b).await, None);
+    assert_eq!(ended(later).await, None);
+
+    // Webhook ids: once each, for a day.
+    let day = 86_400_000;
+    let now = 1_764_300_000_000;
+    assert!(
+        store
+            .webhook_event_first_seen("EV_1", now, day)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .webhook_event_first_seen("EV_1", now + 1, day)
+            .await
+            .unwrap()
+    );
+    store.forget_webhook_event("EV_1").await.unwrap();
+    assert!(
+        store
+            .webhook_event_first_seen("EV_1", now + 2, day)
+            .await
+            .unwrap()
+    );
+    // A day later the old id is pruned as a new one arrives.
+    assert!(
+        store
+            .webhook_event_first_seen("EV_2", now + day + 10, day)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .webhook_event_first_seen("EV_1", now + day + 11, day)
+            .await
+            .unwrap()
+    );
+}
+
 #[tokio::test]
 async fn sqlite_keeps_threads_and_segments_and_finds_them() {
     let dir = std::env::temp_dir().join(format!("store-sqlite-{}", std::process::id()));
@@ -208,6 +352,7 @@ async fn sqlite_keeps_threads_and_segments_and_finds_them() {
     // Reopening migrates nothing twice and keeps the data.
     let again = Store::connect(&url).await.unwrap();
     assert_eq!(again.meetings(None).await.unwrap().len(), 1);
+    scoped_search_room_instances_and_webhook_ids(&again).await;
     std::fs::remove_dir_all(dir).ok();
 }
 
@@ -217,6 +362,7 @@ async fn postgres_keeps_threads_and_segments_and_finds_them() {
     exercise(&Store::connect(&pg.url()).await.unwrap()).await;
     let again = Store::connect(&pg.url()).await.unwrap();
     assert_eq!(again.meetings(None).await.unwrap().len(), 1);
+    scoped_search_room_instances_and_webhook_ids(&again).await;
 }
 
 #[tokio::test]

@@ -10,6 +10,8 @@ pub struct Caller {
     /// A short, loggable name for the key (the first characters of its digest).
     pub id: String,
     rooms: Vec<String>,
+    /// Whether tokens this key mints may let participants set their own attributes.
+    pub participant_attributes: bool,
 }
 
 impl Caller {
@@ -23,7 +25,7 @@ impl Caller {
 }
 
 #[derive(Debug, Clone, Default)]
-pub struct Keys(Vec<([u8; 32], Vec<String>)>);
+pub struct Keys(Vec<([u8; 32], Vec<String>, bool)>);
 
 fn digest(key: &str) -> [u8; 32] {
     Sha256::digest(key.as_bytes()).into()
@@ -33,7 +35,7 @@ impl Keys {
     pub fn new(keys: &[ApiKey]) -> Self {
         Self(
             keys.iter()
-                .map(|k| (digest(&k.key), k.rooms.clone()))
+                .map(|k| (digest(&k.key), k.rooms.clone(), k.participant_attributes))
                 .collect(),
         )
     }
@@ -41,7 +43,7 @@ impl Keys {
     /// The caller presenting `Authorization: Bearer <key>`, if the key is known.
     pub fn authenticate(&self, authorization: Option<&str>) -> Option<Caller> {
         let presented = digest(authorization?.strip_prefix("Bearer ")?.trim());
-        self.0.iter().find_map(|(known, rooms)| {
+        self.0.iter().find_map(|(known, rooms, attributes)| {
             // Every byte compared, whatever the first difference.
             let same = known
                 .iter()
@@ -51,6 +53,7 @@ impl Keys {
             same.then(|| Caller {
                 id: known[..4].iter().map(|b| format!("{b:02x}")).collect(),
                 rooms: rooms.clone(),
+                participant_attributes: *attributes,
             })
         })
     }
@@ -66,10 +69,12 @@ mod tests {
             ApiKey {
                 key: "k".repeat(30),
                 rooms: vec!["weekly".into()],
+                participant_attributes: false,
             },
             ApiKey {
                 key: "a".repeat(30),
                 rooms: vec!["*".into()],
+                participant_attributes: true,
             },
         ]);
         let weekly = keys
@@ -80,6 +85,7 @@ mod tests {
             .authenticate(Some(&format!("Bearer {}", "a".repeat(30))))
             .unwrap();
         assert!(admin.may_use("board") && admin.all_rooms());
+        assert!(admin.participant_attributes && !weekly.participant_attributes);
         assert!(keys.authenticate(Some("Bearer nope")).is_none());
         assert!(
             keys.authenticate(Some(&"k".repeat(30))).is_none(),

@@ -15,6 +15,11 @@ pub fn render(recordings_dir: Option<&std::path::Path>) -> String {
         "Rooms being recorded now.",
         RECORDINGS_ACTIVE.load(Ordering::Relaxed),
     );
+    gauge(
+        "meeting_agent_caption_finals_queued",
+        "Final captions waiting for the speech model.",
+        crate::captions::recognizer::FINALS_QUEUED.load(Ordering::Relaxed),
+    );
     if let Some(dir) = recordings_dir {
         let (spools, bytes) = crate::recording::storage::backlog(dir);
         gauge(
@@ -56,6 +61,16 @@ pub fn render(recordings_dir: Option<&std::path::Path>) -> String {
         );
     }
     counter(
+        "meeting_agent_caption_finals_refused_total",
+        "Final captions refused (not transcribed, journaled as untranscribed) because the recognizer's queue was full.",
+        crate::captions::recognizer::FINALS_REFUSED.load(Ordering::Relaxed),
+    );
+    counter(
+        "meeting_agent_tracks_ignored_total",
+        "Subscribed tracks ignored because a participant or room had its cap of media tracks.",
+        crate::session::TRACKS_IGNORED.load(Ordering::Relaxed),
+    );
+    counter(
         "meeting_agent_clean_track_frames_dropped_total",
         "Denoised frames dropped because the clean track could not keep up.",
         CLEAN_FRAMES_DROPPED.load(Ordering::Relaxed),
@@ -84,4 +99,27 @@ fn metric(out: &mut String, kind: &str, name: &str, help: &str, value: u64) {
         out,
         "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    #[test]
+    fn refused_finals_and_ignored_tracks_are_exposed() {
+        crate::captions::recognizer::FINALS_REFUSED.fetch_add(3, Ordering::Relaxed);
+        crate::session::TRACKS_IGNORED.fetch_add(2, Ordering::Relaxed);
+        let out = super::render(None);
+        let value = |name: &str| -> u64 {
+            out.lines()
+                .find_map(|l| l.strip_prefix(&format!("{name} ")))
+                .unwrap_or_else(|| panic!("{name} missing: {out}"))
+                .parse()
+                .unwrap()
+        };
+        assert!(value("meeting_agent_caption_finals_refused_total") >= 3);
+        assert!(value("meeting_agent_tracks_ignored_total") >= 2);
+        value("meeting_agent_caption_finals_queued");
+        assert!(out.contains("# TYPE meeting_agent_caption_finals_refused_total counter"));
+    }
 }

@@ -9,22 +9,54 @@ use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Extension, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use serde::Deserialize;
 use serde_json::json;
+use tokio::sync::Semaphore;
 
 pub mod auth;
 pub mod metrics;
 mod recordings;
 mod settings;
+pub mod tokens;
+pub mod webhook;
 
 use auth::{Caller, Keys};
+pub use webhook::verify_webhook;
 
 use crate::store::{SearchQuery, Store};
+use crate::video::background_source::SourcePolicy;
+
+/// Limits every call is served under (`[api]` in the configuration).
+#[derive(Debug, Clone)]
+pub struct ApiLimits {
+    /// Largest body of a JSON call (and of a webhook).
+    pub max_body_bytes: usize,
+    /// A call still running after this is answered 503.
+    pub request_timeout: Duration,
+    /// Background images kept per room, and their bytes.
+    pub background_max_count: u32,
+    pub background_max_bytes: u64,
+    /// Uploaded backgrounds older than this are deleted; `None`: kept.
+    pub background_expiry: Option<Duration>,
+}
+
+impl ApiLimits {
+    pub fn from_config(api: &crate::config::ApiConfig) -> Self {
+        Self {
+            max_body_bytes: api.max_body_bytes,
+            request_timeout: Duration::from_secs(api.request_timeout_secs.max(1)),
+            background_max_count: api.background_max_count,
+            background_max_bytes: api.background_max_bytes,
+            background_expiry: (api.background_expiry_days > 0)
+                .then(|| Duration::from_secs(u64::from(api.background_expiry_days) * 86_400)),
+        }
+    }
+}
 
 /// What the API needs from the process.
 pub struct ApiState {
@@ -39,8 +71,17 @@ pub struct ApiState {
     /// Recordings, when the process records.
     pub recorder: Option<crate::session::recording::Recorder>,
     pub room_service: crate::livekit::room_service::RoomService,
-    /// Where uploaded background images are kept.
-    pub backgrounds_dir: std::path::PathBuf,
+    /// Where uploaded background images are kept, and which `vb.image` values are allowed.
+    pub backgrounds: SourcePolicy,
+    pub limits: ApiLimits,
+    /// Identities minted tokens may take.
+    pub identities: tokens::IdentityPolicy,
+    /// Calls being served; a call that finds none free is answered 503.
+    in_flight: Arc<Semaphore>,
+    /// Webhook event ids already handled, when there is no store to keep them.
+    webhooks_seen: Mutex<webhook::SeenEvents>,
+    /// Serialises background uploads (quota accounting) within the process.
+    uploads: tokio::sync::Mutex<()>,
 }
 
 impl ApiState {
@@ -49,9 +90,15 @@ impl ApiState {
         store: Option<Store>,
         recorder: Option<crate::session::recording::Recorder>,
     ) -> Arc<Self> {
+        let backgrounds = SourcePolicy::from_config(config);
+        let limits = ApiLimits::from_config(&config.api);
+        // Expired uploads go at start too, not only when the next one arrives.
+        settings::sweep_expired_backgrounds(&backgrounds, limits.background_expiry);
         Arc::new(Self {
             recorder,
-            backgrounds_dir: config.data_dir().join("backgrounds"),
+            backgrounds,
+            limits,
+            identities: tokens::IdentityPolicy::from_config(&config.api),
             room_service: crate::livekit::room_service::RoomService::new(
                 &config.livekit.url,
                 &config.livekit.api_key,
@@ -61,14 +108,23 @@ impl ApiState {
             store,
             livekit_api_key: config.livekit.api_key.clone(),
             livekit_api_secret: config.livekit.api_secret.clone(),
-            token_max_ttl: Duration::from_secs(config.api.token_max_ttl_secs),
+            token_max_ttl: Duration::from_secs(
+                config
+                    .api
+                    .token_max_ttl_secs
+                    .clamp(1, crate::config::TOKEN_MAX_TTL_LIMIT_SECS),
+            ),
             token_rate_per_minute: config.api.token_rate_per_minute,
             minted: Mutex::default(),
+            in_flight: Arc::new(Semaphore::new(config.api.max_concurrent_requests.max(1))),
+            webhooks_seen: Mutex::default(),
+            uploads: tokio::sync::Mutex::new(()),
         })
     }
 }
 
 /// An error as the API answers it: a status and a message without secrets.
+#[derive(Debug)]
 pub struct ApiError(StatusCode, String);
 
 impl IntoResponse for ApiError {
@@ -123,15 +179,56 @@ fn store(state: &ApiState) -> Result<&Store, ApiError> {
     })
 }
 
+/// Authenticates every call of the routes it wraps from its headers alone, before anything
+/// reads the body: an unknown key is answered 401 whatever is still being sent. The caller
+/// goes into the request's extensions for the handler.
+async fn authenticate(
+    State(state): State<Arc<ApiState>>,
+    mut req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let who = caller(&state, req.headers())?;
+    req.extensions_mut().insert(who);
+    Ok(next.run(req).await)
+}
+
+/// Every call: at most `api.max_concurrent_requests` at once (more are answered 503 at once,
+/// never queued) and each within `api.request_timeout_secs` (503 past it). `/healthz` is
+/// never refused for load, so liveness does not flap under it.
+async fn guard(State(state): State<Arc<ApiState>>, req: Request, next: Next) -> Response {
+    let permit = if req.uri().path() == "/healthz" {
+        None
+    } else {
+        match state.in_flight.clone().try_acquire_owned() {
+            Ok(permit) => Some(permit),
+            Err(_) => {
+                return (
+                    [(header::RETRY_AFTER, "1")],
+                    err(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "too many calls at once; retry",
+                    ),
+                )
+                    .into_response();
+            }
+        }
+    };
+    let response = match tokio::time::timeout(state.limits.request_timeout, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => err(StatusCode::SERVICE_UNAVAILABLE, "the call took too long").into_response(),
+    };
+    drop(permit);
+    response
+}
+
 pub fn router(state: Arc<ApiState>) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(ready))
+    // Everything here needs a key, checked before the body is read.
+    let authenticated = Router::new()
         .route("/metrics", get(metrics_text))
         .route("/v1/meetings", get(meetings))
         .route("/v1/meetings/{id}/transcript", get(transcript))
         .route("/v1/search", get(search))
-        .route("/v1/tokens", post(mint_token))
+        .route("/v1/tokens", post(tokens::mint_token))
         .route("/v1/recordings", get(recordings::list))
         .route("/v1/recordings/{id}/link", get(recordings::link))
         .route(
@@ -147,11 +244,19 @@ pub fn router(state: Arc<ApiState>) -> Router {
         )
         .route(
             "/v1/rooms/{room}/backgrounds",
-            post(settings::upload_background).layer(axum::extract::DefaultBodyLimit::max(
-                crate::video::background::MAX_BYTES,
-            )),
+            // The innermost limit wins: uploads may be larger than JSON calls.
+            post(settings::upload_background)
+                .layer(DefaultBodyLimit::max(crate::video::background::MAX_BYTES)),
         )
-        .route("/v1/livekit/webhook", post(webhook))
+        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        // Signed by LiveKit instead of an API key (checked before the body is read, too).
+        .route("/v1/livekit/webhook", post(webhook::webhook))
+        .merge(authenticated)
+        .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
+        .layer(middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state)
 }
 
@@ -171,11 +276,17 @@ async fn ready(State(state): State<Arc<ApiState>>) -> Result<&'static str, ApiEr
     Ok("ready")
 }
 
+/// `GET /metrics`: process-wide counters, so only for keys of every room (`*`).
 async fn metrics_text(
     State(state): State<Arc<ApiState>>,
-    headers: HeaderMap,
+    Extension(who): Extension<Caller>,
 ) -> Result<Response, ApiError> {
-    caller(&state, &headers)?;
+    if !who.all_rooms() {
+        return Err(err(
+            StatusCode::FORBIDDEN,
+            "metrics are for keys of every room (rooms = [\"*\"])",
+        ));
+    }
     Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         metrics::render(state.recorder.as_ref().map(|r| r.dir.as_path())),
@@ -189,22 +300,27 @@ pub(crate) struct RoomFilter {
 }
 
 impl RoomFilter {
-    /// The caller, when its key may act on the room asked for (if any).
-    fn caller(&self, state: &ApiState, headers: &HeaderMap) -> Result<Caller, ApiError> {
-        let who = caller(state, headers)?;
+    /// Refused when the caller's key may not act on the room asked for (if any).
+    fn check(&self, who: &Caller) -> Result<(), ApiError> {
         if let Some(room) = &self.room {
-            room_allowed(&who, room)?;
+            room_allowed(who, room)?;
         }
-        Ok(who)
+        Ok(())
     }
+}
+
+/// The answer for an id (meeting, recording) the caller's key may not see: the same as for an
+/// id that does not exist, so ids of other rooms cannot be probed.
+fn not_found(what: &str) -> ApiError {
+    err(StatusCode::NOT_FOUND, format!("no such {what}"))
 }
 
 async fn meetings(
     State(state): State<Arc<ApiState>>,
-    headers: HeaderMap,
+    Extension(who): Extension<Caller>,
     Query(q): Query<RoomFilter>,
 ) -> Result<Response, ApiError> {
-    let who = q.caller(&state, &headers)?;
+    q.check(&who)?;
     let list: Vec<_> = store(&state)?
         .meetings(q.room.as_deref())
         .await?
@@ -221,17 +337,16 @@ struct FormatQuery {
 
 async fn transcript(
     State(state): State<Arc<ApiState>>,
-    headers: HeaderMap,
+    Extension(who): Extension<Caller>,
     Path(id): Path<String>,
     Query(q): Query<FormatQuery>,
 ) -> Result<Response, ApiError> {
-    let who = caller(&state, &headers)?;
     let store = store(&state)?;
     let meeting = store
         .meeting(&id)
         .await?
-        .ok_or_else(|| err(StatusCode::NOT_FOUND, "no such meeting"))?;
-    room_allowed(&who, &meeting.room)?;
+        .filter(|m| who.may_use(&m.room))
+        .ok_or_else(|| not_found("meeting"))?;
     let format: crate::captions::export::Format = q
         .format
         .as_deref()
@@ -264,10 +379,9 @@ struct SearchParams {
 
 async fn search(
     State(state): State<Arc<ApiState>>,
-    headers: HeaderMap,
+    Extension(who): Extension<Caller>,
     Query(p): Query<SearchParams>,
 ) -> Result<Response, ApiError> {
-    let who = caller(&state, &headers)?;
     match &p.room {
         Some(room) => room_allowed(&who, room)?,
         None if !who.all_rooms() => {
@@ -284,13 +398,13 @@ async fn search(
                 crate::summary::parse_day_ms(d).ok_or_else(|| {
                     err(
                         StatusCode::BAD_REQUEST,
-                        format!("{name} must be YYYY-MM-DD"),
+                        format!("{name} must be YYYY-MM-DD (years 1970 to 9999)"),
                     )
                 })
             })
             .transpose()
     };
-    let hits = store(&state)?
+    let hits: Vec<_> = store(&state)?
         .search(&SearchQuery {
             text: p.q,
             room: p.room,
@@ -299,125 +413,10 @@ async fn search(
             until_ms: day(&p.until, "until")?,
             limit: p.limit.unwrap_or(20).clamp(1, 100),
         })
-        .await?;
+        .await?
+        .into_iter()
+        // The store searches meeting threads only; every hit names its room.
+        .filter(|h| h.room.as_deref().is_some_and(|r| who.may_use(r)))
+        .collect();
     Ok(Json(hits).into_response())
-}
-
-#[derive(Deserialize)]
-struct TokenRequest {
-    room: String,
-    identity: String,
-    name: Option<String>,
-    #[serde(default = "yes")]
-    can_publish: bool,
-    #[serde(default = "yes")]
-    can_subscribe: bool,
-    ttl_secs: Option<u64>,
-}
-
-fn yes() -> bool {
-    true
-}
-
-/// A participant token for one room, with only the asked rights and a short life.
-async fn mint_token(
-    State(state): State<Arc<ApiState>>,
-    headers: HeaderMap,
-    Json(req): Json<TokenRequest>,
-) -> Result<Response, ApiError> {
-    let who = caller(&state, &headers)?;
-    room_allowed(&who, &req.room)?;
-    if req.identity.is_empty() || req.identity.len() > 128 || req.room.is_empty() {
-        return Err(err(
-            StatusCode::BAD_REQUEST,
-            "room and identity (at most 128 characters) are required",
-        ));
-    }
-    {
-        let mut minted = state.minted.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = minted.entry(who.id.clone()).or_insert((Instant::now(), 0));
-        if entry.0.elapsed() >= Duration::from_secs(60) {
-            *entry = (Instant::now(), 0);
-        }
-        if entry.1 >= state.token_rate_per_minute {
-            return Err(err(
-                StatusCode::TOO_MANY_REQUESTS,
-                "token rate limit reached; try again within a minute",
-            ));
-        }
-        entry.1 += 1;
-    }
-    let ttl = Duration::from_secs(req.ttl_secs.unwrap_or(600)).min(state.token_max_ttl);
-    use livekit_api::access_token::{AccessToken, VideoGrants};
-    let token = AccessToken::with_api_key(&state.livekit_api_key, &state.livekit_api_secret)
-        .with_identity(&req.identity)
-        .with_name(req.name.as_deref().unwrap_or(&req.identity))
-        .with_ttl(ttl)
-        .with_grants(VideoGrants {
-            room_join: true,
-            room: req.room.clone(),
-            can_publish: Some(req.can_publish),
-            can_subscribe: Some(req.can_subscribe),
-            can_publish_data: Some(req.can_publish),
-            ..Default::default()
-        })
-        .to_jwt()
-        .map_err(|_| err(StatusCode::INTERNAL_SERVER_ERROR, "cannot sign the token"))?;
-    tracing::info!(caller = %who.id, room = %req.room, identity = %req.identity, ttl_secs = ttl.as_secs(), "participant token minted");
-    Ok(Json(json!({"token": token, "room": req.room, "identity": req.identity, "expires_in": ttl.as_secs()})).into_response())
-}
-
-/// LiveKit's webhook: the body's SHA-256 must be in a JWT signed with the API secret.
-/// A LiveKit webhook's event, once its body's SHA-256 is found in a JWT signed with the API
-/// secret (`token`, the Authorization header without `Bearer `).
-pub fn verify_webhook(
-    api_key: &str,
-    api_secret: &str,
-    body: &[u8],
-    token: &str,
-) -> Result<livekit_protocol::WebhookEvent, ApiError> {
-    let body = std::str::from_utf8(body)
-        .map_err(|_| err(StatusCode::BAD_REQUEST, "webhook body is not UTF-8"))?;
-    let receiver = livekit_api::webhooks::WebhookReceiver::new(
-        livekit_api::access_token::TokenVerifier::with_api_key(api_key, api_secret),
-    );
-    receiver.receive(body, token).map_err(|e| {
-        tracing::warn!(error = %e, "webhook refused");
-        err(
-            StatusCode::UNAUTHORIZED,
-            "webhook signature does not verify",
-        )
-    })
-}
-
-async fn webhook(
-    State(state): State<Arc<ApiState>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.trim_start_matches("Bearer ").to_string())
-        .ok_or_else(|| err(StatusCode::UNAUTHORIZED, "webhook without a signature"))?;
-    let event = verify_webhook(
-        &state.livekit_api_key,
-        &state.livekit_api_secret,
-        &body,
-        &token,
-    )?;
-    let room = event
-        .room
-        .as_ref()
-        .map(|r| r.name.clone())
-        .unwrap_or_default();
-    tracing::info!(event = %event.event, %room, "webhook");
-    if event.event == "room_finished"
-        && let Some(store) = &state.store
-    {
-        let ended = crate::captions::journal::unix_ms() as i64;
-        let closed = store.end_open_meetings(&room, ended).await?;
-        tracing::info!(%room, closed, "meetings finalised by room_finished");
-    }
-    Ok(StatusCode::OK.into_response())
 }

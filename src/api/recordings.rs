@@ -5,20 +5,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Extension, Path, Query, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{ApiError, ApiState, RoomFilter, caller, err, room_allowed};
+use super::auth::Caller;
+use super::settings::room_service_error;
+use super::{ApiError, ApiState, RoomFilter, err, not_found, room_allowed};
 use crate::recording::{RecordingError, RecordingMeta};
 use crate::session::recording::{RECORDING_SWITCH, Recorder};
 
 impl From<RecordingError> for ApiError {
     fn from(e: RecordingError) -> Self {
         match e {
-            RecordingError::NotFound(_) => err(StatusCode::NOT_FOUND, "no such recording"),
+            RecordingError::NotFound(_) => not_found("recording"),
             e => {
                 tracing::warn!(error = %e, "recording storage error in an API call");
                 err(
@@ -37,38 +39,44 @@ fn recorder(state: &ApiState) -> Result<&Recorder, ApiError> {
         .ok_or_else(|| err(StatusCode::NOT_IMPLEMENTED, "recording is not available"))
 }
 
-async fn find(state: &ApiState, id: &str) -> Result<RecordingMeta, ApiError> {
-    recorder(state)?
-        .storage
-        .list()
-        .await?
-        .into_iter()
-        .find(|m| m.id == id)
-        .ok_or_else(|| err(StatusCode::NOT_FOUND, "no such recording"))
+/// The store recordings are listed in, when there is one: the recorder's, else the API's.
+fn recordings_store<'a>(
+    state: &'a ApiState,
+    recorder: &'a Recorder,
+) -> Option<&'a crate::store::Store> {
+    recorder.store.as_ref().or(state.store.as_ref())
 }
 
-/// The recording `id`, when the caller's key may act on its room.
-async fn authorized(
-    state: &ApiState,
-    headers: &HeaderMap,
-    id: &str,
-) -> Result<RecordingMeta, ApiError> {
-    let who = caller(state, headers)?;
-    let meta = find(state, id).await?;
-    room_allowed(&who, &meta.room)?;
-    Ok(meta)
+/// The recording `id`, when the caller's key may act on its room: looked up by id in the
+/// store's `recordings` table; only without a store is storage's metadata listed. Another
+/// room's recording is answered like one that does not exist.
+async fn authorized(state: &ApiState, who: &Caller, id: &str) -> Result<RecordingMeta, ApiError> {
+    let recorder = recorder(state)?;
+    let meta = match recordings_store(state, recorder) {
+        Some(store) => store.recording(id).await?,
+        None => recorder
+            .storage
+            .list()
+            .await?
+            .into_iter()
+            .find(|m| m.id == id),
+    };
+    meta.filter(|m| who.may_use(&m.room))
+        .ok_or_else(|| not_found("recording"))
 }
 
 pub(super) async fn list(
     State(state): State<Arc<ApiState>>,
-    headers: HeaderMap,
+    Extension(who): Extension<Caller>,
     Query(q): Query<RoomFilter>,
 ) -> Result<Response, ApiError> {
-    let who = q.caller(&state, &headers)?;
-    let list: Vec<RecordingMeta> = recorder(&state)?
-        .storage
-        .list()
-        .await?
+    q.check(&who)?;
+    let recorder = recorder(&state)?;
+    let all = match recordings_store(&state, recorder) {
+        Some(store) => store.recordings(q.room.as_deref()).await?,
+        None => recorder.storage.list().await?,
+    };
+    let list: Vec<RecordingMeta> = all
         .into_iter()
         .filter(|m| who.may_use(&m.room) && q.room.as_ref().is_none_or(|r| *r == m.room))
         .collect();
@@ -77,10 +85,10 @@ pub(super) async fn list(
 
 pub(super) async fn link(
     State(state): State<Arc<ApiState>>,
-    headers: HeaderMap,
+    Extension(who): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let meta = authorized(&state, &headers, &id).await?;
+    let meta = authorized(&state, &who, &id).await?;
     let recorder = recorder(&state)?;
     let expiry = Duration::from_secs(recorder.config.link_expiry_secs);
     let url = recorder.storage.link(&meta, expiry).await?;
@@ -91,10 +99,10 @@ pub(super) async fn link(
 /// segments pointing into a link that expires like `/link`'s.
 pub(super) async fn playlist(
     State(state): State<Arc<ApiState>>,
-    headers: HeaderMap,
+    Extension(who): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let meta = authorized(&state, &headers, &id).await?;
+    let meta = authorized(&state, &who, &id).await?;
     let recorder = recorder(&state)?;
     let expiry = Duration::from_secs(recorder.config.link_expiry_secs);
     let text = recorder.storage.hls_playlist(&meta, expiry).await?;
@@ -110,10 +118,10 @@ pub(super) async fn playlist(
 
 pub(super) async fn delete(
     State(state): State<Arc<ApiState>>,
-    headers: HeaderMap,
+    Extension(who): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let meta = authorized(&state, &headers, &id).await?;
+    let meta = authorized(&state, &who, &id).await?;
     recorder(&state)?.delete(&meta).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -127,27 +135,15 @@ pub(super) struct RecordingSwitch {
 /// the room starts or stops recording within a moment.
 pub(super) async fn switch(
     State(state): State<Arc<ApiState>>,
-    headers: HeaderMap,
+    Extension(who): Extension<Caller>,
     Path(room): Path<String>,
     Json(body): Json<RecordingSwitch>,
 ) -> Result<Response, ApiError> {
-    let who = caller(&state, &headers)?;
     room_allowed(&who, &room)?;
     state
         .room_service
         .set_switches(&room, [(RECORDING_SWITCH.to_string(), json!(body.enabled))])
         .await
-        .map_err(|e| match e {
-            crate::livekit::room_service::RoomServiceError::NoSuchRoom(_) => {
-                err(StatusCode::NOT_FOUND, "no such room")
-            }
-            e => {
-                tracing::warn!(error = %e, "room service error in an API call");
-                err(
-                    StatusCode::BAD_GATEWAY,
-                    "the LiveKit server did not take the change",
-                )
-            }
-        })?;
+        .map_err(room_service_error)?;
     Ok(Json(json!({"room": room, "recording": body.enabled})).into_response())
 }

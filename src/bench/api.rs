@@ -15,6 +15,7 @@ pub async fn token_latency(rate: u32, seconds: u64) -> Result<()> {
     config.api.keys = vec![crate::config::ApiKey {
         key: key.into(),
         rooms: vec!["*".into()],
+        participant_attributes: false,
     }];
     config.api.token_rate_per_minute = rate * 60 * 2;
     let state = crate::api::ApiState::new(&config, None, None);

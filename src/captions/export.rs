@@ -1,4 +1,9 @@
 //! A meeting's transcript as WebVTT, SRT, JSON or plain text.
+//!
+//! Speaker names and text come from participants: in the line formats (WebVTT, SRT, text) both
+//! are put on one line with no control characters, line or paragraph separators or
+//! bidirectional overrides, and `-->` never appears in them, so no name or text can end a cue
+//! or forge one.
 
 use std::str::FromStr;
 
@@ -38,16 +43,37 @@ fn timestamp(ms: i64, decimal: char) -> String {
     )
 }
 
-/// Cue text may not contain a blank line (it would end the cue) or, in WebVTT, "-->".
+/// One line of participant-supplied text: control characters, separators and invisible
+/// reordering characters become spaces, whitespace is collapsed, and `-->` (a cue's timing
+/// arrow) cannot appear.
+fn one_line(text: &str) -> String {
+    let spaced: String = text
+        .chars()
+        .map(|c| {
+            let invisible = matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{FEFF}');
+            if c.is_control() || c.is_whitespace() || invisible {
+                ' '
+            } else {
+                c
+            }
+        })
+        .collect();
+    let mut line = spaced.split_whitespace().collect::<Vec<_>>().join(" ");
+    // "--->" becomes "-->" after one pass: repeat until none is left.
+    while line.contains("-->") {
+        line = line.replace("-->", "->");
+    }
+    line
+}
+
+/// Cue text may not contain a blank line (it would end the cue) or "-->"; WebVTT also escapes
+/// its markup.
 fn cue_text(text: &str, vtt: bool) -> String {
-    let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let line = one_line(text);
     if vtt {
-        one_line
-            .replace("-->", "->")
-            .replace('&', "&amp;")
-            .replace('<', "&lt;")
+        line.replace('&', "&amp;").replace('<', "&lt;")
     } else {
-        one_line
+        line
     }
 }
 
@@ -75,7 +101,7 @@ pub fn export(segments: &[Segment], format: Format) -> String {
                     i + 1,
                     timestamp(s.start_ms, ','),
                     timestamp(s.end_ms, ','),
-                    s.speaker,
+                    cue_text(&s.speaker, false),
                     cue_text(&s.text, false)
                 )
             })
@@ -87,8 +113,8 @@ pub fn export(segments: &[Segment], format: Format) -> String {
                 format!(
                     "[{}] {}: {}\n",
                     crate::summary::clock(s.start_ms),
-                    s.speaker,
-                    s.text
+                    one_line(&s.speaker),
+                    one_line(&s.text)
                 )
             })
             .collect(),
@@ -141,5 +167,42 @@ mod tests {
             Some("[0:01] sam: Hello <everyone> & welcome.")
         );
         assert!("doc".parse::<Format>().is_err());
+    }
+
+    #[test]
+    fn hostile_names_and_text_cannot_forge_cues() {
+        let hostile = Segment {
+            key: "x".into(),
+            speaker: "mallory\n\n2\n00:00:00,000 ---> 99:00:00,000\r\nCEO\u{1b}[2J\u{2028}\u{202E}: I resign".into(),
+            text: "ok\u{85}3\u{2029}00:00:01,000 --> 00:00:02,000\u{0}\u{7}bye".into(),
+            start_ms: 1_000,
+            end_ms: 2_000,
+        };
+        let segments = vec![hostile, segments()[0].clone()];
+        for format in [Format::Srt, Format::WebVtt, Format::Text] {
+            let out = export(&segments, format);
+            // Exactly the arrows of the two real cues (none in the text format).
+            let arrows = if format == Format::Text { 0 } else { 2 };
+            assert_eq!(out.matches("-->").count(), arrows, "{format:?}: {out}");
+            assert!(
+                !out.chars().any(|c| (c.is_control() && c != '\n')
+                    || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202E}')),
+                "{format:?}: {out:?}"
+            );
+        }
+        let srt = export(&segments, Format::Srt);
+        let cues: Vec<&str> = srt.split("\n\n").filter(|c| !c.is_empty()).collect();
+        assert_eq!(cues.len(), 2, "{srt}");
+        assert_eq!(cues[0].lines().count(), 3, "{srt}");
+        assert_eq!(
+            cues[0].lines().nth(2),
+            Some(
+                "mallory 2 00:00:00,000 -> 99:00:00,000 CEO [2J : I resign: ok 3 00:00:01,000 -> 00:00:02,000 bye"
+            )
+        );
+        let vtt = export(&segments, Format::WebVtt);
+        assert_eq!(vtt.matches("\n\n").count(), 2, "{vtt}");
+        assert_eq!(export(&segments, Format::Text).lines().count(), 2);
+        assert_eq!(one_line("a ----> b -- > c"), "a -> b -- > c");
     }
 }

@@ -1,5 +1,7 @@
 //! The transcript journal: every final caption appended as one JSON line and synced to disk
-//! before it is acknowledged, so a crash loses at most the utterance in progress.
+//! before it is acknowledged, so a crash loses at most the utterance in progress. A final the
+//! recognizer refused (its queue was full) is kept with its times, no text and
+//! `"untranscribed": true`. The file is created readable by the agent's user only (0600).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -21,6 +23,9 @@ pub struct JournalEntry {
     pub text: String,
     /// Wall-clock time the entry was written, Unix milliseconds.
     pub written_at_ms: u64,
+    /// The utterance was not transcribed (the recognizer's queue was full): `text` is empty.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub untranscribed: bool,
 }
 
 #[derive(Clone)]
@@ -33,8 +38,12 @@ pub struct Journal {
 impl Journal {
     /// Opens (appending) `<dir>/transcripts/<room>-<session start>.jsonl`.
     pub fn open(data_dir: &Path, room: &str, started_unix_ms: u64) -> std::io::Result<Self> {
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
         let dir = data_dir.join("transcripts");
-        std::fs::create_dir_all(&dir)?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)?;
         let safe: String = room
             .chars()
             .map(|c| {
@@ -49,6 +58,7 @@ impl Journal {
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o600)
             .open(&path)?;
         Ok(Self {
             file: Arc::new(Mutex::new(file)),
@@ -57,8 +67,28 @@ impl Journal {
         })
     }
 
+    /// The room this journal is for.
+    pub fn room(&self) -> &str {
+        &self.room
+    }
+
     /// Appends and syncs a final caption (blocking: call from a blocking context).
     pub fn append(&self, caption: &Caption) -> std::io::Result<()> {
+        self.write(caption, false)
+    }
+
+    /// Appends and syncs a final the recognizer refused: its times, no text (blocking).
+    pub fn append_untranscribed(&self, caption: &Caption) -> std::io::Result<()> {
+        self.write(
+            &Caption {
+                text: String::new(),
+                ..caption.clone()
+            },
+            true,
+        )
+    }
+
+    fn write(&self, caption: &Caption, untranscribed: bool) -> std::io::Result<()> {
         let entry = JournalEntry {
             room: self.room.clone(),
             participant: caption.participant.clone(),
@@ -69,6 +99,7 @@ impl Journal {
             language: caption.language.clone(),
             text: caption.text.clone(),
             written_at_ms: unix_ms(),
+            untranscribed,
         };
         let mut line = serde_json::to_vec(&entry).map_err(std::io::Error::other)?;
         line.push(b'\n');
@@ -134,6 +165,44 @@ mod tests {
                 .unwrap()
                 .starts_with("weekly_sync-")
         );
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn the_journal_is_private_and_keeps_refused_finals() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("journal-mode-{}", std::process::id()));
+        // Whatever the process's umask, only the agent's user can read the transcript.
+        let journal = Journal::open(&dir, "private", 2).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&journal.path), 0o600);
+        assert_eq!(mode(&dir.join("transcripts")), 0o700);
+        let caption = Caption {
+            participant: "bob".into(),
+            track_sid: "TR_2".into(),
+            segment_id: "SG_TR_2_7".into(),
+            text: "should not be kept".into(),
+            is_final: true,
+            start_ms: 1_000,
+            end_ms: 4_000,
+            language: "en".into(),
+        };
+        journal.append_untranscribed(&caption).unwrap();
+        journal.append(&caption).unwrap();
+        let entries = Journal::read(&journal.path).unwrap();
+        assert_eq!(entries.len(), 2);
+        assert!(entries[0].untranscribed && entries[0].text.is_empty());
+        assert_eq!(
+            (
+                entries[0].segment_id.as_str(),
+                entries[0].start_ms,
+                entries[0].end_ms
+            ),
+            ("SG_TR_2_7", 1_000, 4_000)
+        );
+        assert!(!entries[1].untranscribed);
+        let raw = std::fs::read_to_string(&journal.path).unwrap();
+        assert_eq!(raw.matches("untranscribed").count(), 1, "{raw}");
         std::fs::remove_dir_all(dir).ok();
     }
 }

@@ -1,6 +1,18 @@
 //! One whisper model for the whole process and a scheduler in front of it. Finals are served
-//! first and never dropped; interim requests keep only the newest per speaker and are served
+//! before interims; interim requests keep only the newest per speaker and are served
 //! round-robin, so under load interim cadence degrades (counted) while finals keep flowing.
+//!
+//! **Finals queue policy.** Finals wait in one queue per room, and rooms take turns
+//! (round-robin, one final per turn), so a busy room delays another by at most one final per
+//! turn. The queue is bounded: at most [`MAX_QUEUED_FINALS_PER_ROOM`] finals per room and
+//! [`MAX_QUEUED_FINALS`] in all (adjustable with [`Recognizer::set_final_limits`]). Asking for a
+//! final never blocks. When the room's own queue is full, the new final is refused at once
+//! ([`RecognizeError::Refused`]); when only the process-wide queue is full, a room that holds
+//! fewer waiting finals than the fullest room still gets in, and the newest final of the fullest
+//! room is refused in its place (so no room can crowd quiet rooms out); otherwise the new final
+//! is refused. Every refusal is counted (`finals_refused`, `/metrics`
+//! `meeting_agent_caption_finals_refused_total`); the caller logs the segment id and keeps the
+//! utterance's times in the journal as untranscribed.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,7 +39,20 @@ pub enum RecognizeError {
     Whisper(String),
     #[error("interim request superseded by a newer one")]
     Superseded,
+    /// The finals queue was full (see the module's policy): not transcribed.
+    #[error("final refused: the recognizer's queue is full")]
+    Refused,
 }
+
+/// Finals one room may have waiting before its next one is refused.
+pub const MAX_QUEUED_FINALS_PER_ROOM: usize = 16;
+/// Finals all rooms together may have waiting.
+pub const MAX_QUEUED_FINALS: usize = 128;
+
+/// Finals refused because the queue was full, process-wide (for `/metrics`).
+pub static FINALS_REFUSED: AtomicU64 = AtomicU64::new(0);
+/// Finals waiting for the model now, process-wide (for `/metrics`).
+pub static FINALS_QUEUED: AtomicU64 = AtomicU64::new(0);
 
 /// Counters for capacity monitoring.
 #[derive(Debug, Default)]
@@ -43,6 +68,8 @@ pub struct RecognizerStats {
     /// Finals run with a fitted encoder context because more finals were waiting: the second
     /// step of degradation, a small cost in accuracy instead of a growing delay.
     pub finals_fitted: AtomicU64,
+    /// Finals refused because the queue was full (never transcribed).
+    pub finals_refused: AtomicU64,
 }
 
 /// How much of whisper's 30 s encoder window a transcription uses.
@@ -67,12 +94,100 @@ struct Job {
     reply: oneshot::Sender<Result<Hypothesis, RecognizeError>>,
 }
 
-#[derive(Default)]
+/// The finals waiting, one queue per room, served round-robin between rooms and bounded per
+/// room and in all (the module's policy).
+struct Finals<T> {
+    rooms: HashMap<String, VecDeque<T>>,
+    /// Rooms with finals waiting, in the order they are served next.
+    turn: VecDeque<String>,
+    len: usize,
+    per_room: usize,
+    total: usize,
+}
+
+impl<T> Finals<T> {
+    fn new(per_room: usize, total: usize) -> Self {
+        Self {
+            rooms: HashMap::new(),
+            turn: VecDeque::new(),
+            len: 0,
+            per_room: per_room.max(1),
+            total: total.max(1),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Queues `item` for `room`. `Err` holds what was refused: the item itself when its room is
+    /// full (or the queue is full and no room holds more than this one), or the newest item of
+    /// the fullest room that made way for it.
+    fn push(&mut self, room: &str, item: T) -> Result<(), T> {
+        let held = self.rooms.get(room).map_or(0, VecDeque::len);
+        if held >= self.per_room {
+            return Err(item);
+        }
+        let mut displaced = None;
+        if self.len >= self.total {
+            // The fullest room (among equals, the one served last) makes way, if it holds more
+            // than this room will after the push.
+            let fullest = self
+                .turn
+                .iter()
+                .max_by_key(|r| self.rooms.get(*r).map_or(0, VecDeque::len))
+                .cloned();
+            match fullest {
+                Some(f) if self.rooms.get(&f).map_or(0, VecDeque::len) > held + 1 => {
+                    let queue = self.rooms.get_mut(&f).expect("a room in turn has a queue");
+                    displaced = queue.pop_back();
+                    self.len -= 1;
+                }
+                _ => return Err(item),
+            }
+        }
+        let queue = self.rooms.entry(room.to_string()).or_default();
+        if queue.is_empty() {
+            self.turn.push_back(room.to_string());
+        }
+        queue.push_back(item);
+        self.len += 1;
+        displaced.map_or(Ok(()), Err)
+    }
+
+    /// The next final: the oldest of the room whose turn it is.
+    fn pop(&mut self) -> Option<T> {
+        let room = self.turn.pop_front()?;
+        let queue = self.rooms.get_mut(&room)?;
+        let item = queue.pop_front();
+        if queue.is_empty() {
+            self.rooms.remove(&room);
+        } else {
+            self.turn.push_back(room);
+        }
+        if item.is_some() {
+            self.len -= 1;
+        }
+        item
+    }
+}
+
 struct Queue {
-    finals: VecDeque<Job>,
+    finals: Finals<Job>,
     interims: HashMap<u64, Job>,
     turn: VecDeque<u64>,
     closed: bool,
+}
+
+impl Default for Queue {
+    fn default() -> Self {
+        Self {
+            finals: Finals::new(MAX_QUEUED_FINALS_PER_ROOM, MAX_QUEUED_FINALS),
+            interims: HashMap::new(),
+            turn: VecDeque::new(),
+            closed: false,
+        }
+    }
 }
 
 pub struct Recognizer {
@@ -159,28 +274,46 @@ impl Recognizer {
 
     /// Transcribes a finished utterance (16 kHz mono, [-1, 1]). Served before any interim.
     pub fn final_(&self, audio: Vec<f32>) -> oneshot::Receiver<Result<Hypothesis, RecognizeError>> {
-        self.final_in(audio, CaptionLanguage::Default)
+        self.final_in("", audio, CaptionLanguage::Default)
     }
 
-    /// [`Self::final_`] in the language a microphone asked for.
+    /// [`Self::final_`] for `room` (whose finals queue it joins: see the module's policy), in
+    /// the language a microphone asked for. Never blocks; a refused final answers
+    /// [`RecognizeError::Refused`].
     pub fn final_in(
         &self,
+        room: &str,
         audio: Vec<f32>,
         language: CaptionLanguage,
     ) -> oneshot::Receiver<Result<Hypothesis, RecognizeError>> {
         let (reply, rx) = oneshot::channel();
         self.stats.finals_requested.fetch_add(1, Ordering::Relaxed);
         let (lock, cv) = &*self.queue;
-        lock.lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .finals
-            .push_back(Job {
-                audio,
-                language,
-                reply,
-            });
+        let mut q = lock.lock().unwrap_or_else(|e| e.into_inner());
+        let job = Job {
+            audio,
+            language,
+            reply,
+        };
+        let refused = q.finals.push(room, job).err();
+        FINALS_QUEUED.store(q.finals.len() as u64, Ordering::Relaxed);
+        drop(q);
+        if let Some(job) = refused {
+            self.stats.finals_refused.fetch_add(1, Ordering::Relaxed);
+            FINALS_REFUSED.fetch_add(1, Ordering::Relaxed);
+            let _ = job.reply.send(Err(RecognizeError::Refused));
+        }
         cv.notify_one();
         rx
+    }
+
+    /// Bounds the finals queue: per room and in all (at least 1 each). Finals already waiting
+    /// stay.
+    pub fn set_final_limits(&self, per_room: usize, total: usize) {
+        let (lock, _) = &*self.queue;
+        let mut q = lock.lock().unwrap_or_else(|e| e.into_inner());
+        q.finals.per_room = per_room.max(1);
+        q.finals.total = total.max(1);
     }
 
     /// Transcribes an utterance in progress for `speaker`, in the language it asked for;
@@ -232,8 +365,9 @@ fn next_job(queue: &(Mutex<Queue>, Condvar)) -> Option<(Job, JobKind)> {
     let (lock, cv) = queue;
     let mut q = lock.lock().unwrap_or_else(|e| e.into_inner());
     loop {
-        if let Some(job) = q.finals.pop_front() {
-            let kind = if q.finals.is_empty() {
+        if let Some(job) = q.finals.pop() {
+            FINALS_QUEUED.store(q.finals.len() as u64, Ordering::Relaxed);
+            let kind = if q.finals.len() == 0 {
                 JobKind::Final
             } else {
                 JobKind::FinalWithBacklog
@@ -307,4 +441,104 @@ fn transcribe(
         no_speech_probability: no_speech,
         language,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drain(f: &mut Finals<(&'static str, u32)>) -> Vec<(&'static str, u32)> {
+        std::iter::from_fn(|| f.pop()).collect()
+    }
+
+    #[test]
+    fn rooms_take_turns_for_finals() {
+        let mut f = Finals::new(16, 128);
+        for i in 0..4 {
+            f.push("busy", ("busy", i)).unwrap();
+        }
+        f.push("quiet", ("quiet", 0)).unwrap();
+        f.push("other", ("other", 0)).unwrap();
+        assert_eq!(f.len(), 6);
+        assert_eq!(
+            drain(&mut f),
+            vec![
+                ("busy", 0),
+                ("quiet", 0),
+                ("other", 0),
+                ("busy", 1),
+                ("busy", 2),
+                ("busy", 3)
+            ]
+        );
+        assert_eq!(f.len(), 0);
+        assert!(f.rooms.is_empty() && f.turn.is_empty());
+    }
+
+    #[test]
+    fn a_full_room_refuses_its_new_final() {
+        let mut f = Finals::new(3, 128);
+        for i in 0..3 {
+            f.push("busy", ("busy", i)).unwrap();
+        }
+        assert_eq!(f.push("busy", ("busy", 3)), Err(("busy", 3)));
+        // Other rooms are not affected.
+        f.push("quiet", ("quiet", 0)).unwrap();
+        assert_eq!(f.len(), 4);
+        // Once served, the room gets room again.
+        assert_eq!(f.pop(), Some(("busy", 0)));
+        f.push("busy", ("busy", 4)).unwrap();
+        assert_eq!(
+            drain(&mut f),
+            vec![("quiet", 0), ("busy", 1), ("busy", 2), ("busy", 4)]
+        );
+    }
+
+    #[test]
+    fn a_full_queue_makes_the_fullest_room_give_way() {
+        let mut f = Finals::new(8, 6);
+        for i in 0..5 {
+            f.push("a", ("a", i)).unwrap();
+        }
+        f.push("b", ("b", 0)).unwrap();
+        assert_eq!(f.len(), 6);
+        // A quiet room still gets in: the newest final of the fullest room is refused instead.
+        assert_eq!(f.push("c", ("c", 0)), Err(("a", 4)));
+        assert_eq!(f.len(), 6);
+        // The fullest room itself cannot push more.
+        assert_eq!(f.push("a", ("a", 5)), Err(("a", 5)));
+        // Rooms holding as many as the fullest after the push are refused: no ping-pong.
+        let mut g = Finals::new(8, 4);
+        for room in ["a", "b"] {
+            for i in 0..2 {
+                g.push(room, (room, i)).unwrap();
+            }
+        }
+        assert_eq!(g.push("c", ("c", 0)), Err(("b", 1)));
+        assert_eq!(g.push("d", ("d", 0)), Err(("a", 1)));
+        assert_eq!(g.push("e", ("e", 0)), Err(("e", 0)));
+        assert_eq!(drain(&mut g), vec![("a", 0), ("b", 0), ("c", 0), ("d", 0)]);
+        assert_eq!(
+            drain(&mut f),
+            vec![("a", 0), ("b", 0), ("c", 0), ("a", 1), ("a", 2), ("a", 3)]
+        );
+    }
+
+    #[test]
+    fn the_default_queue_is_bounded() {
+        let q = Queue::default();
+        assert_eq!(
+            (q.finals.per_room, q.finals.total),
+            (MAX_QUEUED_FINALS_PER_ROOM, MAX_QUEUED_FINALS)
+        );
+        let mut f = Finals::new(MAX_QUEUED_FINALS_PER_ROOM, MAX_QUEUED_FINALS);
+        let mut refused = 0;
+        for i in 0..10_000u32 {
+            if f.push("flood", ("flood", i)).is_err() {
+                refused += 1;
+            }
+        }
+        assert_eq!(f.len(), MAX_QUEUED_FINALS_PER_ROOM);
+        assert_eq!(refused, 10_000 - MAX_QUEUED_FINALS_PER_ROOM);
+    }
 }

@@ -29,6 +29,17 @@ pub struct CaptionContext {
     pub log: Option<crate::session::meeting_log::MeetingLog>,
 }
 
+impl CaptionContext {
+    /// The room these captions are for: its finals queue in the recognizer.
+    pub fn room(&self) -> &str {
+        match (&self.publisher, &self.journal) {
+            (CaptionPublisher::Room(room), _) => &room.name,
+            (_, Some(journal)) => journal.room(),
+            _ => "",
+        }
+    }
+}
+
 pub struct SpeakerCaptions {
     ctx: CaptionContext,
     key: u64,
@@ -115,7 +126,10 @@ impl SpeakerCaptions {
         else {
             return;
         };
-        let reply = self.ctx.recognizer.final_in(audio, self.language);
+        let reply = self
+            .ctx
+            .recognizer
+            .final_in(self.ctx.room(), audio, self.language);
         let caption = Caption {
             participant: self.participant.clone(),
             track_sid: self.track_sid.clone(),
@@ -128,10 +142,15 @@ impl SpeakerCaptions {
         };
         let (ctx, had_interim) = (self.ctx.clone(), self.interim_published);
         let seconds = (end_ms - start_ms) as f32 / 1000.0;
-        // Finals run on their own task so audio keeps flowing; they are never dropped.
+        // Finals run on their own task so audio keeps flowing; one the recognizer refuses (its
+        // queue is full) is logged and journaled without text.
         tokio::spawn(async move {
             let hypothesis = match reply.await {
                 Ok(Ok(h)) => h,
+                Ok(Err(RecognizeError::Refused)) => {
+                    let room = ctx.room().to_string();
+                    return refused(&room, &ctx.publisher, ctx.journal, caption, had_interim).await;
+                }
                 Ok(Err(e)) => {
                     return tracing::error!(error = %e, segment = %caption.segment_id, "final caption failed");
                 }
@@ -229,5 +248,78 @@ impl SpeakerCaptions {
                 tracing::warn!(error = %e, "cannot publish an interim caption");
             }
         });
+    }
+}
+
+/// A final the recognizer refused: logged with its segment id, the interim the room shows
+/// closed, and its times kept in the journal as untranscribed.
+async fn refused(
+    room: &str,
+    publisher: &CaptionPublisher,
+    journal: Option<Journal>,
+    caption: Caption,
+    had_interim: bool,
+) {
+    tracing::warn!(
+        %room,
+        participant = %caption.participant,
+        segment = %caption.segment_id,
+        start_ms = caption.start_ms,
+        end_ms = caption.end_ms,
+        "final caption refused: the recognizer's queue is full; kept in the journal as untranscribed"
+    );
+    if had_interim && let Err(e) = publisher.publish(&caption).await {
+        tracing::warn!(error = %e, "cannot close an interim caption");
+    }
+    if let Some(journal) = journal {
+        match tokio::task::spawn_blocking(move || journal.append_untranscribed(&caption)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "transcript journal write failed"),
+            Err(e) => tracing::error!(error = %e, "transcript journal task failed"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_refused_final_closes_the_interim_and_is_journaled_untranscribed() {
+        let dir = std::env::temp_dir().join(format!("speaker-refused-{}", std::process::id()));
+        let journal = Journal::open(&dir, "busy", 3).unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let publisher = CaptionPublisher::Channel(tx);
+        let caption = Caption {
+            participant: "eve".into(),
+            track_sid: "TR_9".into(),
+            segment_id: "SG_TR_9_4".into(),
+            text: String::new(),
+            is_final: true,
+            start_ms: 2_000,
+            end_ms: 5_000,
+            language: "en".into(),
+        };
+        refused(
+            "busy",
+            &publisher,
+            Some(journal.clone()),
+            caption.clone(),
+            true,
+        )
+        .await;
+        assert_eq!(
+            rx.try_recv().unwrap(),
+            caption,
+            "the interim segment is closed"
+        );
+        // Without an interim shown, nothing is published.
+        refused("busy", &publisher, None, caption.clone(), false).await;
+        assert!(rx.try_recv().is_err());
+        let entries = Journal::read(&journal.path).unwrap();
+        assert_eq!(entries.len(), 1);
+        assert!(entries[0].untranscribed);
+        assert_eq!(entries[0].segment_id, "SG_TR_9_4");
+        std::fs::remove_dir_all(dir).ok();
     }
 }

@@ -1,9 +1,17 @@
 //! The process-wide LiveKit engine: one loaded FFI library, one event callback, and a router
 //! that hands each event to whoever waits for it (an async request, a room, a media stream).
+//!
+//! Handle ownership: every handle the engine hands over is released exactly once, by this
+//! process, through [`Engine::drop_handle`]. The engine keeps the handles it owns, so a
+//! second release of the same handle never reaches the library (it is counted in
+//! `handles_drop_failed` and logged). Once the library is disposed (at exit) it has closed
+//! every room and forgets its handles: later releases are no-ops (`handles_after_dispose`).
+//! Remote track handles are kept until their room is closed (see `livekit::room`), because the
+//! library releases every track handle of a room itself when it closes it.
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use prost::Message;
@@ -42,7 +50,14 @@ pub struct EngineStats {
     /// Handles this process took ownership of (each must be dropped once).
     pub handles_taken: AtomicU64,
     pub handles_dropped: AtomicU64,
+    /// Releases of a handle this process did not own (any longer): a second release, stopped
+    /// here, or one the library did not know.
     pub handles_drop_failed: AtomicU64,
+    /// Handles let go after the library was disposed (it forgot them; nothing to release).
+    pub handles_after_dispose: AtomicU64,
+    /// The library's own "Attempted to drop unknown FFI handle" warnings: it released a
+    /// handle this process had already released (a room closed after its tracks were let go).
+    pub library_unknown_drops: AtomicU64,
     pub audio_frames: AtomicU64,
     pub video_frames: AtomicU64,
     pub frames_dropped_full: AtomicU64,
@@ -63,11 +78,16 @@ pub struct Engine {
     lib: FfiLibrary,
     router: Router,
     next_async_id: AtomicU64,
+    /// Handles this process owns and has not released, with how many times each was handed
+    /// over (once, but for a handle the library hands over again).
+    owned: Mutex<HashMap<u64, u32>>,
     pub stats: EngineStats,
 }
 
 static ENGINE: OnceLock<Engine> = OnceLock::new();
 static START: Mutex<()> = Mutex::new(());
+/// Set when the library is disposed (or being disposed): no handle is released after it.
+static DISPOSED: AtomicBool = AtomicBool::new(false);
 
 impl Engine {
     /// Loads the library and installs the event callback, once per process.
@@ -84,6 +104,7 @@ impl Engine {
             lib,
             router: Router::default(),
             next_async_id: AtomicU64::new(1),
+            owned: Mutex::new(HashMap::new()),
             stats: EngineStats::default(),
         };
         let engine = ENGINE.get_or_init(|| engine);
@@ -95,9 +116,14 @@ impl Engine {
     /// Closes the rooms the engine still holds, as LiveKit's own SDKs do at exit: a process
     /// that exits with rooms open races the library's threads against its teardown and can
     /// die with a signal after its work is done. Waits at most `limit` (closing a room
-    /// whose server is gone can hang); a no-op when the engine never started.
+    /// whose server is gone can hang); a no-op when the engine never started or was already
+    /// shut down. From here on releasing a handle does nothing: the library has let go of
+    /// every handle it handed out.
     pub fn shutdown(limit: std::time::Duration) {
         let Some(engine) = ENGINE.get() else { return };
+        if DISPOSED.swap(true, Ordering::SeqCst) {
+            return;
+        }
         let (done_tx, done_rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             engine.lib.dispose();
@@ -110,6 +136,11 @@ impl Engine {
 
     pub fn get() -> Result<&'static Engine, EngineError> {
         ENGINE.get().ok_or(EngineError::NotStarted)
+    }
+
+    /// The library was disposed ([`Engine::shutdown`]): its rooms are closed, its handles gone.
+    pub fn is_disposed() -> bool {
+        DISPOSED.load(Ordering::SeqCst)
     }
 
     pub fn next_async_id(&self) -> u64 {
@@ -163,26 +194,75 @@ impl Engine {
     pub fn live_handles(&self) -> i64 {
         self.stats.handles_taken.load(Ordering::Relaxed) as i64
             - self.stats.handles_dropped.load(Ordering::Relaxed) as i64
+            - self.stats.handles_after_dispose.load(Ordering::Relaxed) as i64
     }
 
     fn take_handle(&self, handle: u64) -> u64 {
         if handle != 0 {
             self.stats.handles_taken.fetch_add(1, Ordering::Relaxed);
+            *lock(&self.owned).entry(handle).or_insert(0) += 1;
         }
         handle
     }
 
+    /// Gives up one ownership of `handle`: `None` when it was not owned (any longer), else
+    /// whether that was the last one.
+    fn disown(&self, handle: u64) -> Option<bool> {
+        let mut owned = lock(&self.owned);
+        let count = owned.get_mut(&handle)?;
+        *count -= 1;
+        let last = *count == 0;
+        if last {
+            owned.remove(&handle);
+        }
+        Some(last)
+    }
+
+    /// Releases an owned handle, once: a handle not owned (any longer) is not passed to the
+    /// library, and after dispose nothing is.
     pub fn drop_handle(&self, handle: u64) {
         if handle == 0 {
             return;
         }
-        if self.lib.drop_handle(handle) {
+        match self.disown(handle) {
+            None => {
+                self.stats
+                    .handles_drop_failed
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    handle,
+                    "FFI handle released twice (the second release is ignored)"
+                );
+            }
+            // Handed over more than once by the library; it is released with the last owner.
+            Some(false) => {
+                self.stats.handles_dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            Some(true) if DISPOSED.load(Ordering::SeqCst) => {
+                self.stats
+                    .handles_after_dispose
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            Some(true) => {
+                if self.lib.drop_handle(handle) {
+                    self.stats.handles_dropped.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    self.stats
+                        .handles_drop_failed
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(
+                        handle,
+                        "the engine did not know an FFI handle it had handed over"
+                    );
+                }
+            }
+        }
+    }
+
+    /// A handle given to the library with a request that takes it over: no longer ours.
+    fn handed_over(&self, handle: u64) {
+        if handle != 0 && self.disown(handle).is_some() {
             self.stats.handles_dropped.fetch_add(1, Ordering::Relaxed);
-        } else {
-            self.stats
-                .handles_drop_failed
-                .fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(handle, "FFI handle was already released");
         }
     }
 
@@ -231,7 +311,7 @@ impl Engine {
             }
             E::AudioStreamEvent(ev) => self.on_audio(ev),
             E::VideoStreamEvent(ev) => self.on_video(ev),
-            E::Logs(batch) => forward_logs(batch),
+            E::Logs(batch) => self.forward_logs(batch),
             E::Panic(p) => tracing::error!(message = %p.message, "LiveKit engine panicked"),
             other => {
                 let Some(id) = async_id_of(&other) else {
@@ -387,6 +467,22 @@ fn async_id_of(message: &proto::ffi_event::Message) -> Option<u64> {
     })
 }
 
+impl Engine {
+    fn forward_logs(&self, batch: proto::LogBatch) {
+        for record in &batch.records {
+            if record
+                .message
+                .starts_with("Attempted to drop unknown FFI handle")
+            {
+                self.stats
+                    .library_unknown_drops
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        forward_logs(batch);
+    }
+}
+
 fn forward_logs(batch: proto::LogBatch) {
     for record in batch.records {
         let level = proto::LogLevel::try_from(record.level).unwrap_or(proto::LogLevel::LogInfo);
@@ -463,10 +559,8 @@ impl OwnedHandle {
     /// reader): counted as released, never dropped a second time.
     pub fn hand_over(self) -> u64 {
         let id = self.0;
-        if let Some(engine) = ENGINE.get()
-            && id != 0
-        {
-            engine.stats.handles_dropped.fetch_add(1, Ordering::Relaxed);
+        if let Some(engine) = ENGINE.get() {
+            engine.handed_over(id);
         }
         std::mem::forget(self);
         id

@@ -1,10 +1,18 @@
 //! A joined LiveKit room: connect, typed room events, remote track streams, publishing.
+//!
+//! Handles: the library releases every remote track handle of a room itself when it closes
+//! the room (leaving a placeholder for the client to release), and warns about each one the
+//! client already let go. So remote track handles that end (unsubscribed, their participant
+//! gone) are kept until the room is closed, and released after it: on `disconnect` (which
+//! waits for the close), or, for a room dropped without it, on the thread that leaves in the
+//! background once the library confirms. After the library is disposed nothing is released.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use thiserror::Error;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::engine::{Engine, EngineError, OwnedHandle, SharedHandle, release_room_event_handles};
 use super::proto;
@@ -171,6 +179,24 @@ impl Default for ConnectOptions {
     }
 }
 
+/// Whether the room's connection to the server is up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionState {
+    Connected,
+    /// Lost, being re-established (`Reconnecting` until `Reconnected`).
+    Reconnecting,
+    /// Left or closed: nothing goes through any more.
+    Disconnected,
+}
+
+/// How long leaving a room dropped without `disconnect` may take before its handles go anyway.
+const LEAVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long `disconnect` waits for the library to close the room.
+const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// Ended remote tracks whose handles wait for the room to close; past this, the oldest is
+/// released at once (the library then warns about it when the room closes).
+const MAX_ENDED_TRACKS: usize = 1024;
+
 struct RemoteTrackEntry {
     handle: SharedHandle,
     summary: TrackSummary,
@@ -181,6 +207,26 @@ struct RoomState {
     participants: HashMap<String, (OwnedHandle, ParticipantSummary)>,
     publications: HashMap<String, (OwnedHandle, TrackSummary)>,
     tracks: HashMap<String, RemoteTrackEntry>,
+    /// Handles of remote tracks that ended, by track sid, kept until the room is closed.
+    ended_tracks: VecDeque<(String, SharedHandle)>,
+}
+
+impl RoomState {
+    /// A remote track ended: its handle waits for the room to close.
+    fn track_ended(&mut self, sid: String, entry: RemoteTrackEntry) {
+        if self.ended_tracks.len() >= MAX_ENDED_TRACKS {
+            self.ended_tracks.pop_front();
+        }
+        self.ended_tracks.push_back((sid, entry.handle));
+    }
+
+    /// Every handle, remote tracks first (ended ones included); the room's own go after.
+    fn release_all(&mut self) {
+        self.tracks.clear();
+        self.ended_tracks.clear();
+        self.publications.clear();
+        self.participants.clear();
+    }
 }
 
 pub struct Room {
@@ -194,6 +240,7 @@ pub struct Room {
     state: Arc<Mutex<RoomState>>,
     /// Set once [`Room::disconnect`] was asked for.
     left: std::sync::atomic::AtomicBool,
+    connection: watch::Sender<ConnectionState>,
 }
 
 impl Room {
@@ -234,6 +281,7 @@ impl Room {
             },
             _ => return Err(EngineError::UnexpectedResponse("connect").into()),
         };
+        eprintln!("DBG room handle {} local {}", result.room.handle.id, result.local_participant.handle.id);
         let handle = OwnedHandle::from_proto(result.room.handle);
         let info = result.room.info;
         let local = OwnedHandle::from_proto(result.local_participant.handle);
@@ -265,7 +313,13 @@ impl Room {
 
         let (raw_tx, raw_rx) = mpsc::unbounded_channel();
         engine.route_room(handle.id(), raw_tx);
-        tokio::spawn(run_room_events(raw_rx, events_tx, state.clone()));
+        let connection = watch::Sender::new(ConnectionState::Connected);
+        tokio::spawn(run_room_events(
+            raw_rx,
+            events_tx,
+            state.clone(),
+            connection.clone(),
+        ));
         engine.request(Req::ReadyForRoomEvent(proto::ReadyForRoomEventRequest {
             room_handle: handle.id(),
         }))?;
@@ -279,8 +333,19 @@ impl Room {
             identity,
             state,
             left: Default::default(),
+            connection,
         };
         Ok((room, events_rx))
+    }
+
+    /// The connection's state now.
+    pub fn connection_state(&self) -> ConnectionState {
+        *self.connection.borrow()
+    }
+
+    /// Follows the connection's state (reconnecting, reconnected, left).
+    pub fn connection(&self) -> watch::Receiver<ConnectionState> {
+        self.connection.subscribe()
     }
 
     /// Participants currently in the room (not counting this one).
@@ -529,47 +594,80 @@ impl Room {
         }
     }
 
-    /// Leaves the room. Handles are released when the `Room` is dropped.
+    /// Leaves the room; returns once the library has closed it (at most 15 s). Handles are
+    /// released when the `Room` is dropped.
     pub async fn disconnect(&self) -> Result<(), RoomError> {
         let engine = Engine::get()?;
-        let async_id = engine.next_async_id();
         self.left.store(true, std::sync::atomic::Ordering::Relaxed);
-        engine
-            .request_async(
-                "disconnect",
-                async_id,
-                Req::Disconnect(self.disconnect_request(async_id)),
-            )
-            .await?;
-        Ok(())
+        self.connection.send_replace(ConnectionState::Disconnected);
+        if Engine::is_disposed() {
+            return Ok(()); // the library closed every room, and answers nothing any more
+        }
+        let async_id = engine.next_async_id();
+        let reply = engine.request_async(
+            "disconnect",
+            async_id,
+            Req::Disconnect(self.disconnect_request(async_id)),
+        );
+        match tokio::time::timeout(DISCONNECT_TIMEOUT, reply).await {
+            Ok(reply) => reply.map(|_| ()).map_err(RoomError::from),
+            Err(_) => Err(RoomError::Operation {
+                operation: "disconnect",
+                message: format!("the engine did not close the room within {DISCONNECT_TIMEOUT:?}"),
+            }),
+        }
     }
 
-    /// Asks the engine to leave and releases the room's handle once it has (the engine looks
-    /// the room up by that handle while leaving), on the current runtime or a thread.
+    /// Asks the engine to leave, and once it has closed the room (or after
+    /// [`LEAVE_TIMEOUT`]) stops routing its events and releases its handles: remote tracks
+    /// first, the room's own last (the engine looks the room up by its handle while leaving).
+    /// On a thread of its own, so a runtime shutting down cannot cut it short and release the
+    /// handles before the close.
     fn leave_in_background(&mut self, engine: &'static Engine) {
         let async_id = engine.next_async_id();
         let request = Req::Disconnect(self.disconnect_request(async_id));
+        let handle = std::mem::replace(&mut self.handle, OwnedHandle::none());
+        let local = std::mem::replace(&mut self.local, OwnedHandle::none());
+        let state = self.state.clone();
+        let room = self.name.clone();
         let reply = match engine.request_with_reply(async_id, request) {
-            Ok(reply) => reply,
+            Ok(reply) => Some(reply),
             Err(e) => {
-                return tracing::warn!(room = %self.name, error = %e, "cannot leave a dropped room");
+                tracing::warn!(%room, error = %e, "cannot leave a dropped room");
+                None
             }
         };
-        tracing::info!(room = %self.name, "leaving a room dropped without disconnecting");
-        let handle = std::mem::replace(&mut self.handle, OwnedHandle::none());
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                runtime.spawn(async move {
-                    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), reply).await;
-                    drop(handle);
-                });
-            }
-            Err(_) => {
-                std::thread::spawn(move || {
-                    let _ = reply.blocking_recv();
-                    drop(handle);
-                });
-            }
+        tracing::info!(%room, "leaving a room dropped without disconnecting");
+        let spawned = std::thread::Builder::new()
+            .name("lk-leave".into())
+            .spawn(move || {
+                if let Some(mut reply) = reply {
+                    let deadline = std::time::Instant::now() + LEAVE_TIMEOUT;
+                    loop {
+                        match reply.try_recv() {
+                            Err(tokio::sync::oneshot::error::TryRecvError::Empty)
+                                if std::time::Instant::now() < deadline
+                                    && !Engine::is_disposed() =>
+                            {
+                                std::thread::sleep(Duration::from_millis(20));
+                            }
+                            Err(tokio::sync::oneshot::error::TryRecvError::Empty) => {
+                                if !Engine::is_disposed() {
+                                    tracing::warn!(%room, "the engine did not confirm leaving in time");
+                                }
+                                break;
+                            }
+                            _ => break,
+                        }
+                    }
+                }
+                engine.unroute_room(handle.id());
+                state.lock().unwrap_or_else(|e| e.into_inner()).release_all();
+                drop(local);
+                drop(handle);
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "cannot start the thread leaving a dropped room");
         }
     }
 
@@ -603,20 +701,18 @@ impl Room {
 
 impl Drop for Room {
     fn drop(&mut self) {
-        if let Ok(engine) = Engine::get() {
-            engine.unroute_room(self.handle.id());
-            // The engine keeps a room it was never told to leave connected (and reconnecting)
-            // even once its handle is gone: a job ended by a panic or an abort would leave a
-            // ghost participant behind. Leave now.
-            if !self.left.load(std::sync::atomic::Ordering::Relaxed) {
-                self.leave_in_background(engine);
-            }
+        self.connection.send_replace(ConnectionState::Disconnected);
+        let Ok(engine) = Engine::get() else { return };
+        // The engine keeps a room it was never told to leave connected (and reconnecting)
+        // even once its handle is gone: a job ended by a panic or an abort would leave a
+        // ghost participant behind. Leave now; the handles go once it has left. (After
+        // dispose the library closed every room and answers nothing: nothing to leave.)
+        if !self.left.load(std::sync::atomic::Ordering::Relaxed) && !Engine::is_disposed() {
+            return self.leave_in_background(engine);
         }
-        // Remote handles go before the room's own handle.
-        let mut st = self.lock();
-        st.tracks.clear();
-        st.publications.clear();
-        st.participants.clear();
+        engine.unroute_room(self.handle.id());
+        // Closed (or disposed): remote handles go before the room's own handle.
+        self.lock().release_all();
     }
 }
 
@@ -660,9 +756,11 @@ async fn run_room_events(
     mut raw: mpsc::UnboundedReceiver<proto::room_event::Message>,
     events: mpsc::UnboundedSender<RoomEvent>,
     state: Arc<Mutex<RoomState>>,
+    connection: watch::Sender<ConnectionState>,
 ) {
     use proto::room_event::Message as R;
     while let Some(raw_event) = raw.recv().await {
+        eprintln!("DBG event {:?}", raw_event);
         let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
         let event = match raw_event {
             R::ParticipantConnected(p) => {
@@ -678,8 +776,17 @@ async fn run_room_events(
                 st.participants.remove(&p.participant_identity);
                 st.publications
                     .retain(|_, (_, t)| t.participant != p.participant_identity);
-                st.tracks
-                    .retain(|_, t| t.summary.participant != p.participant_identity);
+                let gone: Vec<String> = st
+                    .tracks
+                    .iter()
+                    .filter(|(_, t)| t.summary.participant == p.participant_identity)
+                    .map(|(sid, _)| sid.clone())
+                    .collect();
+                for sid in gone {
+                    if let Some(entry) = st.tracks.remove(&sid) {
+                        st.track_ended(sid, entry);
+                    }
+                }
                 Some(RoomEvent::ParticipantDisconnected {
                     identity: p.participant_identity,
                     reason: DisconnectReason::try_from(p.disconnect_reason)
@@ -729,6 +836,9 @@ async fn run_room_events(
                         muted: info.muted,
                     },
                 };
+                // The library now knows this sid by the new handle only: an earlier one of
+                // the same track is released now (it would not be at the close).
+                st.ended_tracks.retain(|(sid, _)| *sid != info.sid);
                 st.tracks.insert(
                     info.sid,
                     RemoteTrackEntry {
@@ -739,7 +849,9 @@ async fn run_room_events(
                 Some(RoomEvent::TrackSubscribed(summary))
             }
             R::TrackUnsubscribed(t) => {
-                st.tracks.remove(&t.track_sid);
+                if let Some(entry) = st.tracks.remove(&t.track_sid) {
+                    st.track_ended(t.track_sid.clone(), entry);
+                }
                 Some(RoomEvent::TrackUnsubscribed {
                     participant: t.participant_identity,
                     sid: t.track_sid,
@@ -811,12 +923,33 @@ async fn run_room_events(
             R::RoomMetadataChanged(m) => Some(RoomEvent::RoomMetadataChanged {
                 metadata: m.metadata,
             }),
-            R::Reconnecting(_) => Some(RoomEvent::Reconnecting),
-            R::Reconnected(_) => Some(RoomEvent::Reconnected),
-            R::Disconnected(d) => Some(RoomEvent::Disconnected {
-                reason: DisconnectReason::try_from(d.reason)
-                    .unwrap_or(DisconnectReason::UnknownReason),
-            }),
+            R::Reconnecting(_) => {
+                connection.send_if_modified(|c| {
+                    let change = *c == ConnectionState::Connected;
+                    if change {
+                        *c = ConnectionState::Reconnecting;
+                    }
+                    change
+                });
+                Some(RoomEvent::Reconnecting)
+            }
+            R::Reconnected(_) => {
+                connection.send_if_modified(|c| {
+                    let change = *c == ConnectionState::Reconnecting;
+                    if change {
+                        *c = ConnectionState::Connected;
+                    }
+                    change
+                });
+                Some(RoomEvent::Reconnected)
+            }
+            R::Disconnected(d) => {
+                connection.send_replace(ConnectionState::Disconnected);
+                Some(RoomEvent::Disconnected {
+                    reason: DisconnectReason::try_from(d.reason)
+                        .unwrap_or(DisconnectReason::UnknownReason),
+                })
+            }
             other => {
                 if let Ok(engine) = Engine::get() {
                     release_room_event_handles(engine, other);

@@ -1,9 +1,32 @@
 //! LiveKit's RoomService (Twirp over HTTP, JSON), as far as the control API needs it: reading
 //! and updating a room's metadata, which carries the room-wide switches the agent follows.
+//!
+//! Metadata is one JSON string per room, so setting some keys is a read-modify-write. Writes to
+//! one room are serialised inside the process (a per-room lock shared by every clone of the
+//! service, dropped when nobody holds or waits for it), and each write is checked: the
+//! metadata is read back and, when our keys do not hold our values (another process wrote in
+//! between, or the server's read still lagged), the keys are applied again on what the server
+//! has now, a bounded number of times with short backoff. LiveKit has no conditional metadata
+//! update, so across processes this narrows the window for a lost key (a writer elsewhere whose
+//! read is older than ours and whose write lands after our last check) without closing it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use livekit_api::access_token::{AccessToken, VideoGrants};
 use serde_json::{Value, json};
 use thiserror::Error;
+
+/// Writes of a room's metadata before giving up when other writers keep interleaving.
+const WRITE_ATTEMPTS: u32 = 8;
+/// How long after our keys show up they are checked again (a writer in another process that
+/// read the metadata before our write may still replace it).
+const SETTLE: Duration = Duration::from_millis(50);
+/// Reads after each write waiting for the server's metadata to show it.
+const READBACK_POLLS: u32 = 4;
+/// The first pause between read-backs; doubled each time.
+const READBACK_BACKOFF: Duration = Duration::from_millis(20);
 
 #[derive(Debug, Error)]
 pub enum RoomServiceError {
@@ -14,6 +37,70 @@ pub enum RoomServiceError {
     },
     #[error("room {0:?} does not exist")]
     NoSuchRoom(String),
+    #[error("participant {identity:?} is not in room {room:?}")]
+    NoSuchParticipant { room: String, identity: String },
+    #[error("the metadata of room {0:?} kept changing under our writes")]
+    Contended(String),
+}
+
+/// One lock per room with a write in progress or waiting, with the number of its users; an
+/// entry goes when its last user does.
+type RoomLocks = Arc<Mutex<HashMap<String, (Arc<tokio::sync::Mutex<()>>, usize)>>>;
+
+/// A user of a room's lock entry (waiting or holding); made before waiting, so a write whose
+/// future is dropped while it waits (a timed-out call) still gives its place back.
+struct RoomTicket {
+    locks: RoomLocks,
+    room: String,
+}
+
+impl Drop for RoomTicket {
+    fn drop(&mut self) {
+        let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(entry) = locks.get_mut(&self.room) {
+            entry.1 -= 1;
+            if entry.1 == 0 {
+                locks.remove(&self.room);
+            }
+        }
+    }
+}
+
+/// Holds a room's write lock. Fields drop in order: the lock is released, then the entry's
+/// user count goes down.
+struct RoomWriteGuard {
+    _guard: tokio::sync::OwnedMutexGuard<()>,
+    _ticket: RoomTicket,
+}
+
+/// A random pause up to `max`, so writers of other processes that collided do not collide
+/// again in step.
+fn jitter(max: Duration) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    let max_us = max.as_micros().max(1) as u64;
+    Duration::from_micros(random % max_us)
+}
+
+/// Whether every `(key, value)` of `ours` is in the metadata `current`.
+fn holds(current: &str, ours: &serde_json::Map<String, Value>) -> bool {
+    match serde_json::from_str::<Value>(current) {
+        Ok(Value::Object(map)) => ours.iter().all(|(k, v)| map.get(k) == Some(v)),
+        _ => ours.is_empty(),
+    }
+}
+
+/// `current` with `ours` set in it (other keys kept; metadata that is not a JSON object is
+/// replaced).
+fn merged(current: &str, ours: &serde_json::Map<String, Value>) -> String {
+    let mut object = match serde_json::from_str::<Value>(current) {
+        Ok(Value::Object(map)) => map,
+        _ => serde_json::Map::new(),
+    };
+    object.extend(ours.iter().map(|(k, v)| (k.clone(), v.clone())));
+    Value::Object(object).to_string()
 }
 
 #[derive(Clone)]
@@ -22,6 +109,8 @@ pub struct RoomService {
     api_key: String,
     api_secret: String,
     client: reqwest::Client,
+    /// Per-room write locks, shared by every clone.
+    locks: RoomLocks,
 }
 
 impl RoomService {
@@ -42,6 +131,32 @@ impl RoomService {
                 .timeout(std::time::Duration::from_secs(10))
                 .build()
                 .expect("an HTTP client with a timeout builds"),
+            locks: RoomLocks::default(),
+        }
+    }
+
+    /// Rooms with a metadata write in progress or waiting (for tests: entries do not pile up).
+    pub fn rooms_locked(&self) -> usize {
+        self.locks.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Waits for, then holds, this process's write lock of `room`.
+    async fn lock_room(&self, room: &str) -> RoomWriteGuard {
+        let (lock, ticket) = {
+            let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+            let entry = locks.entry(room.to_string()).or_default();
+            entry.1 += 1;
+            (
+                entry.0.clone(),
+                RoomTicket {
+                    locks: self.locks.clone(),
+                    room: room.to_string(),
+                },
+            )
+        };
+        RoomWriteGuard {
+            _guard: lock.lock_owned().await,
+            _ticket: ticket,
         }
     }
 
@@ -75,6 +190,9 @@ impl RoomService {
             .map_err(|e| fail(e.without_url().to_string()))?;
         let status = response.status();
         let value: Value = response.json().await.unwrap_or(Value::Null);
+        if status == reqwest::StatusCode::NOT_FOUND || value["code"] == "not_found" {
+            return Err(RoomServiceError::NoSuchRoom(room.to_string()));
+        }
         if !status.is_success() {
             return Err(fail(format!(
                 "HTTP {status}: {}",
@@ -96,42 +214,123 @@ impl RoomService {
             .ok_or_else(|| RoomServiceError::NoSuchRoom(room.to_string()))
     }
 
-    /// Sets attributes of a participant in the room (other attributes are kept).
+    /// Sets attributes of a participant in the room (other attributes are kept);
+    /// `NoSuchParticipant` when the server knows no such participant (or room).
     pub async fn set_attributes(
         &self,
         room: &str,
         identity: &str,
         attributes: &std::collections::HashMap<String, String>,
     ) -> Result<(), RoomServiceError> {
-        self.call(
-            "UpdateParticipant",
-            room,
-            json!({"room": room, "identity": identity, "attributes": attributes}),
-        )
-        .await
-        .map(|_| ())
+        match self
+            .call(
+                "UpdateParticipant",
+                room,
+                json!({"room": room, "identity": identity, "attributes": attributes}),
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(RoomServiceError::NoSuchRoom(_)) => Err(RoomServiceError::NoSuchParticipant {
+                room: room.to_string(),
+                identity: identity.to_string(),
+            }),
+            Err(e) => Err(e),
+        }
     }
 
-    /// Sets keys of the room's metadata (a JSON object), keeping the others, in one update:
-    /// the server's metadata reads lag its writes, so key-by-key updates could lose a key.
-    /// Metadata that is not a JSON object is replaced.
+    /// Sets keys of the room's metadata (a JSON object), keeping the others, in one update.
+    /// Serialised per room within the process, and checked by reading back: when our keys do
+    /// not hold our values afterwards (another writer interleaved, or the server's read lagged
+    /// our write), they are applied again on the metadata the server has then, at most
+    /// [`WRITE_ATTEMPTS`] times. Metadata that is not a JSON object is replaced.
     pub async fn set_switches(
         &self,
         room: &str,
         switches: impl IntoIterator<Item = (String, Value)>,
     ) -> Result<(), RoomServiceError> {
-        let current = self.room_metadata(room).await?;
-        let mut object = match serde_json::from_str::<Value>(&current) {
-            Ok(Value::Object(map)) => map,
-            _ => serde_json::Map::new(),
-        };
-        object.extend(switches);
-        self.call(
-            "UpdateRoomMetadata",
-            room,
-            json!({"room": room, "metadata": Value::Object(object).to_string()}),
-        )
-        .await
-        .map(|_| ())
+        let ours: serde_json::Map<String, Value> = switches.into_iter().collect();
+        let _lock = self.lock_room(room).await;
+        let mut current = self.room_metadata(room).await?;
+        for _ in 0..WRITE_ATTEMPTS {
+            if !holds(&current, &ours) {
+                self.call(
+                    "UpdateRoomMetadata",
+                    room,
+                    json!({"room": room, "metadata": merged(&current, &ours)}),
+                )
+                .await?;
+                // Until the server's reads show the write (they may lag it).
+                let mut pause = READBACK_BACKOFF;
+                for poll in 0..READBACK_POLLS {
+                    if poll > 0 {
+                        tokio::time::sleep(pause + jitter(pause)).await;
+                        pause *= 2;
+                    }
+                    current = self.room_metadata(room).await?;
+                    if holds(&current, &ours) {
+                        break;
+                    }
+                }
+                if !holds(&current, &ours) {
+                    // Another writer's metadata replaced ours: apply again on it (just read).
+                    continue;
+                }
+            }
+            // Ours now; a writer elsewhere that read before our write may still replace it
+            // with what it read, so look once more after a moment.
+            tokio::time::sleep(SETTLE + jitter(SETTLE)).await;
+            current = self.room_metadata(room).await?;
+            if holds(&current, &ours) {
+                return Ok(());
+            }
+        }
+        Err(RoomServiceError::Contended(room.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merging_keeps_other_keys_and_checks_ours() {
+        let ours: serde_json::Map<String, Value> = [("recording.enabled".to_string(), json!(true))]
+            .into_iter()
+            .collect();
+        let current = r#"{"captions.enabled":false}"#;
+        assert!(!holds(current, &ours));
+        let next = merged(current, &ours);
+        assert!(holds(&next, &ours));
+        assert_eq!(
+            serde_json::from_str::<Value>(&next).unwrap(),
+            json!({"captions.enabled": false, "recording.enabled": true})
+        );
+        assert!(!holds(r#"{"recording.enabled":false}"#, &ours));
+        assert_eq!(merged("not json", &ours), r#"{"recording.enabled":true}"#);
+        assert!(!holds("", &ours));
+    }
+
+    #[tokio::test]
+    async fn room_locks_serialise_and_do_not_pile_up() {
+        let service = RoomService::new("http://127.0.0.1:9", "k", "s");
+        let clone = service.clone();
+        let first = service.lock_room("weekly").await;
+        assert_eq!(service.rooms_locked(), 1);
+        // A clone waits for the same room's lock...
+        let waiter = tokio::spawn(async move {
+            let _g = clone.lock_room("weekly").await;
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiter.is_finished(), "the second writer waits");
+        // ...but not for another room's.
+        drop(service.lock_room("board").await);
+        // A writer that gives up while waiting (a timed-out call) leaves nothing behind.
+        let impatient =
+            tokio::time::timeout(Duration::from_millis(20), service.lock_room("weekly"));
+        assert!(impatient.await.is_err());
+        drop(first);
+        waiter.await.unwrap();
+        assert_eq!(service.rooms_locked(), 0, "unused entries are removed");
     }
 }

@@ -10,9 +10,9 @@
 //! run the same graph without a clock, as fast as the encoder goes.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
@@ -64,6 +64,9 @@ const AAC_PRIMING_US: i64 = 1024 * 1_000_000 / AUDIO_RATE as i64;
 /// A live audio input whose arrival drifts this far from its running sample count is
 /// re-anchored (after a gap, a mute, a stall); smaller jitter is smoothed away.
 const AUDIO_RESYNC_US: i64 = 80_000;
+/// How long a file-fed input may wait for room in its queue before the recording is declared
+/// stuck (the graph waits for something that never comes) and the push fails.
+pub const STALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 struct Input {
     src: gst_app::AppSrc,
@@ -81,6 +84,15 @@ struct Shared {
     failed: Mutex<Option<String>>,
     /// The end of stream reached the sink.
     ended: AtomicBool,
+    /// File-fed: how long a push may wait for room (ms).
+    stall_timeout_ms: AtomicU64,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // A recording abandoned on an error stops its streaming threads.
+        let _ = self.pipeline.set_state(gst::State::Null);
+    }
 }
 
 /// A running recording pipeline. Inputs come and go while it runs.
@@ -223,6 +235,7 @@ impl CompositePipeline {
             live: s.live,
             failed: Mutex::new(None),
             ended: AtomicBool::new(false),
+            stall_timeout_ms: AtomicU64::new(STALL_TIMEOUT.as_millis() as u64),
         });
         watch_bus(&shared);
         Ok(Self { shared })
@@ -231,6 +244,40 @@ impl CompositePipeline {
     /// An error the pipeline reported, if any: the recording has stopped.
     pub fn failure(&self) -> Option<String> {
         lock(&self.shared.failed).clone()
+    }
+
+    /// File-fed: how long a push waits for room in its input's queue before it fails
+    /// (default [`STALL_TIMEOUT`]).
+    pub fn set_stall_timeout(&self, timeout: Duration) {
+        self.shared
+            .stall_timeout_ms
+            .store(timeout.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// File-fed inputs hold at most [`INPUT_QUEUE`]: waits until `src` has room, failing
+    /// when the pipeline failed or nothing drained the queue within the stall timeout.
+    fn wait_for_room(&self, id: &str, src: &gst_app::AppSrc) -> Result<(), RecordingError> {
+        let max = INPUT_QUEUE.as_nanos() as u64;
+        let timeout = Duration::from_millis(self.shared.stall_timeout_ms.load(Ordering::Relaxed));
+        let started = Instant::now();
+        loop {
+            if let Some(f) = self.failure() {
+                return Err(RecordingError::Pipeline(f));
+            }
+            if src.property::<u64>("current-level-time") < max {
+                return Ok(());
+            }
+            if started.elapsed() >= timeout {
+                let message = format!(
+                    "the recording is stuck: input {id} could not hand over its data for {timeout:?} \
+                     (a mixer or the muxer waits for an input that never comes)"
+                );
+                tracing::error!(error = %message, "recording pipeline stalled");
+                *lock(&self.shared.failed) = Some(message.clone());
+                return Err(RecordingError::Pipeline(message));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
     }
 
     /// Microseconds on the monotonic clock -> running time of the pipeline.
@@ -254,7 +301,9 @@ impl CompositePipeline {
             .caps(&caps)
             .format(gst::Format::Time)
             .is_live(live)
-            .block(!live)
+            // Never blocks inside GStreamer (no way out of that wait): file-fed pushes wait
+            // for room themselves, with a timeout.
+            .block(false)
             .max_time(gst::ClockTime::from_nseconds(INPUT_QUEUE.as_nanos() as u64))
             .max_bytes(0)
             .max_buffers(0)
@@ -298,6 +347,7 @@ impl CompositePipeline {
         }
         Ok(VideoInput {
             pipeline: self.clone(),
+            id: id.to_string(),
             src,
             size: (16, 16),
             last_pts: None,
@@ -315,6 +365,7 @@ impl CompositePipeline {
         let src = self.add_input(id, caps, &self.shared.audiomixer.clone())?;
         Ok(AudioInput {
             pipeline: self.clone(),
+            id: id.to_string(),
             src,
             next_pts_us: None,
         })
@@ -382,7 +433,9 @@ impl CompositePipeline {
             }
             if std::time::Instant::now() >= deadline {
                 break Err(RecordingError::Pipeline(format!(
-                    "the pipeline did not end within {timeout:?}"
+                    "the recording did not reach its end within {timeout:?} (an input never \
+                     ended, or the muxer waits for a stream that never came); the file is cut \
+                     at its last whole fragment"
                 )));
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -477,6 +530,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// One participant's camera or screen share going into the compositor.
 pub struct VideoInput {
     pipeline: CompositePipeline,
+    id: String,
     src: gst_app::AppSrc,
     size: (u32, u32),
     last_pts: Option<gst::ClockTime>,
@@ -494,6 +548,26 @@ impl VideoInput {
     /// Pushes a frame that arrived at `arrival_us` (monotonic) — or, file-fed, at
     /// `arrival_us` microseconds into the recording. Size changes are followed.
     pub fn push(&mut self, frame: &VideoFrame, arrival_us: i64) -> Result<(), RecordingError> {
+        self.push_for(frame, arrival_us, None)
+    }
+
+    /// File-fed: a frame shown from `start_us` for `duration_us` (the compositor holds it that
+    /// long, and the recording's video lasts at least to its end).
+    pub fn push_span(
+        &mut self,
+        frame: &VideoFrame,
+        start_us: i64,
+        duration_us: i64,
+    ) -> Result<(), RecordingError> {
+        self.push_for(frame, start_us, Some(duration_us))
+    }
+
+    fn push_for(
+        &mut self,
+        frame: &VideoFrame,
+        arrival_us: i64,
+        duration_us: Option<i64>,
+    ) -> Result<(), RecordingError> {
         if frame.data.len() != VideoFrame::i420_len(frame.width, frame.height) {
             return Err(RecordingError::Pipeline(format!(
                 "video frame {}x{} has {} bytes",
@@ -518,11 +592,17 @@ impl VideoInput {
             return Ok(());
         }
         self.last_pts = Some(pts);
+        if !self.pipeline.shared.live {
+            self.pipeline.wait_for_room(&self.id, &self.src)?;
+        }
         let mut buffer = gst::Buffer::from_mut_slice(frame.data.clone());
-        buffer
-            .get_mut()
-            .expect("a new buffer is writable")
-            .set_pts(pts);
+        {
+            let b = buffer.get_mut().expect("a new buffer is writable");
+            b.set_pts(pts);
+            if let Some(d) = duration_us {
+                b.set_duration(gst::ClockTime::from_useconds(d.max(0) as u64));
+            }
+        }
         self.src
             .push_buffer(buffer)
             .map(|_| ())
@@ -533,6 +613,7 @@ impl VideoInput {
 /// One microphone (or screen-share audio) going into the mixer: 48 kHz mono S16.
 pub struct AudioInput {
     pipeline: CompositePipeline,
+    id: String,
     src: gst_app::AppSrc,
     next_pts_us: Option<i64>,
 }
@@ -568,6 +649,9 @@ impl AudioInput {
             start_us += skip as i64 * 1_000_000 / AUDIO_RATE as i64;
         }
         let duration_us = samples.len() as i64 * 1_000_000 / AUDIO_RATE as i64;
+        if !self.pipeline.shared.live {
+            self.pipeline.wait_for_room(&self.id, &self.src)?;
+        }
         let bytes: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
         let mut buffer = gst::Buffer::from_mut_slice(bytes);
         {

@@ -1,9 +1,12 @@
 //! A camera's virtual background: `vb.mode` (`blur`, `image` or `off`), `vb.blur` (1..=10) and
-//! `vb.image` (a path or an http(s) URL) in the participant's attributes ask for it; the agent
+//! `vb.image` (an image uploaded to the room, or an allow-listed https URL: checked by
+//! `video::background_source`) in the participant's attributes ask for it; the agent
 //! publishes the processed frames as `<identity>-vb` at the camera's size and rate. Frames are
 //! processed on a thread of their own with one frame waiting at most: a frame that arrives while
 //! one waits replaces nothing and is skipped (counted), so latency stays bounded under load. A
-//! frame that cannot be processed (a bad image, a model error) goes out unprocessed.
+//! frame that cannot be processed (a bad image, a model error) goes out unprocessed. An image
+//! load in flight is cancelled when the request changes, so a participant toggling its
+//! attributes starts at most one load per frame and never piles them up.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,6 +18,7 @@ use super::video::FrameStats;
 use crate::livekit::{LocalVideoTrack, Room, TrackSource, VideoStream};
 use crate::media::VideoFrame;
 use crate::video::background;
+use crate::video::background_source::SourcePolicy;
 use crate::video::processor::{Processor, SegmenterPool, VbMode};
 
 pub const VB_MODE: &str = "vb.mode";
@@ -95,7 +99,11 @@ pub struct Camera {
     pub participant: String,
     pub pool: Arc<SegmenterPool>,
     pub request: watch::Receiver<VbRequest>,
+    /// Which `vb.image` values may be loaded, and from where.
+    pub sources: Arc<SourcePolicy>,
 }
+
+type ImageLoad = tokio::task::JoinHandle<Result<Arc<image::RgbImage>, background::BackgroundError>>;
 
 impl Camera {
     pub async fn run(mut self, mut stream: VideoStream, mut stats: FrameStats) {
@@ -109,9 +117,8 @@ impl Camera {
         }
         let mut request = self.request.borrow_and_update().clone();
         let mut mode = VbMode::Off;
-        let mut loading: Option<
-            tokio::task::JoinHandle<Result<image::RgbImage, background::BackgroundError>>,
-        > = None;
+        let mut loading: Option<ImageLoad> = None;
+        let mut warnings = RefusalLog::default();
         let mut track: Option<Arc<LocalVideoTrack>> = None;
         let mut changed = true;
         loop {
@@ -121,14 +128,21 @@ impl Camera {
                     stats.push(&frame);
                     if changed {
                         changed = false;
-                        (mode, loading) = self.apply(&request);
+                        if let Some(previous) = loading.take() {
+                            previous.abort();
+                        }
+                        let refused;
+                        (mode, loading, refused) = self.apply(&request);
+                        if let Some(e) = refused {
+                            warnings.warn(&self.participant, &e);
+                        }
                     }
                     if loading.as_ref().is_some_and(|l| l.is_finished()) {
                         let result = loading.take().expect("checked").await;
                         mode = match result {
-                            Ok(Ok(image)) => VbMode::Image(Arc::new(image)),
+                            Ok(Ok(image)) => VbMode::Image(image),
                             Ok(Err(e)) => {
-                                tracing::warn!(participant = %self.participant, error = %e, "background image refused; frames go out unprocessed");
+                                warnings.warn(&self.participant, &e);
                                 VbMode::Off
                             }
                             Err(e) => {
@@ -171,38 +185,66 @@ impl Camera {
                         break;
                     }
                     request = self.request.borrow_and_update().clone();
-                    tracing::info!(participant = %self.participant, request = ?request, "virtual background settings");
+                    tracing::debug!(participant = %self.participant, request = ?request, "virtual background settings");
                     changed = true;
                 }
             }
         }
         drop(tx);
+        if let Some(l) = loading.take() {
+            l.abort();
+        }
         if let Some(t) = track.take() {
             let _ = self.room.unpublish(&t.sid).await;
         }
     }
 
-    /// The mode to use now for `request`, and the image load it starts.
-    #[allow(clippy::type_complexity)]
+    /// The mode to use now for `request`, the image load it starts, and why a source was
+    /// refused (then frames go out unprocessed).
     fn apply(
         &self,
         request: &VbRequest,
     ) -> (
         VbMode,
-        Option<tokio::task::JoinHandle<Result<image::RgbImage, background::BackgroundError>>>,
+        Option<ImageLoad>,
+        Option<background::BackgroundError>,
     ) {
         match request {
-            VbRequest::Off => (VbMode::Off, None),
-            VbRequest::Blur(s) => (VbMode::Blur(*s), None),
-            VbRequest::Image(source) => {
-                let source = source.clone();
+            VbRequest::Off => (VbMode::Off, None, None),
+            VbRequest::Blur(s) => (VbMode::Blur(*s), None, None),
+            VbRequest::Image(value) => match self.sources.check(&self.room.name, value) {
                 // Until the image is in, frames go out unprocessed.
-                (
+                Ok(source) => (
                     VbMode::Off,
                     Some(tokio::spawn(async move { background::load(&source).await })),
-                )
-            }
+                    None,
+                ),
+                Err(e) => (VbMode::Off, None, Some(e)),
+            },
         }
+    }
+}
+
+/// Refused backgrounds are logged at most once a second per camera (with a count of those
+/// left out): a participant changing its attributes 100 times a second must not flood the log.
+#[derive(Default)]
+struct RefusalLog {
+    last: Option<std::time::Instant>,
+    left_out: u64,
+}
+
+impl RefusalLog {
+    fn warn(&mut self, participant: &str, error: &background::BackgroundError) {
+        if self
+            .last
+            .is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(1))
+        {
+            self.left_out += 1;
+            return;
+        }
+        tracing::warn!(%participant, error = %error, refusals_not_logged = self.left_out, "background image refused; frames go out unprocessed");
+        self.last = Some(std::time::Instant::now());
+        self.left_out = 0;
     }
 }
 
@@ -228,8 +270,8 @@ mod tests {
             VbRequest::Blur(10)
         );
         assert_eq!(
-            VbRequest::from_attributes(&attrs(&[(VB_MODE, "image"), (VB_IMAGE, "/srv/bg.png")])),
-            VbRequest::Image("/srv/bg.png".into())
+            VbRequest::from_attributes(&attrs(&[(VB_MODE, "image"), (VB_IMAGE, "upload:x.png")])),
+            VbRequest::Image("upload:x.png".into())
         );
         assert_eq!(
             VbRequest::from_attributes(&attrs(&[(VB_MODE, "image")])),

@@ -32,6 +32,120 @@ use meeting_log::{MeetingLog, MeetingLogOptions};
 pub const AUDIO_RATE: u32 = 48_000;
 pub const AUDIO_FRAME_MS: u32 = 10;
 
+// --- Track caps (per participant and per room) ---
+
+/// Microphones (and other audio tracks) the agent takes from one participant; more are ignored.
+pub const MAX_AUDIO_TRACKS_PER_PARTICIPANT: usize = 4;
+/// Cameras and screen shares the agent takes from one participant; more are ignored.
+pub const MAX_VIDEO_TRACKS_PER_PARTICIPANT: usize = 4;
+/// Media tracks the agent takes in one room; more are ignored.
+pub const MAX_TRACKS_PER_ROOM: usize = 64;
+
+/// Subscribed tracks ignored because a participant or the room had its cap, process-wide.
+pub static TRACKS_IGNORED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Why a track was not taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TrackRefusal {
+    Participant,
+    Room,
+}
+
+/// Counts the media tracks each participant and the room hold a pipeline for, so that one
+/// participant publishing many tracks cannot take a thread and a pipeline for each.
+struct TrackBudget {
+    per_participant: [usize; 2],
+    per_room: usize,
+    /// Admitted tracks: sid -> (participant, 0 audio / 1 video).
+    tracks: HashMap<String, (String, usize)>,
+    counts: HashMap<(String, usize), usize>,
+    /// Caps already logged: (participant, kind) once until they leave, the room's once.
+    warned: std::collections::HashSet<(String, usize)>,
+    room_warned: bool,
+}
+
+impl Default for TrackBudget {
+    fn default() -> Self {
+        Self::new(
+            MAX_AUDIO_TRACKS_PER_PARTICIPANT,
+            MAX_VIDEO_TRACKS_PER_PARTICIPANT,
+            MAX_TRACKS_PER_ROOM,
+        )
+    }
+}
+
+impl TrackBudget {
+    fn new(audio: usize, video: usize, room: usize) -> Self {
+        Self {
+            per_participant: [audio, video],
+            per_room: room,
+            tracks: HashMap::new(),
+            counts: HashMap::new(),
+            warned: Default::default(),
+            room_warned: false,
+        }
+    }
+
+    /// Takes `sid` into the budget (a sid already in it stays, uncounted again), or says which
+    /// cap it is over and whether that is the first time the cap is met (to log it once).
+    /// Tracks of unknown kind hold no pipeline and are not counted.
+    fn admit(
+        &mut self,
+        participant: &str,
+        sid: &str,
+        kind: TrackKind,
+    ) -> Result<(), (TrackRefusal, bool)> {
+        let k = match kind {
+            TrackKind::KindAudio => 0,
+            TrackKind::KindVideo => 1,
+            TrackKind::KindUnknown => return Ok(()),
+        };
+        if self.tracks.contains_key(sid) {
+            return Ok(());
+        }
+        let key = (participant.to_string(), k);
+        let refusal = if self.counts.get(&key).copied().unwrap_or(0) >= self.per_participant[k] {
+            Some((TrackRefusal::Participant, self.warned.insert(key.clone())))
+        } else if self.tracks.len() >= self.per_room {
+            Some((
+                TrackRefusal::Room,
+                !std::mem::replace(&mut self.room_warned, true),
+            ))
+        } else {
+            None
+        };
+        if let Some(refusal) = refusal {
+            TRACKS_IGNORED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Err(refusal);
+        }
+        *self.counts.entry(key).or_default() += 1;
+        self.tracks
+            .insert(sid.to_string(), (participant.to_string(), k));
+        Ok(())
+    }
+
+    /// Gives back `sid`'s place (unsubscribed, unpublished, or its stream did not open).
+    fn release(&mut self, sid: &str) {
+        if let Some(key) = self.tracks.remove(sid)
+            && let Some(n) = self.counts.get_mut(&key)
+        {
+            *n -= 1;
+            if *n == 0 {
+                self.counts.remove(&key);
+            }
+        }
+    }
+
+    /// Gives back every place `participant` held (they left).
+    fn release_participant(&mut self, participant: &str) {
+        self.tracks.retain(|_, (p, _)| p != participant);
+        self.counts.retain(|(p, _), _| p != participant);
+        self.warned.retain(|(p, _)| p != participant);
+    }
+}
+
+// --- end of track caps ---
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum SessionReport {
     Joined {
@@ -138,6 +252,8 @@ pub struct MeetingSession {
     store: Option<(crate::store::Store, MeetingLogOptions)>,
     /// Segmentation for virtual backgrounds, when the models are there.
     backgrounds: Option<Arc<crate::video::processor::SegmenterPool>>,
+    /// Where background images may come from (uploads of the room, allow-listed URLs).
+    background_sources: Arc<crate::video::background_source::SourcePolicy>,
     /// Composite recording, when configured.
     recorder: Option<recording::Recorder>,
 }
@@ -165,6 +281,8 @@ struct RoomTasks {
     video_tracks: HashMap<String, (String, TrackSource)>,
     /// Every microphone's way into the recording, by track sid.
     audio_taps: HashMap<String, (String, recording::AudioTap)>,
+    /// Media tracks per participant and in the room (caps).
+    track_budget: TrackBudget,
 }
 
 impl MeetingSession {
@@ -175,6 +293,9 @@ impl MeetingSession {
             captioning,
             store: None,
             backgrounds: None,
+            background_sources: Arc::new(crate::video::background_source::SourcePolicy::from_config(
+                &crate::config::Config::default(),
+            )),
             recorder: None,
         }
     }
@@ -191,6 +312,15 @@ impl MeetingSession {
         pool: Arc<crate::video::processor::SegmenterPool>,
     ) -> Self {
         self.backgrounds = Some(pool);
+        self
+    }
+
+    /// Background images come from `policy`'s upload folders and URL allow-list.
+    pub fn with_background_sources(
+        mut self,
+        policy: crate::video::background_source::SourcePolicy,
+    ) -> Self {
+        self.background_sources = Arc::new(policy);
         self
     }
 
@@ -230,7 +360,8 @@ impl MeetingSession {
         };
         let started_unix_ms = unix_ms();
         let log_task = self.store.as_ref().map(|(store, options)| {
-            let meeting = crate::store::Meeting::new(&room_name, started_unix_ms as i64);
+            let meeting = crate::store::Meeting::new(&room_name, started_unix_ms as i64)
+                .with_room_sid(&room.sid);
             let (log, task) = MeetingLog::start(store.clone(), meeting, options.clone());
             tasks.log = Some(log);
             (task, options.flush_timeout)
@@ -394,6 +525,7 @@ impl MeetingSession {
                 }
                 tasks.mic_settings.remove(&identity);
                 tasks.vb_requests.remove(&identity);
+                tasks.track_budget.release_participant(&identity);
                 self.report(SessionReport::ParticipantLeft {
                     room: room_name,
                     identity,
@@ -414,6 +546,29 @@ impl MeetingSession {
                 self.reconcile_recording(room, tasks);
             }
             RoomEvent::TrackSubscribed(track) => {
+                if let Err((refusal, first)) =
+                    tasks
+                        .track_budget
+                        .admit(&track.participant, &track.sid, track.kind)
+                {
+                    if first {
+                        let (cap, what) = match (refusal, track.kind) {
+                            (TrackRefusal::Room, _) => {
+                                (MAX_TRACKS_PER_ROOM, "media tracks in this room")
+                            }
+                            (_, TrackKind::KindVideo) => (
+                                MAX_VIDEO_TRACKS_PER_PARTICIPANT,
+                                "video tracks of this participant",
+                            ),
+                            _ => (
+                                MAX_AUDIO_TRACKS_PER_PARTICIPANT,
+                                "audio tracks of this participant",
+                            ),
+                        };
+                        tracing::warn!(room = %room_name, participant = %track.participant, sid = %track.sid, cap, "track ignored: the agent takes at most {cap} {what} (further ones are ignored and counted in meeting_agent_tracks_ignored_total)");
+                    }
+                    return;
+                }
                 tracing::info!(room = %room_name, participant = %track.participant, sid = %track.sid, kind = track.kind.as_str_name(), "track subscribed");
                 self.report(SessionReport::TrackSubscribed {
                     room: room_name.clone(),
@@ -450,6 +605,7 @@ impl MeetingSession {
                                 tokio::spawn(mic.run(stream))
                             }
                             Err(e) => {
+                                tasks.track_budget.release(&track.sid);
                                 return tracing::warn!(error = %e, sid = %track.sid, "cannot open audio stream");
                             }
                         }
@@ -482,6 +638,7 @@ impl MeetingSession {
                                             participant: track.participant,
                                             pool: pool.clone(),
                                             request: rx,
+                                            sources: self.background_sources.clone(),
                                         };
                                         tokio::spawn(camera.run(stream, stats))
                                     }
@@ -489,6 +646,7 @@ impl MeetingSession {
                                 }
                             }
                             Err(e) => {
+                                tasks.track_budget.release(&track.sid);
                                 return tracing::warn!(error = %e, sid = %track.sid, "cannot open video stream");
                             }
                         }
@@ -503,6 +661,7 @@ impl MeetingSession {
                 if let Some(task) = tasks.pipelines.remove(&sid) {
                     task.abort();
                 }
+                tasks.track_budget.release(&sid);
                 tasks.video_tracks.remove(&sid);
                 tasks.audio_taps.remove(&sid);
                 if let Some(r) = &tasks.recording {
@@ -611,5 +770,81 @@ impl JobHandler for MeetingSession {
                 .run_in_room(&ctx.url, &ctx.token, ctx.terminate.clone())
                 .await
         })
+    }
+}
+
+#[cfg(test)]
+mod track_cap_tests {
+    use super::*;
+
+    #[test]
+    fn tracks_are_capped_per_participant_and_room_and_released() {
+        let mut b = TrackBudget::new(2, 1, 4);
+        let ignored = || TRACKS_IGNORED.load(std::sync::atomic::Ordering::Relaxed);
+        let before = ignored();
+        assert_eq!(b.admit("eve", "A1", TrackKind::KindAudio), Ok(()));
+        assert_eq!(b.admit("eve", "A2", TrackKind::KindAudio), Ok(()));
+        // The same track subscribed again keeps its place.
+        assert_eq!(b.admit("eve", "A2", TrackKind::KindAudio), Ok(()));
+        // Over the participant's cap: ignored, logged the first time only.
+        assert_eq!(
+            b.admit("eve", "A3", TrackKind::KindAudio),
+            Err((TrackRefusal::Participant, true))
+        );
+        assert_eq!(
+            b.admit("eve", "A4", TrackKind::KindAudio),
+            Err((TrackRefusal::Participant, false))
+        );
+        // Video has its own cap.
+        assert_eq!(b.admit("eve", "V1", TrackKind::KindVideo), Ok(()));
+        assert_eq!(
+            b.admit("eve", "V2", TrackKind::KindVideo),
+            Err((TrackRefusal::Participant, true))
+        );
+        assert!(ignored() >= before + 3);
+        // Unknown tracks hold nothing.
+        assert_eq!(b.admit("eve", "X", TrackKind::KindUnknown), Ok(()));
+        // The room's cap.
+        assert_eq!(b.admit("bob", "B1", TrackKind::KindAudio), Ok(()));
+        assert_eq!(
+            b.admit("bob", "B2", TrackKind::KindAudio),
+            Err((TrackRefusal::Room, true))
+        );
+        assert_eq!(
+            b.admit("ann", "C1", TrackKind::KindVideo),
+            Err((TrackRefusal::Room, false))
+        );
+        // Unsubscribing gives the place back.
+        b.release("A1");
+        b.release("A1");
+        assert_eq!(b.admit("eve", "A5", TrackKind::KindAudio), Ok(()));
+        assert_eq!(b.tracks.len(), 4);
+        // Leaving gives back everything, and a returning participant is logged again.
+        b.release_participant("eve");
+        assert_eq!(b.tracks.len(), 1);
+        assert!(b.counts.keys().all(|(p, _)| p == "bob"));
+        for sid in ["E1", "E2"] {
+            assert_eq!(b.admit("eve", sid, TrackKind::KindAudio), Ok(()));
+        }
+        assert_eq!(
+            b.admit("eve", "E3", TrackKind::KindAudio),
+            Err((TrackRefusal::Participant, true))
+        );
+    }
+
+    #[test]
+    fn the_default_caps() {
+        let mut b = TrackBudget::default();
+        let admitted = (0..20)
+            .filter(|i| {
+                b.admit("many", &format!("V{i}"), TrackKind::KindVideo)
+                    .is_ok()
+            })
+            .count();
+        assert_eq!(admitted, MAX_VIDEO_TRACKS_PER_PARTICIPANT);
+        for p in 0..100 {
+            let _ = b.admit(&format!("p{p}"), &format!("A{p}"), TrackKind::KindAudio);
+        }
+        assert_eq!(b.tracks.len(), MAX_TRACKS_PER_ROOM);
     }
 }

@@ -103,6 +103,10 @@ pub struct Meeting {
     pub ended_at_ms: Option<i64>,
     /// The root message of the meeting's chat thread.
     pub thread_id: String,
+    /// LiveKit's sid of the room instance (rooms of the same name get new sids), when known:
+    /// `room_finished` closes the meetings of that instance only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub room_sid: Option<String>,
 }
 
 impl Meeting {
@@ -114,7 +118,14 @@ impl Meeting {
             room: room.to_string(),
             started_at_ms,
             ended_at_ms: None,
+            room_sid: None,
         }
+    }
+
+    /// The meeting of the room instance `sid` (an empty sid is unknown).
+    pub fn with_room_sid(mut self, sid: &str) -> Self {
+        self.room_sid = (!sid.is_empty()).then(|| sid.to_string());
+        self
     }
 
     /// The message that opens the meeting's thread, posted by `sender` at the meeting's start.
@@ -271,12 +282,13 @@ impl Store {
     pub async fn open_meeting(&self, meeting: &Meeting, root: &Message) -> Result<(), StoreError> {
         exec_both!(
             self,
-            "INSERT INTO meetings (id, room, started_at, thread_id) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (id) DO NOTHING",
-            "INSERT INTO meetings (id, room, started_at, thread_id) VALUES ($1, $2, to_timestamp($3::bigint / 1000.0), $4) ON CONFLICT (id) DO NOTHING",
+            "INSERT INTO meetings (id, room, started_at, thread_id, room_sid) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (id) DO NOTHING",
+            "INSERT INTO meetings (id, room, started_at, thread_id, room_sid) VALUES ($1, $2, to_timestamp($3::bigint / 1000.0), $4, $5) ON CONFLICT (id) DO NOTHING",
             &meeting.id,
             &meeting.room,
             meeting.started_at_ms,
             &meeting.thread_id,
+            &meeting.room_sid,
         )?;
         self.post(std::slice::from_ref(root)).await
     }
@@ -292,16 +304,63 @@ impl Store {
         Ok(())
     }
 
-    /// Marks the room's meetings that are still open as ended (LiveKit's `room_finished`);
-    /// how many were.
-    pub async fn end_open_meetings(&self, room: &str, ended_at_ms: i64) -> Result<u64, StoreError> {
+    /// Marks the still open meetings of one instance of `room` as ended (LiveKit's
+    /// `room_finished`); how many were. With the instance's `room_sid`, the meetings of that sid
+    /// are closed, and meetings whose sid is unknown only when they started at or before
+    /// `started_before_ms` (the event's time): a later meeting of the same name, another
+    /// instance, stays open.
+    pub async fn end_room_meetings(
+        &self,
+        room: &str,
+        room_sid: Option<&str>,
+        started_before_ms: i64,
+        ended_at_ms: i64,
+    ) -> Result<u64, StoreError> {
         Ok(exec_both!(
             self,
-            "UPDATE meetings SET ended_at = ?2 WHERE room = ?1 AND ended_at IS NULL",
-            "UPDATE meetings SET ended_at = to_timestamp($2::bigint / 1000.0) WHERE room = $1 AND ended_at IS NULL",
+            "UPDATE meetings SET ended_at = ?4 WHERE room = ?1 AND ended_at IS NULL
+               AND (room_sid = ?2 OR ((room_sid IS NULL OR ?2 IS NULL) AND started_at <= ?3))",
+            "UPDATE meetings SET ended_at = to_timestamp($4::bigint / 1000.0) WHERE room = $1 AND ended_at IS NULL
+               AND (room_sid = $2::text OR ((room_sid IS NULL OR $2::text IS NULL) AND started_at <= to_timestamp($3::bigint / 1000.0)))",
             room,
+            room_sid,
+            started_before_ms,
             ended_at_ms,
         )?)
+    }
+
+    /// Whether the webhook event `id` is seen for the first time (and now remembered); ids
+    /// older than `keep_ms` are forgotten first.
+    pub async fn webhook_event_first_seen(
+        &self,
+        id: &str,
+        now_ms: i64,
+        keep_ms: i64,
+    ) -> Result<bool, StoreError> {
+        exec_both!(
+            self,
+            "DELETE FROM webhook_events WHERE received_at_ms < ?1",
+            "DELETE FROM webhook_events WHERE received_at_ms < $1",
+            now_ms.saturating_sub(keep_ms),
+        )?;
+        Ok(exec_both!(
+            self,
+            "INSERT INTO webhook_events (id, received_at_ms) VALUES (?1, ?2) ON CONFLICT (id) DO NOTHING",
+            "INSERT INTO webhook_events (id, received_at_ms) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
+            id,
+            now_ms,
+        )? == 1)
+    }
+
+    /// Forgets a webhook event id (its handling failed; LiveKit retries it).
+    pub async fn forget_webhook_event(&self, id: &str) -> Result<(), StoreError> {
+        exec_both!(
+            self,
+            "DELETE FROM webhook_events WHERE id = ?1",
+            "DELETE FROM webhook_events WHERE id = $1",
+            id,
+        )?;
+        Ok(())
     }
 
     /// Stores final captions (a segment already stored is skipped), in one transaction.
@@ -379,20 +438,20 @@ impl Store {
 
     /// A meeting's segments in spoken order.
     pub async fn segments(&self, meeting_id: &str) -> Result<Vec<Segment>, StoreError> {
-        let prefix_len = meeting_id.len() as i64 + 2; // 1-based, past the '/'
         let rows: Vec<(String, String, String, i64, i64)> = on_both!(
             self,
             fetch_all,
             (String, String, String, i64, i64),
-            "SELECT substr(id, ?2), speaker, text, start_ms, end_ms FROM transcript_segments WHERE meeting_id = ?1 ORDER BY start_ms, id",
-            "SELECT substr(id, $2::int), speaker, text, start_ms, end_ms FROM transcript_segments WHERE meeting_id = $1 ORDER BY start_ms, id",
+            "SELECT id, speaker, text, start_ms, end_ms FROM transcript_segments WHERE meeting_id = ?1 ORDER BY start_ms, id",
+            "SELECT id, speaker, text, start_ms, end_ms FROM transcript_segments WHERE meeting_id = $1 ORDER BY start_ms, id",
             meeting_id,
-            prefix_len
         )?;
         Ok(rows
             .into_iter()
-            .map(|(key, speaker, text, start_ms, end_ms)| Segment {
-                key,
+            .map(|(id, speaker, text, start_ms, end_ms)| Segment {
+                // Rows are `<meeting id>/<key>`: cut in Rust, by bytes, whatever the room's
+                // name (SQL's substr counts characters).
+                key: segment_key(meeting_id, &id).to_string(),
                 speaker,
                 text,
                 start_ms,
@@ -416,24 +475,26 @@ impl Store {
         room: Option<&str>,
         id: Option<&str>,
     ) -> Result<Vec<Meeting>, StoreError> {
-        let rows: Vec<(String, String, i64, Option<i64>, String)> = on_both!(
+        type Row = (String, String, i64, Option<i64>, String, Option<String>);
+        let rows: Vec<Row> = on_both!(
             self,
             fetch_all,
-            (String, String, i64, Option<i64>, String),
-            "SELECT id, room, started_at, ended_at, thread_id FROM meetings WHERE (?1 IS NULL OR room = ?1) AND (?2 IS NULL OR id = ?2) ORDER BY started_at DESC",
-            "SELECT id, room, (extract(epoch from started_at) * 1000)::bigint, (extract(epoch from ended_at) * 1000)::bigint, thread_id FROM meetings WHERE ($1::text IS NULL OR room = $1) AND ($2::text IS NULL OR id = $2) ORDER BY started_at DESC",
+            Row,
+            "SELECT id, room, started_at, ended_at, thread_id, room_sid FROM meetings WHERE (?1 IS NULL OR room = ?1) AND (?2 IS NULL OR id = ?2) ORDER BY started_at DESC",
+            "SELECT id, room, (extract(epoch from started_at) * 1000)::bigint, (extract(epoch from ended_at) * 1000)::bigint, thread_id, room_sid FROM meetings WHERE ($1::text IS NULL OR room = $1) AND ($2::text IS NULL OR id = $2) ORDER BY started_at DESC",
             room,
             id
         )?;
         Ok(rows
             .into_iter()
             .map(
-                |(id, room, started_at_ms, ended_at_ms, thread_id)| Meeting {
+                |(id, room, started_at_ms, ended_at_ms, thread_id, room_sid)| Meeting {
                     id,
                     room,
                     started_at_ms,
                     ended_at_ms,
                     thread_id,
+                    room_sid,
                 },
             )
             .collect())
@@ -443,6 +504,14 @@ impl Store {
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.execute("SELECT 1").await
     }
+}
+
+/// The segment key of the row id `<meeting id>/<key>` (the whole id if it is not one).
+fn segment_key<'a>(meeting_id: &str, row_id: &'a str) -> &'a str {
+    row_id
+        .strip_prefix(meeting_id)
+        .and_then(|rest| rest.strip_prefix('/'))
+        .unwrap_or(row_id)
 }
 
 /// Splits `text` into parts of at most `max` characters, at line breaks where it can, else at
@@ -486,5 +555,16 @@ mod tests {
         let unbroken = "x".repeat(1000);
         assert_eq!(split_message(&unbroken, 300).concat(), unbroken);
         assert_eq!(split_message("", 10), vec![String::new()]);
+    }
+
+    #[test]
+    fn segment_keys_are_cut_by_bytes() {
+        let meeting = Meeting::new("Café Größe 会议", 1);
+        assert_eq!(
+            segment_key(&meeting.id, &format!("{}/SG_1", meeting.id)),
+            "SG_1"
+        );
+        assert_eq!(segment_key("weekly-1", "weekly-1/SG_2"), "SG_2");
+        assert_eq!(segment_key("weekly-1", "other/SG_2"), "other/SG_2");
     }
 }

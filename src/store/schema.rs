@@ -14,6 +14,15 @@ const RECORDINGS: &str = r#"CREATE TABLE IF NOT EXISTS recordings (
 
 CREATE INDEX IF NOT EXISTS recordings_by_room ON recordings (room, started_at_ms)"#;
 
+/// Version 3, the same in both databases: webhook events already handled (replays are
+/// refused; rows older than a day are pruned as new ones arrive).
+const WEBHOOK_EVENTS: &str = r#"CREATE TABLE IF NOT EXISTS webhook_events (
+    id TEXT PRIMARY KEY,
+    received_at_ms BIGINT NOT NULL
+);
+
+CREATE INDEX IF NOT EXISTS webhook_events_by_time ON webhook_events (received_at_ms)"#;
+
 /// (version, statements) for SQLite; statements are separated by `;\n\n`.
 pub const SQLITE: &[(i64, &str)] = &[
     (
@@ -79,6 +88,14 @@ CREATE TRIGGER IF NOT EXISTS messages_fts_delete AFTER DELETE ON messages BEGIN
 END"#,
     ),
     (2, RECORDINGS),
+    (3, WEBHOOK_EVENTS),
+    // The room instance's sid, so `room_finished` closes that instance's meetings only.
+    (
+        4,
+        r#"ALTER TABLE meetings ADD COLUMN room_sid TEXT;
+
+CREATE INDEX IF NOT EXISTS meetings_by_room_sid ON meetings (room_sid)"#,
+    ),
 ];
 
 /// (version, statements) for PostgreSQL.
@@ -133,4 +150,11 @@ CREATE INDEX IF NOT EXISTS segments_by_room ON transcript_segments (room, spoken
 CREATE INDEX IF NOT EXISTS segments_tsv ON transcript_segments USING gin (tsv)"#,
     ),
     (2, RECORDINGS),
+    (3, WEBHOOK_EVENTS),
+    (
+        4,
+        r#"ALTER TABLE meetings ADD COLUMN IF NOT EXISTS room_sid TEXT;
+
+CREATE INDEX IF NOT EXISTS meetings_by_room_sid ON meetings (room_sid)"#,
+    ),
 ];

@@ -1,5 +1,9 @@
 //! Full-text search over transcripts and chat messages: SQLite FTS5 (bm25) or PostgreSQL
 //! tsvector (ts_rank), filtered by room, speaker and time, ranked, with highlighted snippets.
+//!
+//! Only meeting threads are searched: messages joined to a meeting this agent recorded. Other
+//! rows of `messages` (in PostgreSQL, the platform's own chat: direct messages, other
+//! conversations) are never returned.
 
 use serde::Serialize;
 
@@ -100,16 +104,16 @@ impl Store {
             "SELECT m.kind, m.conversation_id, mt.room, m.sender_id, m.created_at, NULL,
                     snippet(messages_fts, 0, '[', ']', '…', 16), -bm25(messages_fts)
              FROM messages_fts JOIN messages m ON m.rowid = messages_fts.rowid
-             LEFT JOIN meetings mt ON mt.id = m.conversation_id
+             JOIN meetings mt ON mt.id = m.conversation_id
              WHERE messages_fts MATCH ?1 AND m.kind <> 'transcript'
                AND (?2 IS NULL OR mt.room = ?2) AND (?3 IS NULL OR m.sender_id = ?3)
                AND (?4 IS NULL OR m.created_at >= ?4) AND (?5 IS NULL OR m.created_at < ?5)
              ORDER BY bm25(messages_fts) LIMIT ?6",
-            "SELECT m.kind, coalesce(m.conversation_id, ''), mt.room, m.sender_id,
+            "SELECT m.kind, m.conversation_id, mt.room, m.sender_id,
                     (extract(epoch from m.created_at) * 1000)::bigint, NULL::bigint,
                     ts_headline('english', m.text, q, 'StartSel=[, StopSel=], MaxWords=24, MinWords=6'),
                     ts_rank(m.tsv, q)::float8
-             FROM messages m LEFT JOIN meetings mt ON mt.id = m.conversation_id,
+             FROM messages m JOIN meetings mt ON mt.id = m.conversation_id,
                   plainto_tsquery('english', $1) q
              WHERE m.tsv @@ q AND m.kind <> 'transcript'
                AND ($2::text IS NULL OR mt.room = $2) AND ($3::text IS NULL OR m.sender_id = $3)

@@ -139,7 +139,7 @@ pub fn utc_time(ms: i64) -> String {
     )
 }
 
-/// Midnight UTC of a `YYYY-MM-DD` day, Unix ms.
+/// Midnight UTC of a `YYYY-MM-DD` day (years 1970 to 9999), Unix ms.
 pub fn parse_day_ms(day: &str) -> Option<i64> {
     let mut parts = day.split('-');
     let (y, m, d): (i64, i64, i64) = (
@@ -147,16 +147,23 @@ pub fn parse_day_ms(day: &str) -> Option<i64> {
         parts.next()?.parse().ok()?,
         parts.next()?.parse().ok()?,
     );
-    if parts.next().is_some() || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+    if parts.next().is_some()
+        || !(1970..=9999).contains(&y)
+        || !(1..=12).contains(&m)
+        || !(1..=31).contains(&d)
+    {
         return None;
     }
-    // Days from the civil date (Howard Hinnant's algorithm).
+    // Days from the civil date (Howard Hinnant's algorithm); bounded above, checked anyway.
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);
-    let yoe = y - era * 400;
+    let yoe = y.checked_sub(era.checked_mul(400)?)?;
     let doy = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    Some((era * 146_097 + doe - 719_468) * 86_400_000)
+    era.checked_mul(146_097)?
+        .checked_add(doe)?
+        .checked_sub(719_468)?
+        .checked_mul(86_400_000)
 }
 
 impl Summary {
@@ -250,7 +257,18 @@ mod tests {
         assert_eq!(parse_day_ms("1970-01-01"), Some(0));
         assert_eq!(parse_day_ms("2026-11-25"), Some(1_795_564_800_000));
         assert_eq!(parse_day_ms("2024-02-29"), Some(1_709_164_800_000));
-        for bad in ["2026-13-01", "2026-11", "yesterday", "2026-11-25-1"] {
+        assert_eq!(parse_day_ms("9999-12-31"), Some(253_402_214_400_000));
+        for bad in [
+            "2026-13-01",
+            "2026-11",
+            "yesterday",
+            "2026-11-25-1",
+            // Wrapped silently before (year * 365 * 86_400_000 overflows i64).
+            "9223372036854775807-12-31",
+            "-9223372036854775808-01-01",
+            "10000-01-01",
+            "1969-12-31",
+        ] {
             assert_eq!(parse_day_ms(bad), None, "{bad}");
         }
     }

@@ -1,19 +1,60 @@
-//! Background images for `image` mode: from a local path or an http(s) URL (an S3 key once the
-//! recording store exists), checked before use: at most `MAX_BYTES`, PNG or JPEG by content,
-//! at most `MAX_SIDE` pixels a side, decoded with the `image` crate under those limits; then
-//! scaled to cover the frame and cropped to it, as I420.
+//! Background images for `image` mode, from a checked source (`background_source`): at most
+//! `MAX_BYTES`, PNG or JPEG by content, at most `MAX_SIDE` pixels a side and `MAX_ASPECT`:1,
+//! decoded with the `image` crate under an allocation limit, at most `MAX_CONCURRENT_DECODES`
+//! at a time in the process; then cropped to the frame's aspect in source coordinates and
+//! resized to exactly the frame, as I420, so no intermediate is larger than the source or the
+//! frame.
 
+use std::collections::VecDeque;
 use std::io::Cursor;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use image::{ImageFormat, RgbImage};
 use thiserror::Error;
 
+use super::background_source::{self, BackgroundSource};
 use crate::media::VideoFrame;
 
 pub const MAX_BYTES: usize = 10 * 1024 * 1024;
 pub const MAX_SIDE: u32 = 4096;
+/// The most one side may exceed the other: a 4096x1 strip is no background.
+pub const MAX_ASPECT: u32 = 4;
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+/// Decodes running at once in the whole process, whatever the rooms ask for: a decode of the
+/// largest image allowed holds ~50 MB for a moment.
+pub const MAX_CONCURRENT_DECODES: usize = 1;
+/// Decoded uploads kept for reuse (uploads are content-addressed, so never stale): cameras
+/// switching back and forth, or a room sharing one background, decode it once.
+pub const DECODED_UPLOADS_KEPT: usize = 4;
+/// A decoded background is kept at most this many pixels a side (a camera holds it for as
+/// long as it is used; frames are at most 1080p in practice).
+pub const MAX_KEPT_SIDE: u32 = 1920;
+
+static DECODES: LazyLock<tokio::sync::Semaphore> =
+    LazyLock::new(|| tokio::sync::Semaphore::new(MAX_CONCURRENT_DECODES));
+
+/// The most recently used decoded uploads, newest last.
+static DECODED_UPLOADS: Mutex<VecDeque<(PathBuf, Arc<RgbImage>)>> = Mutex::new(VecDeque::new());
+
+fn decoded_upload(path: &Path) -> Option<Arc<RgbImage>> {
+    let mut kept = DECODED_UPLOADS.lock().unwrap_or_else(|e| e.into_inner());
+    let i = kept.iter().position(|(p, _)| p == path)?;
+    let entry = kept.remove(i)?;
+    let image = entry.1.clone();
+    kept.push_back(entry);
+    Some(image)
+}
+
+fn keep_decoded_upload(path: &Path, image: Arc<RgbImage>) {
+    let mut kept = DECODED_UPLOADS.lock().unwrap_or_else(|e| e.into_inner());
+    kept.retain(|(p, _)| p != path);
+    if kept.len() >= DECODED_UPLOADS_KEPT {
+        kept.pop_front();
+    }
+    kept.push_back((path.to_path_buf(), image));
+}
 
 #[derive(Debug, Error, PartialEq)]
 pub enum BackgroundError {
@@ -21,7 +62,9 @@ pub enum BackgroundError {
     TooLarge,
     #[error("background image is not PNG or JPEG")]
     NotAnImage,
-    #[error("background image is {width}x{height}; at most {MAX_SIDE} pixels a side")]
+    #[error(
+        "background image is {width}x{height}; at most {MAX_SIDE} pixels a side and {MAX_ASPECT}:1"
+    )]
     Dimensions { width: u32, height: u32 },
     #[error("background image cannot be decoded: {0}")]
     Decode(String),
@@ -29,7 +72,7 @@ pub enum BackgroundError {
     Fetch(String),
     #[error("background image fetch timed out after {0:?}")]
     Timeout(Duration),
-    #[error("background image source {0:?} is not supported (a path or an http(s) URL)")]
+    #[error("background image source refused: {0}")]
     Source(String),
 }
 
@@ -46,7 +89,8 @@ pub fn decode(bytes: &[u8]) -> Result<RgbImage, BackgroundError> {
     let (width, height) = reader
         .into_dimensions()
         .map_err(|e| BackgroundError::Decode(e.to_string()))?;
-    if width > MAX_SIDE || height > MAX_SIDE || width == 0 || height == 0 {
+    let (long, short) = (width.max(height), width.min(height));
+    if long > MAX_SIDE || short == 0 || long > short.saturating_mul(MAX_ASPECT) {
         return Err(BackgroundError::Dimensions { width, height });
     }
     reader = image::ImageReader::with_format(Cursor::new(bytes), format);
@@ -55,80 +99,109 @@ pub fn decode(bytes: &[u8]) -> Result<RgbImage, BackgroundError> {
     limits.max_image_height = Some(MAX_SIDE);
     limits.max_alloc = Some(MAX_SIDE as u64 * MAX_SIDE as u64 * 4);
     reader.limits(limits);
-    Ok(reader
+    let image = reader
         .decode()
         .map_err(|e| BackgroundError::Decode(e.to_string()))?
-        .to_rgb8())
+        .into_rgb8();
+    Ok(shrink_to_keep(image))
 }
 
-/// Reads, fetches and checks the image `source` names.
-pub async fn load(source: &str) -> Result<RgbImage, BackgroundError> {
-    let bytes = if source.starts_with("http://") || source.starts_with("https://") {
-        fetch(source).await?
-    } else if source.contains("://") {
-        return Err(BackgroundError::Source(source.to_string()));
-    } else {
-        let meta = tokio::fs::metadata(source)
-            .await
-            .map_err(|e| BackgroundError::Fetch(e.to_string()))?;
-        if meta.len() > MAX_BYTES as u64 {
-            return Err(BackgroundError::TooLarge);
-        }
-        tokio::fs::read(source)
-            .await
-            .map_err(|e| BackgroundError::Fetch(e.to_string()))?
-    };
-    tokio::task::spawn_blocking(move || decode(&bytes))
-        .await
-        .map_err(|e| BackgroundError::Decode(e.to_string()))?
+/// `image`, scaled down (keeping its aspect) to at most `MAX_KEPT_SIDE` a side.
+fn shrink_to_keep(image: RgbImage) -> RgbImage {
+    let (w, h) = image.dimensions();
+    let long = w.max(h);
+    if long <= MAX_KEPT_SIDE {
+        return image;
+    }
+    let scale = |side: u32| ((side as u64 * MAX_KEPT_SIDE as u64) / long as u64).max(1) as u32;
+    image::imageops::resize(
+        &image,
+        scale(w),
+        scale(h),
+        image::imageops::FilterType::Triangle,
+    )
 }
 
-async fn fetch(url: &str) -> Result<Vec<u8>, BackgroundError> {
-    let work = async {
-        let client = reqwest::Client::builder()
-            .build()
-            .map_err(|e| BackgroundError::Fetch(e.to_string()))?;
-        let mut response = client
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| BackgroundError::Fetch(e.without_url().to_string()))?;
-        if !response.status().is_success() {
-            return Err(BackgroundError::Fetch(format!(
-                "HTTP {}",
-                response.status().as_u16()
-            )));
-        }
-        let mut bytes = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| BackgroundError::Fetch(e.without_url().to_string()))?
-        {
-            if bytes.len() + chunk.len() > MAX_BYTES {
-                return Err(BackgroundError::TooLarge);
+/// Reads or fetches the image a checked `source` names, then decodes it off the async threads
+/// (an upload decoded lately is reused).
+pub async fn load(source: &BackgroundSource) -> Result<Arc<RgbImage>, BackgroundError> {
+    match source {
+        BackgroundSource::Upload { path, .. } => {
+            if let Some(image) = decoded_upload(path) {
+                return Ok(image);
             }
-            bytes.extend_from_slice(&chunk);
+            let bytes = background_source::read_upload(path).await?;
+            decode_upload_bounded(path.clone(), bytes).await
         }
-        Ok(bytes)
-    };
-    tokio::time::timeout(FETCH_TIMEOUT, work)
-        .await
-        .map_err(|_| BackgroundError::Timeout(FETCH_TIMEOUT))?
+        BackgroundSource::Url { url, host, port } => {
+            let bytes = background_source::fetch_url(url, host, *port).await?;
+            Ok(Arc::new(decode_bounded(bytes).await?))
+        }
+    }
 }
 
-/// `image` scaled to cover `width` x `height` and cropped to it (centred), as I420.
+/// `decode` on a blocking thread, holding one of the process's decode permits until it ends
+/// (also when the caller is cancelled meanwhile).
+pub async fn decode_bounded(bytes: Vec<u8>) -> Result<RgbImage, BackgroundError> {
+    let permit = DECODES
+        .acquire()
+        .await
+        .map_err(|e| BackgroundError::Decode(e.to_string()))?;
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        decode(&bytes)
+    })
+    .await
+    .map_err(|e| BackgroundError::Decode(e.to_string()))?
+}
+
+/// `decode_bounded` for an upload, kept for reuse. The decode and its keeping run on the
+/// blocking thread, so a load cancelled meanwhile still leaves the result for the next one.
+async fn decode_upload_bounded(
+    path: PathBuf,
+    bytes: Vec<u8>,
+) -> Result<Arc<RgbImage>, BackgroundError> {
+    let permit = DECODES
+        .acquire()
+        .await
+        .map_err(|e| BackgroundError::Decode(e.to_string()))?;
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        if let Some(image) = decoded_upload(&path) {
+            return Ok(image);
+        }
+        let image = Arc::new(decode(&bytes)?);
+        keep_decoded_upload(&path, image.clone());
+        Ok(image)
+    })
+    .await
+    .map_err(|e| BackgroundError::Decode(e.to_string()))?
+}
+
+/// `image` cropped (centred) to the aspect of `width` x `height`, then resized to exactly that
+/// size, as I420.
 pub fn fit(image: &RgbImage, width: u32, height: u32) -> VideoFrame {
-    let scale = (width as f32 / image.width() as f32).max(height as f32 / image.height() as f32);
-    let (sw, sh) = (
-        ((image.width() as f32 * scale).round() as u32).max(width),
-        ((image.height() as f32 * scale).round() as u32).max(height),
+    let (iw, ih) = image.dimensions();
+    // The largest centred window of the frame's aspect, in source pixels.
+    let (cw, ch) = if iw as u64 * height as u64 > ih as u64 * width as u64 {
+        (
+            ((ih as u64 * width as u64) / height as u64).max(1) as u32,
+            ih,
+        )
+    } else {
+        (
+            iw,
+            ((iw as u64 * height as u64) / width as u64).max(1) as u32,
+        )
+    };
+    let window = image::imageops::crop_imm(image, (iw - cw) / 2, (ih - ch) / 2, cw, ch).to_image();
+    let resized = image::imageops::resize(
+        &window,
+        width,
+        height,
+        image::imageops::FilterType::Triangle,
     );
-    let scaled = image::imageops::resize(image, sw, sh, image::imageops::FilterType::Triangle);
-    let cropped =
-        image::imageops::crop_imm(&scaled, (sw - width) / 2, (sh - height) / 2, width, height)
-            .to_image();
-    VideoFrame::from_rgb(width, height, cropped.as_raw()).expect("sized above")
+    VideoFrame::from_rgb(width, height, resized.as_raw()).expect("sized above")
 }
 
 #[cfg(test)]
@@ -171,21 +244,46 @@ mod tests {
     }
 
     #[test]
-    fn fitting_covers_the_frame() {
-        let frame = fit(&decode(&png(100, 20)).unwrap(), 64, 36);
-        assert_eq!((frame.width, frame.height), (64, 36));
-        frame.check().unwrap();
+    fn strips_are_refused_and_fitting_allocates_no_more_than_source_or_frame() {
+        for (w, h) in [(4096, 1), (1, 4096), (400, 99)] {
+            assert_eq!(
+                decode(&png(w, h)),
+                Err(BackgroundError::Dimensions {
+                    width: w,
+                    height: h
+                }),
+                "{w}x{h}"
+            );
+        }
+        for (w, h) in [(100, 25), (25, 100), (1280, 720), (7, 9)] {
+            let image = decode(&png(w, h)).unwrap();
+            for (fw, fh) in [(64, 36), (1280, 720), (36, 64), (2, 2)] {
+                let frame = fit(&image, fw, fh);
+                assert_eq!(
+                    (frame.width, frame.height),
+                    (fw, fh),
+                    "{w}x{h} -> {fw}x{fh}"
+                );
+                frame.check().unwrap();
+            }
+        }
     }
 
     #[tokio::test]
-    async fn sources_other_than_paths_and_http_are_refused() {
-        assert!(matches!(
-            load("ftp://x/y.png").await,
-            Err(BackgroundError::Source(_))
-        ));
-        assert!(matches!(
-            load("/no/such/file.png").await,
-            Err(BackgroundError::Fetch(_))
-        ));
+    async fn decodes_are_bounded_and_bombs_refused() {
+        // A valid PNG header claiming 4096x4096, mostly zeros: refused or decoded within the limit.
+        let bomb = png(4096, 4096);
+        assert!(bomb.len() < 400_000, "compresses well: {}", bomb.len());
+        let decoded = decode_bounded(bomb).await.unwrap();
+        assert_eq!(
+            decoded.dimensions(),
+            (MAX_KEPT_SIDE, MAX_KEPT_SIDE),
+            "kept small"
+        );
+        let mut claims_more = png(64, 64);
+        // IHDR width at bytes 16..20: claim 100000 pixels wide.
+        claims_more[16..20].copy_from_slice(&100_000u32.to_be_bytes());
+        assert!(decode(&claims_more).is_err());
+        assert_eq!(DECODES.available_permits(), MAX_CONCURRENT_DECODES);
     }
 }

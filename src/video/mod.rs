@@ -6,6 +6,7 @@
 use thiserror::Error;
 
 pub mod background;
+pub mod background_source;
 pub mod composite;
 pub mod mask;
 pub mod processor;
