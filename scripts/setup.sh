@@ -38,6 +38,16 @@ fi
 for tool in cargo go python3; do
   command -v "$tool" >/dev/null || { log "error: $tool is required (Rust >= 1.95, Go >= 1.26, Python >= 3.10)"; exit 1; }
 done
+# Every program the tests, benches and fixtures run, with the package that brings it: a
+# missing one fails here, clearly, instead of as a "No such file" deep inside a test.
+pg_bin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)"
+for entry in espeak-ng:espeak-ng sox:sox gst-launch-1.0:gstreamer1.0-tools gst-inspect-1.0:gstreamer1.0-tools \
+  runuser:util-linux "$pg_bin/initdb:postgresql" "$pg_bin/pg_ctl:postgresql"; do
+  program="${entry%%:*}"; package="${entry##*:}"
+  if [ -z "$program" ] || ! command -v "$program" >/dev/null; then
+    log "error: $program is missing (Debian package $package)"; exit 1
+  fi
+done
 
 # --- Python venv: LiveKit SDK (test participant) + the wheel carrying liblivekit_ffi.so -----------
 venv="$cache/venv"

@@ -488,7 +488,9 @@ fn valid_host_pattern(entry: &str) -> bool {
     !host.is_empty()
         && host.len() <= 253
         && host.parse::<std::net::IpAddr>().is_err()
-        && !labels.last().is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()))
+        && !labels
+            .last()
+            .is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()))
         && labels.iter().all(|l| {
             !l.is_empty()
                 && l.len() <= 63
@@ -929,8 +931,27 @@ mod tests {
     }
 
     #[test]
+    fn the_example_configuration_parses() {
+        let config = Config::from_toml_str(
+            include_str!("../meeting-agent.example.toml"),
+            Path::new("meeting-agent.example.toml"),
+        )
+        .unwrap();
+        assert!(config.video.background_url_hosts.is_empty());
+        assert_eq!(
+            config.api.reserved_identity_prefixes,
+            vec!["agent-".to_string()]
+        );
+    }
+
+    #[test]
     fn background_url_hosts_are_host_names() {
-        for ok in ["images.example.com", "*.example.com", "cdn.example.org:8443", "localhost"] {
+        for ok in [
+            "images.example.com",
+            "*.example.com",
+            "cdn.example.org:8443",
+            "localhost",
+        ] {
             assert!(valid_host_pattern(ok), "{ok}");
         }
         for bad in [

@@ -438,7 +438,7 @@ async fn a_hostile_participant_cannot_take_down_stall_or_see_beyond_its_meeting(
     );
     assert_eq!(survived, inputs, "the agent kept serving after every input");
     assert!(
-        hostile_mb <= baseline_mb * 1.2 + 64.0,
+        hostile_mb <= baseline_mb * 1.2,
         "memory under attack {hostile_mb:.0} MiB vs {baseline_mb:.0} MiB"
     );
     for who in ["sam", "kim"] {

@@ -293,9 +293,11 @@ impl MeetingSession {
             captioning,
             store: None,
             backgrounds: None,
-            background_sources: Arc::new(crate::video::background_source::SourcePolicy::from_config(
-                &crate::config::Config::default(),
-            )),
+            background_sources: Arc::new(
+                crate::video::background_source::SourcePolicy::from_config(
+                    &crate::config::Config::default(),
+                ),
+            ),
             recorder: None,
         }
     }
