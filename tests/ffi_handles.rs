@@ -178,15 +178,16 @@ async fn handles_are_released_once_and_never_after_dispose() {
     settled(engine).await;
     assert_released_once(engine, "after a participant left and a room was dropped");
 
-    // 3. At exit: the library is disposed with a room still joined and a stream open, which
-    // are dropped afterwards. Nothing reaches the library after dispose.
+    // 3. At exit: the library is disposed with a room still joined and a stream open (a
+    // process ending mid-meeting); the library closes the room itself. The room and the
+    // stream dropped afterwards release nothing into the library.
     let (room, mut events) = join(&server, "probe-3").await;
     let mut stream = audio_of(&room, &mut events, "kate").await;
     stream.recv().await.unwrap();
-    let before = engine.live_handles();
-    assert!(before > 0);
+    assert!(engine.live_handles() > 0);
     Engine::shutdown(Duration::from_secs(10));
     assert!(Engine::is_disposed());
+    let dropped = engine.stats.handles_dropped.load(Ordering::Relaxed);
     tokio::time::timeout(Duration::from_secs(2), room.disconnect())
         .await
         .expect("disconnect after dispose returns at once")
@@ -194,20 +195,19 @@ async fn handles_are_released_once_and_never_after_dispose() {
     drop(stream);
     drop(room);
     drop(events);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(
-        engine.live_handles(),
-        0,
-        "after dispose: every handle let go"
+        engine.stats.handles_dropped.load(Ordering::Relaxed),
+        dropped,
+        "nothing is released into the library after dispose"
     );
     assert!(
         engine.stats.handles_after_dispose.load(Ordering::Relaxed) > 0,
-        "handles let go after dispose are not released into the library"
+        "the handles let go after dispose are counted"
     );
-    assert_eq!(
-        engine.stats.handles_drop_failed.load(Ordering::Relaxed),
-        0,
-        "after dispose: no handle released twice or unknown to the library"
-    );
-    kate.stop().await;
+    assert_released_once(engine, "after dispose");
+    // Killed rather than stopped: a graceful stop has LiveKit's Python SDK in that process
+    // print its own "Attempted to drop unknown FFI handle" on the shared stderr, which reads
+    // like this process's (whose library warnings arrive as log records and are counted).
+    drop(kate);
 }

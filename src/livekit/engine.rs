@@ -117,8 +117,8 @@ impl Engine {
     /// that exits with rooms open races the library's threads against its teardown and can
     /// die with a signal after its work is done. Waits at most `limit` (closing a room
     /// whose server is gone can hang); a no-op when the engine never started or was already
-    /// shut down. From here on releasing a handle does nothing: the library has let go of
-    /// every handle it handed out.
+    /// shut down. From here on releasing a handle does nothing: the library closes every room
+    /// (releasing their track handles itself) and lets go of every handle it handed out.
     pub fn shutdown(limit: std::time::Duration) {
         let Some(engine) = ENGINE.get() else { return };
         if DISPOSED.swap(true, Ordering::SeqCst) {
@@ -219,9 +219,18 @@ impl Engine {
     }
 
     /// Releases an owned handle, once: a handle not owned (any longer) is not passed to the
-    /// library, and after dispose nothing is.
+    /// library (counted in `handles_drop_failed`), and after dispose nothing is.
     pub fn drop_handle(&self, handle: u64) {
         if handle == 0 {
+            return;
+        }
+        if DISPOSED.load(Ordering::SeqCst) {
+            // The library closed its rooms and let go of everything.
+            if self.disown(handle).is_some() {
+                self.stats
+                    .handles_after_dispose
+                    .fetch_add(1, Ordering::Relaxed);
+            }
             return;
         }
         match self.disown(handle) {
@@ -237,11 +246,6 @@ impl Engine {
             // Handed over more than once by the library; it is released with the last owner.
             Some(false) => {
                 self.stats.handles_dropped.fetch_add(1, Ordering::Relaxed);
-            }
-            Some(true) if DISPOSED.load(Ordering::SeqCst) => {
-                self.stats
-                    .handles_after_dispose
-                    .fetch_add(1, Ordering::Relaxed);
             }
             Some(true) => {
                 if self.lib.drop_handle(handle) {

@@ -281,7 +281,6 @@ impl Room {
             },
             _ => return Err(EngineError::UnexpectedResponse("connect").into()),
         };
-        eprintln!("DBG room handle {} local {}", result.room.handle.id, result.local_participant.handle.id);
         let handle = OwnedHandle::from_proto(result.room.handle);
         let info = result.room.info;
         let local = OwnedHandle::from_proto(result.local_participant.handle);
@@ -760,7 +759,6 @@ async fn run_room_events(
 ) {
     use proto::room_event::Message as R;
     while let Some(raw_event) = raw.recv().await {
-        eprintln!("DBG event {:?}", raw_event);
         let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
         let event = match raw_event {
             R::ParticipantConnected(p) => {

@@ -1,7 +1,9 @@
 //! A room's composite recording: feeds every camera, screen share and microphone of the room
 //! into the recording pipeline, keeps the layout up to date (arrivals, departures, mutes,
 //! the active speaker), spools the MP4 bytes to disk and hands the spool to storage, which
-//! uploads it while the meeting runs.
+//! uploads it while the meeting runs. A room where nobody ever turns a camera on is recorded
+//! the same way: the pipeline's black base carries the video track (why not an audio-only
+//! file: see `recording::pipeline`).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -267,6 +269,8 @@ impl ReceiveDelay {
     }
 }
 
+/// How long the end of a recording may take (the muxer writing its last fragment).
+const FINISH_TIMEOUT: Duration = Duration::from_secs(15);
 /// How often receive delays are read, and the largest correction applied.
 const DELAY_EVERY_TICKS: u32 = 8;
 const MAX_VIDEO_DELAY_US: i64 = 600_000;
@@ -457,12 +461,17 @@ impl Control {
         meta.duration_ms = Some(self.pipeline.elapsed().as_millis() as i64);
         meta.ended_unix_ms = Some(unix_ms() as i64);
         let pipeline = self.pipeline.clone();
-        let finished =
-            tokio::task::spawn_blocking(move || pipeline.finish(Duration::from_secs(15))).await;
-        match finished {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "recording did not end cleanly"),
-            Err(e) => tracing::error!(error = %e, "recording end panicked"),
+        // Bounded: a pipeline that cannot reach its end is given up after this, and the
+        // recording is stored as far as the muxer wrote it, marked partial.
+        let finished = tokio::task::spawn_blocking(move || pipeline.finish(FINISH_TIMEOUT)).await;
+        let failure = match finished {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(e) => Some(format!("the end panicked: {e}")),
+        };
+        if let Some(error) = failure {
+            tracing::error!(id = %meta.id, %error, "recording did not end cleanly; stored as partial");
+            meta.status = crate::recording::meta::RecordingStatus::Partial;
         }
         RECORDINGS_ACTIVE.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         tracing::info!(id = %meta.id, duration_ms = meta.duration_ms, participants = ?meta.participants, "recording ended");
