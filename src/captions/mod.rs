@@ -17,6 +17,7 @@ pub mod recognizer;
 pub mod segmenter;
 pub mod speaker;
 pub mod stabilizer;
+pub mod threads;
 pub mod wer;
 
 pub use language::CaptionLanguage;

@@ -230,6 +230,7 @@ impl Recognizer {
             .name("whisper".into())
             .spawn(move || {
                 let _model = model; // the context outlives the state
+                let mut threads = super::threads::ThreadBudget::new(options.threads);
                 while let Some((job, kind)) = next_job(&q) {
                     let started = std::time::Instant::now();
                     let is_final = kind != JobKind::Interim;
@@ -251,9 +252,10 @@ impl Recognizer {
                         &job.audio,
                         language,
                         options.translate,
-                        options.threads,
+                        threads.for_next_job(),
                         context,
                     );
+                    threads.job_ended();
                     s.busy_ms
                         .fetch_add(started.elapsed().as_millis() as u64, Ordering::Relaxed);
                     s.audio_ms

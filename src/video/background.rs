@@ -140,19 +140,26 @@ pub async fn load(source: &BackgroundSource) -> Result<Arc<RgbImage>, Background
     }
 }
 
-/// `decode` on a blocking thread, holding one of the process's decode permits until it ends
+/// Runs `work` on a blocking thread holding one of the process's decode permits until it ends
 /// (also when the caller is cancelled meanwhile).
-pub async fn decode_bounded(bytes: Vec<u8>) -> Result<RgbImage, BackgroundError> {
+async fn with_decode_permit<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, BackgroundError> + Send + 'static,
+) -> Result<T, BackgroundError> {
     let permit = DECODES
         .acquire()
         .await
         .map_err(|e| BackgroundError::Decode(e.to_string()))?;
     tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        decode(&bytes)
+        work()
     })
     .await
     .map_err(|e| BackgroundError::Decode(e.to_string()))?
+}
+
+/// `decode` under the process's decode limit.
+pub async fn decode_bounded(bytes: Vec<u8>) -> Result<RgbImage, BackgroundError> {
+    with_decode_permit(move || decode(&bytes)).await
 }
 
 /// `decode_bounded` for an upload, kept for reuse. The decode and its keeping run on the
@@ -161,12 +168,7 @@ async fn decode_upload_bounded(
     path: PathBuf,
     bytes: Vec<u8>,
 ) -> Result<Arc<RgbImage>, BackgroundError> {
-    let permit = DECODES
-        .acquire()
-        .await
-        .map_err(|e| BackgroundError::Decode(e.to_string()))?;
-    tokio::task::spawn_blocking(move || {
-        let _permit = permit;
+    with_decode_permit(move || {
         if let Some(image) = decoded_upload(&path) {
             return Ok(image);
         }
@@ -175,7 +177,6 @@ async fn decode_upload_bounded(
         Ok(image)
     })
     .await
-    .map_err(|e| BackgroundError::Decode(e.to_string()))?
 }
 
 /// `image` cropped (centred) to the aspect of `width` x `height`, then resized to exactly that
