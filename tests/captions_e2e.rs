@@ -795,13 +795,15 @@ where
 }
 
 /// Busy loops, one per core, for as long as this lives (killed on drop, also on a panic).
-struct CoreHogs(Vec<tokio::process::Child>);
+struct CoreHogs {
+    _busy: Vec<tokio::process::Child>,
+}
 
 impl CoreHogs {
     fn start() -> Self {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        Self(
-            (0..cores)
+        Self {
+            _busy: (0..cores)
                 .map(|_| {
                     tokio::process::Command::new("sh")
                         .args(["-c", "while :; do :; done"])
@@ -810,7 +812,7 @@ impl CoreHogs {
                         .expect("sh")
                 })
                 .collect(),
-        )
+        }
     }
 }
 
