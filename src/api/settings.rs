@@ -4,7 +4,7 @@
 //! virtual backgrounds.
 
 use std::collections::HashMap;
-use std::path::{Path as FsPath, PathBuf};
+use std::path::Path as FsPath;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -23,7 +23,7 @@ use crate::livekit::room_service::RoomServiceError;
 use crate::session::camera::{VB_BLUR, VB_IMAGE, VB_MODE};
 use crate::session::controls::{CAPTIONS_ENABLED, CAPTIONS_LANGUAGE, NS_CLEAN_TRACK, NS_ENABLED};
 use crate::session::recording::RECORDING_SWITCH;
-use crate::video::background_source::{SourcePolicy, upload_id};
+use crate::video::background_source::{SourcePolicy, is_upload_file_name, upload_id};
 
 /// Switches a room's metadata may carry.
 const ROOM_KEYS: [&str; 5] = [
@@ -164,11 +164,6 @@ pub(super) async fn participant(
     Ok(Json(json!({"room": room, "identity": identity, "settings": attributes})).into_response())
 }
 
-/// The folder every room's uploads are under.
-fn uploads_root(policy: &SourcePolicy) -> Option<PathBuf> {
-    policy.upload_dir("-").parent().map(FsPath::to_path_buf)
-}
-
 /// Creates `dir` (and missing parents) readable by this user only.
 fn private_dir(dir: &FsPath) -> std::io::Result<()> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -179,29 +174,11 @@ fn private_dir(dir: &FsPath) -> std::io::Result<()> {
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
 }
 
-/// Whether `name` is a stored upload (`<64 hex>.png|jpg`) rather than a temporary file.
-fn is_upload_name(name: &str) -> bool {
-    upload_id_of(name).is_some()
-}
-
-fn upload_id_of(name: &str) -> Option<String> {
-    let (digest, ext) = name.split_once('.')?;
-    (digest.len() == 64
-        && digest
-            .bytes()
-            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-        && matches!(ext, "png" | "jpg"))
-    .then(|| upload_id(digest, ext))
-}
-
 /// Deletes uploads older than `expiry` (by modification time: a repeated upload refreshes it)
 /// in every room's folder, temporary files of uploads that died, and room folders left empty.
 /// Links and other odd entries are left alone. Called at API start and on each upload.
 pub(super) fn sweep_expired_backgrounds(policy: &SourcePolicy, expiry: Option<Duration>) {
-    let Some(root) = uploads_root(policy) else {
-        return;
-    };
-    let Ok(rooms) = std::fs::read_dir(&root) else {
+    let Ok(rooms) = std::fs::read_dir(policy.uploads_root()) else {
         return;
     };
     let now = SystemTime::now();
@@ -227,7 +204,7 @@ pub(super) fn sweep_expired_backgrounds(policy: &SourcePolicy, expiry: Option<Du
                 .unwrap_or_default();
             let name = file.file_name();
             let name = name.to_string_lossy();
-            let expired = if is_upload_name(&name) {
+            let expired = if is_upload_file_name(&name) {
                 expiry.is_some_and(|e| age > e)
             } else {
                 name.ends_with(".tmp") && age > STALE_TEMP
@@ -251,7 +228,7 @@ fn usage(dir: &FsPath) -> (u64, u64) {
     };
     files
         .flatten()
-        .filter(|f| is_upload_name(&f.file_name().to_string_lossy()))
+        .filter(|f| is_upload_file_name(&f.file_name().to_string_lossy()))
         .filter_map(|f| f.path().symlink_metadata().ok())
         .filter(|m| m.file_type().is_file())
         .fold((0, 0), |(n, bytes), m| (n + 1, bytes + m.len()))
@@ -339,15 +316,14 @@ pub(super) async fn upload_background(
 ) -> Result<Response, ApiError> {
     room_allowed(&who, &room)?;
     // Decoded under the process's decode permits, like every background.
-    let (width, height) = crate::video::background::decode_bounded(body.to_vec())
+    let (width, height) = crate::video::background::check_bounded(body.clone())
         .await
         .map_err(|e| match e {
             crate::video::background::BackgroundError::TooLarge => {
                 err(StatusCode::PAYLOAD_TOO_LARGE, e.to_string())
             }
             e => err(StatusCode::BAD_REQUEST, e.to_string()),
-        })?
-        .dimensions();
+        })?;
     let bytes = body;
     let ext = match image::guess_format(&bytes) {
         Ok(image::ImageFormat::Png) => "png",
@@ -402,6 +378,7 @@ pub(super) async fn upload_background(
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+    use std::path::PathBuf;
 
     fn policy(name: &str) -> (SourcePolicy, PathBuf) {
         let root = std::env::temp_dir().join(format!("api-bg-{name}-{}", std::process::id()));

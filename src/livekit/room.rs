@@ -751,6 +751,22 @@ fn attributes_map(entries: Vec<proto::AttributesEntry>) -> HashMap<String, Strin
 }
 
 /// Turns raw engine events into [`RoomEvent`]s, taking ownership of every handle they carry.
+/// Moves the connection's state from `from` to `to`; from any other state nothing changes
+/// (a `Reconnected` after the room was left does not bring it back).
+fn move_connection(
+    connection: &watch::Sender<ConnectionState>,
+    from: ConnectionState,
+    to: ConnectionState,
+) {
+    connection.send_if_modified(|state| {
+        let change = *state == from;
+        if change {
+            *state = to;
+        }
+        change
+    });
+}
+
 async fn run_room_events(
     mut raw: mpsc::UnboundedReceiver<proto::room_event::Message>,
     events: mpsc::UnboundedSender<RoomEvent>,
@@ -922,23 +938,19 @@ async fn run_room_events(
                 metadata: m.metadata,
             }),
             R::Reconnecting(_) => {
-                connection.send_if_modified(|c| {
-                    let change = *c == ConnectionState::Connected;
-                    if change {
-                        *c = ConnectionState::Reconnecting;
-                    }
-                    change
-                });
+                move_connection(
+                    &connection,
+                    ConnectionState::Connected,
+                    ConnectionState::Reconnecting,
+                );
                 Some(RoomEvent::Reconnecting)
             }
             R::Reconnected(_) => {
-                connection.send_if_modified(|c| {
-                    let change = *c == ConnectionState::Reconnecting;
-                    if change {
-                        *c = ConnectionState::Connected;
-                    }
-                    change
-                });
+                move_connection(
+                    &connection,
+                    ConnectionState::Reconnecting,
+                    ConnectionState::Connected,
+                );
                 Some(RoomEvent::Reconnected)
             }
             R::Disconnected(d) => {

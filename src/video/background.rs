@@ -76,8 +76,13 @@ pub enum BackgroundError {
     Source(String),
 }
 
-/// Checks and decodes image bytes.
+/// Checks and decodes image bytes, kept at most `MAX_KEPT_SIDE` a side.
 pub fn decode(bytes: &[u8]) -> Result<RgbImage, BackgroundError> {
+    decode_full(bytes).map(shrink_to_keep)
+}
+
+/// Checks and decodes image bytes at their own size.
+fn decode_full(bytes: &[u8]) -> Result<RgbImage, BackgroundError> {
     if bytes.len() > MAX_BYTES {
         return Err(BackgroundError::TooLarge);
     }
@@ -99,11 +104,10 @@ pub fn decode(bytes: &[u8]) -> Result<RgbImage, BackgroundError> {
     limits.max_image_height = Some(MAX_SIDE);
     limits.max_alloc = Some(MAX_SIDE as u64 * MAX_SIDE as u64 * 4);
     reader.limits(limits);
-    let image = reader
+    Ok(reader
         .decode()
         .map_err(|e| BackgroundError::Decode(e.to_string()))?
-        .into_rgb8();
-    Ok(shrink_to_keep(image))
+        .into_rgb8())
 }
 
 /// `image`, scaled down (keeping its aspect) to at most `MAX_KEPT_SIDE` a side.
@@ -160,6 +164,14 @@ async fn with_decode_permit<T: Send + 'static>(
 /// `decode` under the process's decode limit.
 pub async fn decode_bounded(bytes: Vec<u8>) -> Result<RgbImage, BackgroundError> {
     with_decode_permit(move || decode(&bytes)).await
+}
+
+/// Checks that `bytes` decode as a background (an upload arriving), under the process's decode
+/// limit: the image's own size. Nothing is kept, so nothing is scaled.
+pub async fn check_bounded(
+    bytes: impl AsRef<[u8]> + Send + 'static,
+) -> Result<(u32, u32), BackgroundError> {
+    with_decode_permit(move || decode_full(bytes.as_ref()).map(|image| image.dimensions())).await
 }
 
 /// `decode_bounded` for an upload, kept for reuse. The decode and its keeping run on the

@@ -46,16 +46,23 @@ pub fn upload_id(digest_hex: &str, ext: &str) -> String {
     format!("upload:{digest_hex}.{ext}")
 }
 
-/// The file name part of an upload id, if `value` is one: 64 hex digits and png or jpg.
+/// Whether `name` is the file name of a stored upload: 64 lower-case hex digits (its
+/// SHA-256), then `.png` or `.jpg`.
+pub fn is_upload_file_name(name: &str) -> bool {
+    name.split_once('.').is_some_and(|(digest, ext)| {
+        digest.len() == 64
+            && digest
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            && matches!(ext, "png" | "jpg")
+    })
+}
+
+/// The file name part of an upload id, if `value` is one.
 fn parse_upload_id(value: &str) -> Option<&str> {
-    let name = value.strip_prefix("upload:")?;
-    let (digest, ext) = name.split_once('.')?;
-    (digest.len() == 64
-        && digest
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        && matches!(ext, "png" | "jpg"))
-    .then_some(name)
+    value
+        .strip_prefix("upload:")
+        .filter(|name| is_upload_file_name(name))
 }
 
 fn refused(value: &str, why: &str) -> BackgroundError {
@@ -80,6 +87,11 @@ impl SourcePolicy {
             config.data_dir().join("backgrounds"),
             config.video.background_url_hosts.clone(),
         )
+    }
+
+    /// The folder every room's upload folder is in.
+    pub fn uploads_root(&self) -> &Path {
+        &self.uploads_root
     }
 
     /// The folder of `room`'s uploads. The readable part keeps paths recognisable; the digest
