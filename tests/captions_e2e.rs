@@ -58,6 +58,47 @@ async fn storing_worker(
     start_worker_with(config, Arc::new(session), reports).await
 }
 
+/// `who` joins `room` and speaks the WAV at `wav` once (microphone only), then keeps a silent
+/// microphone open.
+fn speak_once(
+    server: &LocalLiveKitServer,
+    room: &str,
+    who: &str,
+    wav: &std::path::Path,
+) -> PythonParticipant {
+    PythonParticipant::spawn(
+        server,
+        room,
+        who,
+        &["--wav", wav.to_str().unwrap(), "--once", "--video", "none"],
+    )
+    .unwrap()
+}
+
+/// The final `lk.transcription` captions `listener` receives, until it has `want` of them or
+/// `within` has passed.
+async fn final_captions(
+    listener: &mut PythonParticipant,
+    want: usize,
+    within: Duration,
+) -> Vec<serde_json::Value> {
+    let mut finals = Vec::new();
+    let deadline = tokio::time::Instant::now() + within;
+    while finals.len() < want && tokio::time::Instant::now() < deadline {
+        if let Some(ev) = listener
+            .wait_for(Duration::from_secs(2), |e| {
+                e["event"] == "text_stream"
+                    && e["topic"] == "lk.transcription"
+                    && e["attributes"]["lk.transcription_final"] == "true"
+            })
+            .await
+        {
+            finals.push(ev);
+        }
+    }
+    finals
+}
+
 /// Creates `room` with `metadata` and a silent participant, "lee", who reads the captions.
 async fn room_with_listener(
     server: &LocalLiveKitServer,
@@ -103,13 +144,7 @@ async fn spoken_sentences_arrive_as_captions_attributed_to_the_speaker() {
         .await
         .unwrap();
     let wav = dir.join("captions.wav");
-    let mut sam = PythonParticipant::spawn(
-        &server,
-        "caption-room",
-        "sam",
-        &["--wav", wav.to_str().unwrap(), "--once", "--video", "none"],
-    )
-    .unwrap();
+    let mut sam = speak_once(&server, "caption-room", "sam", &wav);
     let published = sam
         .wait_for(Duration::from_secs(30), |e| e["event"] == "published")
         .await
@@ -231,13 +266,7 @@ async fn silence_noise_and_tones_produce_no_caption() {
         .wait_for(Duration::from_secs(30), |e| e["event"] == "connected")
         .await
         .unwrap();
-    let mut player = PythonParticipant::spawn(
-        &server,
-        "quiet-room",
-        "noisy",
-        &["--wav", wav.to_str().unwrap(), "--once", "--video", "none"],
-    )
-    .unwrap();
+    let mut player = speak_once(&server, "quiet-room", "noisy", &wav);
     player
         .wait_for(Duration::from_secs(60), |e| e["event"] == "wav_finished")
         .await
@@ -405,13 +434,7 @@ async fn a_speaker_leaving_mid_sentence_is_closed_cleanly_and_captions_go_on() {
         .wait_for(Duration::from_secs(30), |e| e["event"] == "connected")
         .await
         .unwrap();
-    let mut quitter = PythonParticipant::spawn(
-        &server,
-        "leave-room",
-        "quinn",
-        &["--wav", wav.to_str().unwrap(), "--once", "--video", "none"],
-    )
-    .unwrap();
+    let mut quitter = speak_once(&server, "leave-room", "quinn", &wav);
     quitter
         .wait_for(Duration::from_secs(30), |e| e["event"] == "published")
         .await
@@ -437,13 +460,7 @@ async fn a_speaker_leaving_mid_sentence_is_closed_cleanly_and_captions_go_on() {
         );
     }
     // The agent keeps captioning the room.
-    let mut next = PythonParticipant::spawn(
-        &server,
-        "leave-room",
-        "nora",
-        &["--wav", wav.to_str().unwrap(), "--once", "--video", "none"],
-    )
-    .unwrap();
+    let mut next = speak_once(&server, "leave-room", "nora", &wav);
     next.wait_for(Duration::from_secs(30), |e| e["event"] == "published")
         .await
         .unwrap();
@@ -475,13 +492,7 @@ async fn room_metadata_switches_captions_off_and_on_for_the_whole_room() {
     let room = "switch-room";
     let mut listener = room_with_listener(&server, room, r#"{"captions.enabled": false}"#).await;
     let wav = fixtures().join("captions.wav");
-    let mut sam = PythonParticipant::spawn(
-        &server,
-        room,
-        "sam",
-        &["--wav", wav.to_str().unwrap(), "--once", "--video", "none"],
-    )
-    .unwrap();
+    let mut sam = speak_once(&server, room, "sam", &wav);
     sam.wait_for(Duration::from_secs(30), |e| e["event"] == "published")
         .await
         .unwrap();
@@ -506,19 +517,9 @@ async fn room_metadata_switches_captions_off_and_on_for_the_whole_room() {
         .unwrap();
     let expected = std::fs::read_to_string(fixtures().join("captions.txt")).unwrap();
     let mut finals = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while finals.len() < 3 && tokio::time::Instant::now() < deadline {
-        if let Some(ev) = listener
-            .wait_for(Duration::from_secs(2), |e| {
-                e["event"] == "text_stream"
-                    && e["topic"] == "lk.transcription"
-                    && e["attributes"]["lk.transcription_final"] == "true"
-            })
-            .await
-        {
-            assert_eq!(ev["identity"], "sam");
-            finals.push(ev["text"].as_str().unwrap_or_default().to_string());
-        }
+    for ev in final_captions(&mut listener, 3, Duration::from_secs(30)).await {
+        assert_eq!(ev["identity"], "sam");
+        finals.push(ev["text"].as_str().unwrap_or_default().to_string());
     }
     println!("after switching on: {finals:?}");
     // Each final is matched to the sentence it is closest to: they are the later sentences,
@@ -678,13 +679,7 @@ async fn meeting_thread_in(url: &str) {
     let _worker = storing_worker(&server, &data_dir, Some(store.clone())).await;
     let room = "store-room";
     let wav = fixtures().join("captions.wav");
-    let mut sam = PythonParticipant::spawn(
-        &server,
-        room,
-        "sam",
-        &["--wav", wav.to_str().unwrap(), "--once", "--video", "none"],
-    )
-    .unwrap();
+    let mut sam = speak_once(&server, room, "sam", &wav);
     sam.wait_for(Duration::from_secs(60), |e| e["event"] == "wav_finished")
         .await
         .expect("the clip played");
@@ -834,30 +829,16 @@ async fn captions_keep_coming_while_other_programs_saturate_the_cores() {
 
     let hogs = CoreHogs::start();
     let wav = fixtures().join("captions.wav");
-    let mut sam = PythonParticipant::spawn(
-        &server,
-        room,
-        "sam",
-        &["--wav", wav.to_str().unwrap(), "--once", "--video", "none"],
-    )
-    .unwrap();
+    let mut sam = speak_once(&server, room, "sam", &wav);
     sam.wait_for(Duration::from_secs(60), |e| e["event"] == "published")
         .await
         .expect("sam publishes on a busy machine");
-    let mut finals: Vec<String> = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    while finals.len() < sentences.len() && tokio::time::Instant::now() < deadline {
-        if let Some(ev) = listener
-            .wait_for(Duration::from_secs(2), |e| {
-                e["event"] == "text_stream"
-                    && e["topic"] == "lk.transcription"
-                    && e["attributes"]["lk.transcription_final"] == "true"
-            })
+    let finals: Vec<String> =
+        final_captions(&mut listener, sentences.len(), Duration::from_secs(120))
             .await
-        {
-            finals.push(ev["text"].as_str().unwrap_or_default().to_string());
-        }
-    }
+            .iter()
+            .map(|ev| ev["text"].as_str().unwrap_or_default().to_string())
+            .collect();
     drop(hogs);
     // Each sentence is captioned when some final is close to it.
     let captioned = sentences

@@ -10,29 +10,11 @@ use std::time::Duration;
 use common::*;
 use meeting_agent::devtools::{LocalLiveKitServer, PythonParticipant};
 use meeting_agent::livekit::proto::TranscriptionSegment;
-use meeting_agent::livekit::{ConnectOptions, Room, RoomEvent, TrackKind, TrackSource, token};
+use meeting_agent::livekit::{RoomEvent, TrackKind, TrackSource};
 use meeting_agent::media::analysis::ToneMeter;
 use meeting_agent::media::{AudioFrame, VideoFrame};
 
 const T: Duration = Duration::from_secs(30);
-
-async fn connect(
-    server: &LocalLiveKitServer,
-    room: &str,
-    identity: &str,
-) -> (Room, tokio::sync::mpsc::UnboundedReceiver<RoomEvent>) {
-    let jwt = token::room_token(
-        &server.api_key,
-        &server.api_secret,
-        room,
-        identity,
-        identity,
-    )
-    .unwrap();
-    Room::connect(&server.ws_url(), &jwt, ConnectOptions::default())
-        .await
-        .unwrap()
-}
 
 fn sine_frame(freq: f64, rate: u32, start: usize, n: usize) -> Vec<i16> {
     (start..start + n)
@@ -80,8 +62,8 @@ async fn the_engine_publishes_media_data_text_and_transcriptions() {
         .await
         .expect("python listener joins");
 
-    let (speaker, _speaker_events) = connect(&server, "pub-room", "speaker").await;
-    let (observer, mut observer_events) = connect(&server, "pub-room", "observer").await;
+    let (speaker, _speaker_events) = join_room(&server, "pub-room", "speaker").await;
+    let (observer, mut observer_events) = join_room(&server, "pub-room", "observer").await;
     let audio = speaker
         .publish_audio("tone", TrackSource::SourceMicrophone, 48_000, 1)
         .await

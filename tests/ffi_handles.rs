@@ -11,27 +11,11 @@ use std::time::Duration;
 
 use common::*;
 use meeting_agent::devtools::{LocalLiveKitServer, PythonParticipant};
-use meeting_agent::livekit::{
-    AudioStream, ConnectOptions, Engine, Room, RoomEvent, TrackKind, token,
-};
+use meeting_agent::livekit::{AudioStream, Engine, Room, RoomEvent, TrackKind};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 const T: Duration = Duration::from_secs(30);
 const ROOM: &str = "handles-room";
-
-async fn join(server: &LocalLiveKitServer, identity: &str) -> (Room, UnboundedReceiver<RoomEvent>) {
-    let jwt = token::room_token(
-        &server.api_key,
-        &server.api_secret,
-        ROOM,
-        identity,
-        identity,
-    )
-    .unwrap();
-    Room::connect(&server.ws_url(), &jwt, ConnectOptions::default())
-        .await
-        .unwrap()
-}
 
 /// Waits until `identity`'s audio track is subscribed and opens a stream on it.
 async fn audio_of(
@@ -106,7 +90,7 @@ async fn handles_are_released_once_and_never_after_dispose() {
     let engine = Engine::get().unwrap();
 
     // 1. A room left with disconnect: streams of both kinds, every frame buffer released.
-    let (room, mut events) = join(&server, "probe").await;
+    let (room, mut events) = join_room(&server, ROOM, "probe").await;
     let mut streams = (None, None);
     while streams.0.is_none() || streams.1.is_none() {
         match tokio::time::timeout(T, events.recv())
@@ -147,7 +131,7 @@ async fn handles_are_released_once_and_never_after_dispose() {
     // room is dropped without disconnect while a stream is still open (a job that panicked or
     // was aborted): the library closes the room in the background and releases the track
     // handles itself; ours go after that, never before.
-    let (room, mut events) = join(&server, "probe-2").await;
+    let (room, mut events) = join_room(&server, ROOM, "probe-2").await;
     let leo = PythonParticipant::spawn(
         &server,
         ROOM,
@@ -181,7 +165,7 @@ async fn handles_are_released_once_and_never_after_dispose() {
     // 3. At exit: the library is disposed with a room still joined and a stream open (a
     // process ending mid-meeting); the library closes the room itself. The room and the
     // stream dropped afterwards release nothing into the library.
-    let (room, mut events) = join(&server, "probe-3").await;
+    let (room, mut events) = join_room(&server, ROOM, "probe-3").await;
     let mut stream = audio_of(&room, &mut events, "kate").await;
     stream.recv().await.unwrap();
     assert!(engine.live_handles() > 0);

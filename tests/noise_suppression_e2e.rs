@@ -10,7 +10,7 @@ use common::*;
 use meeting_agent::audio::quality::{mix_at_snr, noise_floor_dbfs};
 use meeting_agent::audio::wav::write_i16;
 use meeting_agent::devtools::{LocalLiveKitServer, PythonParticipant};
-use meeting_agent::livekit::{AudioStream, ConnectOptions, Room, RoomEvent, TrackKind, token};
+use meeting_agent::livekit::{AudioStream, RoomEvent, TrackKind};
 use meeting_agent::session::SessionReport;
 
 const T: Duration = Duration::from_secs(30);
@@ -70,17 +70,7 @@ async fn a_requested_clean_track_has_a_much_lower_noise_floor() {
         unreachable!()
     };
 
-    let jwt = token::room_token(
-        &server.api_key,
-        &server.api_secret,
-        "ns-room",
-        "listener",
-        "listener",
-    )
-    .unwrap();
-    let (room, mut events) = Room::connect(&server.ws_url(), &jwt, ConnectOptions::default())
-        .await
-        .unwrap();
+    let (room, mut events) = join_room(&server, "ns-room", "listener").await;
     let (mut raw, mut clean) = (None, None);
     while raw.is_none() || clean.is_none() {
         if let RoomEvent::TrackSubscribed(t) = tokio::time::timeout(T, events.recv())

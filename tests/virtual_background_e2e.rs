@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::*;
 use meeting_agent::devtools::{LocalLiveKitServer, PythonParticipant};
-use meeting_agent::livekit::{ConnectOptions, Room, RoomEvent, TrackKind, VideoStream, token};
+use meeting_agent::livekit::{Room, RoomEvent, TrackKind, VideoStream};
 use meeting_agent::media::VideoFrame;
 use meeting_agent::session::MeetingSession;
 use meeting_agent::video::mask::MaskRefiner;
@@ -93,17 +93,7 @@ async fn watch(
     room_name: &str,
     who: &str,
 ) -> (Room, VideoStream, VideoStream) {
-    let jwt = token::room_token(
-        &server.api_key,
-        &server.api_secret,
-        room_name,
-        "viewer",
-        "viewer",
-    )
-    .unwrap();
-    let (room, mut events) = Room::connect(&server.ws_url(), &jwt, ConnectOptions::default())
-        .await
-        .unwrap();
+    let (room, mut events) = join_room(server, room_name, "viewer").await;
     let (mut raw, mut processed) = (None, None);
     while raw.is_none() || processed.is_none() {
         let event = tokio::time::timeout(T, events.recv())

@@ -55,6 +55,32 @@ extern "C" fn exit_past_the_engine() {
     }
 }
 
+/// Joins `room` on `server` as `identity` through this project's engine (a second participant).
+pub async fn join_room(
+    server: &LocalLiveKitServer,
+    room: &str,
+    identity: &str,
+) -> (
+    meeting_agent::livekit::Room,
+    tokio::sync::mpsc::UnboundedReceiver<meeting_agent::livekit::RoomEvent>,
+) {
+    let jwt = meeting_agent::livekit::token::room_token(
+        &server.api_key,
+        &server.api_secret,
+        room,
+        identity,
+        identity,
+    )
+    .unwrap();
+    meeting_agent::livekit::Room::connect(
+        &server.ws_url(),
+        &jwt,
+        meeting_agent::livekit::ConnectOptions::default(),
+    )
+    .await
+    .unwrap()
+}
+
 pub fn config_for(server: &LocalLiveKitServer, agent_name: &str) -> Config {
     let mut config = Config::default();
     config.livekit.url = server.ws_url();
