@@ -291,6 +291,9 @@ async fn a_hostile_participant_cannot_take_down_stall_or_see_beyond_its_meeting(
 
     let rss = RssWatch::start();
     tokio::time::sleep(BASELINE).await;
+    // From here on everything is the attack, the uploads included (API callers are untrusted
+    // too): the baseline is the honest meeting alone.
+    rss.phase.store(1, Ordering::SeqCst);
 
     // Uploads: another room's image, and what the upload API refuses.
     let upload = |key: &'static str, room: &'static str, body: Vec<u8>| {
@@ -352,7 +355,6 @@ async fn a_hostile_participant_cannot_take_down_stall_or_see_beyond_its_meeting(
         format!("https://x.example/{}", "a".repeat(5000)),
     ];
 
-    rss.phase.store(1, Ordering::SeqCst);
     let attack_started = Instant::now();
     let mut survived = 0;
     for value in &hostile {
