@@ -114,6 +114,26 @@ impl RssWatch {
     }
 }
 
+/// Sets eve's attributes, retrying a request the server left unanswered: the SDK gives up on
+/// an attribute update after 5 s, which happened once in CI with the 2 cores saturated. The
+/// attacker's own client retrying is part of the attack; the agent is judged by what follows.
+async fn set_attributes_retrying(
+    eve: &meeting_agent::livekit::Room,
+    attributes: &HashMap<String, String>,
+) {
+    let mut last = None;
+    for _ in 0..3 {
+        match eve.set_attributes(attributes).await {
+            Ok(()) => return,
+            Err(e) => {
+                println!("eve's attribute update failed, retrying: {e}");
+                last = Some(e);
+            }
+        }
+    }
+    panic!("eve's attribute update failed three times: {last:?}");
+}
+
 /// Collects final captions (speaker, time) seen by `p` until `stop`.
 fn collect_finals(
     mut p: PythonParticipant,
@@ -285,9 +305,7 @@ async fn a_hostile_participant_cannot_take_down_stall_or_see_beyond_its_meeting(
             .collect()
     };
     // During the baseline eve only blurs: the segmentation models are loaded either way.
-    eve.set_attributes(&set(&[("vb.mode", "blur")]))
-        .await
-        .unwrap();
+    set_attributes_retrying(&eve, &set(&[("vb.mode", "blur")])).await;
 
     let rss = RssWatch::start();
     tokio::time::sleep(BASELINE).await;
@@ -358,9 +376,7 @@ async fn a_hostile_participant_cannot_take_down_stall_or_see_beyond_its_meeting(
     let attack_started = Instant::now();
     let mut survived = 0;
     for value in &hostile {
-        eve.set_attributes(&set(&[("vb.mode", "image"), ("vb.image", value)]))
-            .await
-            .unwrap();
+        set_attributes_retrying(&eve, &set(&[("vb.mode", "image"), ("vb.image", value)])).await;
         tokio::time::sleep(DWELL).await;
         let agent_here = eve
             .participants()

@@ -484,6 +484,9 @@ fn frames_played_through(playlist: &std::path::Path) -> usize {
     frames.load(std::sync::atomic::Ordering::Relaxed)
 }
 
+/// How long after the first flash the receiver's jitter buffers are left to settle.
+const SYNC_SETTLES: Duration = Duration::from_secs(5);
+
 /// A participant flashes white and beeps at the same instants: the recording keeps them
 /// together.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -526,7 +529,16 @@ async fn flashes_and_beeps_stay_in_sync() {
     )
     .unwrap();
     wait_announced(&mut p, "active").await;
-    tokio::time::sleep(Duration::from_secs(15)).await;
+    // The publisher says when it could not keep its microphone fed (a gap the engine fills
+    // with silence shifts every later beep): then the sender, not the recording, moved.
+    let underruns = std::sync::atomic::AtomicUsize::new(0);
+    p.wait_for(Duration::from_secs(20), |e| {
+        if e["event"] == "audio_underrun" {
+            underruns.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        false
+    })
+    .await;
     set_recording(&server, room, false).await;
     wait_announced(&mut p, "off").await;
     p.stop().await;
@@ -534,15 +546,30 @@ async fn flashes_and_beeps_stay_in_sync() {
     let decoded = fetch_and_decode(&recorder, &meta, &[]).await;
     let flashes = inspect::flash_onsets(&decoded.frames, 100.0);
     let beeps = inspect::beep_onsets(&decoded.audio, decoded.audio_start_us, 3000);
-    let mut offsets = inspect::av_offsets_ms(&flashes, &beeps);
-    assert!(offsets.len() >= 8, "flashes {flashes:?}\nbeeps {beeps:?}");
-    // The first second settles the jitter buffers.
-    offsets.remove(0);
+    let timed = inspect::av_offsets_at(&flashes, &beeps);
+    assert!(timed.len() >= 12, "flashes {flashes:?}\nbeeps {beeps:?}");
+    // The receiver's audio jitter buffer starts deep and settles in the first seconds (its
+    // delay went from ~105 to ~30 ms within 4-5 s in every run measured, loaded or not, and
+    // the correction follows it a second behind): sync is judged after that.
+    let settled_from_us = timed[0].0 + SYNC_SETTLES.as_micros() as i64;
+    let (settling, timed): (Vec<_>, Vec<_>) =
+        timed.into_iter().partition(|&(t, _)| t < settled_from_us);
+    let offsets: Vec<f64> = timed.iter().map(|&(_, o)| o).collect();
     let mut sorted = offsets.clone();
     sorted.sort_by(f64::total_cmp);
     let median = sorted[sorted.len() / 2];
-    eprintln!("rec_av_offset_ms median {median:.1}, all {offsets:?}");
+    let drift = inspect::drift_ms_per_min(&timed).unwrap_or(0.0);
+    let underruns = underruns.into_inner();
+    eprintln!(
+        "rec_av_offset_ms median {median:.1}, drift {drift:.1} ms/min, sender underruns {underruns}, settled {offsets:?}, settling {settling:?}"
+    );
     assert!(median.abs() <= 40.0, "A/V offset {median} ms: {offsets:?}");
+    // Through the meeting, not only on average (each flash is seen to within one output
+    // frame: the figure includes that).
+    assert!(
+        offsets.iter().all(|o| o.abs() <= 40.0),
+        "A/V offsets beyond 40 ms after the receiver settled: {offsets:?}"
+    );
     // The store has the recording's row, and the meeting's thread its link.
     let deadline = Instant::now() + Duration::from_secs(10);
     let meeting = loop {

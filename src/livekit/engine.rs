@@ -373,17 +373,19 @@ impl Engine {
         let info = buffer.info;
         let tx = lock(&self.router.video).get(&ev.stream_handle).cloned();
         match tx {
-            Some(tx) => match copy_i420(&info, received.timestamp_us) {
-                Some(frame) => {
-                    self.stats.video_frames.fetch_add(1, Ordering::Relaxed);
-                    if tx.try_send(frame).is_err() {
-                        self.stats
-                            .frames_dropped_full
-                            .fetch_add(1, Ordering::Relaxed);
+            Some(tx) => {
+                match copy_i420(&info, engine_time_to_monotonic_us(received.timestamp_us)) {
+                    Some(frame) => {
+                        self.stats.video_frames.fetch_add(1, Ordering::Relaxed);
+                        if tx.try_send(frame).is_err() {
+                            self.stats
+                                .frames_dropped_full
+                                .fetch_add(1, Ordering::Relaxed);
+                        }
                     }
+                    None => tracing::warn!(kind = info.r#type, "video frame is not I420; dropped"),
                 }
-                None => tracing::warn!(kind = info.r#type, "video frame is not I420; dropped"),
-            },
+            }
             None => {
                 self.stats.frames_unrouted.fetch_add(1, Ordering::Relaxed);
             }
@@ -506,13 +508,47 @@ fn forward_logs(batch: proto::LogBatch) {
     }
 }
 
+/// The process's clock origin: an `Instant` and the same moment on CLOCK_MONOTONIC.
+fn origin() -> &'static (std::time::Instant, i64) {
+    static ORIGIN: OnceLock<(std::time::Instant, i64)> = OnceLock::new();
+    ORIGIN.get_or_init(|| (std::time::Instant::now(), clock_monotonic_us()))
+}
+
 /// Microseconds on a process-wide monotonic clock.
 pub fn monotonic_us() -> i64 {
-    static ORIGIN: OnceLock<std::time::Instant> = OnceLock::new();
-    ORIGIN
-        .get_or_init(std::time::Instant::now)
-        .elapsed()
-        .as_micros() as i64
+    origin().0.elapsed().as_micros() as i64
+}
+
+fn clock_monotonic_us() -> i64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec we own; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec * 1_000_000 + ts.tv_nsec / 1000
+}
+
+/// How far an engine timestamp may lie from the moment its frame is handed over and still
+/// be believed (render times run a few to a few hundred ms ahead).
+const ENGINE_TIME_PLAUSIBLE_US: i64 = 2_000_000;
+
+/// A received frame's time on the `monotonic_us` clock. libwebrtc stamps each decoded video
+/// frame with its render time on CLOCK_MONOTONIC, derived from the sender's capture
+/// timestamps and the receiver's jitter buffer: unlike the moment the frame reaches this
+/// process, it does not move with how late a busy machine runs the callback. A missing or
+/// implausible stamp falls back to that moment.
+pub fn engine_time_to_monotonic_us(engine_us: i64) -> i64 {
+    let now = monotonic_us();
+    if engine_us <= 0 {
+        return now;
+    }
+    let mapped = engine_us - origin().1;
+    if (mapped - now).abs() > ENGINE_TIME_PLAUSIBLE_US {
+        now
+    } else {
+        mapped
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -392,11 +392,10 @@ impl Room {
         )
     }
 
-    /// How long the receiver holds a subscribed track's media before handing it over: the
-    /// jitter buffer's mean delay since the track started (WebRTC's inbound-rtp
-    /// `jitterBufferDelay / jitterBufferEmittedCount`), with the count it averages over.
-    /// `None` until the track has emitted anything.
-    pub async fn receive_delay(&self, track_sid: &str) -> Result<Option<(f64, u64)>, RoomError> {
+    /// How long the receiver holds a subscribed track's media before handing it over, as
+    /// WebRTC's inbound-rtp running totals since the track started. `None` until the track
+    /// has emitted anything.
+    pub async fn receive_delay(&self, track_sid: &str) -> Result<Option<ReceiveTotals>, RoomError> {
         let handle = self.track_handle(track_sid)?;
         let engine = Engine::get()?;
         let async_id = engine.next_async_id();
@@ -420,10 +419,15 @@ impl Room {
             Some(proto::rtc_stats::Stats::InboundRtp(r))
                 if r.inbound.jitter_buffer_emitted_count > 0 =>
             {
-                Some((
-                    r.inbound.jitter_buffer_delay,
-                    r.inbound.jitter_buffer_emitted_count,
-                ))
+                Some(ReceiveTotals {
+                    emitted: r.inbound.jitter_buffer_emitted_count,
+                    jitter_buffer_delay_s: r.inbound.jitter_buffer_delay,
+                    target_delay_s: r.inbound.jitter_buffer_target_delay,
+                    stretched_samples: (r.inbound.concealed_samples
+                        + r.inbound.inserted_samples_for_deceleration)
+                        as i64
+                        - r.inbound.removed_samples_for_acceleration as i64,
+                })
             }
             _ => None,
         }))
@@ -978,4 +982,23 @@ async fn run_room_events(
             }
         }
     }
+}
+
+/// A subscribed track's receive-delay totals (WebRTC inbound-rtp), summed over every sample
+/// (audio) or frame (video) emitted so far: the mean over a window is the difference of two
+/// readings divided by the difference of their counts.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct ReceiveTotals {
+    /// `jitterBufferEmittedCount`: samples (audio) or frames (video) handed over.
+    pub emitted: u64,
+    /// `jitterBufferDelay`, seconds: how long each actually waited in the jitter buffer.
+    pub jitter_buffer_delay_s: f64,
+    /// `jitterBufferTargetDelay`, seconds: the delay the receiver aimed for. For video this
+    /// is what a frame's render time is set by (jitter, the expected decode time and the
+    /// render delay), so it grows when decoding slows down on a busy machine.
+    pub target_delay_s: f64,
+    /// Audio: samples the receiver made up (concealment, slowing down) less those it cut
+    /// (speeding up). Each one moves all later sound by a sample against the count of
+    /// samples handed over: exact, where the delay means above are only sampled.
+    pub stretched_samples: i64,
 }

@@ -223,6 +223,15 @@ pub fn beep_onsets(audio: &[i16], start_us: i64, threshold: i16) -> Vec<i64> {
 
 /// Audio minus video (ms) for each flash paired with the nearest beep within 400 ms.
 pub fn av_offsets_ms(flashes: &[i64], beeps: &[i64]) -> Vec<f64> {
+    av_offsets_at(flashes, beeps)
+        .into_iter()
+        .map(|(_, offset)| offset)
+        .collect()
+}
+
+/// Each flash's time (µs) with its beep's offset (ms, audio minus video), for flashes that
+/// have a beep within 400 ms.
+pub fn av_offsets_at(flashes: &[i64], beeps: &[i64]) -> Vec<(i64, f64)> {
     flashes
         .iter()
         .filter_map(|&f| {
@@ -231,14 +240,45 @@ pub fn av_offsets_ms(flashes: &[i64], beeps: &[i64]) -> Vec<f64> {
                 .map(|&b| b - f)
                 .filter(|d| d.abs() <= 400_000)
                 .min_by_key(|d| d.abs())
-                .map(|d| d as f64 / 1000.0)
+                .map(|d| (f, d as f64 / 1000.0))
         })
         .collect()
+}
+
+/// How fast the A/V offset changes over the recording: the least-squares slope of the
+/// offsets against time, in ms per minute (positive: audio falls ever later behind video).
+/// `None` with fewer than three offsets or all at one time.
+pub fn drift_ms_per_min(offsets: &[(i64, f64)]) -> Option<f64> {
+    if offsets.len() < 3 {
+        return None;
+    }
+    let n = offsets.len() as f64;
+    let mean_t = offsets.iter().map(|&(t, _)| t as f64 / 6e7).sum::<f64>() / n;
+    let mean_o = offsets.iter().map(|&(_, o)| o).sum::<f64>() / n;
+    let (mut cov, mut var) = (0.0, 0.0);
+    for &(t, o) in offsets {
+        let dt = t as f64 / 6e7 - mean_t;
+        cov += dt * (o - mean_o);
+        var += dt * dt;
+    }
+    (var > 0.0).then(|| cov / var)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn drift_is_the_slope_of_the_offsets() {
+        // 12 ms later every 10 s: 72 ms per minute, whatever the constant part.
+        let offsets: Vec<(i64, f64)> = (0..8)
+            .map(|i| (i * 10_000_000, 5.0 + 12.0 * i as f64))
+            .collect();
+        assert!((drift_ms_per_min(&offsets).unwrap() - 72.0).abs() < 1e-9);
+        let flat: Vec<(i64, f64)> = (0..8).map(|i| (i * 1_000_000, -7.0)).collect();
+        assert_eq!(drift_ms_per_min(&flat), Some(0.0));
+        assert_eq!(drift_ms_per_min(&offsets[..2]), None);
+    }
 
     #[test]
     fn onsets_and_offsets() {

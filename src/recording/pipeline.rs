@@ -631,7 +631,10 @@ impl AudioInput {
             let arrival = arrival_us - self.pipeline.shared.origin_us - duration_us;
             match self.next_pts_us {
                 Some(next) if (arrival - next).abs() < AUDIO_RESYNC_US => next,
-                _ => arrival.max(0),
+                other => {
+                    tracing::debug!(input = %self.id, drift_us = other.map(|n| arrival - n), "live audio re-anchored to its arrival");
+                    arrival.max(0)
+                }
             }
         } else {
             arrival_us.max(0)

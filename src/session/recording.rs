@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 use crate::audio::denoise::FRAME;
 use crate::captions::journal::unix_ms;
 use crate::config::RecordingConfig;
-use crate::livekit::engine::monotonic_us;
+use crate::livekit::room::ReceiveTotals;
 use crate::livekit::{TrackSource, VideoStream};
 use crate::recording::layout::{Scene, arrange};
 use crate::recording::pipeline::{AudioInput, CompositePipeline, PipelineSettings};
@@ -247,32 +247,56 @@ struct VideoSlot {
     delay_us: Arc<std::sync::atomic::AtomicI64>,
 }
 
-/// A track's receive delay, averaged over the last window of WebRTC stats.
+/// The audio codec's sample rate, which WebRTC's sample counters are in (Opus: 48 kHz).
+const RECEIVER_SAMPLE_RATE: f64 = 48_000.0;
+/// Delay readings the audio estimate's median runs over (one a second).
+const AUDIO_DELAY_WINDOWS: usize = 8;
+
+/// A track's receive delay, from successive WebRTC stats readings.
 #[derive(Default)]
 struct ReceiveDelay {
-    sum_s: f64,
-    count: u64,
-    /// Smoothed mean delay of recent windows, seconds.
-    mean_s: Option<f64>,
+    last: Option<ReceiveTotals>,
+    /// Video: the delay the last window's frames' render times were set by, seconds.
+    /// Audio: how much later than its running sample count the sound now plays, seconds.
+    estimate_s: Option<f64>,
+    /// Audio: the last windows' mean jitter-buffer delay less the stretch at their end.
+    residuals_s: std::collections::VecDeque<f64>,
 }
 
 impl ReceiveDelay {
-    fn update(&mut self, sum_s: f64, count: u64) {
-        if count > self.count {
-            let window = (sum_s - self.sum_s) / (count - self.count) as f64;
-            self.mean_s = Some(match self.mean_s {
-                Some(m) => 0.7 * m + 0.3 * window,
-                None => window,
-            });
+    fn update(&mut self, totals: ReceiveTotals, video: bool) {
+        let last = self.last.replace(totals).unwrap_or_default();
+        let count = totals.emitted.saturating_sub(last.emitted);
+        if count == 0 {
+            return;
         }
-        (self.sum_s, self.count) = (sum_s, count);
+        if video {
+            self.estimate_s = Some((totals.target_delay_s - last.target_delay_s) / count as f64);
+            return;
+        }
+        // Audio goes into the recording laid end to end, so what moves its sound against
+        // the picture is exactly the receiver's stretching (concealment, speeding up, slowing
+        // down), which it counts. The jitter-buffer delay gives the constant part, but its
+        // window means also move with how late a busy machine hands packets to the receiver
+        // (which moves no sound): the median of the recent residuals keeps that noise out.
+        let stretch_s = totals.stretched_samples as f64 / RECEIVER_SAMPLE_RATE;
+        let window_s = (totals.jitter_buffer_delay_s - last.jitter_buffer_delay_s) / count as f64;
+        if self.residuals_s.len() == AUDIO_DELAY_WINDOWS {
+            self.residuals_s.pop_front();
+        }
+        self.residuals_s.push_back(window_s - stretch_s);
+        let mut sorted: Vec<f64> = self.residuals_s.iter().copied().collect();
+        sorted.sort_by(f64::total_cmp);
+        self.estimate_s = Some(sorted[sorted.len() / 2] + stretch_s);
     }
 }
 
 /// How long the end of a recording may take (the muxer writing its last fragment).
 const FINISH_TIMEOUT: Duration = Duration::from_secs(15);
-/// How often receive delays are read, and the largest correction applied.
-const DELAY_EVERY_TICKS: u32 = 8;
+/// How often receive delays are read (ticks of 250 ms), and the largest correction applied.
+/// Every second: a receiver's audio delay settles by tens of ms within its first seconds,
+/// and a correction that lags it puts the picture out of step meanwhile.
+const DELAY_EVERY_TICKS: u32 = 4;
 const MAX_VIDEO_DELAY_US: i64 = 600_000;
 
 impl RoomRecording {
@@ -479,23 +503,34 @@ impl Control {
         meta
     }
 
-    /// The receiver holds audio in its jitter buffer longer than video (and, unlike a
-    /// player, nothing here re-synchronises them), so each camera is delayed by how much
-    /// longer its owner's microphone waits than the camera itself.
+    /// Video frames go in at their render time and audio at the moment it is handed over;
+    /// the receiver holds each for its own time (audio in its jitter buffer, video until
+    /// the render time its target delay sets), and, unlike a player, nothing here
+    /// re-synchronises them. So each camera is delayed by how much longer its owner's
+    /// microphone is held than the camera, re-read every second as both change.
     async fn align_video_to_audio(&mut self) {
         let Some(room) = self.room.clone() else {
             return;
         };
-        let sids: Vec<String> = self
+        let sids: Vec<(String, bool)> = self
             .videos
             .keys()
-            .chain(self.audio_identity.keys())
-            .cloned()
+            .map(|sid| (sid.clone(), true))
+            .chain(self.audio_identity.keys().map(|sid| (sid.clone(), false)))
             .collect();
-        for sid in sids {
-            let read = tokio::time::timeout(Duration::from_millis(500), room.receive_delay(&sid));
-            if let Ok(Ok(Some((sum, count)))) = read.await {
-                self.delays.entry(sid).or_default().update(sum, count);
+        // All at once: one slow answer must not hold the others (or the recording's commands).
+        let reads = sids.into_iter().map(|(sid, video)| {
+            let room = room.clone();
+            async move {
+                let read =
+                    tokio::time::timeout(Duration::from_millis(500), room.receive_delay(&sid))
+                        .await;
+                (sid, video, read)
+            }
+        });
+        for (sid, video, read) in futures_util::future::join_all(reads).await {
+            if let Ok(Ok(Some(totals))) = read {
+                self.delays.entry(sid).or_default().update(totals, video);
             }
         }
         for (sid, slot) in &self.videos {
@@ -503,8 +538,8 @@ impl Control {
                 .audio_identity
                 .iter()
                 .filter(|(_, who)| **who == slot.identity)
-                .find_map(|(a, _)| self.delays.get(a).and_then(|d| d.mean_s));
-            let video = self.delays.get(sid).and_then(|d| d.mean_s);
+                .find_map(|(a, _)| self.delays.get(a).and_then(|d| d.estimate_s));
+            let video = self.delays.get(sid).and_then(|d| d.estimate_s);
             if let (Some(audio), Some(video)) = (audio, video) {
                 let delay = (((audio - video) * 1e6) as i64 + self.fixed_delay_us)
                     .clamp(0, MAX_VIDEO_DELAY_US);
@@ -535,8 +570,10 @@ impl Control {
                 // Until the first statistics arrive, the fixed part.
                 delay_us.store(self.fixed_delay_us, std::sync::atomic::Ordering::Relaxed);
                 let feeder = tokio::spawn(async move {
+                    // Each frame at its render time from the engine (capture-derived), not
+                    // at the moment this task gets to it on a busy machine.
                     while let Some(frame) = stream.recv().await {
-                        if let Err(e) = input.push(&frame, monotonic_us()) {
+                        if let Err(e) = input.push(&frame, frame.timestamp_us) {
                             tracing::debug!(error = %e, "recording video push");
                         }
                     }
@@ -634,5 +671,59 @@ impl Control {
                 None => self.pipeline.place(sid, None, 0),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn audio(emitted: u64, jitter_buffer_delay_s: f64, stretched_samples: i64) -> ReceiveTotals {
+        ReceiveTotals {
+            emitted,
+            jitter_buffer_delay_s,
+            target_delay_s: 0.0,
+            stretched_samples,
+        }
+    }
+
+    #[test]
+    fn audio_delay_follows_the_stretch_exactly_and_the_jitter_noise_not_at_all() {
+        let mut d = ReceiveDelay::default();
+        // 30 ms held, nothing stretched, for a few seconds.
+        let (mut emitted, mut sum) = (0u64, 0.0);
+        for _ in 0..5 {
+            emitted += 48_000;
+            sum += 48_000.0 * 0.030;
+            d.update(audio(emitted, sum, 0), false);
+        }
+        assert!((d.estimate_s.unwrap() - 0.030).abs() < 1e-9);
+        // A busy second: packets reach the receiver late, the window mean drops to 10 ms,
+        // but no sound moved (nothing stretched): the estimate stays.
+        emitted += 48_000;
+        sum += 48_000.0 * 0.010;
+        d.update(audio(emitted, sum, 0), false);
+        assert!((d.estimate_s.unwrap() - 0.030).abs() < 1e-9);
+        // 960 samples of concealment: all later sound plays 20 ms later, at once.
+        emitted += 48_000;
+        sum += 48_000.0 * 0.050;
+        d.update(audio(emitted, sum, 960), false);
+        assert!((d.estimate_s.unwrap() - 0.050).abs() < 1e-9);
+    }
+
+    #[test]
+    fn video_delay_is_the_last_windows_target() {
+        let mut d = ReceiveDelay::default();
+        let video = |emitted, target_delay_s| ReceiveTotals {
+            emitted,
+            target_delay_s,
+            ..Default::default()
+        };
+        d.update(video(30, 30.0 * 0.011), true);
+        d.update(video(60, 30.0 * 0.011 + 30.0 * 0.040), true);
+        assert!((d.estimate_s.unwrap() - 0.040).abs() < 1e-9);
+        // No frames in between: the estimate stands.
+        d.update(video(60, 30.0 * 0.011 + 30.0 * 0.040), true);
+        assert!((d.estimate_s.unwrap() - 0.040).abs() < 1e-9);
     }
 }

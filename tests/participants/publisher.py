@@ -186,6 +186,8 @@ async def run_pattern(source: rtc.VideoSource, width: int, height: int, fps: flo
 
 
 FLASH_S = 0.1
+# How far ahead the beeps are written: the longest stall of this process that leaves no gap.
+FLASH_BEEP_QUEUE_MS = 200
 BEEP_HZ = 1000.0
 
 
@@ -200,7 +202,10 @@ async def run_flash_video(source: rtc.VideoSource, width: int, height: int, fps:
         t = frame_no / fps
         await asyncio.sleep(max(0.0, start + t - time.monotonic()))
         data = white if (t % period) < FLASH_S else black
-        source.capture_frame(rtc.VideoFrame(width, height, rtc.VideoBufferType.RGBA, data))
+        # Stamped with the moment the picture belongs to (time.monotonic is the engine's
+        # CLOCK_MONOTONIC), so a late wake-up of this loop does not move the flash.
+        source.capture_frame(rtc.VideoFrame(width, height, rtc.VideoBufferType.RGBA, data),
+                             timestamp_us=int((start + t) * 1_000_000))
         frame_no += 1
 
 
@@ -209,9 +214,16 @@ async def run_beep_audio(source: rtc.AudioSource, period: float, start: float,
     rate = source.sample_rate
     n = rate * FRAME_MS // 1000
     sent = 0
+    await asyncio.sleep(max(0.0, start - time.monotonic()))
     while not ended.done():
-        # Paced by the same clock as the video, not by the source's queue.
-        await asyncio.sleep(max(0.0, start + sent / rate - time.monotonic()))
+        # Written ahead into the source's queue (FLASH_BEEP_QUEUE_MS), which the engine drains
+        # on its own 10 ms clock from `start`, like a microphone's hardware clock. Paced by
+        # the queue, a late wake-up of this loop on a busy machine leaves no gap: the engine
+        # fills a gap with silence, which would delay every later beep for good. Should the
+        # loop fall behind anyway, it says so.
+        behind = time.monotonic() - (start + sent / rate)
+        if behind > FRAME_MS / 1000:
+            emit("audio_underrun", ms=round(behind * 1000, 1), at_s=round(sent / rate, 2))
         t = (np.arange(sent, sent + n) / rate)
         on = (t % period) < FLASH_S
         pcm = (on * AMPLITUDE * 32767 * np.sin(2 * np.pi * BEEP_HZ * t)).astype(np.int16)
@@ -322,7 +334,7 @@ async def main() -> int:
     media = []
     start = time.monotonic() + 0.5
     if args.flash_beep:
-        audio = rtc.AudioSource(args.sample_rate, 1, queue_size_ms=20)
+        audio = rtc.AudioSource(args.sample_rate, 1, queue_size_ms=FLASH_BEEP_QUEUE_MS)
         track = rtc.LocalAudioTrack.create_audio_track("mic", audio)
         pub = await room.local_participant.publish_track(
             track, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE))
