@@ -227,6 +227,14 @@ enum Bench {
         #[arg(long, default_value_t = 1)]
         minutes: u64,
     },
+    /// rec_av_offset_ms, rec_av_drift_ms_per_min: a live flash-and-beep participant recorded
+    /// through livekit-server; with --load-room, while a second room keeps the machine busy.
+    RecSync {
+        #[arg(long, default_value_t = 120)]
+        seconds: u64,
+        #[arg(long)]
+        load_room: bool,
+    },
     /// rec_drift_ms: A/V offset at the end of a long file-fed flash-and-beep recording.
     RecDrift {
         #[arg(long, default_value_t = 30)]
@@ -291,7 +299,10 @@ fn run(cli: Cli) -> Result<()> {
         return runtime.block_on(meeting_agent::demo::run(config));
     }
     if let Command::Bench { which } = cli.command {
-        meeting_agent::telemetry::init_logging(meeting_agent::config::LogFormat::Text, "warn");
+        meeting_agent::telemetry::init_logging(
+            meeting_agent::config::LogFormat::Text,
+            &std::env::var("MEETING_AGENT_LOG").unwrap_or_else(|_| "warn".into()),
+        );
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?;
@@ -311,6 +322,9 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 Bench::ApiToken { rate, seconds } => bench::api::token_latency(rate, seconds).await,
                 Bench::RecLink { minutes } => bench::recording::link_after_end(minutes).await,
+                Bench::RecSync { seconds, load_room } => {
+                    bench::recording::live_sync(seconds, load_room).await
+                }
                 Bench::RecDrift { minutes } => {
                     tokio::task::spawn_blocking(move || bench::recording::drift(minutes)).await?
                 }

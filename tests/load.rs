@@ -27,7 +27,7 @@ async fn rooms_are_added_until_the_worker_reports_full_and_nothing_is_lost() {
     // Every participant of every room was captioned.
     for room in 0..outcome.rooms {
         for p in 0..4 {
-            let speaker = format!("p{room}-{p}");
+            let speaker = format!("load-{room}-p{p}");
             let finals = outcome
                 .finals_by_speaker
                 .get(&speaker)

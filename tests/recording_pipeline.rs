@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use meeting_agent::livekit::engine::monotonic_us;
 use meeting_agent::media::VideoFrame;
+use meeting_agent::recording::hls;
 use meeting_agent::recording::inspect::{self, DecodedRecording};
 use meeting_agent::recording::layout::{Layout, Scene, arrange};
 use meeting_agent::recording::pipeline::{CompositePipeline, PipelineSettings};
@@ -267,4 +268,246 @@ fn a_file_fed_recording_that_cannot_progress_fails_instead_of_hanging() {
     assert!(end.is_err(), "{end:?}");
     assert!(started.elapsed() < Duration::from_secs(10));
     let _ = std::fs::remove_file(path);
+}
+
+/// A camera picture: a bright box moving over a flat background, which turns dark between
+/// `cut_from` and `cut_to` (frame numbers): each change is a scene cut, where the encoder
+/// puts a keyframe and the muxer ends the running video fragment early.
+fn scene(n: i64, cut_from: i64, cut_to: i64) -> VideoFrame {
+    let background = if (cut_from..cut_to).contains(&n) {
+        30
+    } else {
+        90
+    };
+    let mut frame = solid(320, 180, background);
+    let x0 = (n as u32 * 4) % 280;
+    for row in 60..100u32 {
+        let at = (row * 320) as usize;
+        frame.data[at + x0 as usize..at + x0 as usize + 40].fill(220);
+    }
+    frame
+}
+
+/// Serves the files of `dir` over HTTP with byte ranges, one request per connection, as a
+/// bucket serves the recording and its playlist (hlsdemux2 fetches segments over HTTP only).
+fn serve_dir(dir: std::path::PathBuf) -> u16 {
+    use std::io::{BufRead, BufReader};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let dir = dir.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut request = String::new();
+                let _ = reader.read_line(&mut request);
+                let mut range = None;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+                        break;
+                    }
+                    if let Some((name, value)) = line.split_once(':')
+                        && name.eq_ignore_ascii_case("range")
+                    {
+                        range = value.trim().strip_prefix("bytes=").map(str::to_string);
+                    }
+                }
+                let mut words = request.split_whitespace();
+                let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+                let name = path.trim_start_matches('/').split('?').next().unwrap_or("");
+                let Ok(data) = std::fs::read(dir.join(name)) else {
+                    let _ = stream.write_all(
+                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    );
+                    return;
+                };
+                let (status, first, last) = match range.as_deref().and_then(|r| r.split_once('-')) {
+                    Some((a, b)) => {
+                        let first: usize = a.parse().unwrap();
+                        let last = b.parse().unwrap_or(data.len() - 1).min(data.len() - 1);
+                        ("206 Partial Content", first, last)
+                    }
+                    None => ("200 OK", 0, data.len() - 1),
+                };
+                let kind = if name.ends_with(".m3u8") {
+                    "application/vnd.apple.mpegurl"
+                } else {
+                    "video/mp4"
+                };
+                let head = format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\n\
+                     Content-Range: bytes {first}-{last}/{}\r\nAccept-Ranges: bytes\r\n\
+                     Connection: close\r\n\r\n",
+                    last + 1 - first,
+                    data.len()
+                );
+                let _ = stream.write_all(head.as_bytes());
+                if method != "HEAD" {
+                    let _ = stream.write_all(&data[first..=last]);
+                }
+            });
+        }
+    });
+    port
+}
+
+/// Presentation times (µs) of the video frames `playbin3` renders from `uri`, as fast as it
+/// can (as the e2e test counts them).
+fn frames_played_through(uri: &str) -> Vec<i64> {
+    use gstreamer as gst;
+    use gstreamer::prelude::*;
+    meeting_agent::recording::pipeline::init().unwrap();
+    assert!(
+        gst::ElementFactory::find("hlsdemux2").is_some(),
+        "GStreamer's hlsdemux2 (gst-plugins-good adaptivedemux2) is installed"
+    );
+    let played = Arc::new(Mutex::new(Vec::new()));
+    let video = gstreamer_app::AppSink::builder().sync(false).build();
+    let sink = played.clone();
+    video.set_callbacks(
+        gstreamer_app::AppSinkCallbacks::builder()
+            .new_sample(move |s| {
+                let sample = s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                if let Some(pts) = sample.buffer().and_then(|b| b.pts()) {
+                    sink.lock().unwrap().push(pts.useconds() as i64);
+                }
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+    let audio = gst::ElementFactory::make("fakesink")
+        .property("sync", false)
+        .build()
+        .unwrap();
+    let player = gst::ElementFactory::make("playbin3")
+        .property("uri", uri)
+        .property("video-sink", &video)
+        .property("audio-sink", &audio)
+        .build()
+        .unwrap();
+    player.set_state(gst::State::Playing).unwrap();
+    let message = player
+        .bus()
+        .unwrap()
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(60),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        )
+        .expect("HLS playback ends within a minute");
+    if let gst::MessageView::Error(e) = message.view() {
+        panic!("HLS playback failed: {} ({:?})", e.error(), e.debug());
+    }
+    player.set_state(gst::State::Null).unwrap();
+    std::mem::take(&mut *played.lock().unwrap())
+}
+
+/// Every frame of a recording plays through its HLS playlist (issue 13). The recording has
+/// the muxer's live layout: audio and video fragments of about a second interleaved, a scene
+/// cut that ends a video fragment early (the audio written after that short fragment starts
+/// before it), and a last fragment cut short by the end. Played by playbin3/hlsdemux2 over
+/// HTTP byte ranges: the count of frames and their first, last and every timestamp are the
+/// file's.
+#[test]
+fn every_frame_of_the_recording_plays_through_its_hls_playlist() {
+    let dir = std::env::temp_dir().join(format!("ma-hls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("rec.mp4");
+    let file = Arc::new(Mutex::new(std::fs::File::create(&path).unwrap()));
+    let pipeline = CompositePipeline::start(&settings(false), move |bytes: &[u8]| {
+        file.lock().unwrap().write_all(bytes).unwrap();
+    })
+    .unwrap();
+    let mut camera = pipeline.add_video("cam").unwrap();
+    let mut mic = pipeline.add_audio("mic").unwrap();
+    for p in arrange(
+        Layout::Grid,
+        640,
+        360,
+        &Scene {
+            cameras: vec!["cam".into()],
+            ..Default::default()
+        },
+    ) {
+        pipeline.place(&p.input, Some(p.rect), 0);
+    }
+    // 7.2 s at 30 fps; cuts at 2.5 s and 5.5 s, half-way through video fragments.
+    let mut pushed_audio_us = 0i64;
+    for n in 0..216i64 {
+        let t_us = n * 1_000_000 / 30;
+        camera.push(&scene(n, 75, 165), t_us).unwrap();
+        while pushed_audio_us <= t_us {
+            mic.push(&beep(480, true), pushed_audio_us).unwrap();
+            pushed_audio_us += 10_000;
+        }
+    }
+    pipeline.finish(Duration::from_secs(60)).unwrap();
+
+    let len = std::fs::metadata(&path).unwrap().len();
+    let index = hls::index_file(&path, len).unwrap();
+    let playlist = hls::playlist(&index, hls::MEDIA_PLACEHOLDER);
+    let segments = &index.segments;
+    assert!(segments.len() >= 6, "{playlist}");
+    assert!(
+        segments[..segments.len() - 1]
+            .iter()
+            .any(|s| s.seconds < 0.9),
+        "a scene cut ends a video fragment early: {playlist}"
+    );
+    std::fs::write(dir.join("rec.m3u8"), hls::with_media(&playlist, "rec.mp4")).unwrap();
+
+    let in_file: Vec<i64> = inspect::decode(&path, &[])
+        .unwrap()
+        .frames
+        .iter()
+        .map(|f| f.0)
+        .collect();
+    assert!(in_file.len() >= 210, "{} frames in the file", in_file.len());
+    let port = serve_dir(dir.clone());
+    let played = frames_played_through(&format!("http://127.0.0.1:{port}/rec.m3u8"));
+    let pct = played.len() as f64 / in_file.len() as f64 * 100.0;
+    eprintln!(
+        "hls_frames_reachable_pct = {pct:.2} ({} of {} frames)",
+        played.len(),
+        in_file.len()
+    );
+    let ms = |t: &i64| (t + 500).div_euclid(1000);
+    let played_ms: std::collections::BTreeSet<i64> = played.iter().map(ms).collect();
+    let missing: Vec<f64> = in_file
+        .iter()
+        .filter(|t| !(ms(t) - 1..=ms(t) + 1).any(|m| played_ms.contains(&m)))
+        .map(|&t| t as f64 / 1e6)
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "HLS playback rendered {} frames, the file has {}; missing at {missing:?} s\n{playlist}",
+        played.len(),
+        in_file.len()
+    );
+    assert_eq!(played.len(), in_file.len());
+    assert_eq!(ms(&played[0]), ms(&in_file[0]), "first frame");
+    assert_eq!(
+        ms(played.last().unwrap()),
+        ms(in_file.last().unwrap()),
+        "last frame"
+    );
+    // Indexed while its last box is still being written (a spool cut short), the playlist
+    // ends with the last whole fragment: no segment holds a `moof` without its samples.
+    let bytes = std::fs::read(&path).unwrap();
+    for cut in [len - 1, len - 2000] {
+        let cut_index = hls::index_file(&path, cut).unwrap();
+        let last = cut_index.segments.last().unwrap();
+        let mut at = last.offset;
+        let mut kinds = Vec::new();
+        while at < last.offset + last.len {
+            let size = u32::from_be_bytes(bytes[at as usize..][..4].try_into().unwrap());
+            kinds.push(String::from_utf8_lossy(&bytes[at as usize + 4..][..4]).to_string());
+            at += size as u64;
+        }
+        assert_eq!(at, last.offset + last.len, "boxes tile the segment");
+        assert!(at <= cut);
+        assert_eq!(kinds.last().map(String::as_str), Some("mdat"), "{kinds:?}");
+    }
+    let _ = std::fs::remove_dir_all(dir);
 }

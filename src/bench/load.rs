@@ -37,6 +37,33 @@ pub struct LoadOutcome {
     pub peak_rss_bytes: u64,
 }
 
+/// A room of four participants who speak (`speech`, looped) with their cameras on
+/// (320x180, 15 fps): the unit of load of the load figures.
+pub fn speaking_room(
+    server: &LocalLiveKitServer,
+    room: &str,
+    speech: &std::path::Path,
+) -> Result<Vec<PythonParticipant>> {
+    (0..4)
+        .map(|p| {
+            PythonParticipant::spawn(
+                server,
+                room,
+                &format!("{room}-p{p}"),
+                &[
+                    "--wav",
+                    &speech.to_string_lossy(),
+                    "--video",
+                    "320x180",
+                    "--fps",
+                    "15",
+                ],
+            )
+            .map_err(Into::into)
+        })
+        .collect()
+}
+
 /// Adds rooms (each given `settle_secs`) until the worker reports full or `max_rooms` run.
 pub async fn rooms_until_full(max_rooms: usize, settle_secs: u64) -> Result<LoadOutcome> {
     crate::livekit::Engine::start(&crate::livekit::library::default_library_path())?;
@@ -65,21 +92,7 @@ pub async fn rooms_until_full(max_rooms: usize, settle_secs: u64) -> Result<Load
     let mut participants = Vec::new();
     let mut outcome = LoadOutcome::default();
     'rooms: for room in 0..max_rooms {
-        for p in 0..4 {
-            participants.push(PythonParticipant::spawn(
-                &server,
-                &format!("load-{room}"),
-                &format!("p{room}-{p}"),
-                &[
-                    "--wav",
-                    &speech.to_string_lossy(),
-                    "--video",
-                    "320x180",
-                    "--fps",
-                    "15",
-                ],
-            )?);
-        }
+        participants.extend(speaking_room(&server, &format!("load-{room}"), &speech)?);
         outcome.rooms = room + 1;
         let finals_before = stats.finals.load(Ordering::Relaxed);
         let until = Instant::now() + Duration::from_secs(settle_secs);

@@ -400,3 +400,137 @@ pub fn drift(minutes: u64) -> Result<()> {
     );
     Ok(())
 }
+
+/// How long after the first flash the receiver's jitter buffers are left to settle (its
+/// audio delay settles from ~105 to ~30 ms in the first 4-5 s of a track).
+const SYNC_SETTLES_US: i64 = 5_000_000;
+
+/// rec_av_offset_ms / rec_av_drift_ms_per_min, live: a participant (LiveKit's Python SDK)
+/// flashes its camera white and beeps at the same instants every second for `seconds`, in a
+/// room the agent records (captions on too, as in a meeting); with `load_room`, a second
+/// room of four speaking, camera-on participants that the same agent captions and records
+/// keeps the machine busy. The offsets are read back from the stored file.
+pub async fn live_sync(seconds: u64, load_room: bool) -> Result<()> {
+    use crate::devtools::{LocalLiveKitServer, PythonParticipant};
+    use crate::session::recording::Recorder;
+    use crate::session::{Captioning, MeetingSession};
+    use crate::worker::{Shutdown, Worker};
+    crate::livekit::Engine::start(&crate::livekit::library::default_library_path())?;
+    let server = LocalLiveKitServer::start().await?;
+    let data = std::env::temp_dir().join(format!("ma-bench-sync-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    let mut config = crate::config::Config::default();
+    config.livekit.url = server.ws_url();
+    config.livekit.api_key = server.api_key.clone();
+    config.livekit.api_secret = server.api_secret.clone();
+    config.data_dir = data.clone();
+    config.recording.auto = true;
+    config.recording.dir = data.join("recordings");
+    config.validate()?;
+    let recorder = Recorder::from_config(&config)?;
+    let session = MeetingSession::new(config.audio, Captioning::from_config(&config)?)
+        .with_recorder(recorder.clone());
+    let worker = Worker::new(config.clone(), std::sync::Arc::new(session));
+    let (shutdown, rx) = tokio::sync::watch::channel(Shutdown::Running);
+    let task = tokio::spawn(worker.run(rx));
+    let mut load = Vec::new();
+    if load_room {
+        let speech = crate::devtools::fixtures::dir()?.join("wer-set.wav");
+        load = super::load::speaking_room(&server, "bench-load", &speech)?;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+    let cpu_before = crate::captions::threads::read_cpu_times();
+    let mut flasher = PythonParticipant::spawn(
+        &server,
+        "bench-sync",
+        "flasher",
+        &crate::devtools::participant::FLASH_BEEP_ARGS,
+    )?;
+    // The publisher reports when it could not keep its microphone fed (then the sender, not
+    // the recording, moved the beeps).
+    let underruns = std::sync::atomic::AtomicUsize::new(0);
+    flasher
+        .wait_for(Duration::from_secs(seconds + 3), |e| {
+            if e["event"] == "audio_underrun" {
+                underruns.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            false
+        })
+        .await;
+    let busy = match (cpu_before, crate::captions::threads::read_cpu_times()) {
+        (Some(a), Some(b)) => b.busy_since(&a),
+        _ => f64::NAN,
+    };
+    flasher.stop().await;
+    // The agent leaves the emptied room and stores its recording.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let meta = loop {
+        let list = recorder.storage.list().await?;
+        if let Some(m) = list.into_iter().find(|m| {
+            m.room == "bench-sync" && m.status == crate::recording::meta::RecordingStatus::Complete
+        }) {
+            break m;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the recording was not stored");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    for p in load {
+        p.stop().await;
+    }
+    let _ = shutdown.send(Shutdown::Terminate);
+    let _ = tokio::time::timeout(Duration::from_secs(20), task).await;
+    let link = recorder
+        .storage
+        .link(&meta, Duration::from_secs(600))
+        .await?;
+    let path = std::path::PathBuf::from(link.strip_prefix("file://").context("a local file")?);
+    let decoded = tokio::task::spawn_blocking(move || inspect::decode(&path, &[])).await??;
+    let _ = std::fs::remove_dir_all(&data);
+    let flashes = inspect::flash_onsets_between_frames(&decoded.frames, 100.0);
+    let beeps = inspect::beep_onsets(&decoded.audio, decoded.audio_start_us, 3000);
+    let timed = inspect::av_offsets_at(&flashes, &beeps);
+    let first = timed.first().context("no flash/beep pairs")?.0;
+    let settled: Vec<(i64, f64)> = timed
+        .into_iter()
+        .filter(|&(t, _)| t >= first + SYNC_SETTLES_US)
+        .collect();
+    anyhow::ensure!(settled.len() >= 3, "too few flash/beep pairs");
+    let mut sorted: Vec<f64> = settled.iter().map(|&(_, o)| o).collect();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted[sorted.len() / 2];
+    let worst = sorted.iter().map(|o| o.abs()).fold(0.0, f64::max);
+    let drift = inspect::drift_ms_per_min(&settled).unwrap_or(f64::NAN);
+    eprintln!(
+        "{} flash/beep pairs after settling: median {median:.1} ms, worst {worst:.1} ms, drift {drift:.2} ms/min; machine busy {:.0}% of both cores; sender underruns {}",
+        settled.len(),
+        busy * 100.0,
+        underruns.into_inner()
+    );
+    let suffix = if load_room { "_loaded" } else { "" };
+    let command = format!(
+        "meeting-agent bench rec-sync --seconds {seconds}{}",
+        if load_room { " --load-room" } else { "" }
+    );
+    row(
+        &format!("rec_av_offset_ms{suffix}"),
+        median,
+        "ms (median, audio minus video, live)",
+        "<= 40",
+        &command,
+    );
+    row(
+        &format!("rec_av_offset_worst_ms{suffix}"),
+        worst,
+        "ms (largest after the first 5 s)",
+        "<= 40",
+        &command,
+    );
+    row(
+        &format!("rec_av_drift_ms_per_min{suffix}"),
+        drift,
+        "ms/min (slope of the offsets)",
+        "<= 10",
+        &command,
+    );
+    Ok(())
+}

@@ -17,9 +17,21 @@ const IDLE_CORE: f64 = 0.8;
 
 /// Idle and total jiffies of all CPUs together.
 #[derive(Debug, Clone, Copy, PartialEq)]
-struct CpuTimes {
-    idle: u64,
-    total: u64,
+pub struct CpuTimes {
+    pub idle: u64,
+    pub total: u64,
+}
+
+impl CpuTimes {
+    /// The machine's busy share of all cores between `earlier` and `self` (0..=1).
+    pub fn busy_since(&self, earlier: &CpuTimes) -> f64 {
+        let total = self.total.saturating_sub(earlier.total);
+        let idle = self.idle.saturating_sub(earlier.idle);
+        if total == 0 {
+            return 0.0;
+        }
+        1.0 - idle as f64 / total as f64
+    }
 }
 
 /// Parses the aggregate `cpu` line of `/proc/stat`.
@@ -39,7 +51,8 @@ fn parse_cpu_line(stat: &str) -> Option<CpuTimes> {
     Some(CpuTimes { idle, total })
 }
 
-fn read_cpu_times() -> Option<CpuTimes> {
+/// The machine's CPU times now (`None` off Linux).
+pub fn read_cpu_times() -> Option<CpuTimes> {
     parse_cpu_line(&std::fs::read_to_string("/proc/stat").ok()?)
 }
 

@@ -30,6 +30,14 @@ pub fn participants_dir() -> PathBuf {
         .join("participants")
 }
 
+/// publisher.py flags of the A/V sync fixture: a camera flashing white and a beep at the same
+/// instants every second. At 29.5 fps its frames fall anywhere between a 30-fps recording's
+/// output frames, so each flash is seen at a different phase and their mean has no
+/// whole-frame bias (at the recording's own rate every flash would be off by the same
+/// fraction of a frame, up to 33 ms, the same way all run long).
+pub const FLASH_BEEP_ARGS: [&str; 6] =
+    ["--flash-beep", "1.0", "--video", "640x360", "--fps", "29.5"];
+
 pub struct PythonParticipant {
     child: Child,
     events: mpsc::UnboundedReceiver<Value>,

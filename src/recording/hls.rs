@@ -1,6 +1,6 @@
 //! HLS over the recording itself: a version-7 playlist whose media segments are byte ranges of
 //! the fragmented MP4 (`EXT-X-MAP` for `ftyp`+`moov`, one segment per video fragment with the
-//! audio fragment that precedes it). No second copy of the media is stored; the playlist is
+//! audio fragments written after it). No second copy of the media is stored; the playlist is
 //! written beside the recording when it is delivered, and links to it are rewritten with a
 //! fresh presigned URL of the recording when asked for.
 
@@ -102,17 +102,17 @@ fn tracks(moov: &[u8]) -> Vec<Track> {
     tracks
 }
 
-/// A `moof`'s first track fragment, in its track's timescale.
+/// A `moof` as a player sees it: whether it carries video, and the earliest decode time
+/// (`tfdt`) and latest end of its track fragments, in seconds.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Timing {
-    track: u32,
-    /// Decode time of its first sample (`tfdt`).
-    start: u64,
-    duration: u64,
+    video: bool,
+    start: f64,
+    end: f64,
 }
 
-fn fragment_timing(moof: &[u8], tracks: &[Track]) -> Option<Timing> {
-    let traf = child(moof, b"traf")?;
+/// Decode time, duration (ticks) and track of one `traf`.
+fn track_fragment(traf: &[u8], tracks: &[Track]) -> Option<(u64, u64, u32)> {
     let tfdt = child(traf, b"tfdt")?;
     let start = if tfdt.first() == Some(&1) {
         u64::from_be_bytes(tfdt.get(4..12)?.try_into().ok()?)
@@ -157,11 +157,28 @@ fn fragment_timing(moof: &[u8], tracks: &[Track]) -> Option<Timing> {
             };
         }
     }
-    Some(Timing {
-        track: id,
-        start,
-        duration: total,
-    })
+    Some((start, total, id))
+}
+
+/// Every track fragment of a `moof`, in seconds. Players read the time of a segment from
+/// its first `moof` this way (hlsdemux2 takes the smallest `tfdt` among its `traf`s).
+fn fragment_timing(moof: &[u8], tracks: &[Track]) -> Option<Timing> {
+    let mut timing: Option<Timing> = None;
+    for (_, traf) in children(moof).into_iter().filter(|(k, _)| k == b"traf") {
+        let (start, duration, id) = track_fragment(traf, tracks)?;
+        let track = tracks.iter().find(|t| t.id == id)?;
+        let scale = track.timescale.max(1) as f64;
+        let (start, end) = (start as f64 / scale, (start + duration) as f64 / scale);
+        let t = timing.get_or_insert(Timing {
+            video: false,
+            start,
+            end,
+        });
+        t.video |= track.video;
+        t.start = t.start.min(start);
+        t.end = t.end.max(end);
+    }
+    timing
 }
 
 /// Reads box headers (and the small `moov`/`moof` boxes) of the first `len` bytes of `path`.
@@ -178,6 +195,8 @@ pub fn index_file(path: &Path, len: u64) -> Result<Index, RecordingError> {
     let mut init_len = None;
     // Fragments as (offset, end, timing); grouped into segments below.
     let mut fragments: Vec<(u64, u64, Timing)> = Vec::new();
+    // Whether the last `moof` has its `mdat`.
+    let mut last_has_data = true;
     let mut offset = 0u64;
     while offset + 8 <= len {
         let header = read_box(offset, 16.min((len - offset) as usize))?;
@@ -209,63 +228,86 @@ pub fn index_file(path: &Path, len: u64) -> Result<Index, RecordingError> {
                 let timing = fragment_timing(&body, &tracks)
                     .ok_or_else(|| bad(path, format!("unreadable moof at {offset}")))?;
                 fragments.push((offset, offset + size, timing));
+                last_has_data = false;
             }
             b"mdat" => {
                 if let Some(last) = fragments.last_mut() {
                     last.1 = offset + size;
+                    last_has_data = true;
                 }
             }
             _ => {}
         }
         offset += size;
     }
+    if !last_has_data {
+        fragments.pop(); // its samples were cut off: a segment of them would not play
+    }
     let init_len = init_len.ok_or_else(|| bad(path, "no complete moov"))?;
     Ok(Index {
         init_len,
-        segments: segments(&fragments, &tracks),
+        segments: segments(&fragments),
     })
 }
 
-/// One segment per video fragment, starting with the fragments before it that are not video
-/// (the audio that goes with it). Players check a segment's time against the decode time of
-/// its first fragment, so a segment lasts from that time to the next segment's.
-fn segments(fragments: &[(u64, u64, Timing)], tracks: &[Track]) -> Vec<Segment> {
-    let seconds = |track: u32, ticks: u64| {
-        tracks
-            .iter()
-            .find(|t| t.id == track)
-            .filter(|t| t.timescale > 0)
-            .map_or(0.0, |t| ticks as f64 / t.timescale as f64)
-    };
-    let is_video = |track: u32| tracks.iter().any(|t| t.id == track && t.video);
-    let has_video = fragments.iter().any(|f| is_video(f.2.track));
-    // (offset, end, start s, end s) per segment.
-    let mut spans: Vec<(u64, u64, f64, f64)> = Vec::new();
-    let mut open: Option<(u64, f64)> = None;
+/// One segment per video fragment, with the fragments after it that are not video (the
+/// audio the muxer wrote next); audio before the first video fragment joins the first.
+///
+/// A player places each segment at the running sum of the `EXTINF`s before it and checks
+/// that against the decode time of the segment's first `moof`: where they differ by more
+/// than half a segment, hlsdemux2 takes the segment for a wrong one, jumps to the one the
+/// time points at and drops what it skipped; a segment of `EXTINF:0` it never plays. So a
+/// segment starts at the decode time of its first fragment and lasts to the next one's,
+/// and those starts must only go forwards. Cut at audio instead, they do not: the muxer
+/// ends a video fragment early at a keyframe (a scene cut), and the audio fragment written
+/// after that short fragment starts before it, up to a second earlier.
+///
+/// Durations are differences of start times rounded to the millisecond, so the playlist's
+/// running sum never drifts from the file's times (hlsdemux2 resyncs beyond 10 ms). The last
+/// segment lasts to the end of its latest fragment.
+fn segments(fragments: &[(u64, u64, Timing)]) -> Vec<Segment> {
+    let ms = |seconds: f64| (seconds * 1000.0).round() as i64;
+    let has_video = fragments.iter().any(|f| f.2.video);
+    struct Span {
+        offset: u64,
+        end: u64,
+        start_ms: i64,
+        end_ms: i64,
+        video: bool,
+    }
+    let mut spans: Vec<Span> = Vec::new();
     for &(offset, end, t) in fragments {
-        let (begin, start) = *open.get_or_insert((offset, seconds(t.track, t.start)));
-        if !has_video || is_video(t.track) {
-            spans.push((begin, end, start, seconds(t.track, t.start + t.duration)));
-            open = None;
+        let (start_ms, end_ms) = (ms(t.start), ms(t.end));
+        let video = t.video || !has_video;
+        match spans.last_mut() {
+            // A new segment at each video fragment that starts later than the one before.
+            Some(last) if !(video && last.video && start_ms > last.start_ms) => {
+                last.end = end;
+                last.end_ms = last.end_ms.max(end_ms);
+                last.video |= video;
+            }
+            _ => spans.push(Span {
+                offset,
+                end,
+                start_ms,
+                end_ms,
+                video,
+            }),
         }
     }
-    // Trailing audio after the last video fragment joins the last segment.
-    if let (Some(_), Some(last)) = (open, spans.last_mut()) {
-        last.1 = fragments.last().map_or(last.1, |f| f.1);
-    }
-    let next_starts: Vec<Option<f64>> = spans
+    let next_starts: Vec<Option<i64>> = spans
         .iter()
         .skip(1)
-        .map(|s| Some(s.2))
+        .map(|s| Some(s.start_ms))
         .chain([None])
         .collect();
     spans
         .iter()
         .zip(next_starts)
-        .map(|(&(offset, end, start, own_end), next)| Segment {
-            offset,
-            len: end - offset,
-            seconds: (next.unwrap_or(own_end) - start).max(0.0),
+        .map(|(s, next)| Segment {
+            offset: s.offset,
+            len: s.end - s.offset,
+            seconds: (next.unwrap_or(s.end_ms) - s.start_ms).max(0) as f64 / 1000.0,
         })
         .collect()
 }
@@ -279,8 +321,10 @@ pub fn playlist(index: &Index, media_uri: &str) -> String {
         .max()
         .unwrap_or(1)
         .max(1);
+    // No EXT-X-INDEPENDENT-SEGMENTS: segments are cut at the muxer's fragments, which do not
+    // all start at a keyframe, so a segment played alone may need the one before it.
     let mut out = format!(
-        "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:{target}\n#EXT-X-PLAYLIST-TYPE:VOD\n#EXT-X-INDEPENDENT-SEGMENTS\n#EXT-X-MAP:URI=\"{media_uri}\",BYTERANGE=\"{}@0\"\n",
+        "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:{target}\n#EXT-X-PLAYLIST-TYPE:VOD\n#EXT-X-MAP:URI=\"{media_uri}\",BYTERANGE=\"{}@0\"\n",
         index.init_len
     );
     for s in &index.segments {
@@ -330,48 +374,48 @@ fn range_of(range: &str, seconds: f64) -> Option<(u64, u64, f64)> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn audio_before_video_joins_its_segment_and_trailing_audio_the_last() {
-        let tracks = [
-            Track {
-                id: 1,
-                timescale: 90_000,
-                video: true,
-                default_duration: 0,
-            },
-            Track {
-                id: 2,
-                timescale: 48_000,
-                video: false,
-                default_duration: 0,
-            },
-        ];
-        let t = |track, start, duration| Timing {
-            track,
+    fn t(video: bool, start: f64, duration: f64) -> Timing {
+        Timing {
+            video,
             start,
-            duration,
-        };
-        // Audio leads video by a little, as the recorder writes them.
+            end: start + duration,
+        }
+    }
+
+    /// As the recorder's muxer writes them: audio leads, a keyframe (a scene cut) ends the
+    /// second video fragment early, and the audio written after that short fragment starts
+    /// before it. Segments start at video fragments, so their starts only go forwards and
+    /// no segment gets `EXTINF:0` (which hlsdemux2 never plays).
+    #[test]
+    fn segments_start_at_video_fragments_and_their_times_only_go_forwards() {
         let fragments = [
-            (100, 200, t(2, 0, 48_000)),
-            (200, 500, t(1, 900, 90_000)),
-            (500, 600, t(2, 48_000, 48_000)),
-            (600, 900, t(1, 90_900, 45_000)),
-            (900, 950, t(2, 96_000, 24_000)),
+            (100, 200, t(false, 0.0, 0.981)),
+            (200, 500, t(true, 0.0, 1.0)),
+            (500, 600, t(false, 0.981, 0.981)),
+            (600, 700, t(true, 1.0, 0.5)),
+            (700, 800, t(false, 1.963, 0.981)),
+            (800, 1000, t(true, 1.5, 1.0)),
+            (1000, 1050, t(false, 2.944, 0.3)),
         ];
-        let s = segments(&fragments, &tracks);
+        let s = segments(&fragments);
         assert_eq!(
             s,
             vec![
                 Segment {
                     offset: 100,
-                    len: 400,
+                    len: 500,
                     seconds: 1.0
                 },
                 Segment {
-                    offset: 500,
-                    len: 450,
-                    seconds: 0.51
+                    offset: 600,
+                    len: 200,
+                    seconds: 0.5
+                },
+                // The last lasts to the end of its trailing audio.
+                Segment {
+                    offset: 800,
+                    len: 250,
+                    seconds: 1.744
                 },
             ]
         );
@@ -381,11 +425,47 @@ mod tests {
         };
         let text = playlist(&index, MEDIA_PLACEHOLDER);
         assert!(text.contains("#EXT-X-MAP:URI=\"recording.mp4\",BYTERANGE=\"100@0\""));
+        assert!(text.contains("#EXT-X-TARGETDURATION:2\n"), "{text}");
         assert_eq!(
             parse_ranges(&text),
-            vec![(0, 100, 0.0), (100, 400, 1.0), (500, 450, 0.51)]
+            vec![
+                (0, 100, 0.0),
+                (100, 500, 1.0),
+                (600, 200, 0.5),
+                (800, 250, 1.744)
+            ]
         );
         let signed = with_media(&text, "https://s3/x.mp4?sig=1");
         assert!(!signed.contains(MEDIA_PLACEHOLDER) && signed.contains("x.mp4?sig=1"));
+    }
+
+    /// Durations are differences of millisecond-rounded start times: thirty fragments of a
+    /// third of a second add up to exactly 10 s (rounded one by one, 0.333 each, they would
+    /// fall 10 ms behind, where hlsdemux2 starts correcting the playlist).
+    #[test]
+    fn durations_add_up_without_drift() {
+        let fragments: Vec<_> = (0..30u64)
+            .map(|i| (i * 100, (i + 1) * 100, t(true, i as f64 / 3.0, 1.0 / 3.0)))
+            .collect();
+        let s = segments(&fragments);
+        assert_eq!(s.len(), 30);
+        let total: f64 = s.iter().map(|s| s.seconds).sum();
+        assert!((total - 10.0).abs() < 1e-9, "{total}");
+        assert!(s.iter().all(|s| s.seconds >= 0.333), "{s:?}");
+    }
+
+    /// Without video (no such recordings now, but the index copes) every fragment is a
+    /// segment; a fragment that does not start later than the one before joins it.
+    #[test]
+    fn audio_only_fragments_are_segments_and_none_lasts_zero() {
+        let fragments = [
+            (100, 200, t(false, 0.0, 1.0)),
+            (200, 300, t(false, 1.0, 1.0)),
+            (300, 400, t(false, 1.0, 0.5)),
+            (400, 450, t(false, 2.0, 0.25)),
+        ];
+        let s = segments(&fragments);
+        let got: Vec<_> = s.iter().map(|s| (s.offset, s.len, s.seconds)).collect();
+        assert_eq!(got, vec![(100, 100, 1.0), (200, 200, 1.0), (400, 50, 0.25)]);
     }
 }

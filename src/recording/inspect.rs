@@ -198,6 +198,20 @@ pub fn flash_onsets(frames: &[(i64, f32)], threshold: f32) -> Vec<i64> {
         .collect()
 }
 
+/// Like `flash_onsets`, for a live recording: the compositor shows each input picture from
+/// the first output frame at or after its time, so a flash happened somewhere after the last
+/// dark frame and at the latest with the first bright one. The midpoint is that interval's
+/// unbiased estimate when the input's frame times fall anywhere between output frames (a
+/// sender whose frame rate is not the recording's); the first bright frame alone would put
+/// every flash up to a whole frame late.
+pub fn flash_onsets_between_frames(frames: &[(i64, f32)], threshold: f32) -> Vec<i64> {
+    frames
+        .windows(2)
+        .filter(|w| w[0].1 < threshold && w[1].1 >= threshold)
+        .map(|w| (w[0].0 + w[1].0) / 2)
+        .collect()
+}
+
 /// Times (µs) where the sound starts: the level over 1 ms windows crosses `threshold`
 /// (absolute sample value) after at least 50 ms below it.
 pub fn beep_onsets(audio: &[i16], start_us: i64, threshold: i16) -> Vec<i64> {
@@ -267,6 +281,13 @@ pub fn drift_ms_per_min(offsets: &[(i64, f64)]) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_flash_between_frames_is_placed_between_them() {
+        let frames = [(0, 16.0), (33_333, 16.0), (66_667, 235.0), (100_000, 235.0)];
+        assert_eq!(flash_onsets(&frames, 100.0), vec![66_667]);
+        assert_eq!(flash_onsets_between_frames(&frames, 100.0), vec![50_000]);
+    }
 
     #[test]
     fn drift_is_the_slope_of_the_offsets() {

@@ -36,6 +36,23 @@ pub struct RecordingMeta {
     /// Object key in the bucket, or path under the recordings folder.
     pub key: String,
     pub status: RecordingStatus,
+    /// Every screen share, with when its first picture reached the recording: a share
+    /// that never sent one says so here (`first_frame_ms` empty) rather than silently
+    /// missing from the picture.
+    #[serde(default)]
+    pub screen_shares: Vec<ShareSpan>,
+}
+
+/// A screen share as the recording saw it, in milliseconds into the recording.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShareSpan {
+    pub identity: String,
+    /// When the agent subscribed to it (about when it was published).
+    pub subscribed_ms: u64,
+    /// When its first picture went into the recording; `None`: none ever did.
+    pub first_frame_ms: Option<u64>,
+    /// When it ended (unpublished, its owner left, or the recording ended).
+    pub ended_ms: Option<u64>,
 }
 
 impl RecordingMeta {
@@ -55,6 +72,7 @@ impl RecordingMeta {
             format: "fmp4".into(),
             storage: storage.to_string(),
             status: RecordingStatus::Recording,
+            screen_shares: Vec::new(),
         }
     }
 

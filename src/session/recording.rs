@@ -245,7 +245,14 @@ struct VideoSlot {
     muted: bool,
     feeder: JoinHandle<()>,
     delay_us: Arc<std::sync::atomic::AtomicI64>,
+    /// Milliseconds into the recording of its first picture (0: none yet).
+    first_frame_ms: Arc<std::sync::atomic::AtomicU64>,
+    /// A screen share already reported as sending no picture.
+    reported_late: bool,
 }
+
+/// A screen share with no picture this long after its subscription is reported (once).
+const SHARE_WITHOUT_PICTURE: Duration = Duration::from_secs(5);
 
 /// The audio codec's sample rate, which WebRTC's sample counters are in (Opus: 48 kHz).
 const RECEIVER_SAMPLE_RATE: f64 = 48_000.0;
@@ -467,6 +474,7 @@ impl Control {
                     ticks += 1;
                     if ticks % DELAY_EVERY_TICKS == 2 {
                         self.align_video_to_audio().await;
+                        self.check_shares();
                     }
                     if let Some(failure) = self.pipeline.failure() {
                         tracing::error!(error = %failure, id = %self.meta.id, "recording stopped by a pipeline failure");
@@ -478,8 +486,9 @@ impl Control {
         for tap in self.taps.values() {
             tap.set(None);
         }
-        for (_, slot) in self.videos.drain() {
+        for (_, slot) in std::mem::take(&mut self.videos) {
             slot.feeder.abort();
+            self.share_ended(&slot);
         }
         let mut meta = self.meta.clone();
         meta.duration_ms = Some(self.pipeline.elapsed().as_millis() as i64);
@@ -550,6 +559,59 @@ impl Control {
         }
     }
 
+    /// Closes the open `ShareSpan` of a screen share that ended.
+    fn share_ended(&mut self, slot: &VideoSlot) {
+        if !slot.screen {
+            return;
+        }
+        let first = slot
+            .first_frame_ms
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let now = self.now_ms();
+        if let Some(span) = self
+            .meta
+            .screen_shares
+            .iter_mut()
+            .rev()
+            .find(|s| s.identity == slot.identity && s.ended_ms.is_none())
+        {
+            span.first_frame_ms = (first > 0).then_some(first);
+            span.ended_ms = Some(now);
+            if first == 0 {
+                tracing::warn!(identity = %slot.identity, shared_ms = now.saturating_sub(span.subscribed_ms), "a screen share ended without any picture reaching the recording");
+            }
+        }
+    }
+
+    /// Reports, once, a screen share still without a picture `SHARE_WITHOUT_PICTURE` after
+    /// its subscription.
+    fn check_shares(&mut self) {
+        let now = self.now_ms();
+        for slot in self.videos.values_mut().filter(|s| s.screen) {
+            let first = slot
+                .first_frame_ms
+                .load(std::sync::atomic::Ordering::Relaxed);
+            let Some(span) = self
+                .meta
+                .screen_shares
+                .iter_mut()
+                .rev()
+                .find(|s| s.identity == slot.identity && s.ended_ms.is_none())
+            else {
+                continue;
+            };
+            if first > 0 {
+                span.first_frame_ms.get_or_insert(first);
+            } else if !slot.reported_late
+                && now.saturating_sub(span.subscribed_ms)
+                    >= SHARE_WITHOUT_PICTURE.as_millis() as u64
+            {
+                slot.reported_late = true;
+                tracing::warn!(identity = %slot.identity, waited_ms = now - span.subscribed_ms, "a screen share has sent no picture yet; the recording shows the cameras meanwhile");
+            }
+        }
+    }
+
     fn now_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
     }
@@ -569,17 +631,38 @@ impl Control {
                 let delay_us = input.delay();
                 // Until the first statistics arrive, the fixed part.
                 delay_us.store(self.fixed_delay_us, std::sync::atomic::Ordering::Relaxed);
+                let first_frame_ms = Arc::new(std::sync::atomic::AtomicU64::new(0));
+                let first = first_frame_ms.clone();
+                let started = self.started;
                 let feeder = tokio::spawn(async move {
                     // Each frame at its render time from the engine (capture-derived), not
                     // at the moment this task gets to it on a busy machine.
                     while let Some(frame) = stream.recv().await {
-                        if let Err(e) = input.push(&frame, frame.timestamp_us) {
-                            tracing::debug!(error = %e, "recording video push");
+                        match input.push(&frame, frame.timestamp_us) {
+                            Ok(()) => {
+                                let now = (started.elapsed().as_millis() as u64).max(1);
+                                let _ = first.compare_exchange(
+                                    0,
+                                    now,
+                                    std::sync::atomic::Ordering::Relaxed,
+                                    std::sync::atomic::Ordering::Relaxed,
+                                );
+                            }
+                            Err(e) => tracing::debug!(error = %e, "recording video push"),
                         }
                     }
                 });
                 let screen = source == TrackSource::SourceScreenshare;
-                if !screen {
+                if screen {
+                    self.meta
+                        .screen_shares
+                        .push(crate::recording::meta::ShareSpan {
+                            identity: identity.clone(),
+                            subscribed_ms: self.now_ms(),
+                            first_frame_ms: None,
+                            ended_ms: None,
+                        });
+                } else {
                     self.cameras_in_order.push(sid.clone());
                 }
                 self.meta.add_participant(&identity);
@@ -591,6 +674,8 @@ impl Control {
                         muted: false,
                         feeder,
                         delay_us,
+                        first_frame_ms,
+                        reported_late: false,
                     },
                 ) {
                     old.feeder.abort();
@@ -614,6 +699,7 @@ impl Control {
                 self.delays.remove(&sid);
                 if let Some(slot) = self.videos.remove(&sid) {
                     slot.feeder.abort();
+                    self.share_ended(&slot);
                     self.cameras_in_order.retain(|s| *s != sid);
                     self.pipeline.remove(&sid);
                     self.relayout();

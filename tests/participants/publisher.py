@@ -186,48 +186,65 @@ async def run_pattern(source: rtc.VideoSource, width: int, height: int, fps: flo
 
 
 FLASH_S = 0.1
-# How far ahead the beeps are written: the longest stall of this process that leaves no gap.
-FLASH_BEEP_QUEUE_MS = 200
+# How far ahead the beeps are written: the longest stall of this process that leaves no gap
+# (stalls of 200 ms and more were seen with a second busy room on 2 cores).
+FLASH_BEEP_QUEUE_MS = 1000
 BEEP_HZ = 1000.0
 
 
+def flash_on(t, period: float, fps: float):
+    """Whether time t (seconds, scalar or array) is inside a flash: from the first video frame
+    at or after each multiple of `period`, for FLASH_S. The beep starts at that frame's time
+    exactly, so a frame rate that does not divide the period moves both together."""
+    k = np.floor(np.asarray(t) / period)
+    onset = np.ceil(k * period * fps - 1e-9) / fps
+    return (t >= onset - 1e-9) & (t < onset + FLASH_S)
+
+
 async def run_flash_video(source: rtc.VideoSource, width: int, height: int, fps: float,
-                          period: float, start: float, ended: asyncio.Future) -> None:
+                          period: float, clock: asyncio.Future, ended: asyncio.Future) -> None:
     white = np.full((height, width, 4), 255, dtype=np.uint8).tobytes()
     black = np.zeros((height, width, 4), dtype=np.uint8)
     black[..., 3] = 255
     black = black.tobytes()
+    start = await clock
     frame_no = 0
     while not ended.done():
         t = frame_no / fps
         await asyncio.sleep(max(0.0, start + t - time.monotonic()))
-        data = white if (t % period) < FLASH_S else black
-        # Stamped with the moment the picture belongs to (time.monotonic is the engine's
-        # CLOCK_MONOTONIC), so a late wake-up of this loop does not move the flash.
+        data = white if flash_on(t, period, fps) else black
+        # Stamped with the moment the picture belongs to on the microphone's clock
+        # (time.monotonic is the engine's CLOCK_MONOTONIC), so a late wake-up of this loop
+        # does not move the flash.
         source.capture_frame(rtc.VideoFrame(width, height, rtc.VideoBufferType.RGBA, data),
                              timestamp_us=int((start + t) * 1_000_000))
         frame_no += 1
 
 
-async def run_beep_audio(source: rtc.AudioSource, period: float, start: float,
-                         ended: asyncio.Future) -> None:
+async def run_beep_audio(source: rtc.AudioSource, period: float, video_fps: float, start: float,
+                         clock: asyncio.Future, ended: asyncio.Future) -> None:
     rate = source.sample_rate
     n = rate * FRAME_MS // 1000
     sent = 0
     await asyncio.sleep(max(0.0, start - time.monotonic()))
     while not ended.done():
         # Written ahead into the source's queue (FLASH_BEEP_QUEUE_MS), which the engine drains
-        # on its own 10 ms clock from `start`, like a microphone's hardware clock. Paced by
-        # the queue, a late wake-up of this loop on a busy machine leaves no gap: the engine
-        # fills a gap with silence, which would delay every later beep for good. Should the
-        # loop fall behind anyway, it says so.
-        behind = time.monotonic() - (start + sent / rate)
-        if behind > FRAME_MS / 1000:
-            emit("audio_underrun", ms=round(behind * 1000, 1), at_s=round(sent / rate, 2))
+        # on its own 10 ms clock from the first frame on, like a microphone's hardware clock.
+        # Paced by the queue, a stall of this process shorter than the queue leaves no gap:
+        # the engine fills a gap with silence, which would delay every later beep for good.
+        # Should the loop fall behind anyway, it says so.
+        if clock.done():
+            behind = time.monotonic() - (clock.result() + sent / rate)
+            if behind > FRAME_MS / 1000:
+                emit("audio_underrun", ms=round(behind * 1000, 1), at_s=round(sent / rate, 2))
         t = (np.arange(sent, sent + n) / rate)
-        on = (t % period) < FLASH_S
+        on = flash_on(t, period, video_fps)
         pcm = (on * AMPLITUDE * 32767 * np.sin(2 * np.pi * BEEP_HZ * t)).astype(np.int16)
         await source.capture_frame(rtc.AudioFrame(pcm.tobytes(), rate, 1, n))
+        if not clock.done():
+            # The microphone's clock starts with its first frame (a late start of this process
+            # on a busy machine moves the pictures' stamps with it, not against it).
+            clock.set_result(time.monotonic())
         sent += n
 
 
@@ -333,13 +350,16 @@ async def main() -> int:
         emit("agent_present")
     media = []
     start = time.monotonic() + 0.5
+    # --flash-beep: the microphone's first frame starts the clock both media follow.
+    flash_clock = asyncio.get_running_loop().create_future()
     if args.flash_beep:
         audio = rtc.AudioSource(args.sample_rate, 1, queue_size_ms=FLASH_BEEP_QUEUE_MS)
         track = rtc.LocalAudioTrack.create_audio_track("mic", audio)
         pub = await room.local_participant.publish_track(
             track, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE))
         emit("published", kind="audio", sid=pub.sid)
-        media.append(asyncio.create_task(run_beep_audio(audio, args.flash_beep, start, ended)))
+        media.append(asyncio.create_task(
+            run_beep_audio(audio, args.flash_beep, args.fps, start, flash_clock, ended)))
     elif args.wav or args.tone_hz > 0:
         wav = read_wav(args.wav) if args.wav else None
         rate, channels = (wav[1], wav[2]) if wav else (args.sample_rate, 1)
@@ -364,7 +384,7 @@ async def main() -> int:
         emit("published", kind="video", sid=pub.sid)
         if args.flash_beep:
             media.append(asyncio.create_task(
-                run_flash_video(video, w, h, args.fps, args.flash_beep, start, ended)))
+                run_flash_video(video, w, h, args.fps, args.flash_beep, flash_clock, ended)))
         elif args.color:
             r, g, b = (int(v) for v in args.color.split(","))
             still = np.empty((h, w, 4), dtype=np.uint8)
