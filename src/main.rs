@@ -167,6 +167,9 @@ enum Bench {
         /// `wer-set` (twenty sentences) or `captions` (six).
         #[arg(long, default_value = "wer-set")]
         fixture: String,
+        /// Also caption and record a second room of four speaking, camera-on participants.
+        #[arg(long)]
+        load_room: bool,
     },
     /// clean_track_latency_ms: extra delay of `<identity>-clean` over the raw microphone.
     CleanTrackLatency {
@@ -330,8 +333,8 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 Bench::Denoise { rounds, streams } => bench::denoise::throughput(rounds, streams),
                 Bench::DenoiseSnr => bench::denoise::snr_gain(),
-                Bench::CaptionLatency { fixture } => {
-                    bench::captions::caption_latency(&fixture).await
+                Bench::CaptionLatency { fixture, load_room } => {
+                    bench::captions::caption_latency(&fixture, load_room).await
                 }
                 Bench::CaptionSpeakers { max, seconds } => {
                     bench::speakers::speakers_realtime(max, seconds).await

@@ -199,3 +199,52 @@ async fn image_backgrounds_size_changes_and_slow_urls() {
         "no connection was made"
     );
 }
+
+/// A person-free checkerboard blurred edge to edge: the rows at the frame's edges lose their
+/// detail like the rest (they used to keep much of it: issue 13).
+#[test]
+fn a_blurred_background_reaches_the_frame_edges() {
+    let (w, h) = (640u32, 360u32);
+    let rgb: Vec<u8> = (0..w * h)
+        .flat_map(|i| {
+            let (x, y) = (i % w, i / w);
+            let v = if (x / 16 + y / 16) % 2 == 0 { 230 } else { 25 };
+            [v, v, v]
+        })
+        .collect();
+    let original = VideoFrame::from_rgb(w, h, &rgb).unwrap();
+    let model = SegmentationModel::for_frame(w, h);
+    let refined = alpha(model, &original);
+    let row_alpha = |y: u32| {
+        refined.luma[(y * w) as usize..((y + 1) * w) as usize]
+            .iter()
+            .map(|&a| a as f64)
+            .sum::<f64>()
+            / w as f64
+    };
+    for y in [0, 1, 2, 3, 180, 356, 357, 358, 359] {
+        println!("row {y}: mean alpha {:.1}", row_alpha(y));
+    }
+    let mut blurred = original.clone();
+    meeting_agent::video::composite::Compositor::default().blur(
+        &mut blurred,
+        &refined.luma,
+        &refined.chroma,
+        8,
+    );
+    // Mean absolute difference between neighbours along a row of luma.
+    let gradient = |frame: &VideoFrame, y: u32| {
+        let row = &frame.data[(y * w) as usize..((y + 1) * w) as usize];
+        row.windows(2)
+            .map(|p| (p[0] as f64 - p[1] as f64).abs())
+            .sum::<f64>()
+            / (w - 1) as f64
+    };
+    for y in [0, 1, 2, 3, 180, 356, 357, 358, 359] {
+        println!(
+            "row {y}: gradient {:.2} (original {:.2})",
+            gradient(&blurred, y),
+            gradient(&original, y)
+        );
+    }
+}

@@ -130,12 +130,20 @@ struct Scene {
 
 impl Scene {
     async fn start(room_name: &str, who: &str, attributes: &[&str]) -> Self {
+        Self::start_with(room_name, who, attributes, still_picture(room_name)).await
+    }
+
+    async fn start_with(
+        room_name: &str,
+        who: &str,
+        attributes: &[&str],
+        still: std::path::PathBuf,
+    ) -> Self {
         init();
         let server = LocalLiveKitServer::start().await.unwrap();
         let session = MeetingSession::default().with_virtual_backgrounds(pool());
         let reports = session.subscribe();
         let worker = start_worker_with(config_for(&server, ""), Arc::new(session), reports).await;
-        let still = still_picture(room_name);
         let mut args = vec![
             "--tone-hz",
             "0",
@@ -232,4 +240,54 @@ async fn a_bad_background_image_leaves_the_track_flowing_unprocessed() {
     println!("unprocessed fallback: mean luma difference {diff:.1}");
     assert!(diff < 6.0, "the camera's own frames flow on: {diff:.1}");
     room.disconnect().await.unwrap();
+}
+
+/// A person-free 640x360 checkerboard: every row of the `-vb` track loses its detail, the
+/// frame's first and last rows too (the last rows used to keep much of it: issue 13).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blurred_background_reaches_every_edge_of_the_frame() {
+    let board: Vec<u8> = (0..W * H)
+        .flat_map(|i| {
+            let (x, y) = (i % W, i / W);
+            let v = if (x / 16 + y / 16) % 2 == 0 { 230 } else { 25 };
+            [v, v, v, 255]
+        })
+        .collect();
+    let still = std::env::temp_dir().join(format!("vb-board-{}.rgba", std::process::id()));
+    std::fs::write(&still, &board).unwrap();
+    let scene = Scene::start_with("vb-edges", "bea", &["vb.mode=blur", "vb.blur=8"], still).await;
+    let (room, mut raw, mut processed) = watch(&scene.server, "vb-edges", "bea").await;
+    let (raw_frame, vb_frame) = tokio::join!(
+        frame_after(&mut raw, Duration::from_secs(4)),
+        frame_after(&mut processed, Duration::from_secs(4))
+    );
+    assert_eq!((vb_frame.width, vb_frame.height), (W, H));
+    let w = W as usize;
+    let row_detail =
+        |f: &VideoFrame, rows: std::ops::Range<usize>| detail(f, |i| rows.contains(&(i / w)));
+    let edges = [
+        0..4,
+        4..8,
+        178..182,
+        (H as usize - 8)..(H as usize - 4),
+        (H as usize - 4)..H as usize,
+    ];
+    for rows in edges.clone() {
+        println!(
+            "rows {rows:?}: detail {:.2} (camera {:.2})",
+            row_detail(&vb_frame, rows.clone()),
+            row_detail(&raw_frame, rows.clone())
+        );
+    }
+    for rows in edges {
+        let (blurred, original) = (
+            row_detail(&vb_frame, rows.clone()),
+            row_detail(&raw_frame, rows.clone()),
+        );
+        assert!(
+            blurred < original * 0.1,
+            "rows {rows:?} keep detail {blurred:.2} of {original:.2}"
+        );
+    }
+    drop(room);
 }

@@ -446,6 +446,12 @@ pub async fn live_sync(seconds: u64, load_room: bool) -> Result<()> {
         "flasher",
         &crate::devtools::participant::FLASH_BEEP_ARGS,
     )?;
+    flasher
+        .wait_for(Duration::from_secs(60), |e| {
+            e["event"] == "published" && e["kind"] == "video"
+        })
+        .await
+        .context("the flasher never published its camera")?;
     // The publisher reports when it could not keep its microphone fed (then the sender, not
     // the recording, moved the beeps).
     let underruns = std::sync::atomic::AtomicUsize::new(0);
@@ -471,7 +477,16 @@ pub async fn live_sync(seconds: u64, load_room: bool) -> Result<()> {
         }) {
             break m;
         }
-        anyhow::ensure!(Instant::now() < deadline, "the recording was not stored");
+        if Instant::now() > deadline {
+            let found: Vec<_> = recorder
+                .storage
+                .list()
+                .await?
+                .into_iter()
+                .map(|m| (m.room, m.status))
+                .collect();
+            anyhow::bail!("the recording was not stored within a minute; stored: {found:?}");
+        }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     for p in load {
