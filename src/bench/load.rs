@@ -64,11 +64,18 @@ pub fn speaking_room(
         .collect()
 }
 
-/// Adds rooms (each given `settle_secs`) until the worker reports full or `max_rooms` run.
-pub async fn rooms_until_full(max_rooms: usize, settle_secs: u64) -> Result<LoadOutcome> {
+/// The engine, a livekit-server on loopback, and the configuration of an agent that records
+/// every room it joins into a fresh scratch folder (`ma-bench-<tag>-<pid>`, returned).
+pub(crate) async fn recording_agent_setup(
+    tag: &str,
+) -> Result<(
+    LocalLiveKitServer,
+    crate::config::Config,
+    std::path::PathBuf,
+)> {
     crate::livekit::Engine::start(&crate::livekit::library::default_library_path())?;
     let server = LocalLiveKitServer::start().await?;
-    let data = std::env::temp_dir().join(format!("ma-bench-load-{}", std::process::id()));
+    let data = std::env::temp_dir().join(format!("ma-bench-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data);
     let mut config = crate::config::Config::default();
     config.livekit.url = server.ws_url();
@@ -77,6 +84,13 @@ pub async fn rooms_until_full(max_rooms: usize, settle_secs: u64) -> Result<Load
     config.data_dir = data.clone();
     config.recording.auto = true;
     config.recording.dir = data.join("recordings");
+    config.validate()?;
+    Ok((server, config, data))
+}
+
+/// Adds rooms (each given `settle_secs`) until the worker reports full or `max_rooms` run.
+pub async fn rooms_until_full(max_rooms: usize, settle_secs: u64) -> Result<LoadOutcome> {
+    let (server, mut config, data) = recording_agent_setup("load").await?;
     config.agent.status_interval_secs = 1.0;
     config.validate()?;
     let captioning = Captioning::from_config(&config)?.context("captions")?;

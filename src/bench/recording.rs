@@ -411,22 +411,11 @@ const SYNC_SETTLES_US: i64 = 5_000_000;
 /// room of four speaking, camera-on participants that the same agent captions and records
 /// keeps the machine busy. The offsets are read back from the stored file.
 pub async fn live_sync(seconds: u64, load_room: bool) -> Result<()> {
-    use crate::devtools::{LocalLiveKitServer, PythonParticipant};
+    use crate::devtools::PythonParticipant;
     use crate::session::recording::Recorder;
     use crate::session::{Captioning, MeetingSession};
     use crate::worker::{Shutdown, Worker};
-    crate::livekit::Engine::start(&crate::livekit::library::default_library_path())?;
-    let server = LocalLiveKitServer::start().await?;
-    let data = std::env::temp_dir().join(format!("ma-bench-sync-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&data);
-    let mut config = crate::config::Config::default();
-    config.livekit.url = server.ws_url();
-    config.livekit.api_key = server.api_key.clone();
-    config.livekit.api_secret = server.api_secret.clone();
-    config.data_dir = data.clone();
-    config.recording.auto = true;
-    config.recording.dir = data.join("recordings");
-    config.validate()?;
+    let (server, config, data) = super::load::recording_agent_setup("sync").await?;
     let recorder = Recorder::from_config(&config)?;
     let session = MeetingSession::new(config.audio, Captioning::from_config(&config)?)
         .with_recorder(recorder.clone());
