@@ -41,18 +41,22 @@ pub fn init() {
 static PANICKED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// The test harness exits with the engine's threads still running, and the library's
-/// exit-time destructors racing them now and then killed a binary whose tests had all passed.
-/// As the agent binary does: close the rooms, then, when nothing failed, end the process
-/// without those destructors. A binary with a failure exits through the harness as usual.
+/// exit-time destructors racing them now and then killed a binary (a SIGSEGV after its
+/// results were printed). As the agent binary does: close the rooms, then end the process
+/// without those destructors, with the harness's own status: 0, or 101 when a test failed
+/// (the harness has printed its failures by then).
 extern "C" fn exit_past_the_engine() {
     use std::io::Write;
     Engine::shutdown(Duration::from_secs(5));
-    if !PANICKED.load(std::sync::atomic::Ordering::SeqCst) {
-        let _ = std::io::stdout().flush();
-        let _ = std::io::stderr().flush();
-        // SAFETY: ends the process at once; nothing runs after it.
-        unsafe { libc::_exit(0) }
-    }
+    let status = if PANICKED.load(std::sync::atomic::Ordering::SeqCst) {
+        101
+    } else {
+        0
+    };
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    // SAFETY: ends the process at once; nothing runs after it.
+    unsafe { libc::_exit(status) }
 }
 
 /// Joins `room` on `server` as `identity` through this project's engine (a second participant).
