@@ -173,6 +173,9 @@ struct RoomTasks {
     video_tracks: HashMap<String, (String, TrackSource)>,
     /// Every microphone's way into the recording, by track sid.
     audio_taps: HashMap<String, (String, recording::AudioTap)>,
+    /// The latest recording state for the agent's `recording` attribute (see
+    /// `recording_announcer`).
+    recording_announcer: Option<watch::Sender<bool>>,
     /// Media tracks per participant and in the room (caps).
     track_budget: TrackBudget,
 }
@@ -598,7 +601,7 @@ impl MeetingSession {
                         for (sid, (identity, tap)) in &tasks.audio_taps {
                             r.add_audio(sid, identity, tap.clone());
                         }
-                        announce_recording(room, true);
+                        announce_recording(room, tasks, true);
                         tasks.recording = Some(r);
                     }
                     Err(e) => {
@@ -607,7 +610,7 @@ impl MeetingSession {
                 }
             }
             (Some(r), false) => {
-                announce_recording(room, false);
+                announce_recording(room, tasks, false);
                 tokio::spawn(r.stop());
             }
             (current, _) => tasks.recording = current,
@@ -630,18 +633,48 @@ fn record_video(
 }
 
 /// Tells the room through the agent's attribute that it records (`recording=active`) or not.
-fn announce_recording(room: &Arc<Room>, on: bool) {
+fn announce_recording(room: &Arc<Room>, tasks: &mut RoomTasks, on: bool) {
+    tasks
+        .recording_announcer
+        .get_or_insert_with(|| recording_announcer(room))
+        .send_replace(on);
+}
+
+/// Keeps the agent's `recording` attribute at the room's latest recording state. An update
+/// the server leaves unanswered (on a busy machine its reply can take longer than the SDK's
+/// 5 s) is retried until it takes, and a newer state replaces an older one still being tried:
+/// the participants must learn that they are recorded. Ends with the room's tasks.
+fn recording_announcer(room: &Arc<Room>) -> watch::Sender<bool> {
+    let (tx, mut rx) = watch::channel(false);
     let room = room.clone();
     tokio::spawn(async move {
-        let value = if on { "active" } else { "off" };
-        let attributes = HashMap::from([(
-            recording::RECORDING_ATTRIBUTE.to_string(),
-            value.to_string(),
-        )]);
-        if let Err(e) = room.set_attributes(&attributes).await {
-            tracing::warn!(error = %e, "cannot announce the recording state");
+        while rx.changed().await.is_ok() {
+            let mut backoff = std::time::Duration::from_millis(500);
+            loop {
+                let value = if *rx.borrow_and_update() {
+                    "active"
+                } else {
+                    "off"
+                };
+                let attributes = HashMap::from([(
+                    recording::RECORDING_ATTRIBUTE.to_string(),
+                    value.to_string(),
+                )]);
+                match room.set_attributes(&attributes).await {
+                    Ok(()) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, value, retry_in_ms = backoff.as_millis() as u64, "cannot announce the recording state yet");
+                        tokio::select! {
+                            changed = rx.changed() => if changed.is_err() { return },
+                            _ = tokio::time::sleep(backoff) => {}
+                        }
+                        backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
+                    }
+                }
+            }
         }
     });
+    tx
 }
 
 impl JobHandler for MeetingSession {
