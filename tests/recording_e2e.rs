@@ -489,9 +489,6 @@ fn frames_played_through(playlist: &std::path::Path) -> usize {
 /// cores in this suite: see BENCHMARKS.md, rec_share_first_picture_ms.)
 const SHARE_FIRST_PICTURE_MS: u64 = 3_000;
 
-/// How long after the first flash the receiver's jitter buffers are left to settle.
-const SYNC_SETTLES: Duration = Duration::from_secs(5);
-
 /// A participant flashes white and beeps at the same instants: the recording keeps them
 /// together.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -549,21 +546,15 @@ async fn flashes_and_beeps_stay_in_sync() {
     p.stop().await;
     let meta = stored(&recorder, Duration::from_secs(30)).await;
     let decoded = fetch_and_decode(&recorder, &meta, &[]).await;
-    let flashes = inspect::flash_onsets_between_frames(&decoded.frames, 100.0);
-    let beeps = inspect::beep_onsets(&decoded.audio, decoded.audio_start_us, 3000);
-    let timed = inspect::av_offsets_at(&flashes, &beeps);
-    assert!(timed.len() >= 12, "flashes {flashes:?}\nbeeps {beeps:?}");
-    // The receiver's audio jitter buffer starts deep and settles in the first seconds (its
-    // delay went from ~105 to ~30 ms within 4-5 s in every run measured, loaded or not, and
-    // the correction follows it a second behind): sync is judged after that.
-    let settled_from_us = timed[0].0 + SYNC_SETTLES.as_micros() as i64;
-    let (settling, timed): (Vec<_>, Vec<_>) =
-        timed.into_iter().partition(|&(t, _)| t < settled_from_us);
-    let offsets: Vec<f64> = timed.iter().map(|&(_, o)| o).collect();
-    let mut sorted = offsets.clone();
-    sorted.sort_by(f64::total_cmp);
-    let median = sorted[sorted.len() / 2];
-    let drift = inspect::drift_ms_per_min(&timed).unwrap_or(0.0);
+    // Sync is judged after the receiver settles (`inspect::LIVE_SYNC_SETTLES_US`).
+    let sync = inspect::live_sync(&decoded).expect("flash/beep pairs after settling");
+    assert!(
+        sync.settling.len() + sync.settled.len() >= 12,
+        "too few flash/beep pairs: {sync:?}"
+    );
+    let offsets: Vec<f64> = sync.settled.iter().map(|&(_, o)| o).collect();
+    let (median, settling) = (sync.median, &sync.settling);
+    let drift = sync.drift_ms_per_min.unwrap_or(0.0);
     let underruns = underruns.into_inner();
     eprintln!(
         "rec_av_offset_ms median {median:.1}, drift {drift:.1} ms/min, sender underruns {underruns}, settled {offsets:?}, settling {settling:?}"

@@ -57,7 +57,7 @@ pub async fn caption_latency(fixture: &str, load_room: bool) -> Result<()> {
     let captioning =
         Captioning::from_config(&config)?.context("captions are enabled by default")?;
     let session = MeetingSession::new(config.audio, Some(captioning));
-    let mut _load = None;
+    let mut load = None;
     let scratch = std::env::temp_dir().join(format!("ma-bench-captions-{}", std::process::id()));
     if load_room {
         let mut recording = config.recording.clone();
@@ -73,7 +73,7 @@ pub async fn caption_latency(fixture: &str, load_room: bool) -> Result<()> {
         let speech = dir.join("wer-set.wav");
         let people = super::load::speaking_room(&server, "bench-load", &speech)?;
         tokio::time::sleep(Duration::from_secs(5)).await;
-        _load = Some((stop, people));
+        load = Some((stop, people));
     }
     let cpu_before = crate::captions::threads::read_cpu_times();
     let _stop = super::meeting::join_with(&server, "bench-captions", "agent-bench", session)?;
@@ -129,7 +129,7 @@ pub async fn caption_latency(fixture: &str, load_room: bool) -> Result<()> {
         (Some(a), Some(b)) => b.busy_since(&a),
         _ => f64::NAN,
     };
-    if let Some((_stop, people)) = _load.take() {
+    if let Some((_stop, people)) = load.take() {
         for p in people {
             p.stop().await;
         }

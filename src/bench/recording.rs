@@ -401,10 +401,6 @@ pub fn drift(minutes: u64) -> Result<()> {
     Ok(())
 }
 
-/// How long after the first flash the receiver's jitter buffers are left to settle (its
-/// audio delay settles from ~105 to ~30 ms in the first 4-5 s of a track).
-const SYNC_SETTLES_US: i64 = 5_000_000;
-
 /// rec_av_offset_ms / rec_av_drift_ms_per_min, live: a participant (LiveKit's Python SDK)
 /// flashes its camera white and beeps at the same instants every second for `seconds`, in a
 /// room the agent records (captions on too, as in a meeting); with `load_room`, a second
@@ -490,20 +486,10 @@ pub async fn live_sync(seconds: u64, load_room: bool) -> Result<()> {
     let path = std::path::PathBuf::from(link.strip_prefix("file://").context("a local file")?);
     let decoded = tokio::task::spawn_blocking(move || inspect::decode(&path, &[])).await??;
     let _ = std::fs::remove_dir_all(&data);
-    let flashes = inspect::flash_onsets_between_frames(&decoded.frames, 100.0);
-    let beeps = inspect::beep_onsets(&decoded.audio, decoded.audio_start_us, 3000);
-    let timed = inspect::av_offsets_at(&flashes, &beeps);
-    let first = timed.first().context("no flash/beep pairs")?.0;
-    let settled: Vec<(i64, f64)> = timed
-        .into_iter()
-        .filter(|&(t, _)| t >= first + SYNC_SETTLES_US)
-        .collect();
-    anyhow::ensure!(settled.len() >= 3, "too few flash/beep pairs");
-    let mut sorted: Vec<f64> = settled.iter().map(|&(_, o)| o).collect();
-    sorted.sort_by(f64::total_cmp);
-    let median = sorted[sorted.len() / 2];
-    let worst = sorted.iter().map(|o| o.abs()).fold(0.0, f64::max);
-    let drift = inspect::drift_ms_per_min(&settled).unwrap_or(f64::NAN);
+    let sync = inspect::live_sync(&decoded).context("no flash/beep pairs after settling")?;
+    anyhow::ensure!(sync.settled.len() >= 3, "too few flash/beep pairs");
+    let (settled, median, worst) = (&sync.settled, sync.median, sync.worst);
+    let drift = sync.drift_ms_per_min.unwrap_or(f64::NAN);
     eprintln!(
         "{} flash/beep pairs after settling: median {median:.1} ms, worst {worst:.1} ms, drift {drift:.2} ms/min; machine busy {:.0}% of both cores; sender underruns {}",
         settled.len(),

@@ -259,6 +259,46 @@ pub fn av_offsets_at(flashes: &[i64], beeps: &[i64]) -> Vec<(i64, f64)> {
         .collect()
 }
 
+/// How long after the first flash a live recording's receiver is left to settle: its audio
+/// jitter buffer starts deep (~105 ms) and settles (~30 ms) within 4-5 s of a track in every
+/// run measured, loaded or not, and the correction follows it a second behind.
+pub const LIVE_SYNC_SETTLES_US: i64 = 5_000_000;
+
+/// A/V sync of a live flash-and-beep recording (`devtools::participant::FLASH_BEEP_ARGS`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveSync {
+    /// (flash time µs, offset ms) before `LIVE_SYNC_SETTLES_US`, and after it.
+    pub settling: Vec<(i64, f64)>,
+    pub settled: Vec<(i64, f64)>,
+    /// Of the settled offsets, ms: the median, the largest in size, and their slope per minute.
+    pub median: f64,
+    pub worst: f64,
+    pub drift_ms_per_min: Option<f64>,
+}
+
+/// Pairs each flash (placed between frames) with its beep and judges the settled part;
+/// `None` when no flash came after the settling time.
+pub fn live_sync(decoded: &DecodedRecording) -> Option<LiveSync> {
+    let flashes = flash_onsets_between_frames(&decoded.frames, 100.0);
+    let beeps = beep_onsets(&decoded.audio, decoded.audio_start_us, 3000);
+    let timed = av_offsets_at(&flashes, &beeps);
+    let settled_from = timed.first()?.0 + LIVE_SYNC_SETTLES_US;
+    let (settling, settled): (Vec<_>, Vec<_>) =
+        timed.into_iter().partition(|&(t, _)| t < settled_from);
+    let mut sorted: Vec<f64> = settled.iter().map(|&(_, o)| o).collect();
+    sorted.sort_by(f64::total_cmp);
+    let median = *sorted.get(sorted.len() / 2)?;
+    let worst = sorted.iter().map(|o| o.abs()).fold(0.0, f64::max);
+    let drift_ms_per_min = drift_ms_per_min(&settled);
+    Some(LiveSync {
+        settling,
+        settled,
+        median,
+        worst,
+        drift_ms_per_min,
+    })
+}
+
 /// How fast the A/V offset changes over the recording: the least-squares slope of the
 /// offsets against time, in ms per minute (positive: audio falls ever later behind video).
 /// `None` with fewer than three offsets or all at one time.

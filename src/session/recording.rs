@@ -251,6 +251,17 @@ struct VideoSlot {
     reported_late: bool,
 }
 
+/// `identity`'s screen share that has not ended.
+fn open_share<'a>(
+    meta: &'a mut RecordingMeta,
+    identity: &str,
+) -> Option<&'a mut crate::recording::meta::ShareSpan> {
+    meta.screen_shares
+        .iter_mut()
+        .rev()
+        .find(|s| s.identity == identity && s.ended_ms.is_none())
+}
+
 /// A screen share with no picture this long after its subscription is reported (once).
 const SHARE_WITHOUT_PICTURE: Duration = Duration::from_secs(5);
 
@@ -568,13 +579,7 @@ impl Control {
             .first_frame_ms
             .load(std::sync::atomic::Ordering::Relaxed);
         let now = self.now_ms();
-        if let Some(span) = self
-            .meta
-            .screen_shares
-            .iter_mut()
-            .rev()
-            .find(|s| s.identity == slot.identity && s.ended_ms.is_none())
-        {
+        if let Some(span) = open_share(&mut self.meta, &slot.identity) {
             span.first_frame_ms = (first > 0).then_some(first);
             span.ended_ms = Some(now);
             if first == 0 {
@@ -591,13 +596,7 @@ impl Control {
             let first = slot
                 .first_frame_ms
                 .load(std::sync::atomic::Ordering::Relaxed);
-            let Some(span) = self
-                .meta
-                .screen_shares
-                .iter_mut()
-                .rev()
-                .find(|s| s.identity == slot.identity && s.ended_ms.is_none())
-            else {
+            let Some(span) = open_share(&mut self.meta, &slot.identity) else {
                 continue;
             };
             if first > 0 {
