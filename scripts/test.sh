@@ -34,5 +34,12 @@ cargo test --locked --no-fail-fast -- --test-threads=2 2>&1 | tee "$log" || stat
 # One closing line for the whole run, summed over every test binary.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1) } }
      END { printf "%d passed, %d failed\n", p, f }' "$log"
+# What failed, again at the end where a truncated log still shows it: each failing test, its
+# panic message, and a test binary that died after its tests (a signal, a bad exit status).
+if [ "$status" -ne 0 ]; then
+  echo "--- failures ---"
+  grep -E -A3 "panicked at|^test .* FAILED$|process didn't exit successfully|^failures:$" "$log" \
+    | grep -v -E "^ +[0-9]+: |^ +at " | head -n 80 || true
+fi
 rm -f "$log"
 exit "$status"

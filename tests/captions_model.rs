@@ -2,6 +2,7 @@
 //! conversion, and the offline path (denoiser -> segmenter -> recognizer) reads the fixture.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use meeting_agent::audio::wav::read_i16;
 use meeting_agent::bench::asr::utterances;
@@ -161,4 +162,43 @@ async fn the_multilingual_model_detects_the_language_and_translates() {
             "{fixture}: not translated: {text:?}"
         );
     }
+}
+
+/// Dropping the recognizer stops the decode under way instead of leaving it running (into
+/// process exit, where it raced whisper's destructors): the drop returns within its bound, the
+/// thread having ended, and the final under way answers an error instead of a transcript.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_recognizer_stops_the_decode_under_way() {
+    let (samples, _, _) = read_i16(&fixtures().join("captions.wav")).unwrap();
+    // The base model on the whole fixture (tens of seconds) decodes for seconds on 2 cores.
+    let audio: Vec<f32> = utterances(&samples).concat();
+    let model = meeting_agent::config::cache_dir()
+        .join("models")
+        .join("ggml-base.bin");
+    let recognizer = Recognizer::start(
+        WhisperModel::load(&model, Some(meeting_agent::config::BASE_SHA256)).unwrap(),
+        RecognizerOptions {
+            language: Some("en".into()),
+            translate: false,
+            threads: 2,
+        },
+    )
+    .unwrap();
+    let pending = Arc::try_unwrap(recognizer).ok().unwrap();
+    let reply = pending.final_(audio);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    tokio::task::spawn_blocking(move || drop(pending))
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert!(
+        took < meeting_agent::captions::recognizer::STOP_WAIT,
+        "drop took {took:?}"
+    );
+    let answer = reply.await;
+    assert!(
+        matches!(answer, Ok(Err(_))),
+        "the decode was stopped, not finished: {answer:?}"
+    );
 }

@@ -15,7 +15,7 @@
 //! utterance's times in the journal as untranscribed.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 use thiserror::Error;
@@ -192,6 +192,9 @@ impl Default for Queue {
 
 pub struct Recognizer {
     queue: Arc<(Mutex<Queue>, Condvar)>,
+    /// Set when the recognizer is dropped: the decode under way stops at its next step.
+    abort: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
     pub stats: Arc<RecognizerStats>,
     /// The language when a microphone asks for none; `None` detects.
     pub language: Option<String>,
@@ -225,8 +228,14 @@ impl Recognizer {
             Some("en".to_string())
         };
         let multilingual = model.multilingual;
-        let (q, s, lang) = (queue.clone(), stats.clone(), language.clone());
-        std::thread::Builder::new()
+        let abort: Arc<AtomicBool> = Arc::default();
+        let (q, s, lang, stop) = (
+            queue.clone(),
+            stats.clone(),
+            language.clone(),
+            abort.clone(),
+        );
+        let thread = std::thread::Builder::new()
             .name("whisper".into())
             .spawn(move || {
                 let _model = model; // the context outlives the state
@@ -254,6 +263,7 @@ impl Recognizer {
                         options.translate,
                         threads.for_next_job(),
                         context,
+                        &stop,
                     );
                     threads.job_ended();
                     s.busy_ms
@@ -268,6 +278,8 @@ impl Recognizer {
             .map_err(|e| RecognizeError::Whisper(e.to_string()))?;
         Ok(Arc::new(Self {
             queue,
+            abort,
+            thread: Some(thread),
             stats,
             language,
             multilingual,
@@ -347,11 +359,31 @@ impl Recognizer {
     }
 }
 
+/// How long dropping a recognizer waits for its thread to stop decoding. whisper looks at the
+/// abort flag only between encoder passes and decoder steps, and one encoder pass of a large
+/// model on a busy machine takes seconds.
+pub const STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl Drop for Recognizer {
+    /// Stops the decode under way and waits (bounded) for the thread to end: a decode left
+    /// running into process exit raced whisper's exit-time destructors (a SIGSEGV).
     fn drop(&mut self) {
+        self.abort.store(true, Ordering::SeqCst);
         let (lock, cv) = &*self.queue;
         lock.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
         cv.notify_all();
+        let Some(thread) = self.thread.take() else {
+            return;
+        };
+        let deadline = std::time::Instant::now() + STOP_WAIT;
+        while !thread.is_finished() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        if thread.is_finished() {
+            let _ = thread.join();
+        } else {
+            tracing::warn!("whisper thread still decoding after {STOP_WAIT:?}; left to finish");
+        }
     }
 }
 
@@ -367,6 +399,10 @@ fn next_job(queue: &(Mutex<Queue>, Condvar)) -> Option<(Job, JobKind)> {
     let (lock, cv) = queue;
     let mut q = lock.lock().unwrap_or_else(|e| e.into_inner());
     loop {
+        // Nobody is left to read what a closed recognizer would transcribe.
+        if q.closed {
+            return None;
+        }
         if let Some(job) = q.finals.pop() {
             FINALS_QUEUED.store(q.finals.len() as u64, Ordering::Relaxed);
             let kind = if q.finals.len() == 0 {
@@ -381,9 +417,6 @@ fn next_job(queue: &(Mutex<Queue>, Condvar)) -> Option<(Job, JobKind)> {
                 return Some((job, JobKind::Interim));
             }
         }
-        if q.closed {
-            return None;
-        }
         q = cv.wait(q).unwrap_or_else(|e| e.into_inner());
     }
 }
@@ -395,8 +428,14 @@ fn transcribe(
     translate: bool,
     threads: usize,
     context: Context,
+    abort: &Arc<AtomicBool>,
 ) -> Result<Hypothesis, RecognizeError> {
     let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
+    // SAFETY: the callback only reads the flag, which `abort` keeps alive past `full`.
+    unsafe {
+        params.set_abort_callback(Some(aborted));
+        params.set_abort_callback_user_data(Arc::as_ptr(abort) as *mut std::ffi::c_void);
+    }
     params.set_n_threads(threads as i32);
     params.set_language(language);
     params.set_detect_language(false);
@@ -443,6 +482,12 @@ fn transcribe(
         no_speech_probability: no_speech,
         language,
     })
+}
+
+/// whisper's abort callback: `user_data` is the recognizer's abort flag.
+unsafe extern "C" fn aborted(user_data: *mut std::ffi::c_void) -> bool {
+    // SAFETY: `transcribe` passes a pointer to an `AtomicBool` that outlives the decode.
+    unsafe { &*(user_data as *const AtomicBool) }.load(Ordering::Relaxed)
 }
 
 #[cfg(test)]

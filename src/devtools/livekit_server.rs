@@ -168,6 +168,33 @@ impl Drop for LocalLiveKitServer {
         if let Some(child) = self.child.as_mut() {
             let _ = child.start_kill();
         }
+        if std::thread::panicking() {
+            self.print_agent_log();
+        }
+    }
+}
+
+/// Server log lines a failing test shows: what the server did about workers and jobs.
+const AGENT_LOG_LINES: usize = 30;
+
+impl LocalLiveKitServer {
+    /// Prints (to the failing test's output) the server's last log lines about agent workers
+    /// and job dispatch, which say whether a room was offered to the agent at all.
+    fn print_agent_log(&self) {
+        let Ok(log) = std::fs::read_to_string(&self.log_path) else {
+            return;
+        };
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("agent") || l.contains("job") || l.contains("worker"))
+            .collect();
+        eprintln!(
+            "--- livekit-server ({}): last agent and job lines ---",
+            self.log_path.display()
+        );
+        for line in &lines[lines.len().saturating_sub(AGENT_LOG_LINES)..] {
+            eprintln!("{}", line.chars().take(400).collect::<String>());
+        }
     }
 }
 

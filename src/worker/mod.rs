@@ -63,6 +63,7 @@ pub enum Shutdown {
 /// Observable worker milestones (logged, and used by tests and benchmarks).
 #[derive(Debug, Clone, PartialEq)]
 pub enum WorkerEvent {
+    /// The server has finished registering the worker: a room created from now on is offered.
     Registered {
         worker_id: String,
     },
@@ -350,7 +351,13 @@ impl Worker {
             }
         };
         backoff.reset();
-        self.emit(WorkerEvent::Registered { worker_id });
+        // livekit-server answers the registration before it adds the worker to those it
+        // dispatches to (a room created in between got no agent). It reads a worker's messages
+        // in order, so the answer to a ping sent now means the registration is complete.
+        let mut announce = Some(worker_id);
+        socket
+            .send(Up::Ping(lkp::WorkerPing { timestamp: 0 }))
+            .await?;
         for update in std::mem::take(&mut self.unsent) {
             socket.send(Up::UpdateJob(update)).await?;
         }
@@ -373,7 +380,13 @@ impl Worker {
             tokio::select! {
                 message = socket.recv() => {
                     last_heard = Instant::now();
-                    self.on_server_message(&mut socket, message?).await?;
+                    let message = message?;
+                    if matches!(message, Server::Pong(_))
+                        && let Some(worker_id) = announce.take()
+                    {
+                        self.emit(WorkerEvent::Registered { worker_id });
+                    }
+                    self.on_server_message(&mut socket, message).await?;
                 }
                 Some(done) = self.done_rx.recv() => {
                     self.on_job_done(done);
