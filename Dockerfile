@@ -36,6 +36,8 @@ COPY --from=build /opt/meeting-agent/livekit-ffi /opt/meeting-agent/livekit-ffi
 COPY --from=build /opt/meeting-agent/onnxruntime /opt/meeting-agent/onnxruntime
 COPY --from=build /opt/meeting-agent/models /opt/meeting-agent/models
 COPY --from=build /src/target/release/meeting-agent /usr/bin/meeting-agent
+# The recording graphs are built in; this copy is the starting point for `recording.pipelines_dir`.
+COPY --from=build /src/pipelines /usr/share/meeting-agent/pipelines
 ENV MEETING_AGENT_CACHE=/opt/meeting-agent MEETING_AGENT_DATA_DIR=/var/lib/meeting-agent \
     MEETING_AGENT_LOG_FORMAT=json
 USER meeting-agent

@@ -320,6 +320,14 @@ pub struct RecordingConfig {
     /// pull and RNNoise's 10 ms (the AAC encoder's priming is corrected separately). Video is held back by this plus the measured difference of
     /// the jitter buffers. Calibrated with the flash-and-beep test (BENCHMARKS.md).
     pub audio_delay_ms: u32,
+    /// A folder of GStreamer graph descriptions, each replacing the built-in file of the
+    /// same name from the repository's `pipelines/` (see pipelines/README.md). Empty: all
+    /// built in.
+    pub pipelines_dir: PathBuf,
+    /// The video encoder as a GStreamer element description (raw I420 in, H.264 out), e.g.
+    /// `vaapih264enc bitrate={video_kbps}`. Empty: `pipelines/video-encoder.gst` (x264).
+    /// Tried on a test picture at start.
+    pub video_encoder: String,
 }
 
 impl Default for RecordingConfig {
@@ -338,6 +346,8 @@ impl Default for RecordingConfig {
             link_expiry_secs: 3600,
             retention_days: 0,
             audio_delay_ms: 40,
+            pipelines_dir: PathBuf::new(),
+            video_encoder: String::new(),
         }
     }
 }
@@ -467,6 +477,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("MEETING_AGENT_NOISE_SUPPRESSION", "audio.noise_suppression"),
     ("MEETING_AGENT_CLEAN_TRACKS", "audio.clean_tracks"),
     ("MEETING_AGENT_RECORD", "recording.auto"),
+    ("MEETING_AGENT_VIDEO_ENCODER", "recording.video_encoder"),
     ("MEETING_AGENT_S3_ACCESS_KEY", "recording.s3.access_key"),
     ("MEETING_AGENT_S3_SECRET_KEY", "recording.s3.secret_key"),
     ("MEETING_AGENT_LOG_FORMAT", "log.format"),
@@ -597,6 +608,7 @@ impl Config {
                     self.recording.auto = parse_flag(&value)
                         .ok_or_else(|| invalid(format!("must be true or false, got {value:?}")))?
                 }
+                "recording.video_encoder" => self.recording.video_encoder = value,
                 "recording.s3.access_key" => self.recording.s3.access_key = value,
                 "recording.s3.secret_key" => self.recording.s3.secret_key = value,
                 "summary.api_key" => self.summary.api_key = value,

@@ -722,7 +722,8 @@ async fn process(
     let media = meeting_agent::offline::media(dir)?;
     let recording = out.join("recording.mp4");
     let settings =
-        meeting_agent::recording::pipeline::PipelineSettings::from_config(&config.recording);
+        meeting_agent::recording::pipeline::PipelineSettings::from_config(&config.recording)?;
+    settings.check()?;
     let layout = config.recording.layout;
     let target = recording.clone();
     let length = tokio::task::spawn_blocking(move || {

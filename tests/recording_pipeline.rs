@@ -7,8 +7,10 @@ use std::time::Duration;
 
 use meeting_agent::livekit::engine::monotonic_us;
 use meeting_agent::media::VideoFrame;
+use meeting_agent::recording::graphs::Graphs;
 use meeting_agent::recording::hls;
 use meeting_agent::recording::inspect::{self, DecodedRecording};
+use meeting_agent::recording::layout::Rect;
 use meeting_agent::recording::layout::{Layout, Scene, arrange};
 use meeting_agent::recording::pipeline::{CompositePipeline, PipelineSettings};
 
@@ -27,6 +29,7 @@ fn settings(live: bool) -> PipelineSettings {
         audio_bitrate_kbps: 96,
         live,
         preset: "veryfast".into(),
+        graphs: Graphs::builtin(),
     }
 }
 
@@ -62,6 +65,109 @@ fn beep(samples: usize, on: bool) -> Vec<i16> {
 }
 
 /// Four inputs in a grid for 4 s, one of them flashing white with a beep every second.
+/// One second of a file-fed recording with `settings`: the file's bytes.
+fn one_second(name: &str, settings: &PipelineSettings) -> Vec<u8> {
+    let (path, sink) = to_file(name);
+    let pipeline = CompositePipeline::start(settings, sink).unwrap();
+    let mut video = pipeline.add_video("cam").unwrap();
+    let mut audio = pipeline.add_audio("mic").unwrap();
+    pipeline.place(
+        "cam",
+        Some(Rect {
+            x: 0,
+            y: 0,
+            width: 640,
+            height: 360,
+        }),
+        0,
+    );
+    for n in 0..30i64 {
+        video
+            .push(&solid(320, 180, 100), n * 1_000_000 / 30)
+            .unwrap();
+    }
+    for n in 0..100i64 {
+        audio.push(&beep(480, false), n * 10_000).unwrap();
+    }
+    pipeline.finish(Duration::from_secs(60)).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::remove_file(path).ok();
+    bytes
+}
+
+/// The recorder runs the graphs in pipelines/: the encoder an operator names (here through
+/// a folder of description files, then through `recording.video_encoder`) is the one that
+/// encodes, as x264's own settings record in the stream show; and a graph the recorder
+/// cannot drive is refused at the check, before any recording.
+#[test]
+fn the_encoder_comes_from_the_pipelines_description() {
+    let contains =
+        |bytes: &[u8], text: &str| bytes.windows(text.len()).any(|w| w == text.as_bytes());
+    let built_in = one_second("enc-default", &settings(false));
+    assert!(
+        contains(&built_in, "bitrate=1500"),
+        "x264 at the configured bitrate"
+    );
+
+    let dir = std::env::temp_dir().join(format!("pipelines-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("video-encoder.gst"),
+        "# an operator's encoder\nx264enc speed-preset=ultrafast bitrate=123 key-int-max={keyframe_frames}\n",
+    )
+    .unwrap();
+    let mut config = meeting_agent::config::RecordingConfig {
+        pipelines_dir: dir.clone(),
+        ..Default::default()
+    };
+    let from_folder = PipelineSettings {
+        live: false,
+        ..PipelineSettings::from_config(&config).unwrap()
+    };
+    from_folder.check().unwrap();
+    assert!(contains(
+        &one_second("enc-folder", &from_folder),
+        "bitrate=123"
+    ));
+
+    config.video_encoder = "x264enc speed-preset=ultrafast bitrate=321".into();
+    let from_setting = PipelineSettings::from_config(&config).unwrap();
+    from_setting.check().unwrap();
+    let from_setting = PipelineSettings {
+        live: false,
+        ..from_setting
+    };
+    assert!(contains(
+        &one_second("enc-setting", &from_setting),
+        "bitrate=321"
+    ));
+
+    // A recording graph without the mixer the recorder feeds is refused at the check.
+    std::fs::write(
+        dir.join("recording.gst"),
+        "audiomixer name=amix ! fakesink name=out",
+    )
+    .unwrap();
+    let error = PipelineSettings::from_config(&config)
+        .unwrap()
+        .check()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("recording.gst: the recorder needs an element named vmix"),
+        "{error}"
+    );
+    config.video_encoder = "no-such-encoder".into();
+    std::fs::remove_file(dir.join("recording.gst")).unwrap();
+    let error = PipelineSettings::from_config(&config)
+        .unwrap()
+        .check()
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("recording.video_encoder"), "{error}");
+    std::fs::remove_dir_all(dir).ok();
+}
+
 #[test]
 fn file_fed_grid_is_h264_high_420_with_aac_and_in_sync() {
     let (path, sink) = to_file("grid");

@@ -59,6 +59,7 @@ fn settings(live: bool) -> PipelineSettings {
         audio_bitrate_kbps: 128,
         live,
         preset: "veryfast".into(),
+        graphs: crate::recording::graphs::Graphs::builtin(),
     }
 }
 

@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+pub mod graphs;
 pub mod hls;
 pub mod inspect;
 pub mod layout;

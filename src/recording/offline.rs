@@ -19,6 +19,7 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
 use super::RecordingError;
+use super::graphs::{self, Graph};
 use super::layout::{Layout, Scene, arrange};
 use super::pipeline::{CompositePipeline, PipelineSettings};
 use crate::media::VideoFrame;
@@ -45,19 +46,17 @@ struct Decoder {
 }
 
 impl Decoder {
-    fn open(path: &Path, video: bool) -> Result<Self, RecordingError> {
-        let location = path.to_string_lossy().replace('"', "\\\"");
-        let tail = if video {
-            "videoconvert ! videoscale ! video/x-raw,format=I420,pixel-aspect-ratio=1/1"
-        } else {
-            "audioconvert ! audioresample ! audio/x-raw,format=S16LE,rate=48000,channels=1,layout=interleaved"
-        };
-        let description = format!(
-            "filesrc location=\"{location}\" ! decodebin ! {tail} ! appsink name=out sync=false max-buffers=8"
-        );
-        let (pipeline, sink) = super::pipeline::launch_to_appsink(&description).map_err(|e| {
+    fn open(path: &Path, graph: &Graph) -> Result<Self, RecordingError> {
+        let cannot = |e: RecordingError| {
             RecordingError::Pipeline(format!("cannot decode {}: {e}", path.display()))
-        })?;
+        };
+        let pipeline = graphs::parse(&graph.source, &graph.render(&[])?, &["src", "out"])?;
+        // The path is a property, never part of the description.
+        pipeline
+            .by_name("src")
+            .expect("checked by parse")
+            .set_property("location", path.to_string_lossy().as_ref());
+        let (pipeline, sink) = super::pipeline::play_to_appsink(pipeline).map_err(cannot)?;
         Ok(Self {
             pipeline,
             sink,
@@ -192,14 +191,14 @@ pub fn composite(
     for p in participants {
         if let Some(path) = &p.video {
             let id = format!("{}-camera", p.identity);
-            let decoder = Decoder::open(path, true)?;
+            let decoder = Decoder::open(path, &settings.graphs.decode_video)?;
             let first = decoder.next()?;
             let input = pipeline.add_video(&id)?;
             cameras.push(id.clone());
             sources.push((decoder, Source::Video(id, input), first));
         }
         if let Some(path) = &p.audio {
-            let decoder = Decoder::open(path, false)?;
+            let decoder = Decoder::open(path, &settings.graphs.decode_audio)?;
             let first = decoder.next()?;
             let id = format!("{}-mic", p.identity);
             let input = pipeline.add_audio(&id)?;

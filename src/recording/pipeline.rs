@@ -19,6 +19,7 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
 use super::RecordingError;
+use super::graphs::{self, Graphs};
 use super::layout::Rect;
 use crate::livekit::engine::monotonic_us;
 use crate::media::VideoFrame;
@@ -34,13 +35,16 @@ pub struct PipelineSettings {
     pub audio_bitrate_kbps: u32,
     /// Real-time input from a meeting; false: file-fed, timestamps given by the caller.
     pub live: bool,
-    /// x264 speed preset (`veryfast` in meetings).
+    /// x264 speed preset (`veryfast` in meetings), the `{preset}` of the encoder's graph.
     pub preset: String,
+    /// The graph descriptions (`pipelines/`).
+    pub graphs: Graphs,
 }
 
 impl PipelineSettings {
-    pub fn from_config(c: &crate::config::RecordingConfig) -> Self {
-        Self {
+    /// The settings of `c` with its graphs loaded (not yet checked: see [`Self::check`]).
+    pub fn from_config(c: &crate::config::RecordingConfig) -> Result<Self, RecordingError> {
+        Ok(Self {
             width: c.width,
             height: c.height,
             fps: c.fps,
@@ -48,9 +52,76 @@ impl PipelineSettings {
             audio_bitrate_kbps: c.audio_bitrate_kbps,
             live: true,
             preset: "veryfast".into(),
+            graphs: Graphs::load(&c.pipelines_dir, &c.video_encoder)?,
+        })
+    }
+
+    /// The recording's whole description, rendered from its graphs.
+    pub fn description(&self) -> Result<String, RecordingError> {
+        let g = &self.graphs;
+        let audio_caps = format!("audio/x-raw,format=S16LE,rate={AUDIO_RATE},channels=1");
+        let live_inputs = if self.live {
+            g.live_inputs.render(&[
+                ("fps", &self.fps.to_string()),
+                ("samples_per_10ms", &(AUDIO_RATE / 100).to_string()),
+                ("audio_caps", &audio_caps),
+            ])?
+        } else {
+            String::new()
+        };
+        let latency = if self.live {
+            LIVE_LATENCY.as_nanos()
+        } else {
+            0
+        };
+        g.composite.render(&[
+            ("live_inputs", &live_inputs),
+            ("latency_ns", &latency.to_string()),
+            (
+                "video_caps",
+                &format!(
+                    "video/x-raw,format=I420,width={},height={},framerate={}/1,pixel-aspect-ratio=1/1",
+                    self.width, self.height, self.fps
+                ),
+            ),
+            ("video_encoder", &self.video_encoder()?),
+            ("audio_caps", &audio_caps),
+            ("audio_bps", &(self.audio_bitrate_kbps * 1000).to_string()),
+        ])
+    }
+
+    fn video_encoder(&self) -> Result<String, RecordingError> {
+        self.graphs.video_encoder.render(&[
+            ("preset", &self.preset),
+            ("video_kbps", &self.video_bitrate_kbps.to_string()),
+            ("keyframe_frames", &(self.fps * 2).to_string()),
+        ])
+    }
+
+    /// Checks every graph before the first recording needs it: each parses, has the elements
+    /// the recorder drives, and the encoder turns test pictures into H.264.
+    pub fn check(&self) -> Result<(), RecordingError> {
+        init()?;
+        // The encoder first: an error then names the setting or file that chose it.
+        graphs::probe_encoder(&self.graphs.video_encoder.source, &self.video_encoder()?)?;
+        drop(graphs::parse(
+            &self.graphs.composite.source,
+            &self.description()?,
+            COMPOSITE_ELEMENTS,
+        )?);
+        for graph in [&self.graphs.decode_video, &self.graphs.decode_audio] {
+            drop(graphs::parse(
+                &graph.source,
+                &graph.render(&[])?,
+                &["src", "out"],
+            )?);
         }
+        Ok(())
     }
 }
+
+/// The elements of the recording graph the recorder drives by name.
+const COMPOSITE_ELEMENTS: &[&str] = &["vmix", "amix", "vout", "aout", "out"];
 
 /// How long the mixers wait for late inputs in live mode: absorbs scheduling delays of a
 /// loaded machine between the engine's callback and the appsrc.
@@ -101,14 +172,6 @@ pub struct CompositePipeline {
     shared: Arc<Shared>,
 }
 
-fn element(name: &str) -> Result<gst::Element, RecordingError> {
-    gst::ElementFactory::make(name).build().map_err(|_| {
-        RecordingError::Gstreamer(format!(
-            "element {name} is missing (scripts/setup.sh installs the GStreamer plugins)"
-        ))
-    })
-}
-
 pub fn init() -> Result<(), RecordingError> {
     gst::init().map_err(RecordingError::from)
 }
@@ -117,16 +180,20 @@ pub fn init() -> Result<(), RecordingError> {
 pub fn launch_to_appsink(
     description: &str,
 ) -> Result<(gst::Pipeline, gst_app::AppSink), RecordingError> {
-    let pipeline = gst::parse::launch(description)?
-        .downcast::<gst::Pipeline>()
-        .map_err(|_| RecordingError::Pipeline("not a pipeline".into()))?;
+    play_to_appsink(graphs::parse(description, description, &["out"])?)
+}
+
+/// Starts `pipeline`, which has an `appsink name=out`, and hands back that sink.
+pub fn play_to_appsink(
+    pipeline: gst::Pipeline,
+) -> Result<(gst::Pipeline, gst_app::AppSink), RecordingError> {
     let sink = pipeline
         .by_name("out")
         .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
         .ok_or_else(|| RecordingError::Pipeline("no appsink named out".into()))?;
     pipeline
         .set_state(gst::State::Playing)
-        .map_err(|e| RecordingError::Pipeline(format!("cannot start {description:?}: {e}")))?;
+        .map_err(|e| RecordingError::Pipeline(format!("cannot start: {e}")))?;
     Ok((pipeline, sink))
 }
 
@@ -138,51 +205,8 @@ impl CompositePipeline {
     ) -> Result<Self, RecordingError> {
         init()?;
         let s = settings;
-        let video_caps = format!(
-            "video/x-raw,format=I420,width={},height={},framerate={}/1,pixel-aspect-ratio=1/1",
-            s.width, s.height, s.fps
-        );
-        let audio_caps = format!("audio/x-raw,format=S16LE,rate={AUDIO_RATE},channels=1");
-        let latency = if s.live { LIVE_LATENCY.as_nanos() } else { 0 };
-        // The live base inputs drive output while no participant sends anything; the video
-        // base is tiny and fully transparent, so it costs nothing to compose.
-        let bases = if s.live {
-            format!(
-                "videotestsrc is-live=true pattern=black ! video/x-raw,format=I420,width=64,height=36,framerate={fps}/1 ! {q} ! vmix.sink_0 \
-                 audiotestsrc is-live=true wave=silence samplesperbuffer={spb} ! {audio_caps} ! {q} ! amix.sink_0 ",
-                q = "queue max-size-time=1000000000 max-size-buffers=0 max-size-bytes=0",
-                fps = s.fps,
-                spb = AUDIO_RATE / 100,
-            )
-        } else {
-            String::new()
-        };
-        let description = format!(
-            "{bases}compositor name=vmix background=black latency={latency} sink_0::alpha=0 \
-             ! {video_caps} ! queue max-size-buffers=8 \
-             ! x264enc speed-preset={preset} tune=zerolatency bitrate={vkbps} key-int-max={gop} \
-             ! video/x-h264,profile=high ! h264parse ! queue name=vout ! mux.video_0 \
-             audiomixer name=amix latency={latency} ! {audio_caps} ! queue \
-             ! audioconvert ! avenc_aac bitrate={abps} ! queue name=aout ! mux.audio_0 \
-             mp4mux name=mux fragment-duration=1000 streamable=true ! appsink name=out sync=false",
-            preset = s.preset,
-            vkbps = s.video_bitrate_kbps,
-            gop = s.fps * 2,
-            abps = s.audio_bitrate_kbps * 1000,
-        );
-        for name in [
-            "compositor",
-            "audiomixer",
-            "x264enc",
-            "avenc_aac",
-            "mp4mux",
-            "appsrc",
-        ] {
-            drop(element(name)?);
-        }
-        let pipeline = gst::parse::launch(&description)?
-            .downcast::<gst::Pipeline>()
-            .map_err(|_| RecordingError::Pipeline("not a pipeline".into()))?;
+        let description = s.description()?;
+        let pipeline = graphs::parse(&s.graphs.composite.source, &description, COMPOSITE_ELEMENTS)?;
         let by_name = |n: &str| {
             pipeline
                 .by_name(n)

@@ -39,6 +39,8 @@ pub struct Recorder {
     pub config: RecordingConfig,
     pub dir: PathBuf,
     pub storage: Arc<Storage>,
+    /// The recording graph, checked at start.
+    pub pipeline: PipelineSettings,
     pub store: Option<crate::store::Store>,
     /// Who posts the recording's link into the meeting's thread.
     pub bot_user: String,
@@ -47,9 +49,12 @@ pub struct Recorder {
 impl Recorder {
     pub fn from_config(config: &crate::config::Config) -> Result<Self, RecordingError> {
         crate::recording::pipeline::init()?;
+        let pipeline = PipelineSettings::from_config(&config.recording)?;
+        pipeline.check()?;
         let dir = config.recordings_dir();
         Ok(Self {
             config: config.recording.clone(),
+            pipeline,
             storage: Arc::new(Storage::from_config(&config.recording, &dir)?),
             dir,
             store: None,
@@ -362,10 +367,9 @@ impl RoomRecording {
             })
             .map_err(|e| RecordingError::Pipeline(format!("spool thread: {e}")))?;
         let bytes_tx = spool_tx.clone();
-        let pipeline =
-            CompositePipeline::start(&PipelineSettings::from_config(c), move |bytes: &[u8]| {
-                let _ = bytes_tx.send(Spooled::Bytes(bytes.to_vec()));
-            })?;
+        let pipeline = CompositePipeline::start(&recorder.pipeline, move |bytes: &[u8]| {
+            let _ = bytes_tx.send(Spooled::Bytes(bytes.to_vec()));
+        })?;
         let storage = recorder.storage.clone();
         let delivering = recorder.clone();
         tokio::spawn(async move {
