@@ -238,6 +238,19 @@ enum Bench {
         #[arg(long)]
         load_room: bool,
     },
+    /// vb_latency_ms: camera frame arrival -> processed frame to `<identity>-vb`, live through
+    /// livekit-server; with --load-room, while a second room keeps the machine busy.
+    VbLatency {
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+        #[arg(long)]
+        load_room: bool,
+    },
+    /// summary_after_end_s: a meeting's room closed -> its summary in the messaging store.
+    SummaryAfterEnd {
+        #[arg(long, default_value_t = 3)]
+        meetings: usize,
+    },
     /// rec_drift_ms: A/V offset at the end of a long file-fed flash-and-beep recording.
     RecDrift {
         #[arg(long, default_value_t = 30)]
@@ -343,6 +356,12 @@ fn run(cli: Cli) -> Result<()> {
                     bench::search::search(segments, queries).await
                 }
                 Bench::Vb { frames } => bench::vb::vb(frames),
+                Bench::SummaryAfterEnd { meetings } => {
+                    bench::summary::summary_after_end(meetings).await
+                }
+                Bench::VbLatency { seconds, load_room } => {
+                    bench::vb::vb_latency(seconds, load_room).await
+                }
                 Bench::Vad { onnxruntime, model } => bench::vad::compare(&onnxruntime, &model),
                 Bench::Asr {
                     model,

@@ -90,7 +90,29 @@ pub fn render(recordings_dir: Option<&std::path::Path>) -> String {
         "Camera frames sent unprocessed because processing failed.",
         VB_FRAMES_FAILED.load(Ordering::Relaxed),
     );
+    latency_summary(
+        &mut out,
+        "meeting_agent_vb_latency_ms",
+        "Camera frame arrival to its processed frame on the -vb track, since start.",
+        &crate::session::camera::VB_LATENCY,
+    );
     out
+}
+
+/// A latency histogram as a Prometheus summary: its median, 95th and 99th percentiles.
+fn latency_summary(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    histogram: &crate::media::latency::LatencyHistogram,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} summary");
+    for q in [0.5, 0.95, 0.99] {
+        if let Some(ms) = histogram.quantile_ms(q) {
+            let _ = writeln!(out, "{name}{{quantile=\"{q}\"}} {ms}");
+        }
+    }
+    let _ = writeln!(out, "{name}_count {}", histogram.count());
 }
 
 /// One metric in Prometheus' text format.

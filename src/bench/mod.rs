@@ -9,6 +9,7 @@ pub mod meeting;
 pub mod recording;
 pub mod search;
 pub mod speakers;
+pub mod summary;
 pub mod vad;
 pub mod vb;
 

@@ -75,3 +75,118 @@ pub fn vb(frames: usize) -> Result<()> {
     }
     Ok(())
 }
+
+/// vb_latency_ms: a participant's 640x360, 30 fps camera asks for blur; the agent (joined
+/// directly, virtual backgrounds as configured by default) publishes `<identity>-vb`. Each
+/// processed frame's latency, from its arrival from the engine to its hand-over to the `-vb`
+/// track, goes into the agent's histogram (`/metrics` `meeting_agent_vb_latency_ms`); this reads
+/// its percentiles over `seconds` after a warm-up. With `load_room`, the same agent also
+/// captions and records a second room of four speaking, camera-on participants meanwhile.
+pub async fn vb_latency(seconds: u64, load_room: bool) -> Result<()> {
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    use anyhow::Context;
+
+    use crate::devtools::PythonParticipant;
+    use crate::session::camera::{VB_FRAMES, VB_FRAMES_SKIPPED, VB_LATENCY};
+    use crate::session::{Captioning, MeetingSession};
+
+    let (server, config, scratch) = super::load::recording_agent_setup("vb-latency").await?;
+    let env = crate::onnx::environment(&config.video.onnxruntime)?;
+    let pool = SegmenterPool::new(env, config.video.models_dir.clone())?;
+    let session = MeetingSession::new(config.audio, None).with_virtual_backgrounds(pool);
+    let mut load = None;
+    if load_room {
+        let captioning = Captioning::from_config(&config)?.context("captions")?;
+        let loaded = MeetingSession::new(config.audio, Some(captioning))
+            .with_recorder(crate::session::recording::Recorder::from_config(&config)?);
+        let stop = super::meeting::join_with(&server, "bench-load", "agent-load", loaded)?;
+        let speech = crate::devtools::fixtures::dir()?.join("wer-set.wav");
+        let people = super::load::speaking_room(&server, "bench-load", &speech)?;
+        load = Some((stop, people));
+    }
+    let _stop = super::meeting::join_with(&server, "bench-vb", "agent-vb", session)?;
+    let camera = PythonParticipant::spawn(
+        &server,
+        "bench-vb",
+        "cam",
+        &[
+            "--tone-hz",
+            "0",
+            "--video",
+            "640x360",
+            "--fps",
+            "30",
+            "--attributes",
+            "vb.mode=blur",
+        ],
+    )?;
+    // Warm-up: the segmentation session, the track's publication, the encoder.
+    let warm_until = tokio::time::Instant::now() + Duration::from_secs(60);
+    while VB_FRAMES.load(Ordering::Relaxed) < 60 {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < warm_until,
+            "no processed frames within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    VB_LATENCY.reset();
+    let (frames0, skipped0) = (
+        VB_FRAMES.load(Ordering::Relaxed),
+        VB_FRAMES_SKIPPED.load(Ordering::Relaxed),
+    );
+    let cpu_before = crate::captions::threads::read_cpu_times();
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    let busy = match (cpu_before, crate::captions::threads::read_cpu_times()) {
+        (Some(a), Some(b)) => b.busy_since(&a),
+        _ => f64::NAN,
+    };
+    let frames = VB_FRAMES.load(Ordering::Relaxed) - frames0;
+    let skipped = VB_FRAMES_SKIPPED.load(Ordering::Relaxed) - skipped0;
+    let (p50, p95, p99) = (
+        VB_LATENCY.quantile_ms(0.5).context("no frame measured")?,
+        VB_LATENCY.quantile_ms(0.95).context("no frame measured")?,
+        VB_LATENCY.quantile_ms(0.99).context("no frame measured")?,
+    );
+    camera.stop().await;
+    if let Some((_stop, people)) = load.take() {
+        for p in people {
+            p.stop().await;
+        }
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    eprintln!(
+        "{frames} frames processed in {seconds} s ({:.1}/s), {skipped} skipped; latency p50 {p50} ms, p95 {p95} ms, p99 {p99} ms; machine busy {:.0}%",
+        frames as f64 / seconds as f64,
+        busy * 100.0
+    );
+    let suffix = if load_room { "_loaded" } else { "" };
+    let cmd = format!(
+        "meeting-agent bench vb-latency --seconds {seconds}{}",
+        if load_room { " --load-room" } else { "" }
+    );
+    row(
+        &format!("vb_latency_ms{suffix}"),
+        p95,
+        "ms, p95, frame arrival -> processed frame to the -vb track (640x360, 30 fps, blur)",
+        "<= 50",
+        &cmd,
+    );
+    row(
+        &format!("vb_latency_p50_ms{suffix}"),
+        p50,
+        "ms, median",
+        "-",
+        &cmd,
+    );
+    row(
+        &format!("vb_frames_skipped_pct{suffix}"),
+        100.0 * skipped as f64 / (frames + skipped).max(1) as f64,
+        "% of camera frames skipped (one waiting at most)",
+        "-",
+        &cmd,
+    );
+    Ok(())
+}

@@ -3,5 +3,6 @@
 
 pub mod analysis;
 pub mod frames;
+pub mod latency;
 
 pub use frames::{AudioFrame, FrameSizeError, VideoFrame};

@@ -11,12 +11,14 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
+use std::time::Instant;
 
 use tokio::sync::watch;
 
 use super::video::FrameStats;
 use crate::livekit::{LocalVideoTrack, Room, TrackSource, VideoStream};
 use crate::media::VideoFrame;
+use crate::media::latency::LatencyHistogram;
 use crate::video::background;
 use crate::video::background_source::SourcePolicy;
 use crate::video::processor::{Processor, SegmenterPool, VbMode};
@@ -31,6 +33,8 @@ pub static VB_FRAMES: AtomicU64 = AtomicU64::new(0);
 pub static VB_FRAMES_SKIPPED: AtomicU64 = AtomicU64::new(0);
 /// Frames sent unprocessed because processing failed.
 pub static VB_FRAMES_FAILED: AtomicU64 = AtomicU64::new(0);
+/// A camera frame's arrival from the engine to its processed copy handed to the `-vb` track.
+pub static VB_LATENCY: LatencyHistogram = LatencyHistogram::new();
 
 /// What a participant asked for.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -70,12 +74,13 @@ impl VbRequest {
     }
 }
 
-type Work = (VideoFrame, VbMode, Arc<LocalVideoTrack>);
+/// A frame, when it arrived, how to process it, and where it goes.
+type Work = (VideoFrame, Instant, VbMode, Arc<LocalVideoTrack>);
 
 /// The processing thread: segments, composites and hands each frame to the published track.
 fn worker(pool: Arc<SegmenterPool>, frames: mpsc::Receiver<Work>, participant: String) {
     let mut processor = Processor::new(pool);
-    while let Ok((mut frame, mode, track)) = frames.recv() {
+    while let Ok((mut frame, arrived, mode, track)) = frames.recv() {
         // A failed frame is left as it came, so it goes out unprocessed.
         match processor.process(&mut frame, &mode) {
             Ok(_) => {
@@ -88,8 +93,9 @@ fn worker(pool: Arc<SegmenterPool>, frames: mpsc::Receiver<Work>, participant: S
                 }
             }
         }
-        if let Err(e) = track.capture(&frame) {
-            tracing::debug!(%participant, error = %e, "processed frame not captured");
+        match track.capture(&frame) {
+            Ok(()) => VB_LATENCY.record(arrived.elapsed()),
+            Err(e) => tracing::debug!(%participant, error = %e, "processed frame not captured"),
         }
     }
 }
@@ -125,6 +131,7 @@ impl Camera {
             tokio::select! {
                 frame = stream.recv() => {
                     let Some(frame) = frame else { break };
+                    let arrived = Instant::now();
                     stats.push(&frame);
                     if changed {
                         changed = false;
@@ -172,7 +179,7 @@ impl Camera {
                         }
                     }
                     let t = track.clone().expect("published above");
-                    match tx.try_send((frame, mode.clone(), t)) {
+                    match tx.try_send((frame, arrived, mode.clone(), t)) {
                         Ok(()) => {}
                         Err(mpsc::TrySendError::Full(_)) => {
                             VB_FRAMES_SKIPPED.fetch_add(1, Ordering::Relaxed);

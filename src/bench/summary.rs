@@ -1,0 +1,80 @@
+//! summary_after_end_s: a meeting ends (the room is closed, as a host's "end for everyone"
+//! does) -> its summary is in the messaging store. The agent joins directly with captions and
+//! the store (SQLite in a scratch folder; extractive summary, no model API), a participant
+//! speaks the six-sentence fixture once, and the room is deleted a few seconds after.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+use super::row;
+use crate::devtools::PythonParticipant;
+use crate::session::meeting_log::MeetingLogOptions;
+use crate::session::{Captioning, MeetingSession};
+use crate::store::Store;
+
+pub async fn summary_after_end(meetings: usize) -> Result<()> {
+    let (server, config, scratch) = super::load::recording_agent_setup("summary").await?;
+    let store = Store::connect(&format!("sqlite:{}", scratch.join("store.db").display())).await?;
+    let captioning = Captioning::from_config(&config)?.context("captions")?;
+    let wav = crate::devtools::fixtures::dir()?.join("captions.wav");
+    let mut waits = Vec::new();
+    for n in 0..meetings.max(1) {
+        let room = format!("bench-summary-{n}");
+        let session = MeetingSession::new(config.audio, Some(captioning.clone())).with_store(
+            store.clone(),
+            MeetingLogOptions {
+                llm: None,
+                ..MeetingLogOptions::from_config(&config)
+            },
+        );
+        let _stop = super::meeting::join_with(&server, &room, "agent-summary", session)?;
+        let mut speaker = PythonParticipant::spawn(
+            &server,
+            &room,
+            "sam",
+            &["--wav", &wav.to_string_lossy(), "--once", "--video", "none"],
+        )?;
+        speaker
+            .wait_for(Duration::from_secs(120), |e| e["event"] == "wav_finished")
+            .await
+            .context("the speaker never finished")?;
+        // The last sentence's final caption, then the end of the meeting.
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        server
+            .room_service("DeleteRoom", &serde_json::json!({ "room": room }))
+            .await?;
+        let ended = Instant::now();
+        let deadline = ended + Duration::from_secs(60);
+        let wait = loop {
+            anyhow::ensure!(Instant::now() < deadline, "{room}: no summary within 60 s");
+            let meetings = store.meetings(Some(&room)).await?;
+            if let Some(m) = meetings.iter().find(|m| m.ended_at_ms.is_some()) {
+                let thread = store.thread(&m.id).await?;
+                if thread.iter().any(|message| message.kind == "summary") {
+                    break ended.elapsed();
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        eprintln!(
+            "{room}: summary in the store {:.2} s after the end",
+            wait.as_secs_f64()
+        );
+        waits.push(wait.as_secs_f64());
+        speaker.stop().await;
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    waits.sort_by(f64::total_cmp);
+    row(
+        "summary_after_end_s",
+        waits[waits.len() / 2],
+        &format!(
+            "s, median of {} meetings: room closed -> summary in the store (extractive)",
+            waits.len()
+        ),
+        "<= 5",
+        &format!("meeting-agent bench summary-after-end --meetings {meetings}"),
+    );
+    Ok(())
+}
