@@ -38,6 +38,15 @@ fi
 for tool in cargo go python3; do
   command -v "$tool" >/dev/null || { log "error: $tool is required (Rust >= 1.95, Go >= 1.26, Python >= 3.10)"; exit 1; }
 done
+# The test command checks formatting and lints: rustfmt and clippy with the toolchain.
+if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+  if command -v rustup >/dev/null; then
+    log "installing rustfmt and clippy (rustup)"
+    rustup component add rustfmt clippy
+  else
+    log "error: cargo fmt and cargo clippy are required (rustup component add rustfmt clippy)"; exit 1
+  fi
+fi
 # Every program the tests, benches and fixtures run, with the package that brings it: a
 # missing one fails here, clearly, instead of as a "No such file" deep inside a test.
 pg_bin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)"

@@ -26,6 +26,9 @@ cmp "$fds" proto/livekit-ffi.fds || { echo "proto/livekit-ffi.fds is stale: run 
 rm -f "$fds"
 bash fixtures/make_fixtures.sh
 cargo build --locked --all-targets
+# Formatting as rustfmt writes it and no clippy warning are part of passing.
+cargo fmt --all -- --check
+cargo clippy --locked --all-targets -- -D warnings
 # End-to-end tests each start their own server and participants; two at a time keeps a
 # 2-core machine responsive enough for real-time media.
 log="$(mktemp)"

@@ -12,8 +12,6 @@ use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::devtools::{LocalLiveKitServer, PythonParticipant};
-use crate::session::recording::Recorder;
-use crate::session::{Captioning, MeetingSession};
 use crate::worker::{Shutdown, Worker, WorkerEvent};
 
 const ROOM: &str = "demo";
@@ -31,6 +29,7 @@ pub async fn run(mut config: Config) -> Result<()> {
     config.agent.name = String::new();
     config.agent.load_threshold = 1.0;
     config.data_dir = data.clone();
+    config.store.enabled = true;
     config.store.url = format!("sqlite:{}", data.join("meeting-agent.db").display());
     config.recording.auto = true;
     config.captions.enabled = true;
@@ -42,15 +41,14 @@ pub async fn run(mut config: Config) -> Result<()> {
         data.display()
     );
 
-    let store = crate::store::Store::connect(&config.store.url).await?;
-    let captioning = Captioning::from_config(&config)?.context("captions did not start")?;
-    let recorder = Recorder::from_config(&config)?.with_store(store.clone());
-    let session = MeetingSession::new(config.audio, Some(captioning))
-        .with_store(
-            store.clone(),
-            crate::session::meeting_log::MeetingLogOptions::from_config(&config),
-        )
-        .with_recorder(recorder.clone());
+    let services = crate::services::Services::build(&config).await?;
+    let store = services.store.clone().context("the store did not start")?;
+    let recorder = services
+        .recorder
+        .clone()
+        .context("recording did not start")?;
+    anyhow::ensure!(services.captioning.is_some(), "captions did not start");
+    let session = services.session();
     let worker = Worker::new(config.clone(), Arc::new(session));
     let mut events = worker.subscribe();
     let (shutdown, shutdown_rx) = watch::channel(Shutdown::Running);

@@ -14,6 +14,7 @@ pub mod media;
 pub mod offline;
 pub mod onnx;
 pub mod recording;
+pub mod services;
 pub mod session;
 pub mod store;
 pub mod summary;

@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use meeting_agent::bench;
 use meeting_agent::config::Config;
 use meeting_agent::livekit::{Engine, token};
-use meeting_agent::session::{Captioning, MeetingSession};
+use meeting_agent::services::Services;
 use meeting_agent::worker::{Shutdown, Worker};
 use tokio::sync::watch;
 
@@ -431,22 +431,15 @@ async fn run_worker(config: Config) -> Result<()> {
     Engine::start(&config.engine.library)?;
     let (shutdown_tx, shutdown_rx) = watch::channel(Shutdown::Running);
     tokio::spawn(forward_signals(shutdown_tx));
-    // One store (one connection pool) for the meetings and the API.
-    let store = connect_store(&config).await?;
-    let recorder = recorder(store.clone(), &config)?;
-    let mut session = with_store(
-        with_backgrounds(
-            MeetingSession::new(config.audio, Captioning::from_config(&config)?),
-            &config,
-        ),
-        store.clone(),
-        &config,
-    );
-    if let Some(recorder) = &recorder {
-        session = session.with_recorder(recorder.clone());
-    }
+    let services = Services::build(&config).await?;
+    services.start_background_jobs();
     if config.api.enabled {
-        let state = meeting_agent::api::ApiState::new(&config, store, recorder);
+        // One store (one connection pool) for the meetings and the API.
+        let state = meeting_agent::api::ApiState::new(
+            &config,
+            services.store.clone(),
+            services.recorder.clone(),
+        );
         let bind = config.api.bind.clone();
         // Bind now, so a taken port is an error at start rather than a log line later.
         let listener = tokio::net::TcpListener::bind(&bind)
@@ -458,7 +451,7 @@ async fn run_worker(config: Config) -> Result<()> {
             }
         });
     }
-    let worker = Worker::new(config, Arc::new(session));
+    let worker = Worker::new(config, Arc::new(services.session()));
     worker.run(shutdown_rx).await.context("worker stopped")
 }
 
@@ -476,19 +469,10 @@ async fn run_join(config: Config, room: &str, identity: &str) -> Result<()> {
         let _ = tokio::signal::ctrl_c().await;
         let _ = terminate_tx.send(true);
     });
-    let store = connect_store(&config).await?;
-    let mut session = with_store(
-        with_backgrounds(
-            MeetingSession::new(config.audio, Captioning::from_config(&config)?),
-            &config,
-        ),
-        store.clone(),
-        &config,
-    );
-    if let Some(recorder) = recorder(store, &config)? {
-        session = session.with_recorder(recorder);
-    }
-    session
+    let services = Services::build(&config).await?;
+    services.start_background_jobs();
+    services
+        .session()
         .run_in_room(&config.ws_url(), &token, terminate_rx)
         .await
         .map_err(|e| anyhow::anyhow!(e))
@@ -576,10 +560,7 @@ async fn offline(command: Command, config: Config) -> Result<()> {
     if let Command::Recordings { action } = command {
         return recordings(action, config).await;
     }
-    let url = config.store_url();
-    let store = meeting_agent::store::Store::connect(&url)
-        .await
-        .with_context(|| format!("messaging store `store.url` = {}", redact_url(&url)))?;
+    let store = meeting_agent::services::connect_store(&config).await?;
     match command {
         Command::Search {
             text,
@@ -653,32 +634,6 @@ async fn offline(command: Command, config: Config) -> Result<()> {
     Ok(())
 }
 
-/// Loads segmentation for virtual backgrounds; without ONNX Runtime or the models the agent runs
-/// on, without them, and says why.
-fn with_backgrounds(session: MeetingSession, config: &Config) -> MeetingSession {
-    if !config.video.virtual_backgrounds {
-        return session;
-    }
-    let session = session.with_background_sources(
-        meeting_agent::video::background_source::SourcePolicy::from_config(config),
-    );
-    let pool = meeting_agent::onnx::environment(&config.video.onnxruntime)
-        .map_err(meeting_agent::video::VbError::from)
-        .and_then(|env| {
-            meeting_agent::video::processor::SegmenterPool::new(
-                env,
-                config.video.models_dir.clone(),
-            )
-        });
-    match pool {
-        Ok(pool) => session.with_virtual_backgrounds(pool),
-        Err(e) => {
-            tracing::error!(error = %e, "virtual backgrounds are unavailable");
-            session
-        }
-    }
-}
-
 async fn process(
     config: &Config,
     store: meeting_agent::store::Store,
@@ -694,19 +649,13 @@ async fn process(
             .unwrap_or("offline")
             .to_string()
     });
-    let c = &config.captions;
-    let model = meeting_agent::captions::WhisperModel::load(&c.model, c.expected_sha256())?;
-    let recognizer = meeting_agent::captions::Recognizer::start(
-        model,
-        meeting_agent::captions::recognizer::RecognizerOptions {
-            language: (!c.language.is_empty()).then(|| c.language.clone()),
-            translate: c.translate,
-            threads: c.threads,
-        },
-    )
-    .map_err(|e| anyhow::anyhow!(e))?;
+    // The live path's recognizer, segmenter and noise suppression, as configured.
+    let captioning = meeting_agent::session::Captioning::from_config(config)?
+        .context("`process` transcribes: captions are off (`captions.enabled = false`)")?;
     eprintln!("transcribing {} participants ...", tracks.len());
-    let (segments, lengths) = meeting_agent::offline::transcribe(&tracks, &recognizer).await?;
+    let (segments, lengths) =
+        meeting_agent::offline::transcribe(&tracks, &captioning, config.audio.noise_suppression)
+            .await?;
     let length_ms = lengths.iter().map(|l| l.1).max().unwrap_or(0);
     let now = meeting_agent::captions::journal::unix_ms() as i64;
     let meeting = meeting_agent::store::Meeting::new(&room, now - length_ms);
@@ -776,198 +725,6 @@ async fn process(
     Ok(())
 }
 
-/// Recording on request (or always, `recording.auto`); recordings a previous process left
-/// in the spool are delivered now, and old ones deleted by the retention job.
-fn recorder(
-    store: Option<meeting_agent::store::Store>,
-    config: &Config,
-) -> Result<Option<meeting_agent::session::recording::Recorder>> {
-    use meeting_agent::session::recording::Recorder;
-    match Recorder::from_config(config) {
-        Ok(recorder) => {
-            let recorder = match store {
-                Some(store) => recorder.with_store(store),
-                None => recorder,
-            };
-            recorder.recover_in_background();
-            recorder.retention_in_background();
-            Ok(Some(recorder))
-        }
-        Err(e) if config.recording.auto => {
-            Err(anyhow::anyhow!(e)).context("recording (`recording.auto` is on)")
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "recording is unavailable");
-            Ok(None)
-        }
-    }
-}
-
-/// Every meeting gets its thread and summary in `store` (when there is one).
-fn with_store(
-    session: MeetingSession,
-    store: Option<meeting_agent::store::Store>,
-    config: &Config,
-) -> MeetingSession {
-    match store {
-        Some(store) => session.with_store(
-            store,
-            meeting_agent::session::meeting_log::MeetingLogOptions::from_config(config),
-        ),
-        None => session,
-    }
-}
-
-/// The messaging store, when enabled.
-async fn connect_store(config: &Config) -> Result<Option<meeting_agent::store::Store>> {
-    if !config.store.enabled {
-        return Ok(None);
-    }
-    let url = config.store_url();
-    let store = meeting_agent::store::Store::connect(&url)
-        .await
-        .with_context(|| format!("messaging store `store.url` = {}", redact_url(&url)))?;
-    Ok(Some(store))
-}
-
-/// A database URL without its secrets, for messages: the password of `user:password@`, and
-/// the values of query parameters (or of a `key=value` connection string's words) whose names
-/// say they are secret (`password`, `sslpassword`, `token`, `api_key`, `secret`, ...).
-fn redact_url(url: &str) -> String {
-    let Some(scheme) = url.find("://").map(|i| i + 3) else {
-        return match url.split_once('?') {
-            Some((base, query)) => format!("{base}?{}", redact_query(query)),
-            None if url.contains('=') => redact_words(url),
-            None => url.to_string(),
-        };
-    };
-    let rest = &url[scheme..];
-    // The credentials end at the last `@` (a password may hold `/`, `?` or `#` unencoded),
-    // unless what comes before it looks like a query (`?email=a@b`): then at the last `@`
-    // of the authority.
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let at = rest
-        .rfind('@')
-        .filter(|&at| !rest[..at].contains('='))
-        .or_else(|| rest[..authority_end].rfind('@'));
-    let (userinfo, after) = match at {
-        Some(at) => (
-            match rest[..at].split_once(':') {
-                Some((user, _)) => format!("{user}:***@"),
-                None => format!("{}@", &rest[..at]),
-            },
-            &rest[at + 1..],
-        ),
-        None => (String::new(), rest),
-    };
-    let after = match after.split_once('?') {
-        Some((path, query)) => format!("{path}?{}", redact_query(query)),
-        None => after.to_string(),
-    };
-    format!("{}{userinfo}{after}", &url[..scheme])
-}
-
-/// Whether a parameter's name says its value is a secret.
-fn is_secret_parameter(name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
-    [
-        "password",
-        "passwd",
-        "pwd",
-        "pass",
-        "secret",
-        "token",
-        "key",
-        "credential",
-        "auth",
-        "signature",
-    ]
-    .iter()
-    .any(|s| name.contains(s))
-}
-
-/// A query string (and fragment) with secret parameters' values replaced by `***`.
-fn redact_query(query: &str) -> String {
-    let (query, fragment) = match query.split_once('#') {
-        Some((q, f)) => (q, Some(f)),
-        None => (query, None),
-    };
-    let mut out = query
-        .split('&')
-        .map(|pair| match pair.split_once('=') {
-            Some((name, _)) if is_secret_parameter(name) => format!("{name}=***"),
-            _ => pair.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join("&");
-    if let Some(fragment) = fragment {
-        out.push('#');
-        out.push_str(fragment);
-    }
-    out
-}
-
-/// A libpq-style `key=value key='quoted value'` string with secret values replaced by `***`.
-fn redact_words(conninfo: &str) -> String {
-    let mut out = String::with_capacity(conninfo.len());
-    let mut chars = conninfo.chars().peekable();
-    while let Some(&c) = chars.peek() {
-        if c.is_whitespace() {
-            out.push(c);
-            chars.next();
-            continue;
-        }
-        let mut name = String::new();
-        while let Some(&c) = chars.peek() {
-            if c == '=' || c.is_whitespace() {
-                break;
-            }
-            name.push(c);
-            chars.next();
-        }
-        out.push_str(&name);
-        // Spaces may surround `=`.
-        while chars.peek().is_some_and(|c| c.is_whitespace()) {
-            out.push(chars.next().unwrap_or(' '));
-        }
-        if chars.peek() != Some(&'=') {
-            continue;
-        }
-        out.push('=');
-        chars.next();
-        while chars.peek().is_some_and(|c| c.is_whitespace()) {
-            out.push(chars.next().unwrap_or(' '));
-        }
-        let mut value = String::new();
-        if chars.peek() == Some(&'\'') {
-            value.push('\'');
-            chars.next();
-            while let Some(c) = chars.next() {
-                value.push(c);
-                match c {
-                    '\\' => value.extend(chars.next()),
-                    '\'' => break,
-                    _ => {}
-                }
-            }
-        } else {
-            while let Some(&c) = chars.peek() {
-                if c.is_whitespace() {
-                    break;
-                }
-                value.push(c);
-                chars.next();
-            }
-        }
-        if is_secret_parameter(&name) {
-            out.push_str("***");
-        } else {
-            out.push_str(&value);
-        }
-    }
-    out
-}
-
 /// First SIGTERM/SIGINT drains, the second terminates running jobs.
 async fn forward_signals(shutdown: watch::Sender<Shutdown>) {
     use tokio::signal::unix::{SignalKind, signal};
@@ -984,61 +741,5 @@ async fn forward_signals(shutdown: watch::Sender<Shutdown>) {
             _ = int.recv() => {}
         }
         let _ = shutdown.send(level);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn redact_url_hides_passwords_and_secret_parameters() {
-        let cases = [
-            (
-                "postgres://agent:s3cret@db.example:5432/meetings",
-                "postgres://agent:***@db.example:5432/meetings",
-            ),
-            (
-                "postgres://db.example/meetings?user=agent&password=s3cret&sslmode=require",
-                "postgres://db.example/meetings?user=agent&password=***&sslmode=require",
-            ),
-            (
-                "postgres://agent:pw@db/m?sslpassword=s3cret&sslmode=verify-full&Token=s3cret#x",
-                "postgres://agent:***@db/m?sslpassword=***&sslmode=verify-full&Token=***#x",
-            ),
-            (
-                "postgres:///m?host=/run/pg&api_key=s3cret&secret=s3cret&access_token=s3cret",
-                "postgres:///m?host=/run/pg&api_key=***&secret=***&access_token=***",
-            ),
-            // A raw `@`, `/` or `?` in the password.
-            (
-                "postgres://agent:p@ss/w?rd@db/m",
-                "postgres://agent:***@db/m",
-            ),
-            // An `@` in a query value is not a password's end.
-            (
-                "postgres://agent:s3cret@db/m?application_name=a@b",
-                "postgres://agent:***@db/m?application_name=a@b",
-            ),
-            (
-                "sqlite:/var/lib/agent/store.db?mode=rwc&key=s3cret",
-                "sqlite:/var/lib/agent/store.db?mode=rwc&key=***",
-            ),
-            (
-                "host=db user=agent password=s3cret dbname=m",
-                "host=db user=agent password=*** dbname=m",
-            ),
-            (
-                "host=db password = 'se cr3t \\' s3cret' sslpassword=s3cret dbname=m",
-                "host=db password = *** sslpassword=*** dbname=m",
-            ),
-            ("postgres://agent@db/m", "postgres://agent@db/m"),
-            ("sqlite::memory:", "sqlite::memory:"),
-        ];
-        for (url, redacted) in cases {
-            let out = redact_url(url);
-            assert_eq!(out, redacted, "{url}");
-            assert!(!out.contains("s3cret") && !out.contains("cr3t"), "{out}");
-        }
     }
 }

@@ -90,15 +90,21 @@ pub fn media(dir: &Path) -> Result<Vec<crate::recording::offline::ParticipantMed
 /// An utterance: 16 kHz audio, start and end (ms into the track), mean voice probability.
 pub type Utterance = (Vec<f32>, u64, u64, f32);
 
-/// The track's utterances as the live pipeline cuts them, and its length in ms.
-pub fn utterances(track: &Track) -> Result<(Vec<Utterance>, i64)> {
+/// The track's utterances as the live pipeline cuts them (denoised when `denoise`, as
+/// `audio.noise_suppression` says for live microphones), and its length in ms.
+pub fn utterances(
+    track: &Track,
+    denoise: bool,
+    segmenter: &SegmenterConfig,
+) -> Result<(Vec<Utterance>, i64)> {
     let (samples, rate, channels) = read_i16(&track.path)
         .map_err(|e| anyhow::anyhow!(e))
         .with_context(|| format!("cannot read {}", track.path.display()))?;
-    let mut denoiser = Denoiser::new(true);
+    let mut denoiser = Denoiser::new(denoise);
+    // Finals only: nobody reads interims of a file.
     let mut segmenter = Segmenter::new(SegmenterConfig {
         interim_every_ms: u32::MAX,
-        ..Default::default()
+        ..segmenter.clone()
     });
     let mut out = Vec::new();
     let step = (rate as usize / 100).max(1) * channels.max(1) as usize;
@@ -136,15 +142,18 @@ pub fn utterances(track: &Track) -> Result<(Vec<Utterance>, i64)> {
     Ok((out, length_ms))
 }
 
-/// Transcribes every track; segments in spoken order, and each participant's length.
+/// Transcribes every track with the live path's recognizer and segmenter settings (and its
+/// noise suppression when `denoise`); segments in spoken order, and each participant's length.
 pub async fn transcribe(
     tracks: &[Track],
-    recognizer: &Recognizer,
+    captioning: &crate::session::Captioning,
+    denoise: bool,
 ) -> Result<(Vec<Segment>, Vec<(String, i64)>)> {
+    let recognizer: &Recognizer = &captioning.recognizer;
     let mut segments = Vec::new();
     let mut lengths = Vec::new();
     for track in tracks {
-        let (pieces, length_ms) = utterances(track)?;
+        let (pieces, length_ms) = utterances(track, denoise, &captioning.segmenter)?;
         lengths.push((track.identity.clone(), length_ms));
         for (i, (audio, start_ms, end_ms, voice)) in pieces.into_iter().enumerate() {
             let seconds = (end_ms - start_ms) as f32 / 1000.0;

@@ -293,6 +293,8 @@ fn process_runs_the_pipelines_over_recordings() {
     );
     let out = agent()
         .args(["process", dir.to_str().unwrap()])
+        // `process` runs captions as configured: on here.
+        .env("MEETING_AGENT_CAPTIONS", "true")
         .env("MEETING_AGENT_DATABASE_URL", &url)
         .output()
         .unwrap();
@@ -383,6 +385,7 @@ fn process_with_microphones_only_writes_a_playable_recording() {
     let (out_path, err_path) = (dir.with_extension("out"), dir.with_extension("err"));
     let mut child = agent()
         .args(["process", dir.to_str().unwrap()])
+        .env("MEETING_AGENT_CAPTIONS", "true")
         .env("MEETING_AGENT_DATABASE_URL", &url)
         .stdout(std::fs::File::create(&out_path).unwrap())
         .stderr(std::fs::File::create(&err_path).unwrap())

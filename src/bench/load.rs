@@ -15,8 +15,6 @@ use super::row;
 use crate::captions::journal::Journal;
 use crate::devtools::process_stats::rss_bytes;
 use crate::devtools::{LocalLiveKitServer, PythonParticipant};
-use crate::session::recording::Recorder;
-use crate::session::{Captioning, MeetingSession};
 use crate::worker::{Shutdown, Worker, WorkerEvent};
 
 /// What a load run saw.
@@ -93,10 +91,15 @@ pub async fn rooms_until_full(max_rooms: usize, settle_secs: u64) -> Result<Load
     let (server, mut config, data) = recording_agent_setup("load").await?;
     config.agent.status_interval_secs = 1.0;
     config.validate()?;
-    let captioning = Captioning::from_config(&config)?.context("captions")?;
-    let stats = captioning.recognizer.stats.clone();
-    let session = MeetingSession::new(config.audio, Some(captioning))
-        .with_recorder(Recorder::from_config(&config)?);
+    let services = crate::services::Services::build(&config).await?;
+    let stats = services
+        .captioning
+        .as_ref()
+        .context("captions")?
+        .recognizer
+        .stats
+        .clone();
+    let session = services.session();
     let mut reports = session.subscribe();
     let worker = Worker::new(config.clone(), Arc::new(session));
     let mut events = worker.subscribe();

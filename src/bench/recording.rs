@@ -409,14 +409,14 @@ pub fn drift(minutes: u64) -> Result<()> {
 /// keeps the machine busy. The offsets are read back from the stored file.
 pub async fn live_sync(seconds: u64, load_room: bool) -> Result<()> {
     use crate::devtools::PythonParticipant;
-    use crate::session::recording::Recorder;
-    use crate::session::{Captioning, MeetingSession};
     use crate::worker::{Shutdown, Worker};
     let (server, config, data) = super::load::recording_agent_setup("sync").await?;
-    let recorder = Recorder::from_config(&config)?;
-    let session = MeetingSession::new(config.audio, Captioning::from_config(&config)?)
-        .with_recorder(recorder.clone());
-    let worker = Worker::new(config.clone(), std::sync::Arc::new(session));
+    let services = crate::services::Services::build(&config).await?;
+    let recorder = services
+        .recorder
+        .clone()
+        .context("recording did not start")?;
+    let worker = Worker::new(config.clone(), std::sync::Arc::new(services.session()));
     let (shutdown, rx) = tokio::sync::watch::channel(Shutdown::Running);
     let task = tokio::spawn(worker.run(rx));
     let mut load = Vec::new();

@@ -9,26 +9,22 @@ use anyhow::{Context, Result};
 
 use super::row;
 use crate::devtools::PythonParticipant;
-use crate::session::meeting_log::MeetingLogOptions;
-use crate::session::{Captioning, MeetingSession};
-use crate::store::Store;
 
 pub async fn summary_after_end(meetings: usize) -> Result<()> {
     let (server, config, scratch) = super::load::recording_agent_setup("summary").await?;
-    let store = Store::connect(&format!("sqlite:{}", scratch.join("store.db").display())).await?;
-    let captioning = Captioning::from_config(&config)?.context("captions")?;
+    // The whole product as configured by default (recording every room too), with the store
+    // in the scratch folder and the extractive summary.
+    let mut config = config;
+    config.store.enabled = true;
+    config.store.url = format!("sqlite:{}", scratch.join("store.db").display());
+    config.summary = Default::default();
+    let services = crate::services::Services::build(&config).await?;
+    let store = services.store.clone().context("the store did not start")?;
     let wav = crate::devtools::fixtures::dir()?.join("captions.wav");
     let mut waits = Vec::new();
     for n in 0..meetings.max(1) {
         let room = format!("bench-summary-{n}");
-        let session = MeetingSession::new(config.audio, Some(captioning.clone())).with_store(
-            store.clone(),
-            MeetingLogOptions {
-                llm: None,
-                ..MeetingLogOptions::from_config(&config)
-            },
-        );
-        let _stop = super::meeting::join_with(&server, &room, "agent-summary", session)?;
+        let _stop = super::meeting::join_with(&server, &room, "agent-summary", services.session())?;
         let mut speaker = PythonParticipant::spawn(
             &server,
             &room,
@@ -41,10 +37,10 @@ pub async fn summary_after_end(meetings: usize) -> Result<()> {
             .context("the speaker never finished")?;
         // The last sentence's final caption, then the end of the meeting.
         tokio::time::sleep(Duration::from_secs(4)).await;
+        let ended = Instant::now();
         server
             .room_service("DeleteRoom", &serde_json::json!({ "room": room }))
             .await?;
-        let ended = Instant::now();
         let deadline = ended + Duration::from_secs(60);
         let wait = loop {
             anyhow::ensure!(Instant::now() < deadline, "{room}: no summary within 60 s");

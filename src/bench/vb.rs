@@ -90,18 +90,18 @@ pub async fn vb_latency(seconds: u64, load_room: bool) -> Result<()> {
 
     use crate::devtools::PythonParticipant;
     use crate::session::camera::{VB_FRAMES, VB_FRAMES_SKIPPED, VB_LATENCY};
-    use crate::session::{Captioning, MeetingSession};
 
     let (server, config, scratch) = super::load::recording_agent_setup("vb-latency").await?;
-    let env = crate::onnx::environment(&config.video.onnxruntime)?;
-    let pool = SegmenterPool::new(env, config.video.models_dir.clone())?;
-    let session = MeetingSession::new(config.audio, None).with_virtual_backgrounds(pool);
+    // The whole product (captions, noise suppression, recording of every room, the store).
+    let services = crate::services::Services::build(&config).await?;
+    anyhow::ensure!(
+        services.backgrounds.is_some(),
+        "virtual backgrounds did not start"
+    );
+    let session = services.session();
     let mut load = None;
     if load_room {
-        let captioning = Captioning::from_config(&config)?.context("captions")?;
-        let loaded = MeetingSession::new(config.audio, Some(captioning))
-            .with_recorder(crate::session::recording::Recorder::from_config(&config)?);
-        let stop = super::meeting::join_with(&server, "bench-load", "agent-load", loaded)?;
+        let stop = super::meeting::join_with(&server, "bench-load", "agent-load", session.clone())?;
         let speech = crate::devtools::fixtures::dir()?.join("wer-set.wav");
         let people = super::load::speaking_room(&server, "bench-load", &speech)?;
         load = Some((stop, people));

@@ -11,6 +11,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use thiserror::Error;
 
 pub mod recordings;
+pub mod redact;
 pub mod schema;
 pub mod search;
 

@@ -1,0 +1,135 @@
+//! The composition root: every service a command runs, built from the configuration in one
+//! place, so the worker, `join`, the demo, `process` and the benchmarks run the same product
+//! with the same settings. Optional parts that cannot start here (virtual backgrounds without
+//! ONNX Runtime, recording without its GStreamer plug-ins) are logged and left out; a part the
+//! configuration insists on (`recording.auto`) is an error.
+
+use std::sync::Arc;
+
+use thiserror::Error;
+
+use crate::config::Config;
+use crate::session::meeting_log::MeetingLogOptions;
+use crate::session::recording::Recorder;
+use crate::session::{Captioning, MeetingSession};
+use crate::store::Store;
+use crate::video::background_source::SourcePolicy;
+use crate::video::processor::SegmenterPool;
+
+#[derive(Debug, Error)]
+pub enum ServicesError {
+    #[error("messaging store `store.url` = {url}: {source}")]
+    Store {
+        /// Without its secrets.
+        url: String,
+        source: crate::store::StoreError,
+    },
+    #[error("captions: {0}")]
+    Captions(#[from] crate::captions::ModelError),
+    #[error("recording (`recording.auto` is on): {0}")]
+    Recording(#[from] crate::recording::RecordingError),
+}
+
+/// What a command runs: built once, shared by every room.
+#[derive(Clone)]
+pub struct Services {
+    pub config: Config,
+    /// The messaging store (`store.enabled`).
+    pub store: Option<Store>,
+    /// The recognizer for the whole process (`captions.enabled`).
+    pub captioning: Option<Captioning>,
+    /// Composite recording, when GStreamer and its graphs are there.
+    pub recorder: Option<Recorder>,
+    /// Segmentation for virtual backgrounds (`video.virtual_backgrounds`), when ONNX Runtime
+    /// and the models are there.
+    pub backgrounds: Option<Arc<SegmenterPool>>,
+}
+
+impl Services {
+    /// Everything `config` enables.
+    pub async fn build(config: &Config) -> Result<Self, ServicesError> {
+        let store = if config.store.enabled {
+            Some(connect_store(config).await?)
+        } else {
+            None
+        };
+        Ok(Self {
+            store: store.clone(),
+            captioning: Captioning::from_config(config)?,
+            recorder: recorder(config, store)?,
+            backgrounds: backgrounds(config),
+            config: config.clone(),
+        })
+    }
+
+    /// A long-running process's background work: recordings a previous process left in the
+    /// spool are delivered, old ones deleted by the retention job.
+    pub fn start_background_jobs(&self) {
+        if let Some(recorder) = &self.recorder {
+            recorder.recover_in_background();
+            recorder.retention_in_background();
+        }
+    }
+
+    /// The job every room gets: the session with each service there is.
+    pub fn session(&self) -> MeetingSession {
+        let config = &self.config;
+        let mut session = MeetingSession::new(config.audio, self.captioning.clone());
+        if let Some(pool) = &self.backgrounds {
+            session = session
+                .with_background_sources(SourcePolicy::from_config(config))
+                .with_virtual_backgrounds(pool.clone());
+        }
+        if let Some(store) = &self.store {
+            session = session.with_store(store.clone(), MeetingLogOptions::from_config(config));
+        }
+        if let Some(recorder) = &self.recorder {
+            session = session.with_recorder(recorder.clone());
+        }
+        session
+    }
+}
+
+/// The store at `store.url` (SQLite by default), whatever `store.enabled` says.
+pub async fn connect_store(config: &Config) -> Result<Store, ServicesError> {
+    let url = config.store_url();
+    Store::connect(&url)
+        .await
+        .map_err(|source| ServicesError::Store {
+            url: crate::store::redact::redact_url(&url),
+            source,
+        })
+}
+
+/// Recording on request (or always, `recording.auto`), posting into `store`'s threads.
+fn recorder(config: &Config, store: Option<Store>) -> Result<Option<Recorder>, ServicesError> {
+    match Recorder::from_config(config) {
+        Ok(recorder) => Ok(Some(match store {
+            Some(store) => recorder.with_store(store),
+            None => recorder,
+        })),
+        Err(e) if config.recording.auto => Err(e.into()),
+        Err(e) => {
+            tracing::error!(error = %e, "recording is unavailable");
+            Ok(None)
+        }
+    }
+}
+
+/// Segmentation for virtual backgrounds; without ONNX Runtime or the models the agent runs
+/// without them, and says why.
+fn backgrounds(config: &Config) -> Option<Arc<SegmenterPool>> {
+    if !config.video.virtual_backgrounds {
+        return None;
+    }
+    let pool = crate::onnx::environment(&config.video.onnxruntime)
+        .map_err(crate::video::VbError::from)
+        .and_then(|env| SegmenterPool::new(env, config.video.models_dir.clone()));
+    match pool {
+        Ok(pool) => Some(pool),
+        Err(e) => {
+            tracing::error!(error = %e, "virtual backgrounds are unavailable");
+            None
+        }
+    }
+}
