@@ -89,16 +89,12 @@ pub async fn run(mut config: Config) -> Result<()> {
             .await;
         match event {
             Some(e) if e["event"] == "wav_finished" => break,
-            Some(e) => {
-                let is_final = e["attributes"]["lk.transcription_final"] == "true";
-                if is_final {
-                    println!(
-                        "  [caption] {}: {}",
-                        e["identity"].as_str().unwrap_or("?"),
-                        e["text"].as_str().unwrap_or("")
-                    );
-                }
-            }
+            Some(e) if crate::devtools::participant::is_final_caption(&e) => println!(
+                "  [caption] {}: {}",
+                e["identity"].as_str().unwrap_or("?"),
+                e["text"].as_str().unwrap_or("")
+            ),
+            Some(_) => {}
             None if Instant::now() > deadline => anyhow::bail!("the demo speech never finished"),
             None => {}
         }
@@ -108,11 +104,10 @@ pub async fn run(mut config: Config) -> Result<()> {
     let give_up = Instant::now() + Duration::from_secs(40);
     while Instant::now() < give_up {
         let next = alice
-            .wait_for(Duration::from_secs(8), |e| {
-                e["event"] == "text_stream"
-                    && e["topic"] == "lk.transcription"
-                    && e["attributes"]["lk.transcription_final"] == "true"
-            })
+            .wait_for(
+                Duration::from_secs(8),
+                crate::devtools::participant::is_final_caption,
+            )
             .await;
         let Some(e) = next else { break };
         println!(

@@ -12,6 +12,7 @@ use meeting_agent::audio::wav::write_i16;
 use meeting_agent::captions::journal::Journal;
 use meeting_agent::captions::wer::word_error_rate;
 use meeting_agent::config::Config;
+use meeting_agent::devtools::participant::is_final_caption;
 use meeting_agent::devtools::{LocalLiveKitServer, PythonParticipant};
 use meeting_agent::session::{Captioning, MeetingSession};
 
@@ -86,11 +87,7 @@ async fn final_captions(
     let deadline = tokio::time::Instant::now() + within;
     while finals.len() < want && tokio::time::Instant::now() < deadline {
         if let Some(ev) = listener
-            .wait_for(Duration::from_secs(2), |e| {
-                e["event"] == "text_stream"
-                    && e["topic"] == "lk.transcription"
-                    && e["attributes"]["lk.transcription_final"] == "true"
-            })
+            .wait_for(Duration::from_secs(2), is_final_caption)
             .await
         {
             finals.push(ev);
@@ -380,9 +377,7 @@ async fn two_speakers_taking_turns_are_each_captioned_under_their_own_name() {
     while heard.values().map(Vec::len).sum::<usize>() < 6 && tokio::time::Instant::now() < deadline
     {
         let Some(ev) = listener
-            .wait_for(Duration::from_secs(5), |e| {
-                e["event"] == "text_stream" && e["attributes"]["lk.transcription_final"] == "true"
-            })
+            .wait_for(Duration::from_secs(5), is_final_caption)
             .await
         else {
             continue;
@@ -445,9 +440,7 @@ async fn a_speaker_leaving_mid_sentence_is_closed_cleanly_and_captions_go_on() {
 
     // Whatever was said is finalised (or dropped) promptly; nothing hangs.
     let partial = listener
-        .wait_for(Duration::from_secs(8), |e| {
-            e["event"] == "text_stream" && e["attributes"]["lk.transcription_final"] == "true"
-        })
+        .wait_for(Duration::from_secs(8), is_final_caption)
         .await;
     if let Some(p) = &partial {
         assert_eq!(p["identity"], "quinn");
@@ -466,9 +459,7 @@ async fn a_speaker_leaving_mid_sentence_is_closed_cleanly_and_captions_go_on() {
         .unwrap();
     let later = listener
         .wait_for(Duration::from_secs(30), |e| {
-            e["event"] == "text_stream"
-                && e["identity"] == "nora"
-                && e["attributes"]["lk.transcription_final"] == "true"
+            is_final_caption(e) && e["identity"] == "nora"
         })
         .await;
     assert!(
@@ -610,10 +601,7 @@ async fn captions_follow_the_language_the_room_and_each_participant_ask_for() {
     while !complete(&heard) && tokio::time::Instant::now() < deadline {
         let Some(ev) = listener
             .wait_for(Duration::from_secs(2), |e| {
-                (e["event"] == "text_stream"
-                    && e["topic"] == "lk.transcription"
-                    && e["attributes"]["lk.transcription_final"] == "true")
-                    || e["event"] == "transcription"
+                is_final_caption(e) || e["event"] == "transcription"
             })
             .await
         else {

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use meeting_agent::config::Config;
+use meeting_agent::devtools::participant::is_final_caption;
 use meeting_agent::devtools::process_stats::rss_bytes;
 use meeting_agent::devtools::{LocalLiveKitServer, PythonParticipant};
 use meeting_agent::livekit::{ConnectOptions, Room, TrackSource};
@@ -143,11 +144,7 @@ fn collect_finals(
         let mut finals = Vec::new();
         while !stop.load(Ordering::SeqCst) {
             if let Some(ev) = p
-                .wait_for(Duration::from_millis(500), |e| {
-                    e["event"] == "text_stream"
-                        && e["topic"] == "lk.transcription"
-                        && e["attributes"]["lk.transcription_final"] == "true"
-                })
+                .wait_for(Duration::from_millis(500), is_final_caption)
                 .await
             {
                 let who = ev["identity"].as_str().unwrap_or_default().to_string();

@@ -12,6 +12,14 @@ use tokio::sync::mpsc;
 
 use super::LocalLiveKitServer;
 
+/// Whether a participant's event is a final caption: an `lk.transcription` text stream marked
+/// final, as LiveKit clients read them.
+pub fn is_final_caption(event: &Value) -> bool {
+    event["event"] == "text_stream"
+        && event["topic"] == "lk.transcription"
+        && event["attributes"]["lk.transcription_final"] == "true"
+}
+
 /// The venv that set-up creates (LiveKit Python SDK, numpy).
 pub fn python() -> PathBuf {
     std::env::var_os("MEETING_AGENT_PYTHON")
