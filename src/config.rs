@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -97,7 +97,7 @@ pub struct EngineConfig {
 impl Default for EngineConfig {
     fn default() -> Self {
         Self {
-            library: crate::livekit::library::default_library_path(),
+            library: crate::paths::engine_library(),
         }
     }
 }
@@ -299,7 +299,7 @@ pub struct RecordingConfig {
     /// Record every meeting from its start. Otherwise rooms switch recording on and off with
     /// `{"recording.enabled": true}` in their metadata (or the control API).
     pub auto: bool,
-    pub layout: crate::recording::Layout,
+    pub layout: Layout,
     pub width: u32,
     pub height: u32,
     pub fps: u32,
@@ -309,7 +309,7 @@ pub struct RecordingConfig {
     /// Empty: `<data_dir>/recordings`.
     pub dir: PathBuf,
     /// `local` (the default) or `s3`.
-    pub storage: crate::recording::StorageKind,
+    pub storage: StorageKind,
     pub s3: S3Config,
     /// Lifetime of presigned playback links.
     pub link_expiry_secs: u64,
@@ -334,14 +334,14 @@ impl Default for RecordingConfig {
     fn default() -> Self {
         Self {
             auto: false,
-            layout: crate::recording::Layout::Grid,
+            layout: Layout::Grid,
             width: 1280,
             height: 720,
             fps: 30,
             video_bitrate_kbps: 2500,
             audio_bitrate_kbps: 128,
             dir: PathBuf::new(),
-            storage: crate::recording::StorageKind::Local,
+            storage: StorageKind::Local,
             s3: S3Config::default(),
             link_expiry_secs: 3600,
             retention_days: 0,
@@ -406,7 +406,7 @@ impl Default for S3Config {
 #[serde(deny_unknown_fields, default)]
 pub struct SummaryConfig {
     /// `extractive`, `openai` (any OpenAI-compatible chat-completions API) or `gemini`.
-    pub backend: crate::summary::llm::Backend,
+    pub backend: SummaryBackend,
     /// e.g. `https://api.openai.com/v1` or `https://generativelanguage.googleapis.com/v1beta`.
     pub endpoint: String,
     pub model: String,
@@ -419,27 +419,12 @@ pub struct SummaryConfig {
 impl Default for SummaryConfig {
     fn default() -> Self {
         Self {
-            backend: crate::summary::llm::Backend::Extractive,
+            backend: SummaryBackend::Extractive,
             endpoint: String::new(),
             model: String::new(),
             api_key: String::new(),
             timeout_secs: 30,
         }
-    }
-}
-
-impl SummaryConfig {
-    /// The model to ask, when one is configured.
-    pub fn llm(&self) -> Option<crate::summary::llm::LlmConfig> {
-        (self.backend != crate::summary::llm::Backend::Extractive).then(|| {
-            crate::summary::llm::LlmConfig {
-                backend: self.backend.clone(),
-                endpoint: self.endpoint.clone(),
-                model: self.model.clone(),
-                api_key: self.api_key.clone(),
-                timeout: std::time::Duration::from_secs(self.timeout_secs),
-            }
-        })
     }
 }
 
@@ -742,7 +727,7 @@ impl Config {
                 );
             }
         }
-        if self.summary.backend != crate::summary::llm::Backend::Extractive {
+        if self.summary.backend != SummaryBackend::Extractive {
             if !self.summary.endpoint.starts_with("http://")
                 && !self.summary.endpoint.starts_with("https://")
             {
@@ -819,7 +804,7 @@ impl Config {
                 "must be between 1 and 604800 (S3's limit of 7 days)",
             );
         }
-        if r.storage == crate::recording::StorageKind::S3 {
+        if r.storage == StorageKind::S3 {
             let s3 = &r.s3;
             if !s3.endpoint.starts_with("http://") && !s3.endpoint.starts_with("https://") {
                 return invalid(
@@ -897,15 +882,7 @@ pub fn to_ws_url(url: &str) -> String {
 
 /// Where slow-to-make artefacts live (FFI library, tools, models): `MEETING_AGENT_CACHE` or
 /// `~/.cache/meeting-agent`.
-pub fn cache_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("MEETING_AGENT_CACHE") {
-        return PathBuf::from(dir);
-    }
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("."));
-    home.join(".cache").join("meeting-agent")
-}
+pub use crate::paths::cache_dir;
 
 impl Config {
     /// The store's URL with its default filled in.
@@ -927,6 +904,62 @@ pub fn onnxruntime_library() -> PathBuf {
     std::env::var_os("ORT_DYLIB_PATH")
         .map(PathBuf::from)
         .unwrap_or_else(|| cache_dir().join("onnxruntime").join("libonnxruntime.so"))
+}
+
+// Plain-data enums of the configuration; the features re-export them.
+
+/// How participants are arranged. A screen share, while one is on, always takes the
+/// `screen-share` arrangement: that is what a meeting's viewers look at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Layout {
+    /// Everyone in equal tiles.
+    #[default]
+    Grid,
+    /// The active speaker large, the others in a strip below.
+    Speaker,
+    /// The shared screen large, cameras in a strip below.
+    ScreenShare,
+}
+
+impl Layout {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Grid => "grid",
+            Self::Speaker => "speaker",
+            Self::ScreenShare => "screen-share",
+        }
+    }
+}
+
+/// Where finished recordings are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageKind {
+    #[default]
+    Local,
+    S3,
+}
+
+impl StorageKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Local => "local",
+            Self::S3 => "s3",
+        }
+    }
+}
+
+/// Who writes a meeting's key points.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SummaryBackend {
+    /// Offline, no key.
+    Extractive,
+    /// `POST {endpoint}/chat/completions` with `Authorization: Bearer KEY`.
+    OpenAi,
+    /// `POST {endpoint}/models/{model}:generateContent` with `x-goog-api-key: KEY`.
+    Gemini,
 }
 
 #[cfg(test)]
@@ -1047,7 +1080,7 @@ mod tests {
         c.store.url = "mysql://db".into();
         assert!(problem(c).contains("store.url"));
         let mut c = ok();
-        c.summary.backend = crate::summary::llm::Backend::OpenAi;
+        c.summary.backend = SummaryBackend::OpenAi;
         c.summary.endpoint = "https://llm.example/v1".into();
         c.summary.model = "m".into();
         assert!(problem(c).contains("summary.api_key"));

@@ -13,6 +13,8 @@ pub mod livekit;
 pub mod media;
 pub mod offline;
 pub mod onnx;
+pub mod paths;
+pub mod protocol;
 pub mod recording;
 pub mod services;
 pub mod session;

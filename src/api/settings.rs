@@ -20,9 +20,10 @@ use super::auth::Caller;
 use super::{ApiError, ApiState, err, room_allowed};
 use crate::captions::CaptionLanguage;
 use crate::livekit::room_service::RoomServiceError;
-use crate::session::camera::{VB_BLUR, VB_IMAGE, VB_MODE};
-use crate::session::controls::{CAPTIONS_ENABLED, CAPTIONS_LANGUAGE, NS_CLEAN_TRACK, NS_ENABLED};
-use crate::session::recording::RECORDING_SWITCH;
+use crate::protocol::{
+    CAPTIONS_ENABLED, CAPTIONS_LANGUAGE, NS_CLEAN_TRACK, NS_ENABLED, RECORDING_SWITCH, VB_BLUR,
+    VB_IMAGE, VB_MODE,
+};
 use crate::video::background_source::{SourcePolicy, is_upload_file_name, upload_id};
 
 /// Switches a room's metadata may carry.

@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, watch};
 use crate::livekit::proto::TranscriptionSegment;
 use crate::livekit::room::ConnectionState;
 use crate::livekit::{Room, RoomError};
+use crate::protocol;
 
 /// How long a final caption that failed waits for its room to come back, all tries included.
 pub const RESEND_WINDOW: Duration = Duration::from_secs(30);
@@ -36,7 +37,7 @@ const FIRST_PAUSE: Duration = Duration::from_millis(250);
 
 static RESENDING: AtomicUsize = AtomicUsize::new(0);
 
-pub const TOPIC: &str = "lk.transcription";
+pub use crate::protocol::TRANSCRIPTION_TOPIC as TOPIC;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Caption {
@@ -199,9 +200,9 @@ where
 
 async fn publish_to_room(room: &Room, caption: &Caption) -> Result<(), RoomError> {
     let attributes: HashMap<String, String> = [
-        ("lk.transcribed_track_id", caption.track_sid.clone()),
-        ("lk.segment_id", caption.segment_id.clone()),
-        ("lk.transcription_final", caption.is_final.to_string()),
+        (protocol::TRANSCRIBED_TRACK_ID, caption.track_sid.clone()),
+        (protocol::SEGMENT_ID, caption.segment_id.clone()),
+        (protocol::TRANSCRIPTION_FINAL, caption.is_final.to_string()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))

@@ -8,7 +8,7 @@ use thiserror::Error;
 
 /// The wheel version the committed descriptor set was generated from.
 pub const PINNED_WHEEL: &str = "livekit==1.2.1";
-pub const LIBRARY_FILE: &str = "liblivekit_ffi.so";
+pub use crate::paths::ENGINE_LIBRARY_FILE as LIBRARY_FILE;
 
 pub type EventCallback = extern "C" fn(*const u8, usize);
 
@@ -116,10 +116,5 @@ impl FfiLibrary {
 /// Where the library is looked for: `LIVEKIT_LIB_PATH` (the variable LiveKit's Python SDK
 /// reads), else the set-up cache.
 pub fn default_library_path() -> PathBuf {
-    if let Some(p) = std::env::var_os("LIVEKIT_LIB_PATH") {
-        return PathBuf::from(p);
-    }
-    crate::config::cache_dir()
-        .join("livekit-ffi")
-        .join(LIBRARY_FILE)
+    crate::paths::engine_library()
 }

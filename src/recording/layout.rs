@@ -1,31 +1,7 @@
 //! Where each video goes on the recording's canvas, and which participant counts as the
 //! active speaker. Pure logic: the pipeline applies the rectangles to compositor pads.
 
-use serde::{Deserialize, Serialize};
-
-/// How participants are arranged. A screen share, while one is on, always takes the
-/// `screen-share` arrangement: that is what a meeting's viewers look at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Layout {
-    /// Everyone in equal tiles.
-    #[default]
-    Grid,
-    /// The active speaker large, the others in a strip below.
-    Speaker,
-    /// The shared screen large, cameras in a strip below.
-    ScreenShare,
-}
-
-impl Layout {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Grid => "grid",
-            Self::Speaker => "speaker",
-            Self::ScreenShare => "screen-share",
-        }
-    }
-}
+pub use crate::config::Layout;
 
 /// A rectangle on the canvas in pixels; positions and sizes are even (4:2:0 chroma).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

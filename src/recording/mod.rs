@@ -4,7 +4,6 @@
 //! (local folder or S3 multipart upload) follows the spool, so nothing is lost when the
 //! bucket is unreachable or the agent dies: the spool is uploaded when it can be.
 
-use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 pub mod graphs;
@@ -21,23 +20,7 @@ pub mod storage;
 pub use layout::{Layout, SpeakerSelector};
 pub use meta::RecordingMeta;
 
-/// Where finished recordings are kept.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StorageKind {
-    #[default]
-    Local,
-    S3,
-}
-
-impl StorageKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Local => "local",
-            Self::S3 => "s3",
-        }
-    }
-}
+pub use crate::config::StorageKind;
 
 #[derive(Debug, Error)]
 pub enum RecordingError {

@@ -23,9 +23,7 @@ use crate::video::background;
 use crate::video::background_source::SourcePolicy;
 use crate::video::processor::{Processor, SegmenterPool, VbMode};
 
-pub const VB_MODE: &str = "vb.mode";
-pub const VB_BLUR: &str = "vb.blur";
-pub const VB_IMAGE: &str = "vb.image";
+pub use crate::protocol::{VB_BLUR, VB_IMAGE, VB_MODE};
 
 /// Frames published with a virtual background.
 pub static VB_FRAMES: AtomicU64 = AtomicU64::new(0);

@@ -6,14 +6,7 @@ use std::collections::HashMap;
 use crate::captions::CaptionLanguage;
 use crate::config::{AudioConfig, parse_flag};
 
-/// Attribute turning noise suppression of the participant's microphone on or off.
-pub const NS_ENABLED: &str = "ns.enabled";
-/// Attribute asking the agent to publish the participant's denoised microphone.
-pub const NS_CLEAN_TRACK: &str = "ns.clean_track";
-/// Attribute switching the participant's captions on or off.
-pub const CAPTIONS_ENABLED: &str = "captions.enabled";
-/// Attribute naming the language the participant speaks (`de`, `german`, `auto`).
-pub const CAPTIONS_LANGUAGE: &str = "captions.language";
+pub use crate::protocol::{CAPTIONS_ENABLED, CAPTIONS_LANGUAGE, NS_CLEAN_TRACK, NS_ENABLED};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MicSettings {

@@ -49,7 +49,7 @@ impl MeetingLogOptions {
         Self {
             bot_user: config.store.bot_user.clone(),
             flush_timeout: Duration::from_secs(config.store.flush_timeout_secs),
-            llm: config.summary.llm(),
+            llm: crate::summary::llm::LlmConfig::from_config(&config.summary),
         }
     }
 }

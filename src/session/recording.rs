@@ -24,10 +24,7 @@ use crate::recording::spool::SpoolWriter;
 use crate::recording::storage::Storage;
 use crate::recording::{RecordingError, RecordingMeta, SpeakerSelector};
 
-/// The agent's participant attribute telling everyone in the room whether it records.
-pub const RECORDING_ATTRIBUTE: &str = "recording";
-/// Room switch (in the room's metadata) starting and stopping the recording.
-pub const RECORDING_SWITCH: &str = "recording.enabled";
+pub use crate::protocol::{RECORDING_ATTRIBUTE, RECORDING_SWITCH};
 
 /// Rooms being recorded now, and recordings delivered to storage (metrics).
 pub static RECORDINGS_ACTIVE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);

@@ -19,16 +19,7 @@ use thiserror::Error;
 use super::{ActionItem, Summary, clock};
 use crate::store::Segment;
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Backend {
-    /// Offline, no key.
-    Extractive,
-    /// `POST {endpoint}/chat/completions` with `Authorization: Bearer KEY`.
-    OpenAi,
-    /// `POST {endpoint}/models/{model}:generateContent` with `x-goog-api-key: KEY`.
-    Gemini,
-}
+pub use crate::config::SummaryBackend as Backend;
 
 #[derive(Debug, Clone)]
 pub struct LlmConfig {
@@ -37,6 +28,19 @@ pub struct LlmConfig {
     pub model: String,
     pub api_key: String,
     pub timeout: Duration,
+}
+
+impl LlmConfig {
+    /// The model `[summary]` names; `None` for the extractive summary.
+    pub fn from_config(c: &crate::config::SummaryConfig) -> Option<Self> {
+        (c.backend != Backend::Extractive).then(|| Self {
+            backend: c.backend.clone(),
+            endpoint: c.endpoint.clone(),
+            model: c.model.clone(),
+            api_key: c.api_key.clone(),
+            timeout: Duration::from_secs(c.timeout_secs),
+        })
+    }
 }
 
 #[derive(Debug, Error)]

@@ -1,0 +1,29 @@
+//! The names this agent and the room's clients agree on: participant attributes and room
+//! metadata switches a client sets, the attribute the agent sets, and LiveKit's transcription
+//! stream. One place, shared by the session, the control API and the fuzz targets.
+
+/// Participant attribute (or room switch) turning noise suppression of a microphone on or off.
+pub const NS_ENABLED: &str = "ns.enabled";
+/// Participant attribute asking the agent to publish the denoised microphone as `<identity>-clean`.
+pub const NS_CLEAN_TRACK: &str = "ns.clean_track";
+/// Participant attribute (or room switch) switching captions on or off.
+pub const CAPTIONS_ENABLED: &str = "captions.enabled";
+/// Participant attribute (or room switch) naming the language spoken (`de`, `german`, `auto`).
+pub const CAPTIONS_LANGUAGE: &str = "captions.language";
+/// Room switch (in the room's metadata) starting and stopping the recording.
+pub const RECORDING_SWITCH: &str = "recording.enabled";
+/// The agent's participant attribute telling everyone whether it records (`active`, `off`).
+pub const RECORDING_ATTRIBUTE: &str = "recording";
+/// Participant attribute asking for a virtual background: `blur`, `image` or `off`.
+pub const VB_MODE: &str = "vb.mode";
+/// Participant attribute: blur strength, 1..=10.
+pub const VB_BLUR: &str = "vb.blur";
+/// Participant attribute: the background image (`upload:<sha256>.png|jpg` or an allowed https URL).
+pub const VB_IMAGE: &str = "vb.image";
+
+/// LiveKit's text-stream topic for captions, as its clients read them.
+pub const TRANSCRIPTION_TOPIC: &str = "lk.transcription";
+/// Text-stream attributes of a caption: the track transcribed, the segment, whether final.
+pub const TRANSCRIBED_TRACK_ID: &str = "lk.transcribed_track_id";
+pub const SEGMENT_ID: &str = "lk.segment_id";
+pub const TRANSCRIPTION_FINAL: &str = "lk.transcription_final";
