@@ -11,6 +11,7 @@ pub mod demo;
 pub mod devtools;
 pub mod livekit;
 pub mod media;
+pub mod metrics;
 pub mod offline;
 pub mod onnx;
 pub mod paths;

@@ -268,8 +268,7 @@ pub async fn clean_track_latency(seconds: f64) -> Result<()> {
     anyhow::ensure!(!added.is_empty(), "no clean frames were published");
     added.sort_unstable();
     let pct = |p: f64| added[((added.len() - 1) as f64 * p) as usize] as f64 / 1000.0;
-    let dropped =
-        crate::session::microphone::CLEAN_FRAMES_DROPPED.load(std::sync::atomic::Ordering::Relaxed);
+    let dropped = crate::session::microphone::CLEAN_FRAMES_DROPPED.get();
     eprintln!(
         "agent adds p50 {:.1} ms, p95 {:.1} ms, max {:.1} ms over {} frames ({dropped} dropped); a listener hears the clean track {extra:.0} ms after the raw one",
         pct(0.5),

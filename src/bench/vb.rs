@@ -83,7 +83,6 @@ pub fn vb(frames: usize) -> Result<()> {
 /// its percentiles over `seconds` after a warm-up. With `load_room`, the same agent also
 /// captions and records a second room of four speaking, camera-on participants meanwhile.
 pub async fn vb_latency(seconds: u64, load_room: bool) -> Result<()> {
-    use std::sync::atomic::Ordering;
     use std::time::Duration;
 
     use anyhow::Context;
@@ -124,7 +123,7 @@ pub async fn vb_latency(seconds: u64, load_room: bool) -> Result<()> {
     )?;
     // Warm-up: the segmentation session, the track's publication, the encoder.
     let warm_until = tokio::time::Instant::now() + Duration::from_secs(60);
-    while VB_FRAMES.load(Ordering::Relaxed) < 60 {
+    while VB_FRAMES.get() < 60 {
         anyhow::ensure!(
             tokio::time::Instant::now() < warm_until,
             "no processed frames within 60 s"
@@ -133,18 +132,15 @@ pub async fn vb_latency(seconds: u64, load_room: bool) -> Result<()> {
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
     VB_LATENCY.reset();
-    let (frames0, skipped0) = (
-        VB_FRAMES.load(Ordering::Relaxed),
-        VB_FRAMES_SKIPPED.load(Ordering::Relaxed),
-    );
+    let (frames0, skipped0) = (VB_FRAMES.get(), VB_FRAMES_SKIPPED.get());
     let cpu_before = crate::captions::threads::read_cpu_times();
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     let busy = match (cpu_before, crate::captions::threads::read_cpu_times()) {
         (Some(a), Some(b)) => b.busy_since(&a),
         _ => f64::NAN,
     };
-    let frames = VB_FRAMES.load(Ordering::Relaxed) - frames0;
-    let skipped = VB_FRAMES_SKIPPED.load(Ordering::Relaxed) - skipped0;
+    let frames = VB_FRAMES.get() - frames0;
+    let skipped = VB_FRAMES_SKIPPED.get() - skipped0;
     let (p50, p95, p99) = (
         VB_LATENCY.quantile_ms(0.5).context("no frame measured")?,
         VB_LATENCY.quantile_ms(0.95).context("no frame measured")?,

@@ -50,9 +50,22 @@ pub const MAX_QUEUED_FINALS_PER_ROOM: usize = 16;
 pub const MAX_QUEUED_FINALS: usize = 128;
 
 /// Finals refused because the queue was full, process-wide (for `/metrics`).
-pub static FINALS_REFUSED: AtomicU64 = AtomicU64::new(0);
+pub static FINALS_REFUSED: std::sync::LazyLock<prometheus::IntCounter> = std::sync::LazyLock::new(
+    || {
+        crate::metrics::counter(
+            "meeting_agent_caption_finals_refused_total",
+            "Final captions refused (not transcribed, journaled as untranscribed) because the recognizer's queue was full.",
+        )
+    },
+);
 /// Finals waiting for the model now, process-wide (for `/metrics`).
-pub static FINALS_QUEUED: AtomicU64 = AtomicU64::new(0);
+pub static FINALS_QUEUED: std::sync::LazyLock<prometheus::IntGauge> =
+    std::sync::LazyLock::new(|| {
+        crate::metrics::gauge(
+            "meeting_agent_caption_finals_queued",
+            "Final captions waiting for the speech model.",
+        )
+    });
 
 /// Counters for capacity monitoring.
 #[derive(Debug, Default)]
@@ -310,11 +323,11 @@ impl Recognizer {
             reply,
         };
         let refused = q.finals.push(room, job).err();
-        FINALS_QUEUED.store(q.finals.len() as u64, Ordering::Relaxed);
+        FINALS_QUEUED.set(q.finals.len() as i64);
         drop(q);
         if let Some(job) = refused {
             self.stats.finals_refused.fetch_add(1, Ordering::Relaxed);
-            FINALS_REFUSED.fetch_add(1, Ordering::Relaxed);
+            FINALS_REFUSED.inc();
             let _ = job.reply.send(Err(RecognizeError::Refused));
         }
         cv.notify_one();
@@ -404,7 +417,7 @@ fn next_job(queue: &(Mutex<Queue>, Condvar)) -> Option<(Job, JobKind)> {
             return None;
         }
         if let Some(job) = q.finals.pop() {
-            FINALS_QUEUED.store(q.finals.len() as u64, Ordering::Relaxed);
+            FINALS_QUEUED.set(q.finals.len() as i64);
             let kind = if q.finals.len() == 0 {
                 JobKind::Final
             } else {

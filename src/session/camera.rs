@@ -9,8 +9,7 @@
 //! attributes starts at most one load per frame and never piles them up.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, LazyLock, mpsc};
 use std::time::Instant;
 
 use tokio::sync::watch;
@@ -19,18 +18,35 @@ use super::video::FrameStats;
 use crate::livekit::{LocalVideoTrack, Room, TrackSource, VideoStream};
 use crate::media::VideoFrame;
 use crate::media::latency::LatencyHistogram;
+use crate::metrics;
 use crate::video::background;
 use crate::video::background_source::SourcePolicy;
 use crate::video::processor::{Processor, SegmenterPool, VbMode};
+use prometheus::IntCounter;
 
 pub use crate::protocol::{VB_BLUR, VB_IMAGE, VB_MODE};
 
 /// Frames published with a virtual background.
-pub static VB_FRAMES: AtomicU64 = AtomicU64::new(0);
+pub static VB_FRAMES: LazyLock<IntCounter> = LazyLock::new(|| {
+    metrics::counter(
+        "meeting_agent_vb_frames_total",
+        "Camera frames published with a virtual background.",
+    )
+});
 /// Frames skipped because the previous one was still being processed.
-pub static VB_FRAMES_SKIPPED: AtomicU64 = AtomicU64::new(0);
+pub static VB_FRAMES_SKIPPED: LazyLock<IntCounter> = LazyLock::new(|| {
+    metrics::counter(
+        "meeting_agent_vb_frames_skipped_total",
+        "Camera frames skipped because the previous one was still being processed.",
+    )
+});
 /// Frames sent unprocessed because processing failed.
-pub static VB_FRAMES_FAILED: AtomicU64 = AtomicU64::new(0);
+pub static VB_FRAMES_FAILED: LazyLock<IntCounter> = LazyLock::new(|| {
+    metrics::counter(
+        "meeting_agent_vb_frames_failed_total",
+        "Camera frames sent unprocessed because processing failed.",
+    )
+});
 /// A camera frame's arrival from the engine to its processed copy handed to the `-vb` track.
 pub static VB_LATENCY: LatencyHistogram = LatencyHistogram::new();
 
@@ -82,10 +98,11 @@ fn worker(pool: Arc<SegmenterPool>, frames: mpsc::Receiver<Work>, participant: S
         // A failed frame is left as it came, so it goes out unprocessed.
         match processor.process(&mut frame, &mode) {
             Ok(_) => {
-                VB_FRAMES.fetch_add(1, Ordering::Relaxed);
+                VB_FRAMES.inc();
             }
             Err(e) => {
-                let failed = VB_FRAMES_FAILED.fetch_add(1, Ordering::Relaxed);
+                let failed = VB_FRAMES_FAILED.get();
+                VB_FRAMES_FAILED.inc();
                 if failed.is_multiple_of(300) {
                     tracing::warn!(%participant, error = %e, "virtual background failed; sending the frame unprocessed");
                 }
@@ -180,7 +197,7 @@ impl Camera {
                     match tx.try_send((frame, arrived, mode.clone(), t)) {
                         Ok(()) => {}
                         Err(mpsc::TrySendError::Full(_)) => {
-                            VB_FRAMES_SKIPPED.fetch_add(1, Ordering::Relaxed);
+                            VB_FRAMES_SKIPPED.inc();
                         }
                         Err(mpsc::TrySendError::Disconnected(_)) => break,
                     }

@@ -3,7 +3,7 @@
 //! Per-track level and frequency figures are reported once a second.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,7 +31,13 @@ struct CleanTrack {
 }
 
 /// Frames dropped because the clean track could not keep up (never queued).
-pub static CLEAN_FRAMES_DROPPED: AtomicU64 = AtomicU64::new(0);
+pub static CLEAN_FRAMES_DROPPED: std::sync::LazyLock<prometheus::IntCounter> =
+    std::sync::LazyLock::new(|| {
+        crate::metrics::counter(
+            "meeting_agent_clean_track_frames_dropped_total",
+            "Denoised frames dropped because the clean track could not keep up.",
+        )
+    });
 
 /// Latency the agent adds to clean tracks, in microseconds per frame: from the engine handing
 /// over the input frame to the engine taking the denoised frame, plus RNNoise's 10 ms
@@ -90,7 +96,7 @@ impl CleanTrack {
             .unwrap_or_else(|_| Vec::with_capacity(FRAME));
         to_i16(frame, &mut buffer);
         if self.frames.try_send((buffer, arrival_us)).is_err() {
-            CLEAN_FRAMES_DROPPED.fetch_add(1, Ordering::Relaxed);
+            CLEAN_FRAMES_DROPPED.inc();
         }
     }
 

@@ -38,6 +38,25 @@ pub use track_budget::{
 pub const AUDIO_RATE: u32 = 48_000;
 pub const AUDIO_FRAME_MS: u32 = 10;
 
+/// Registers the metrics of every per-room feature, so `/metrics` lists each at 0 before its
+/// first event.
+pub fn register_metrics() {
+    use std::sync::LazyLock;
+    for counter in [
+        &camera::VB_FRAMES,
+        &camera::VB_FRAMES_SKIPPED,
+        &camera::VB_FRAMES_FAILED,
+        &microphone::CLEAN_FRAMES_DROPPED,
+        &TRACKS_IGNORED,
+        &recording::RECORDINGS_STORED,
+        &crate::captions::recognizer::FINALS_REFUSED,
+    ] {
+        LazyLock::force(counter);
+    }
+    LazyLock::force(&recording::RECORDINGS_ACTIVE);
+    LazyLock::force(&crate::captions::recognizer::FINALS_QUEUED);
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum SessionReport {
     Joined {

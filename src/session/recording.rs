@@ -27,8 +27,20 @@ use crate::recording::{RecordingError, RecordingMeta, SpeakerSelector};
 pub use crate::protocol::{RECORDING_ATTRIBUTE, RECORDING_SWITCH};
 
 /// Rooms being recorded now, and recordings delivered to storage (metrics).
-pub static RECORDINGS_ACTIVE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-pub static RECORDINGS_STORED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+pub static RECORDINGS_ACTIVE: std::sync::LazyLock<prometheus::IntGauge> =
+    std::sync::LazyLock::new(|| {
+        crate::metrics::gauge(
+            "meeting_agent_recordings_active",
+            "Rooms being recorded now.",
+        )
+    });
+pub static RECORDINGS_STORED: std::sync::LazyLock<prometheus::IntCounter> =
+    std::sync::LazyLock::new(|| {
+        crate::metrics::counter(
+            "meeting_agent_recordings_stored_total",
+            "Recordings this process delivered to storage.",
+        )
+    });
 
 /// Recording for the whole process: settings, storage, and where metadata goes.
 #[derive(Clone)]
@@ -169,7 +181,7 @@ impl Recorder {
     }
 
     async fn delivered(&self, meta: RecordingMeta) {
-        RECORDINGS_STORED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        RECORDINGS_STORED.inc();
         tracing::info!(room = %meta.room, id = %meta.id, key = %meta.key, status = ?meta.status, size = meta.size_bytes, "recording stored");
         let Some(store) = &self.store else { return };
         if let Err(e) = store.save_recording(&meta).await {
@@ -395,7 +407,7 @@ impl RoomRecording {
             delays: HashMap::new(),
             fixed_delay_us: c.audio_delay_ms as i64 * 1000,
         };
-        RECORDINGS_ACTIVE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        RECORDINGS_ACTIVE.inc();
         let task = tokio::spawn(state.run(rx, spool_tx));
         Ok(Self { commands, task, id })
     }
@@ -518,7 +530,7 @@ impl Control {
             tracing::error!(id = %meta.id, %error, "recording did not end cleanly; stored as partial");
             meta.status = crate::recording::meta::RecordingStatus::Partial;
         }
-        RECORDINGS_ACTIVE.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        RECORDINGS_ACTIVE.dec();
         tracing::info!(id = %meta.id, duration_ms = meta.duration_ms, participants = ?meta.participants, "recording ended");
         let _ = spool.send(Spooled::Finish(Box::new(meta.clone())));
         meta

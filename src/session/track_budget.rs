@@ -15,7 +15,13 @@ pub const MAX_VIDEO_TRACKS_PER_PARTICIPANT: usize = 4;
 pub const MAX_TRACKS_PER_ROOM: usize = 64;
 
 /// Subscribed tracks ignored because a participant or the room had its cap, process-wide.
-pub static TRACKS_IGNORED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+pub static TRACKS_IGNORED: std::sync::LazyLock<prometheus::IntCounter> =
+    std::sync::LazyLock::new(|| {
+        crate::metrics::counter(
+            "meeting_agent_tracks_ignored_total",
+            "Subscribed tracks ignored because a participant or room had its cap of media tracks.",
+        )
+    });
 
 /// Why a track was not taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,7 +94,7 @@ impl TrackBudget {
             None
         };
         if let Some(refusal) = refusal {
-            TRACKS_IGNORED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            TRACKS_IGNORED.inc();
             return Err(refusal);
         }
         *self.counts.entry(key).or_default() += 1;
@@ -141,7 +147,7 @@ mod tests {
     #[test]
     fn tracks_are_capped_per_participant_and_room_and_released() {
         let mut b = TrackBudget::new(2, 1, 4);
-        let ignored = || TRACKS_IGNORED.load(std::sync::atomic::Ordering::Relaxed);
+        let ignored = || TRACKS_IGNORED.get();
         let before = ignored();
         assert_eq!(b.admit("eve", "A1", TrackKind::KindAudio), Ok(()));
         assert_eq!(b.admit("eve", "A2", TrackKind::KindAudio), Ok(()));
