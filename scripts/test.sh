@@ -25,15 +25,15 @@ fds="$(mktemp)"
 cmp "$fds" proto/livekit-ffi.fds || { echo "proto/livekit-ffi.fds is stale: run scripts/gen_ffi_descriptors.py proto/livekit-ffi.fds" >&2; exit 1; }
 rm -f "$fds"
 bash fixtures/make_fixtures.sh
-cargo build --locked --all-targets
+cargo build --locked --workspace --all-targets
 # Formatting as rustfmt writes it and no clippy warning are part of passing.
 cargo fmt --all -- --check
-cargo clippy --locked --all-targets -- -D warnings
+cargo clippy --locked --workspace --all-targets -- -D warnings
 # End-to-end tests each start their own server and participants; two at a time keeps a
 # 2-core machine responsive enough for real-time media.
 log="$(mktemp)"
 status=0
-cargo test --locked --no-fail-fast -- --test-threads=2 2>&1 | tee "$log" || status=$?
+cargo test --locked --workspace --no-fail-fast -- --test-threads=2 2>&1 | tee "$log" || status=$?
 # One closing line for the whole run, summed over every test binary.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1) } }
      END { printf "%d passed, %d failed\n", p, f }' "$log"

@@ -4,12 +4,11 @@
 
 pub mod api;
 pub mod audio;
-pub mod bench;
 pub mod captions;
 pub mod config;
-pub mod demo;
-pub mod devtools;
-pub mod livekit;
+pub mod features;
+/// The transport: LiveKit's engine through its own crate (`crates/livekit-ffi-client`).
+pub use livekit_ffi_client as livekit;
 pub mod media;
 pub mod metrics;
 pub mod offline;

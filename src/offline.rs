@@ -146,7 +146,7 @@ pub fn utterances(
 /// noise suppression when `denoise`); segments in spoken order, and each participant's length.
 pub async fn transcribe(
     tracks: &[Track],
-    captioning: &crate::session::Captioning,
+    captioning: &crate::features::captions::Captioning,
     denoise: bool,
 ) -> Result<(Vec<Segment>, Vec<(String, i64)>)> {
     let recognizer: &Recognizer = &captioning.recognizer;

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 /// The engine library's file name inside `<cache>/livekit-ffi/`.
-pub const ENGINE_LIBRARY_FILE: &str = "liblivekit_ffi.so";
+pub use livekit_ffi_client::library::LIBRARY_FILE as ENGINE_LIBRARY_FILE;
 
 /// `MEETING_AGENT_CACHE`, or `~/.cache/meeting-agent`.
 pub fn cache_dir() -> PathBuf {

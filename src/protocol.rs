@@ -21,6 +21,26 @@ pub const VB_BLUR: &str = "vb.blur";
 /// Participant attribute: the background image (`upload:<sha256>.png|jpg` or an allowed https URL).
 pub const VB_IMAGE: &str = "vb.image";
 
+/// Switches a room's metadata may carry (for the whole room; a participant's attribute of the
+/// same name wins).
+pub const ROOM_SWITCHES: [&str; 5] = [
+    CAPTIONS_ENABLED,
+    CAPTIONS_LANGUAGE,
+    NS_ENABLED,
+    NS_CLEAN_TRACK,
+    RECORDING_SWITCH,
+];
+/// Attributes the control API may set on a participant.
+pub const PARTICIPANT_SWITCHES: [&str; 7] = [
+    CAPTIONS_ENABLED,
+    CAPTIONS_LANGUAGE,
+    NS_ENABLED,
+    NS_CLEAN_TRACK,
+    VB_MODE,
+    VB_BLUR,
+    VB_IMAGE,
+];
+
 /// LiveKit's text-stream topic for captions, as its clients read them.
 pub const TRANSCRIPTION_TOPIC: &str = "lk.transcription";
 /// Text-stream attributes of a caption: the track transcribed, the segment, whether final.

@@ -9,11 +9,10 @@ use std::sync::Arc;
 use thiserror::Error;
 
 use crate::config::Config;
-use crate::session::meeting_log::MeetingLogOptions;
-use crate::session::recording::Recorder;
-use crate::session::{Captioning, MeetingSession};
+use crate::features::captions::Captioning;
+use crate::features::recording::Recorder;
+use crate::session::MeetingSession;
 use crate::store::Store;
-use crate::video::background_source::SourcePolicy;
 use crate::video::processor::SegmenterPool;
 
 #[derive(Debug, Error)]
@@ -71,22 +70,9 @@ impl Services {
         }
     }
 
-    /// The job every room gets: the session with each service there is.
+    /// The job every room gets: the session with every feature there is.
     pub fn session(&self) -> MeetingSession {
-        let config = &self.config;
-        let mut session = MeetingSession::new(config.audio, self.captioning.clone());
-        if let Some(pool) = &self.backgrounds {
-            session = session
-                .with_background_sources(SourcePolicy::from_config(config))
-                .with_virtual_backgrounds(pool.clone());
-        }
-        if let Some(store) = &self.store {
-            session = session.with_store(store.clone(), MeetingLogOptions::from_config(config));
-        }
-        if let Some(recorder) = &self.recorder {
-            session = session.with_recorder(recorder.clone());
-        }
-        session
+        crate::features::FeatureSet::from_services(self).session()
     }
 }
 
@@ -131,5 +117,26 @@ fn backgrounds(config: &Config) -> Option<Arc<SegmenterPool>> {
             tracing::error!(error = %e, "virtual backgrounds are unavailable");
             None
         }
+    }
+}
+
+/// Ends the process with `success`'s status. A process that started LiveKit's engine first
+/// closes its rooms, then exits without running exit-time destructors: the engine's threads (its
+/// runtime, WebRTC's) outlive `main`, and the library's statics being torn down under them now
+/// and then killed the process with SIGSEGV after all its work was done. Everything of ours is
+/// dropped and written by this point.
+pub fn exit(success: bool) -> std::process::ExitCode {
+    if crate::livekit::Engine::get().is_ok() {
+        use std::io::Write;
+        crate::livekit::Engine::shutdown(std::time::Duration::from_secs(5));
+        let _ = std::io::stdout().flush();
+        let _ = std::io::stderr().flush();
+        // SAFETY: _exit ends the process at once; nothing runs after it.
+        unsafe { libc::_exit(if success { 0 } else { 1 }) }
+    }
+    if success {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::FAILURE
     }
 }

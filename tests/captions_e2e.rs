@@ -1,7 +1,9 @@
+// Own binary (not e2e): whisper tests run alone (SERIAL), one hogs every core on purpose.
 //! Live captions end to end: a participant (LiveKit's Python SDK) speaks known sentences
 //! (espeak-ng), the agent captions them with whisper, and a second participant receives the
 //! `lk.transcription` text streams and legacy transcriptions.
 
+#[path = "e2e/common.rs"]
 mod common;
 
 use std::sync::Arc;
@@ -12,16 +14,17 @@ use meeting_agent::audio::wav::write_i16;
 use meeting_agent::captions::journal::Journal;
 use meeting_agent::captions::wer::word_error_rate;
 use meeting_agent::config::Config;
-use meeting_agent::devtools::participant::is_final_caption;
-use meeting_agent::devtools::{LocalLiveKitServer, PythonParticipant};
-use meeting_agent::session::{Captioning, MeetingSession};
+use meeting_agent::features::FeatureSet;
+use meeting_agent::features::captions::Captioning;
+use meeting_agent_devtools::participant::is_final_caption;
+use meeting_agent_devtools::{LocalLiveKitServer, PythonParticipant};
 
 /// One captioning test at a time: each runs whisper on two threads, and two at once on a 2-core
 /// machine would starve the real-time media the test depends on.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn fixtures() -> std::path::PathBuf {
-    meeting_agent::devtools::fixtures::dir().unwrap()
+    meeting_agent_devtools::fixtures::dir().unwrap()
 }
 
 /// A worker whose sessions caption with the configured (default: tiny.en) model.
@@ -44,17 +47,18 @@ async fn storing_worker(
     config.captions.interim_ms = 700;
     let captioning =
         Captioning::from_config(&config).expect("whisper model (run models/fetch_models.sh)");
-    let mut session = MeetingSession::new(config.audio, captioning);
+    let mut features = FeatureSet::new(config.audio).with_captioning(captioning);
     if let Some(store) = store {
-        session = session.with_store(
+        features = features.with_store(
             store,
-            meeting_agent::session::meeting_log::MeetingLogOptions {
+            meeting_agent::features::meeting_log::MeetingLogOptions {
                 bot_user: "meeting-agent".into(),
                 flush_timeout: Duration::from_secs(30),
                 llm: None,
             },
         );
     }
+    let session = features.session();
     let reports = session.subscribe();
     start_worker_with(config, Arc::new(session), reports).await
 }
@@ -564,7 +568,9 @@ async fn captions_follow_the_language_the_room_and_each_participant_ask_for() {
     config.captions.interim_ms = 10_000;
     let captioning = Captioning::from_config(&config)
         .expect("multilingual model (models/fetch_models.sh whisper-base)");
-    let session = MeetingSession::new(config.audio, captioning);
+    let session = FeatureSet::new(config.audio)
+        .with_captioning(captioning)
+        .session();
     let reports = session.subscribe();
     let _worker = start_worker_with(config, Arc::new(session), reports).await;
 
@@ -645,7 +651,7 @@ async fn captions_follow_the_language_the_room_and_each_participant_ask_for() {
 /// said, by whom and when.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_meeting_leaves_its_thread_transcript_and_summary_in_postgres() {
-    let pg = meeting_agent::devtools::LocalPostgres::start().unwrap();
+    let pg = meeting_agent_devtools::LocalPostgres::start().unwrap();
     meeting_thread_in(&pg.url()).await;
 }
 

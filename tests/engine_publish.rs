@@ -1,18 +1,20 @@
+// Own binary (not e2e): asserts the process-wide engine counter handles_drop_failed.
 //! This project's engine as a publisher: audio and video tracks, data packets, `lk.transcription`
 //! text streams and legacy transcriptions, received by LiveKit's Python SDK and by a second
 //! connection of the engine.
 
+#[path = "e2e/common.rs"]
 mod common;
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use common::*;
-use meeting_agent::devtools::{LocalLiveKitServer, PythonParticipant};
 use meeting_agent::livekit::proto::TranscriptionSegment;
 use meeting_agent::livekit::{RoomEvent, TrackKind, TrackSource};
 use meeting_agent::media::analysis::ToneMeter;
 use meeting_agent::media::{AudioFrame, VideoFrame};
+use meeting_agent_devtools::{LocalLiveKitServer, PythonParticipant};
 
 const T: Duration = Duration::from_secs(30);
 

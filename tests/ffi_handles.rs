@@ -1,17 +1,19 @@
+// Own binary (not e2e): process-wide FFI handle counters; ends by disposing the engine.
 //! Every FFI handle the engine hands over is released exactly once, never after the library
 //! is disposed, and never before the library's own release of a room's track handles when it
 //! closes the room (the library then warns "Attempted to drop unknown FFI handle", which the
 //! engine counts). In its own test binary so the process-wide counters see only this test,
 //! which ends by disposing the library as the agent does at exit.
 
+#[path = "e2e/common.rs"]
 mod common;
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::*;
-use meeting_agent::devtools::{LocalLiveKitServer, PythonParticipant};
 use meeting_agent::livekit::{AudioStream, Engine, Room, RoomEvent, TrackKind};
+use meeting_agent_devtools::{LocalLiveKitServer, PythonParticipant};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 const T: Duration = Duration::from_secs(30);

@@ -1,3 +1,4 @@
+// Own binary (not e2e): compares this process's peak RSS under attack with its baseline.
 //! A hostile participant in a real meeting. Two honest participants (LiveKit's Python SDK) speak
 //! with their cameras on while the agent captions and records the room and serves its control
 //! API; a third participant ("eve", this project's engine, with a token that lets it set its
@@ -7,6 +8,7 @@
 //! a second. The process must stay up, the agent in the room, memory within bounds, the honest
 //! captions must keep coming and the recording must be whole.
 
+#[path = "e2e/common.rs"]
 mod common;
 
 use std::collections::HashMap;
@@ -17,16 +19,17 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use meeting_agent::config::Config;
-use meeting_agent::devtools::participant::is_final_caption;
-use meeting_agent::devtools::process_stats::rss_bytes;
-use meeting_agent::devtools::{LocalLiveKitServer, PythonParticipant};
+use meeting_agent::features::FeatureSet;
+use meeting_agent::features::captions::Captioning;
+use meeting_agent::features::recording::Recorder;
 use meeting_agent::livekit::{ConnectOptions, Room, TrackSource};
 use meeting_agent::media::VideoFrame;
 use meeting_agent::recording::meta::RecordingStatus;
-use meeting_agent::session::recording::Recorder;
-use meeting_agent::session::{Captioning, MeetingSession};
 use meeting_agent::video::background_source::{SourcePolicy, upload_id};
 use meeting_agent::video::processor::SegmenterPool;
+use meeting_agent_devtools::participant::is_final_caption;
+use meeting_agent_devtools::process_stats::rss_bytes;
+use meeting_agent_devtools::{LocalLiveKitServer, PythonParticipant};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -223,13 +226,13 @@ async fn a_hostile_participant_cannot_take_down_stall_or_see_beyond_its_meeting(
     let env = meeting_agent::onnx::environment(&config.video.onnxruntime).unwrap();
     let pool = SegmenterPool::new(env, config.video.models_dir.clone()).unwrap();
     let policy = SourcePolicy::from_config(&config);
-    let session = MeetingSession::new(
-        config.audio,
-        Captioning::from_config(&config).expect("whisper model (run models/fetch_models.sh)"),
-    )
-    .with_recorder(recorder.clone())
-    .with_virtual_backgrounds(pool)
-    .with_background_sources(SourcePolicy::from_config(&config));
+    let session = FeatureSet::new(config.audio)
+        .with_captioning(
+            Captioning::from_config(&config).expect("whisper model (run models/fetch_models.sh)"),
+        )
+        .with_recorder(recorder.clone())
+        .with_virtual_backgrounds(pool, SourcePolicy::from_config(&config))
+        .session();
     let worker = start_worker_with(
         config.clone(),
         Arc::new(session.clone()),
@@ -241,7 +244,7 @@ async fn a_hostile_participant_cannot_take_down_stall_or_see_beyond_its_meeting(
     let client = reqwest::Client::new();
 
     // Honest participants: both speak with a camera on; sam also reads the captions.
-    let wav = meeting_agent::devtools::fixtures::dir()
+    let wav = meeting_agent_devtools::fixtures::dir()
         .unwrap()
         .join("captions.wav");
     let honest = |who: &str, color: &str| {

@@ -1,8 +1,10 @@
+// Own binary (not e2e): bounds this process's peak RSS; 'full' follows the machine's load.
 //! The load test: rooms of four speaking, camera-on participants are added to one worker
 //! (captions, noise suppression and recording on, the default load threshold) until it reports
 //! itself full. Nothing may be lost on the way: every speaker is captioned, every final asked
 //! for is transcribed, and memory stays bounded. The figure itself is `bench load`.
 
+#[path = "e2e/common.rs"]
 mod common;
 
 use common::init;
@@ -16,7 +18,7 @@ const RSS_LIMIT: u64 = 2 << 30;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rooms_are_added_until_the_worker_reports_full_and_nothing_is_lost() {
     init();
-    let outcome = meeting_agent::bench::load::rooms_until_full(MAX_ROOMS, SETTLE_SECS)
+    let outcome = meeting_agent_devtools::bench::load::rooms_until_full(MAX_ROOMS, SETTLE_SECS)
         .await
         .expect("load run");
     println!("{outcome:#?}");

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 /// counters, the virtual-background latency summary and, with the recordings folder, what waits
 /// there for upload.
 pub fn render(recordings_dir: Option<&std::path::Path>) -> String {
-    crate::session::register_metrics();
+    crate::features::register_metrics();
     let mut out = crate::metrics::render_registered();
     if let Some(dir) = recordings_dir {
         let (spools, bytes) = crate::recording::storage::backlog(dir);
@@ -58,7 +58,7 @@ pub fn render(recordings_dir: Option<&std::path::Path>) -> String {
         &mut out,
         "meeting_agent_vb_latency_ms",
         "Camera frame arrival to its processed frame on the -vb track, since start.",
-        &crate::session::camera::VB_LATENCY,
+        &crate::features::backgrounds::camera::VB_LATENCY,
     );
     out
 }

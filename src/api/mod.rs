@@ -69,7 +69,7 @@ pub struct ApiState {
     /// Tokens minted per caller in the current minute.
     minted: Mutex<HashMap<String, (Instant, u32)>>,
     /// Recordings, when the process records.
-    pub recorder: Option<crate::session::recording::Recorder>,
+    pub recorder: Option<crate::features::recording::Recorder>,
     pub room_service: crate::livekit::room_service::RoomService,
     /// Where uploaded background images are kept, and which `vb.image` values are allowed.
     pub backgrounds: SourcePolicy,
@@ -88,7 +88,7 @@ impl ApiState {
     pub fn new(
         config: &crate::config::Config,
         store: Option<Store>,
-        recorder: Option<crate::session::recording::Recorder>,
+        recorder: Option<crate::features::recording::Recorder>,
     ) -> Arc<Self> {
         let backgrounds = SourcePolicy::from_config(config);
         let limits = ApiLimits::from_config(&config.api);

@@ -14,8 +14,9 @@ use serde_json::json;
 use super::auth::Caller;
 use super::settings::room_service_error;
 use super::{ApiError, ApiState, RoomFilter, err, not_found, room_allowed};
+use crate::features::recording::Recorder;
+use crate::protocol::RECORDING_SWITCH;
 use crate::recording::{RecordingError, RecordingMeta};
-use crate::session::recording::{RECORDING_SWITCH, Recorder};
 
 impl From<RecordingError> for ApiError {
     fn from(e: RecordingError) -> Self {

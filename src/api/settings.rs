@@ -20,30 +20,10 @@ use super::auth::Caller;
 use super::{ApiError, ApiState, err, room_allowed};
 use crate::captions::CaptionLanguage;
 use crate::livekit::room_service::RoomServiceError;
-use crate::protocol::{
-    CAPTIONS_ENABLED, CAPTIONS_LANGUAGE, NS_CLEAN_TRACK, NS_ENABLED, RECORDING_SWITCH, VB_BLUR,
-    VB_IMAGE, VB_MODE,
-};
+use crate::protocol::{CAPTIONS_LANGUAGE, VB_BLUR, VB_IMAGE, VB_MODE};
 use crate::video::background_source::{SourcePolicy, is_upload_file_name, upload_id};
 
-/// Switches a room's metadata may carry.
-const ROOM_KEYS: [&str; 5] = [
-    CAPTIONS_ENABLED,
-    CAPTIONS_LANGUAGE,
-    NS_ENABLED,
-    NS_CLEAN_TRACK,
-    RECORDING_SWITCH,
-];
-/// Attributes the API may set on a participant.
-const PARTICIPANT_KEYS: [&str; 7] = [
-    CAPTIONS_ENABLED,
-    CAPTIONS_LANGUAGE,
-    NS_ENABLED,
-    NS_CLEAN_TRACK,
-    VB_MODE,
-    VB_BLUR,
-    VB_IMAGE,
-];
+use crate::protocol::{PARTICIPANT_SWITCHES as PARTICIPANT_KEYS, ROOM_SWITCHES as ROOM_KEYS};
 
 /// Temporary files of uploads older than this are swept (an upload that died mid-write).
 const STALE_TEMP: Duration = Duration::from_secs(3600);

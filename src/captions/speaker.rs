@@ -25,9 +25,13 @@ pub struct CaptionContext {
     pub publisher: CaptionPublisher,
     pub journal: Option<Journal>,
     pub segmenter: SegmenterConfig,
-    /// The meeting's thread in the messaging store, when there is one.
-    pub log: Option<crate::session::meeting_log::MeetingLog>,
+    /// Where finals go besides the room and the journal: the meeting's thread in the
+    /// messaging store, when there is one.
+    pub finals: Option<FinalsSink>,
 }
+
+/// Takes each final caption as a transcript segment.
+pub type FinalsSink = Arc<dyn Fn(crate::store::Segment) + Send + Sync>;
 
 impl CaptionContext {
     /// The room these captions are for: its finals queue in the recognizer.
@@ -176,8 +180,8 @@ impl SpeakerCaptions {
             if let Err(e) = ctx.publisher.publish(&caption).await {
                 tracing::warn!(error = %e, "cannot publish a final caption");
             }
-            if let (Some(log), false) = (&ctx.log, caption.text.is_empty()) {
-                log.final_caption(crate::store::Segment {
+            if let (Some(finals), false) = (&ctx.finals, caption.text.is_empty()) {
+                finals(crate::store::Segment {
                     key: caption.segment_id.clone(),
                     speaker: caption.participant.clone(),
                     text: caption.text.clone(),

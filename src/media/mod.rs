@@ -2,7 +2,7 @@
 //! LiveKit engine, by files (tests, benchmarks, offline processing) or by generators.
 
 pub mod analysis;
-pub mod frames;
 pub mod latency;
 
-pub use frames::{AudioFrame, FrameSizeError, VideoFrame};
+/// The frames are plain data, defined beside the engine that produces them.
+pub use livekit_ffi_client::frames::{self, AudioFrame, FrameSizeError, VideoFrame};

@@ -559,7 +559,7 @@ pub struct VideoInput {
     size: (u32, u32),
     last_pts: Option<gst::ClockTime>,
     /// Added to every frame's time: lines the picture up with its sound when the receiver
-    /// holds audio longer than video (see `session::recording`).
+    /// holds audio longer than video (see `features::recording::recorder`).
     delay_us: Arc<AtomicI64>,
 }
 

@@ -1,10 +1,10 @@
-//! Camera and screen-share pipeline: per-track frame figures (size, rate, content changes) and,
-//! when the process has segmentation models, the participant's virtual background.
+//! Per-track frame figures of cameras and screen shares (size, rate, content changes).
 
 use std::time::Duration;
 
-use super::{MeetingSession, SessionReport};
-use crate::livekit::VideoStream;
+use tokio::sync::broadcast;
+
+use super::SessionReport;
 use crate::media::VideoFrame;
 use crate::media::analysis::luma_digest;
 
@@ -12,7 +12,7 @@ const REPORT_EVERY: Duration = Duration::from_secs(1);
 
 /// Frame figures of one track, reported once a second.
 pub struct FrameStats {
-    session: MeetingSession,
+    reports: broadcast::Sender<SessionReport>,
     room: String,
     participant: String,
     sid: String,
@@ -23,9 +23,14 @@ pub struct FrameStats {
 }
 
 impl FrameStats {
-    pub fn new(session: MeetingSession, room: String, participant: String, sid: String) -> Self {
+    pub fn new(
+        reports: broadcast::Sender<SessionReport>,
+        room: String,
+        participant: String,
+        sid: String,
+    ) -> Self {
         Self {
-            session,
+            reports,
             room,
             participant,
             sid,
@@ -46,7 +51,7 @@ impl FrameStats {
         if self.window_start.elapsed() >= REPORT_EVERY {
             let (room, participant, sid) = (&self.room, &self.participant, &self.sid);
             tracing::debug!(%room, %participant, %sid, frames = self.frames, distinct = self.distinct, width = frame.width, height = frame.height, "video");
-            self.session.report(SessionReport::VideoStats {
+            let _ = self.reports.send(SessionReport::VideoStats {
                 room: room.clone(),
                 participant: participant.clone(),
                 sid: sid.clone(),
@@ -58,11 +63,5 @@ impl FrameStats {
             (self.frames, self.distinct) = (0, 0);
             self.window_start = tokio::time::Instant::now();
         }
-    }
-}
-
-pub async fn run(mut stream: VideoStream, mut stats: FrameStats) {
-    while let Some(frame) = stream.recv().await {
-        stats.push(&frame);
     }
 }

@@ -1,0 +1,314 @@
+//! Writes a meeting into the messaging store while it runs: the thread's root message when it
+//! starts, each final caption as a segment at once and in transcript messages every few
+//! seconds, and the summary when it ends. While the database is away, writes wait in memory and
+//! are retried with growing backoff (the journal on disk keeps every final regardless); a retry
+//! never duplicates anything, because every id is derived from what it names.
+
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::captions::journal::unix_ms;
+use crate::store::{
+    MAX_MESSAGE_CHARS, Meeting, Message, Segment, Store, StoreError, split_message,
+};
+use crate::summary::{self, Presence, clock, utc_time};
+
+/// Transcript messages collect this long before they are posted.
+const BATCH_EVERY: Duration = Duration::from_secs(2);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+#[derive(Debug)]
+enum LogEvent {
+    Presence(Presence),
+    Final(Segment),
+}
+
+/// The meeting's handle for pipelines: cheap to clone, never blocks.
+#[derive(Clone)]
+pub struct MeetingLog {
+    tx: mpsc::UnboundedSender<LogEvent>,
+    started: Instant,
+}
+
+#[derive(Debug, Clone)]
+pub struct MeetingLogOptions {
+    /// The messaging store's user the agent posts as.
+    pub bot_user: String,
+    /// How long to keep retrying after the meeting ended before giving up (the journal remains).
+    pub flush_timeout: Duration,
+    /// The model that writes key points; `None`: extractive.
+    pub llm: Option<crate::summary::llm::LlmConfig>,
+}
+
+impl MeetingLogOptions {
+    /// The `[store]` and `[summary]` settings.
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        Self {
+            bot_user: config.store.bot_user.clone(),
+            flush_timeout: Duration::from_secs(config.store.flush_timeout_secs),
+            llm: crate::summary::llm::LlmConfig::from_config(&config.summary),
+        }
+    }
+}
+
+impl MeetingLog {
+    /// Starts writing `meeting`; the returned task ends once the last handle is dropped and
+    /// everything is written (or `flush_timeout` passed).
+    pub fn start(
+        store: Store,
+        meeting: Meeting,
+        options: MeetingLogOptions,
+    ) -> (Self, JoinHandle<()>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(Writer::new(store, meeting, options).run(rx));
+        (
+            Self {
+                tx,
+                started: Instant::now(),
+            },
+            task,
+        )
+    }
+
+    /// Milliseconds since the meeting started.
+    pub fn now_ms(&self) -> i64 {
+        self.started.elapsed().as_millis() as i64
+    }
+
+    pub fn presence(&self, identity: &str, joined: bool) {
+        self.presence_at(identity, joined, self.now_ms());
+    }
+
+    /// Someone joining or leaving at `at_ms` into the meeting (offline processing knows it).
+    pub fn presence_at(&self, identity: &str, joined: bool, at_ms: i64) {
+        let _ = self.tx.send(LogEvent::Presence(Presence {
+            identity: identity.to_string(),
+            at_ms,
+            joined,
+        }));
+    }
+
+    pub fn final_caption(&self, segment: Segment) {
+        let _ = self.tx.send(LogEvent::Final(segment));
+    }
+
+    /// This log as the place captions send their finals to.
+    pub fn finals_sink(&self) -> crate::captions::speaker::FinalsSink {
+        let log = self.clone();
+        std::sync::Arc::new(move |segment| log.final_caption(segment))
+    }
+}
+
+struct Writer {
+    store: Store,
+    meeting: Meeting,
+    options: MeetingLogOptions,
+    root_posted: bool,
+    /// Segments not yet stored.
+    pending: Vec<Segment>,
+    /// Segments stored but not yet in a transcript message.
+    unbatched: Vec<Segment>,
+    /// Formed messages not yet posted (their ids are fixed once formed).
+    outbox: Vec<Message>,
+    batches: usize,
+    all: Vec<Segment>,
+    presence: Vec<Presence>,
+    backoff: Duration,
+    retry_at: Option<Instant>,
+    /// The newest message's time: each message gets a later one, so the thread's order is the
+    /// order they were written in, even within one millisecond.
+    last_created_ms: i64,
+}
+
+impl Writer {
+    fn new(store: Store, meeting: Meeting, options: MeetingLogOptions) -> Self {
+        Self {
+            store,
+            meeting,
+            options,
+            root_posted: false,
+            pending: Vec::new(),
+            unbatched: Vec::new(),
+            outbox: Vec::new(),
+            batches: 0,
+            all: Vec::new(),
+            presence: Vec::new(),
+            backoff: Duration::from_millis(500),
+            retry_at: None,
+            last_created_ms: 0,
+        }
+    }
+
+    fn message(&mut self, id: String, kind: &str, text: String) -> Message {
+        self.last_created_ms = (unix_ms() as i64).max(self.last_created_ms + 1);
+        Message {
+            id,
+            conversation_id: self.meeting.id.clone(),
+            sender_id: self.options.bot_user.clone(),
+            recipient_id: None,
+            reply_to: (kind != "meeting").then(|| self.meeting.thread_id.clone()),
+            kind: kind.to_string(),
+            text,
+            created_at_ms: self.last_created_ms,
+        }
+    }
+
+    /// Moves what was said since the last batch into transcript messages (split when long).
+    fn form_batch(&mut self) {
+        if self.unbatched.is_empty() {
+            return;
+        }
+        let text: String = self
+            .unbatched
+            .drain(..)
+            .map(|s| format!("[{}] {}: {}\n", clock(s.start_ms), s.speaker, s.text))
+            .collect();
+        let parts = split_message(text.trim_end(), MAX_MESSAGE_CHARS);
+        let many = parts.len() > 1;
+        for (i, part) in parts.into_iter().enumerate() {
+            let id = if many {
+                format!("{}/transcript/{}/{}", self.meeting.id, self.batches, i)
+            } else {
+                format!("{}/transcript/{}", self.meeting.id, self.batches)
+            };
+            let message = self.message(id, "transcript", part);
+            self.outbox.push(message);
+        }
+        self.batches += 1;
+    }
+
+    /// One attempt to write everything waiting.
+    async fn flush(&mut self) -> Result<(), StoreError> {
+        if !self.root_posted {
+            let present: Vec<&str> = self
+                .presence
+                .iter()
+                .filter(|p| p.joined)
+                .map(|p| p.identity.as_str())
+                .collect();
+            let root = self.message(
+                self.meeting.thread_id.clone(),
+                "meeting",
+                format!(
+                    "Meeting in {} started at {} UTC (transcript below). Participants: {}",
+                    self.meeting.room,
+                    utc_time(self.meeting.started_at_ms),
+                    if present.is_empty() {
+                        "none yet".to_string()
+                    } else {
+                        present.join(", ")
+                    }
+                ),
+            );
+            self.store.open_meeting(&self.meeting, &root).await?;
+            self.root_posted = true;
+        }
+        if !self.pending.is_empty() {
+            self.store
+                .add_segments(&self.meeting, &self.pending)
+                .await?;
+            self.unbatched.append(&mut self.pending);
+        }
+        self.form_batch();
+        if !self.outbox.is_empty() {
+            self.store.post(&self.outbox).await?;
+            self.outbox.clear();
+        }
+        Ok(())
+    }
+
+    async fn try_flush(&mut self) {
+        if self.retry_at.is_some_and(|t| Instant::now() < t) {
+            return;
+        }
+        match self.flush().await {
+            Ok(()) => {
+                if self.retry_at.take().is_some() {
+                    tracing::info!(meeting = %self.meeting.id, "messaging store reachable again; caught up");
+                }
+                self.backoff = Duration::from_millis(500);
+            }
+            Err(e) => {
+                tracing::warn!(meeting = %self.meeting.id, error = %e, waiting = self.pending.len() + self.outbox.len(), retry_in_ms = self.backoff.as_millis() as u64, "messaging store write failed; keeping it to retry");
+                self.retry_at = Some(Instant::now() + self.backoff);
+                self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<LogEvent>) {
+        let mut tick = tokio::time::interval(BATCH_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                event = rx.recv() => match event {
+                    Some(LogEvent::Final(segment)) => {
+                        self.all.push(segment.clone());
+                        self.pending.push(segment);
+                    }
+                    Some(LogEvent::Presence(p)) => self.presence.push(p),
+                    None => break,
+                },
+                _ = tick.tick() => self.try_flush().await,
+            }
+        }
+        self.finish().await;
+    }
+
+    /// After the meeting: everything still waiting, then the summary and the end time.
+    async fn finish(mut self) {
+        let ended_ms = unix_ms() as i64;
+        let duration_ms = ended_ms - self.meeting.started_at_ms;
+        let summary = summary::llm::summarise(
+            self.options.llm.as_ref(),
+            &self.all,
+            summary::analytics(&self.all, &self.presence, duration_ms),
+        )
+        .await;
+        let text = summary.to_message_text(&self.meeting.room);
+        // Formed once the transcript is in, so it follows the last transcript message.
+        let mut summary_messages: Option<Vec<Message>> = None;
+        let deadline = Instant::now() + self.options.flush_timeout;
+        loop {
+            let result = async {
+                self.flush().await?;
+                let messages = summary_messages.get_or_insert_with(|| {
+                    let parts = split_message(&text, MAX_MESSAGE_CHARS);
+                    let many = parts.len() > 1;
+                    parts
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, part)| {
+                            let id = if many {
+                                format!("{}/summary/{i}", self.meeting.id)
+                            } else {
+                                format!("{}/summary", self.meeting.id)
+                            };
+                            self.message(id, "summary", part)
+                        })
+                        .collect()
+                });
+                self.store.post(messages).await?;
+                self.store.end_meeting(&self.meeting.id, ended_ms).await
+            }
+            .await;
+            match result {
+                Ok(()) => {
+                    tracing::info!(meeting = %self.meeting.id, segments = self.all.len(), "meeting thread and summary written");
+                    return;
+                }
+                Err(e) if Instant::now() + self.backoff < deadline => {
+                    tracing::warn!(meeting = %self.meeting.id, error = %e, "messaging store unavailable at the end of the meeting; retrying");
+                    tokio::time::sleep(self.backoff).await;
+                    self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+                }
+                Err(e) => {
+                    return tracing::error!(meeting = %self.meeting.id, error = %e, unwritten = self.pending.len() + self.outbox.len(), "giving up on the messaging store; the transcript journal keeps every final caption");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! The room features, one folder (or file) each, and the one list that registers them. A room
+//! opens them in this order and finishes them in the reverse: the meeting log first (captions
+//! write into it), noise suppression before what hears the microphones.
+
+pub mod backgrounds;
+pub mod captions;
+pub mod meeting_log;
+pub mod noise_suppression;
+pub mod recording;
+pub mod talk_time;
+
+use std::sync::Arc;
+
+use crate::config::AudioConfig;
+use crate::features::captions::Captioning;
+use crate::features::meeting_log::MeetingLogOptions;
+use crate::features::recording::Recorder;
+use crate::services::Services;
+use crate::session::{Feature, MeetingSession};
+use crate::store::Store;
+use crate::video::background_source::SourcePolicy;
+use crate::video::processor::SegmenterPool;
+
+/// Registers every feature's metrics, so `/metrics` lists each at 0 before its first event.
+pub fn register_metrics() {
+    crate::session::TRACKS_IGNORED.get();
+    noise_suppression::register_metrics();
+    captions::register_metrics();
+    backgrounds::register_metrics();
+    recording::register_metrics();
+    talk_time::register_metrics();
+}
+
+/// The services features are built from: all of them from [`Services`], or a few (tests,
+/// benches). Noise suppression and talk time need nothing and are always there.
+#[derive(Clone, Default)]
+pub struct FeatureSet {
+    pub audio: AudioConfig,
+    pub store: Option<(Store, MeetingLogOptions)>,
+    pub captioning: Option<Captioning>,
+    pub backgrounds: Option<(Arc<SegmenterPool>, Arc<SourcePolicy>)>,
+    pub recorder: Option<Recorder>,
+}
+
+impl FeatureSet {
+    pub fn new(audio: AudioConfig) -> Self {
+        Self {
+            audio,
+            ..Default::default()
+        }
+    }
+
+    /// Everything `services` has.
+    pub fn from_services(services: &Services) -> Self {
+        let config = &services.config;
+        Self {
+            audio: config.audio,
+            store: services
+                .store
+                .clone()
+                .map(|store| (store, MeetingLogOptions::from_config(config))),
+            captioning: services.captioning.clone(),
+            backgrounds: services
+                .backgrounds
+                .clone()
+                .map(|pool| (pool, Arc::new(SourcePolicy::from_config(config)))),
+            recorder: services.recorder.clone(),
+        }
+    }
+
+    /// Writes every meeting (thread, transcript, summary) into `store`.
+    pub fn with_store(mut self, store: Store, options: MeetingLogOptions) -> Self {
+        self.store = Some((store, options));
+        self
+    }
+
+    pub fn with_captioning(mut self, captioning: Option<Captioning>) -> Self {
+        self.captioning = captioning;
+        self
+    }
+
+    /// Virtual backgrounds with images from `sources`.
+    pub fn with_virtual_backgrounds(
+        mut self,
+        pool: Arc<SegmenterPool>,
+        sources: SourcePolicy,
+    ) -> Self {
+        self.backgrounds = Some((pool, Arc::new(sources)));
+        self
+    }
+
+    pub fn with_recorder(mut self, recorder: Recorder) -> Self {
+        self.recorder = Some(recorder);
+        self
+    }
+
+    /// The registered features, in the order rooms open them: the one list a new feature is
+    /// added to.
+    pub fn features(&self) -> Vec<Arc<dyn Feature>> {
+        let mut features: Vec<Arc<dyn Feature>> = Vec::new();
+        if let Some((store, options)) = &self.store {
+            features.push(Arc::new(meeting_log::MeetingLogFeature::new(
+                store.clone(),
+                options.clone(),
+            )));
+        }
+        features.push(Arc::new(noise_suppression::NoiseSuppression {
+            defaults: self.audio,
+        }));
+        if let Some(captioning) = &self.captioning {
+            features.push(Arc::new(captioning.clone()));
+        }
+        if let Some((pool, sources)) = &self.backgrounds {
+            features.push(Arc::new(backgrounds::VirtualBackgrounds {
+                pool: pool.clone(),
+                sources: sources.clone(),
+            }));
+        }
+        if let Some(recorder) = &self.recorder {
+            features.push(Arc::new(recorder.clone()));
+        }
+        features.push(Arc::new(talk_time::TalkTime));
+        features
+    }
+
+    /// The session every room runs with these features.
+    pub fn session(&self) -> MeetingSession {
+        self.features()
+            .into_iter()
+            .fold(MeetingSession::new(), MeetingSession::with_feature)
+    }
+}

@@ -1,0 +1,255 @@
+//! A microphone's stage: engine PCM (48 kHz mono, 10 ms) -> RNNoise -> what the meeting hears
+//! (captions, recordings, any sink), and on request a clean track `<identity>-clean` that other
+//! participants can subscribe to.
+
+use std::collections::VecDeque;
+
+use std::sync::{Arc, Mutex};
+
+use futures_util::FutureExt as _;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use super::NsSettings;
+use crate::audio::Denoiser;
+use crate::audio::denoise::{FRAME, RATE, to_i16};
+use crate::livekit::engine::monotonic_us;
+use crate::livekit::{Room, TrackSource};
+use crate::media::AudioFrame;
+use crate::session::SessionReport;
+use crate::session::feature::FinishFuture;
+use crate::session::media::{AudioStage, HeardAudio};
+
+/// The agent's published copy of one participant's denoised microphone.
+struct CleanTrack {
+    sid: String,
+    /// Denoised PCM with the arrival time of the input frame that completed it.
+    frames: mpsc::Sender<(Vec<i16>, i64)>,
+    spare: mpsc::Receiver<Vec<i16>>,
+    task: JoinHandle<()>,
+}
+
+/// Frames dropped because the clean track could not keep up (never queued).
+pub static CLEAN_FRAMES_DROPPED: std::sync::LazyLock<prometheus::IntCounter> =
+    std::sync::LazyLock::new(|| {
+        crate::metrics::counter(
+            "meeting_agent_clean_track_frames_dropped_total",
+            "Denoised frames dropped because the clean track could not keep up.",
+        )
+    });
+
+/// Latency the agent adds to clean tracks, in microseconds per frame: from the engine handing
+/// over the input frame to the engine taking the denoised frame, plus RNNoise's 10 ms
+/// algorithmic delay. The most recent 10,000 frames are kept.
+pub static CLEAN_LATENCY_US: Mutex<VecDeque<u32>> = Mutex::new(VecDeque::new());
+const RNNOISE_DELAY_US: i64 = 10_000;
+
+fn record_latency(arrival_us: i64) {
+    let latency = (monotonic_us() - arrival_us + RNNOISE_DELAY_US).max(0) as u32;
+    let mut samples = CLEAN_LATENCY_US.lock().unwrap_or_else(|e| e.into_inner());
+    if samples.len() == 10_000 {
+        samples.pop_front();
+    }
+    samples.push_back(latency);
+}
+
+impl CleanTrack {
+    async fn publish(room: &Room, identity: &str) -> Result<Self, crate::livekit::RoomError> {
+        let track = room
+            .publish_audio(
+                &format!("{identity}-clean"),
+                TrackSource::SourceMicrophone,
+                RATE,
+                1,
+            )
+            .await?;
+        let sid = track.sid.clone();
+        // One frame in flight and one waiting: anything beyond that is dropped, not queued,
+        // so a slow engine never adds latency.
+        let (frames, mut pending) = mpsc::channel::<(Vec<i16>, i64)>(1);
+        let (spare_tx, spare) = mpsc::channel(4);
+        let task = tokio::spawn(async move {
+            while let Some((samples, arrival_us)) = pending.recv().await {
+                match track.capture(samples).await {
+                    Ok(buffer) => {
+                        record_latency(arrival_us);
+                        let _ = spare_tx.try_send(buffer);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "clean track capture failed"),
+                }
+            }
+            drop(track);
+        });
+        Ok(Self {
+            sid,
+            frames,
+            spare,
+            task,
+        })
+    }
+
+    fn send(&mut self, frame: &[f32; FRAME], arrival_us: i64) {
+        let mut buffer = self
+            .spare
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(FRAME));
+        to_i16(frame, &mut buffer);
+        if self.frames.try_send((buffer, arrival_us)).is_err() {
+            CLEAN_FRAMES_DROPPED.inc();
+        }
+    }
+
+    async fn close(self, room: &Room) {
+        drop(self.frames);
+        let _ = self.task.await;
+        if let Err(e) = room.unpublish(&self.sid).await {
+            tracing::debug!(error = %e, "unpublishing the clean track");
+        }
+    }
+}
+
+/// The clean track's life: publishing is asynchronous, so frames go on while it is under way.
+enum Clean {
+    Off,
+    Publishing(JoinHandle<Option<CleanTrack>>),
+    On(CleanTrack),
+}
+
+/// Noise suppression of one microphone.
+pub(super) struct DenoiseStage {
+    pub room: Arc<Room>,
+    pub participant: String,
+    pub settings: watch::Receiver<NsSettings>,
+    pub reports: tokio::sync::broadcast::Sender<SessionReport>,
+    denoiser: Denoiser,
+    current: NsSettings,
+    clean: Clean,
+    raw: [f32; FRAME],
+}
+
+impl DenoiseStage {
+    pub(super) fn new(
+        room: Arc<Room>,
+        participant: String,
+        mut settings: watch::Receiver<NsSettings>,
+        reports: tokio::sync::broadcast::Sender<SessionReport>,
+    ) -> Self {
+        let current = *settings.borrow_and_update();
+        Self {
+            room,
+            participant,
+            settings,
+            reports,
+            denoiser: Denoiser::new(current.denoise || current.clean_track),
+            current,
+            clean: Clean::Off,
+            raw: [0f32; FRAME],
+        }
+    }
+
+    /// Follows the switches: publishes or withdraws the clean track.
+    fn reconcile_clean_track(&mut self) {
+        if self.settings.has_changed().unwrap_or(false) {
+            self.current = *self.settings.borrow_and_update();
+            tracing::info!(room = %self.room.name, participant = %self.participant, denoise = self.current.denoise, clean_track = self.current.clean_track, "noise suppression settings");
+        }
+        if let Clean::Publishing(task) = &mut self.clean
+            && let Some(result) = task.now_or_never()
+        {
+            self.clean = match result.ok().flatten() {
+                Some(track) => Clean::On(track),
+                None => Clean::Off,
+            };
+        }
+        match (&self.clean, self.current.clean_track) {
+            (Clean::Off, true) => {
+                let (room, participant, reports) = (
+                    self.room.clone(),
+                    self.participant.clone(),
+                    self.reports.clone(),
+                );
+                self.clean = Clean::Publishing(tokio::spawn(async move {
+                    match CleanTrack::publish(&room, &participant).await {
+                        Ok(track) => {
+                            tracing::info!(room = %room.name, %participant, sid = %track.sid, "clean track published");
+                            let _ = reports.send(SessionReport::CleanTrackPublished {
+                                room: room.name.clone(),
+                                participant,
+                                sid: track.sid.clone(),
+                            });
+                            Some(track)
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, %participant, "cannot publish the clean track");
+                            None
+                        }
+                    }
+                }));
+            }
+            (Clean::On(_), false) => {
+                if let Clean::On(track) = std::mem::replace(&mut self.clean, Clean::Off) {
+                    let room = self.room.clone();
+                    tokio::spawn(async move { track.close(&room).await });
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+impl AudioStage for DenoiseStage {
+    fn process(
+        &mut self,
+        frame: &AudioFrame,
+        voice_wanted: bool,
+        out: &mut dyn FnMut(&HeardAudio),
+    ) {
+        self.reconcile_clean_track();
+        let settings = self.current;
+        // RNNoise runs when anything needs it: captions use its voice probability.
+        self.denoiser
+            .set_enabled(settings.denoise || settings.clean_track || voice_wanted);
+        let raw_ok =
+            frame.sample_rate == RATE && frame.channels == 1 && frame.samples.len() == FRAME;
+        if raw_ok {
+            for (r, &s) in self.raw.iter_mut().zip(&frame.samples) {
+                *r = s as f32;
+            }
+        }
+        let (raw, clean) = (&self.raw, &mut self.clean);
+        let result = self.denoiser.process(frame, |denoised, voice_probability| {
+            if let Clean::On(track) = clean {
+                track.send(denoised, frame.timestamp_us);
+            }
+            // The meeting hears denoised audio unless suppression is off.
+            let samples = if settings.denoise || !raw_ok {
+                denoised
+            } else {
+                raw
+            };
+            out(&HeardAudio {
+                samples,
+                voice_probability,
+                arrival_us: frame.timestamp_us,
+            });
+        });
+        if let Err(e) = result {
+            tracing::warn!(error = %e, participant = %self.participant, "audio frame skipped");
+        }
+    }
+
+    fn finish(self: Box<Self>) -> FinishFuture {
+        let room = self.room.clone();
+        let clean = self.clean;
+        Box::pin(async move {
+            let track = match clean {
+                Clean::Off => None,
+                Clean::On(track) => Some(track),
+                Clean::Publishing(task) => task.await.ok().flatten(),
+            };
+            if let Some(track) = track {
+                track.close(&room).await;
+            }
+        })
+    }
+}

@@ -1,0 +1,156 @@
+//! Shared harness for the end-to-end tests: a real livekit-server per test, the agent's
+//! worker in-process, and Python SDK participants. A module of the `e2e` binary, and included
+//! by path (`#[path = "e2e/common.rs"]`) by the tests that are binaries of their own.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use meeting_agent::config::Config;
+use meeting_agent::livekit::Engine;
+use meeting_agent::paths::engine_library as default_library_path;
+use meeting_agent::session::SessionReport;
+use meeting_agent::worker::{JobHandler, Shutdown, Worker, WorkerError, WorkerEvent};
+use meeting_agent_devtools::LocalLiveKitServer;
+use tokio::sync::{broadcast, watch};
+use tokio::task::JoinHandle;
+
+pub fn init() {
+    meeting_agent::telemetry::init_logging(
+        meeting_agent::config::LogFormat::Text,
+        &std::env::var("MEETING_AGENT_TEST_LOG")
+            .unwrap_or_else(|_| "warn,meeting_agent=info".into()),
+    );
+    Engine::start(&default_library_path()).expect("LiveKit FFI library (run scripts/setup.sh)");
+    static AT_EXIT: std::sync::Once = std::sync::Once::new();
+    AT_EXIT.call_once(|| {
+        // SAFETY: registers a plain function and no argument; it runs once, at exit.
+        unsafe { on_exit(exit_past_the_engine, std::ptr::null_mut()) };
+    });
+}
+
+unsafe extern "C" {
+    /// glibc's `atexit` whose function is also given the exit status (not in the `libc` crate).
+    fn on_exit(
+        function: extern "C" fn(libc::c_int, *mut libc::c_void),
+        arg: *mut libc::c_void,
+    ) -> libc::c_int;
+}
+
+/// The test harness exits with the engine's threads still running, and the library's
+/// exit-time destructors racing them now and then killed a binary (a SIGSEGV after its
+/// results were printed). As the agent binary does: close the rooms, then end the process
+/// without those destructors, with the harness's own status: 0, or 101 when a test failed
+/// (the harness has printed its failures by then). The status is the one the harness exits
+/// with, whether or not the failing test ran before the first `init()` (in the `e2e` binary
+/// many tests never call it).
+extern "C" fn exit_past_the_engine(status: libc::c_int, _arg: *mut libc::c_void) {
+    use std::io::Write;
+    Engine::shutdown(Duration::from_secs(5));
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    // SAFETY: ends the process at once; nothing runs after it.
+    unsafe { libc::_exit(status) }
+}
+
+/// Joins `room` on `server` as `identity` through this project's engine (a second participant).
+pub async fn join_room(
+    server: &LocalLiveKitServer,
+    room: &str,
+    identity: &str,
+) -> (
+    meeting_agent::livekit::Room,
+    tokio::sync::mpsc::UnboundedReceiver<meeting_agent::livekit::RoomEvent>,
+) {
+    let jwt = meeting_agent::livekit::token::room_token(
+        &server.api_key,
+        &server.api_secret,
+        room,
+        identity,
+        identity,
+    )
+    .unwrap();
+    meeting_agent::livekit::Room::connect(
+        &server.ws_url(),
+        &jwt,
+        meeting_agent::livekit::ConnectOptions::default(),
+    )
+    .await
+    .unwrap()
+}
+
+pub fn config_for(server: &LocalLiveKitServer, agent_name: &str) -> Config {
+    let mut config = Config::default();
+    config.livekit.url = server.ws_url();
+    config.livekit.api_key = server.api_key.clone();
+    config.livekit.api_secret = server.api_secret.clone();
+    config.agent.name = agent_name.to_string();
+    // Tests run on a busy 2-core machine: never refuse a job because of CPU load.
+    config.agent.load_threshold = 1.0;
+    config.agent.status_interval_secs = 1.0;
+    config.validate().expect("valid test config");
+    config
+}
+
+pub struct RunningWorker {
+    pub events: broadcast::Receiver<WorkerEvent>,
+    pub reports: broadcast::Receiver<SessionReport>,
+    pub shutdown: watch::Sender<Shutdown>,
+    pub task: JoinHandle<Result<(), WorkerError>>,
+}
+
+pub async fn start_worker(config: Config) -> RunningWorker {
+    let session = meeting_agent::features::FeatureSet::default().session();
+    start_worker_with(config, Arc::new(session.clone()), session.subscribe()).await
+}
+
+pub async fn start_worker_with(
+    config: Config,
+    handler: Arc<dyn JobHandler>,
+    reports: broadcast::Receiver<SessionReport>,
+) -> RunningWorker {
+    let worker = Worker::new(config, handler);
+    let mut events = worker.subscribe();
+    let (shutdown, shutdown_rx) = watch::channel(Shutdown::Running);
+    let task = tokio::spawn(worker.run(shutdown_rx));
+    wait_for(&mut events, Duration::from_secs(15), |e| {
+        matches!(e, WorkerEvent::Registered { .. })
+    })
+    .await
+    .expect("worker registers with the server");
+    RunningWorker {
+        events,
+        reports,
+        shutdown,
+        task,
+    }
+}
+
+/// The next broadcast item matching `pred` within `timeout`.
+pub async fn wait_for<T: Clone>(
+    rx: &mut broadcast::Receiver<T>,
+    timeout: Duration,
+    pred: impl Fn(&T) -> bool,
+) -> Option<T> {
+    tokio::time::timeout(timeout, async {
+        loop {
+            match rx.recv().await {
+                Ok(item) if pred(&item) => return Some(item),
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+pub fn audio_in_room(report: &SessionReport, room_name: &str) -> Option<f64> {
+    match report {
+        SessionReport::AudioStats {
+            room, frequency_hz, ..
+        } if room == room_name => Some(*frequency_hz),
+        _ => None,
+    }
+}

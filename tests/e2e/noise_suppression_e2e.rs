@@ -1,0 +1,125 @@
+//! End to end: a participant (LiveKit's Python SDK) publishes noisy speech and asks for a clean
+//! track; the agent publishes `<identity>-clean`; another real participant subscribes to both
+//! and finds the clean one's noise floor far lower while the speech is still there.
+
+use std::time::Duration;
+
+use crate::common::*;
+use meeting_agent::audio::quality::{mix_at_snr, noise_floor_dbfs};
+use meeting_agent::audio::wav::write_i16;
+use meeting_agent::livekit::{AudioStream, RoomEvent, TrackKind};
+use meeting_agent::session::SessionReport;
+use meeting_agent_devtools::{LocalLiveKitServer, PythonParticipant};
+
+const T: Duration = Duration::from_secs(30);
+
+fn noisy_speech_wav() -> std::path::PathBuf {
+    let load = |n: &str| meeting_agent_devtools::fixtures::load_f32(n).unwrap();
+    let mix = mix_at_snr(&load("speech.wav"), &load("noise-white.wav"), 5.0);
+    let path = std::env::temp_dir().join(format!("noisy-speech-{}.wav", std::process::id()));
+    write_i16(
+        &path,
+        &mix.iter()
+            .map(|&s| s.round().clamp(-32768.0, 32767.0) as i16)
+            .collect::<Vec<_>>(),
+        48_000,
+        1,
+    )
+    .unwrap();
+    path
+}
+
+async fn record(stream: &mut AudioStream, seconds: f64) -> Vec<f32> {
+    let mut samples = Vec::new();
+    while (samples.len() as f64) < seconds * 48_000.0 {
+        let frame = tokio::time::timeout(T, stream.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        samples.extend(frame.samples.iter().map(|&s| s as f32));
+    }
+    samples
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_requested_clean_track_has_a_much_lower_noise_floor() {
+    init();
+    let server = LocalLiveKitServer::start().await.unwrap();
+    let mut worker = start_worker(config_for(&server, "")).await;
+    let wav = noisy_speech_wav();
+    let speaker = PythonParticipant::spawn(
+        &server,
+        "ns-room",
+        "pat",
+        &[
+            "--wav",
+            wav.to_str().unwrap(),
+            "--video",
+            "none",
+            "--attributes",
+            "ns.clean_track=true",
+        ],
+    )
+    .unwrap();
+    let published = wait_for(&mut worker.reports, T, |r| matches!(r, SessionReport::CleanTrackPublished { participant, .. } if participant == "pat"))
+        .await
+        .expect("the agent publishes pat's clean track");
+    let SessionReport::CleanTrackPublished { sid: clean_sid, .. } = published else {
+        unreachable!()
+    };
+
+    let (room, mut events) = join_room(&server, "ns-room", "listener").await;
+    let (mut raw, mut clean) = (None, None);
+    while raw.is_none() || clean.is_none() {
+        if let RoomEvent::TrackSubscribed(t) = tokio::time::timeout(T, events.recv())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            if t.kind != TrackKind::KindAudio {
+                continue;
+            }
+            if t.participant == "pat" {
+                raw = Some(room.audio_stream(&t.sid, 48_000, 1, 10).unwrap());
+            } else if t.sid == clean_sid {
+                assert_eq!(t.name, "pat-clean");
+                assert!(
+                    t.participant.starts_with("agent-"),
+                    "published by the agent: {}",
+                    t.participant
+                );
+                clean = Some(room.audio_stream(&t.sid, 48_000, 1, 10).unwrap());
+            }
+        }
+    }
+    let (mut raw, mut clean) = (raw.unwrap(), clean.unwrap());
+    // Both streams over the same stretch of the looping clip (it has pauses between sentences).
+    let (raw_audio, clean_audio) = tokio::join!(record(&mut raw, 8.0), record(&mut clean, 8.0));
+    let (raw_floor, clean_floor) = (noise_floor_dbfs(&raw_audio), noise_floor_dbfs(&clean_audio));
+    let clean_level = 10.0
+        * (clean_audio
+            .iter()
+            .map(|&s| (s as f64 / 32768.0).powi(2))
+            .sum::<f64>()
+            / clean_audio.len() as f64)
+            .log10();
+    println!(
+        "noise floor: raw {raw_floor:.1} dBFS, clean {clean_floor:.1} dBFS; clean level {clean_level:.1} dBFS"
+    );
+    assert!(
+        raw_floor > -45.0,
+        "the raw microphone carries the noise: {raw_floor:.1} dBFS"
+    );
+    assert!(
+        clean_floor <= raw_floor - 15.0,
+        "noise floor raw {raw_floor:.1} vs clean {clean_floor:.1} dBFS"
+    );
+    assert!(
+        clean_level > -40.0,
+        "the speech is still there: {clean_level:.1} dBFS"
+    );
+    drop((raw, clean));
+    room.disconnect().await.unwrap();
+    speaker.stop().await;
+    std::fs::remove_file(wav).ok();
+}

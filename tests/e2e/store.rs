@@ -1,0 +1,464 @@
+//! The messaging store against real databases: SQLite (a file) and PostgreSQL (a throwaway
+//! cluster started here). Threads, idempotent writes, verbatim text, search, long messages,
+//! and a meeting whose database goes away and comes back.
+
+use std::time::Duration;
+
+use meeting_agent::features::meeting_log::{MeetingLog, MeetingLogOptions};
+use meeting_agent::store::{
+    MAX_MESSAGE_CHARS, Meeting, Message, SearchQuery, Segment, Store, split_message,
+};
+use meeting_agent_devtools::LocalPostgres;
+
+fn segment(key: &str, speaker: &str, text: &str, start_ms: i64) -> Segment {
+    Segment {
+        key: key.into(),
+        speaker: speaker.into(),
+        text: text.into(),
+        start_ms,
+        end_ms: start_ms + 2_500,
+    }
+}
+
+const ODD: &str = "Robert'); DROP TABLE messages;-- \"quoted\" 100% _under_ \\ back ünïcødé 日本語 🎉 \u{200b}zero-width";
+
+fn message(meeting: &Meeting, id: &str, kind: &str, text: &str) -> Message {
+    Message {
+        id: format!("{}/{id}", meeting.id),
+        conversation_id: meeting.id.clone(),
+        sender_id: "meeting-agent".into(),
+        recipient_id: None,
+        reply_to: Some(meeting.thread_id.clone()),
+        kind: kind.into(),
+        text: text.into(),
+        created_at_ms: meeting.started_at_ms + 1_000,
+    }
+}
+
+async fn exercise(store: &Store) {
+    // Running the migrations again changes nothing.
+    let meeting = Meeting::new("board-room", 1_764_000_000_000);
+    let root = meeting.root_message("meeting-agent", "Meeting in board-room started".into());
+    store.open_meeting(&meeting, &root).await.unwrap();
+    store.open_meeting(&meeting, &root).await.unwrap();
+    let segments = vec![
+        segment(
+            "SG_1",
+            "sam",
+            "Please send the budget to the finance team by Friday.",
+            5_000,
+        ),
+        segment(
+            "SG_2",
+            "ann",
+            "We will launch the new product in March.",
+            12_000,
+        ),
+        segment("SG_3", "sam", ODD, 20_000),
+    ];
+    // A retried write stores nothing twice.
+    store.add_segments(&meeting, &segments).await.unwrap();
+    store.add_segments(&meeting, &segments[1..]).await.unwrap();
+    assert_eq!(
+        store.segments(&meeting.id).await.unwrap(),
+        segments,
+        "stored verbatim, once"
+    );
+
+    let long: String = (0..400)
+        .map(|i| format!("[0:{i:02}] sam: sentence number {i} of a long transcript\n"))
+        .collect();
+    let parts = split_message(&long, MAX_MESSAGE_CHARS);
+    assert!(parts.len() > 1);
+    let mut messages: Vec<Message> = parts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| message(&meeting, &format!("transcript/0/{i}"), "transcript", p))
+        .collect();
+    messages.push(message(&meeting, "chat", "chat", ODD));
+    store.post(&messages).await.unwrap();
+    store.post(&messages).await.unwrap();
+    let thread = store.thread(&meeting.id).await.unwrap();
+    assert_eq!(thread.len(), 1 + messages.len(), "{thread:#?}");
+    assert_eq!(thread[0].kind, "meeting");
+    let transcript: String = thread
+        .iter()
+        .filter(|m| m.kind == "transcript")
+        .map(|m| m.text.as_str())
+        .collect();
+    assert_eq!(transcript, long, "split, not truncated");
+    assert!(
+        thread.iter().any(|m| m.text == ODD),
+        "odd text stored verbatim"
+    );
+
+    // Search: the phrase, its speaker and time, highlighted.
+    let hits = store
+        .search(&SearchQuery {
+            text: "budget finance".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let hit = hits.first().expect("a hit");
+    assert_eq!(
+        (
+            hit.kind.as_str(),
+            hit.speaker.as_str(),
+            hit.offset_ms,
+            hit.at_ms
+        ),
+        (
+            "transcript",
+            "sam",
+            Some(5_000),
+            meeting.started_at_ms + 5_000
+        )
+    );
+    assert_eq!(hit.room.as_deref(), Some("board-room"));
+    assert!(hit.snippet.contains("[budget]"), "{}", hit.snippet);
+    // Stemmed: "launching" finds "launch".
+    let launch = store
+        .search(&SearchQuery {
+            text: "launching".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(launch[0].speaker, "ann");
+    // Filters.
+    for (query, expected) in [
+        (
+            SearchQuery {
+                text: "budget".into(),
+                speaker: Some("ann".into()),
+                ..Default::default()
+            },
+            0,
+        ),
+        (
+            SearchQuery {
+                text: "budget".into(),
+                room: Some("other".into()),
+                ..Default::default()
+            },
+            0,
+        ),
+        (
+            SearchQuery {
+                text: "budget".into(),
+                since_ms: Some(meeting.started_at_ms + 6_000),
+                ..Default::default()
+            },
+            0,
+        ),
+        (
+            SearchQuery {
+                text: "budget".into(),
+                until_ms: Some(meeting.started_at_ms + 6_000),
+                room: Some("board-room".into()),
+                ..Default::default()
+            },
+            1,
+        ),
+    ] {
+        assert_eq!(
+            store.search(&query).await.unwrap().len(),
+            expected,
+            "{query:?}"
+        );
+    }
+    // Metacharacters in a query are words, not syntax; chat messages are searched too.
+    let odd = store
+        .search(&SearchQuery {
+            text: "Robert'); DROP TABLE".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(odd.iter().any(|h| h.kind == "chat"), "{odd:#?}");
+    assert!(odd.iter().any(|h| h.kind == "transcript"), "{odd:#?}");
+    assert!(
+        store
+            .search(&SearchQuery {
+                text: ";;".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    store
+        .end_meeting(&meeting.id, meeting.started_at_ms + 60_000)
+        .await
+        .unwrap();
+    let meetings = store.meetings(Some("board-room")).await.unwrap();
+    assert_eq!(
+        meetings[0].ended_at_ms,
+        Some(meeting.started_at_ms + 60_000)
+    );
+}
+
+/// Search returns meeting threads only (never a direct message or another conversation of the
+/// platform's `messages` table); segment keys survive a non-ASCII room name; `room_finished`
+/// closes one room instance's meetings; webhook ids are remembered for a day.
+async fn scoped_search_room_instances_and_webhook_ids(store: &Store) {
+    let room = "Café Größe 会议";
+    let meeting = Meeting::new(room, 1_764_100_000_000).with_room_sid("RM_cafe");
+    let root = meeting.root_message("meeting-agent", "Meeting in the café".into());
+    store.open_meeting(&meeting, &root).await.unwrap();
+    let segments = vec![
+        segment("SG_1", "zoë", "The zeppelin lands on Tuesday.", 1_000),
+        segment("SG_ü2", "李", "会议 zeppelin follow-up.", 5_000),
+    ];
+    store.add_segments(&meeting, &segments).await.unwrap();
+    assert_eq!(
+        store.segments(&meeting.id).await.unwrap(),
+        segments,
+        "keys cut right after a non-ASCII meeting id"
+    );
+    let stored = store.meeting(&meeting.id).await.unwrap().unwrap();
+    assert_eq!(stored.room_sid.as_deref(), Some("RM_cafe"));
+
+    // The platform's own chat: a direct message in another conversation, and one without a
+    // conversation at all (how the platform's table holds them).
+    let dm = Message {
+        id: "dm-1".into(),
+        conversation_id: "dm-ann-bob".into(),
+        sender_id: "ann".into(),
+        recipient_id: Some("bob".into()),
+        reply_to: None,
+        kind: "chat".into(),
+        text: "The zeppelin salary figures are private.".into(),
+        created_at_ms: meeting.started_at_ms + 2_000,
+    };
+    store.post(&[dm]).await.unwrap();
+    match store {
+        Store::Sqlite(pool) => {
+            sqlx::query("INSERT INTO messages (id, sender_id, recipient_id, text, created_at, kind) VALUES ('dm-2', 'ann', 'bob', 'zeppelin password hunter2', 1764100003000, 'chat')")
+                .execute(pool)
+                .await
+                .unwrap();
+        }
+        Store::Postgres(pool) => {
+            sqlx::query("INSERT INTO messages (id, sender_id, recipient_id, text) VALUES ('dm-2', 'ann', 'bob', 'zeppelin password hunter2')")
+                .execute(pool)
+                .await
+                .unwrap();
+        }
+    }
+    store
+        .post(&[message(
+            &meeting,
+            "chat-z",
+            "chat",
+            "Is the zeppelin insured?",
+        )])
+        .await
+        .unwrap();
+    let hits = store
+        .search(&SearchQuery {
+            text: "zeppelin".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        hits.len(),
+        3,
+        "two segments and the thread's chat: {hits:#?}"
+    );
+    assert!(
+        hits.iter()
+            .all(|h| h.room.as_deref() == Some(room) && h.conversation == meeting.id),
+        "{hits:#?}"
+    );
+    assert!(
+        !hits
+            .iter()
+            .any(|h| h.snippet.contains("salary") || h.snippet.contains("hunter2")),
+        "{hits:#?}"
+    );
+
+    // room_finished of instance RM_a: its meeting and an older one without a sid close; a
+    // later instance (RM_b) and a later meeting without a sid stay open.
+    let t = 1_764_200_000_000;
+    let open = |started: i64, sid: &str| {
+        let m = Meeting::new("standup", started).with_room_sid(sid);
+        let root = m.root_message("meeting-agent", "standup".into());
+        async move {
+            store.open_meeting(&m, &root).await.unwrap();
+            m.id
+        }
+    };
+    let a = open(t, "RM_a").await;
+    let b = open(t + 100_000, "RM_b").await;
+    let old = open(t - 50_000, "").await;
+    let later = open(t + 200_000, "").await;
+    let closed = store
+        .end_room_meetings("standup", Some("RM_a"), t + 50_000, t + 60_000)
+        .await
+        .unwrap();
+    assert_eq!(closed, 2);
+    let ended = |id: String| async move { store.meeting(&id).await.unwrap().unwrap().ended_at_ms };
+    assert_eq!(ended(a).await, Some(t + 60_000));
+    assert_eq!(ended(old).await, Some(t + 60_000));
+    assert_eq!(ended(b).await, None);
+    assert_eq!(ended(later).await, None);
+
+    // Webhook ids: once each, for a day.
+    let day = 86_400_000;
+    let now = 1_764_300_000_000;
+    assert!(
+        store
+            .webhook_event_first_seen("EV_1", now, day)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .webhook_event_first_seen("EV_1", now + 1, day)
+            .await
+            .unwrap()
+    );
+    store.forget_webhook_event("EV_1").await.unwrap();
+    assert!(
+        store
+            .webhook_event_first_seen("EV_1", now + 2, day)
+            .await
+            .unwrap()
+    );
+    // A day later the old id is pruned as a new one arrives.
+    assert!(
+        store
+            .webhook_event_first_seen("EV_2", now + day + 10, day)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .webhook_event_first_seen("EV_1", now + day + 11, day)
+            .await
+            .unwrap()
+    );
+}
+
+#[tokio::test]
+async fn sqlite_keeps_threads_and_segments_and_finds_them() {
+    let dir = std::env::temp_dir().join(format!("store-sqlite-{}", std::process::id()));
+    let url = format!("sqlite:{}", dir.join("meeting-agent.db").display());
+    exercise(&Store::connect(&url).await.unwrap()).await;
+    // Reopening migrates nothing twice and keeps the data.
+    let again = Store::connect(&url).await.unwrap();
+    assert_eq!(again.meetings(None).await.unwrap().len(), 1);
+    scoped_search_room_instances_and_webhook_ids(&again).await;
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[tokio::test]
+async fn postgres_keeps_threads_and_segments_and_finds_them() {
+    let pg = LocalPostgres::start().unwrap();
+    exercise(&Store::connect(&pg.url()).await.unwrap()).await;
+    let again = Store::connect(&pg.url()).await.unwrap();
+    assert_eq!(again.meetings(None).await.unwrap().len(), 1);
+    scoped_search_room_instances_and_webhook_ids(&again).await;
+}
+
+#[tokio::test]
+async fn a_bad_store_url_is_refused_clearly() {
+    let e = Store::connect("mysql://x").await.unwrap_err().to_string();
+    assert!(e.contains("sqlite:PATH or postgres://"), "{e}");
+}
+
+/// The database is stopped mid-meeting and started again: every final caption ends up stored
+/// once, in the thread once, and the summary follows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_mid_meeting_loses_and_duplicates_nothing() {
+    let pg = LocalPostgres::start().unwrap();
+    let store = Store::connect(&pg.url()).await.unwrap();
+    let meeting = Meeting::new("outage-room", 1_764_000_000_000);
+    let (log, task) = MeetingLog::start(
+        store.clone(),
+        meeting.clone(),
+        MeetingLogOptions {
+            bot_user: "meeting-agent".into(),
+            flush_timeout: Duration::from_secs(30),
+            llm: None,
+        },
+    );
+    log.presence("sam", true);
+    log.presence("ann", true);
+    let lines = [
+        ("sam", "Good morning everyone."),
+        ("ann", "Maria will send the budget by Friday."),
+        ("sam", "We agreed to launch in March."),
+        ("ann", "I'll book the venue for the launch."),
+        ("sam", "Please review the contract before Monday."),
+        ("ann", "Thanks, that is all for today."),
+    ];
+    let say = |i: usize| {
+        let (speaker, text) = lines[i];
+        log.final_caption(segment(&format!("SG_{i}"), speaker, text, i as i64 * 4_000));
+    };
+    say(0);
+    say(1);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    pg.halt().unwrap();
+    say(2);
+    say(3);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    pg.resume().unwrap();
+    say(4);
+    log.presence("ann", false);
+    say(5);
+    drop(log);
+    tokio::time::timeout(Duration::from_secs(60), task)
+        .await
+        .unwrap()
+        .unwrap();
+
+    let stored = store.segments(&meeting.id).await.unwrap();
+    assert_eq!(
+        stored.iter().map(|s| s.text.as_str()).collect::<Vec<_>>(),
+        lines.iter().map(|l| l.1).collect::<Vec<_>>(),
+        "every final stored once, in order"
+    );
+    let thread = store.thread(&meeting.id).await.unwrap();
+    let transcript: String = thread
+        .iter()
+        .filter(|m| m.kind == "transcript")
+        .map(|m| format!("{}\n", m.text))
+        .collect();
+    for (speaker, text) in lines {
+        assert_eq!(
+            transcript.matches(&format!("{speaker}: {text}")).count(),
+            1,
+            "{text:?} once in the thread:\n{transcript}"
+        );
+    }
+    assert_eq!(thread[0].kind, "meeting");
+    let summary = thread.last().unwrap();
+    assert_eq!(summary.kind, "summary", "{thread:#?}");
+    assert!(
+        summary
+            .text
+            .contains("Maria: Maria will send the budget by Friday."),
+        "{}",
+        summary.text
+    );
+    assert!(
+        summary
+            .text
+            .contains("ann: I'll book the venue for the launch."),
+        "{}",
+        summary.text
+    );
+    assert!(summary.text.contains("Speaking time"), "{}", summary.text);
+    assert!(
+        thread
+            .iter()
+            .all(|m| m.kind == "meeting"
+                || m.reply_to.as_deref() == Some(meeting.thread_id.as_str()))
+    );
+}
