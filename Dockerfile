@@ -23,7 +23,9 @@ RUN . scripts/versions.env \
  && cp "/tmp/ort/onnxruntime/capi/libonnxruntime.so.${ONNXRUNTIME_VERSION}" /opt/meeting-agent/onnxruntime/libonnxruntime.so \
  && bash models/fetch_models.sh whisper-tiny-en selfie-segmentation \
  && rm -rf /opt/meeting-agent/downloads /tmp/ort
-RUN cargo build --locked --release
+# The agent's binary only (the workspace's crates/ and proto/ came with `COPY . .`; the dev
+# binary, meeting-agent-dev, stays out of the image).
+RUN cargo build --locked --release -p meeting-agent
 
 FROM debian:bookworm-slim
 # GStreamer for recordings: compositor/audiomixer (base, bad), x264 (ugly), AAC (libav), MP4 (good).

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Writes MediaPipe's own person masks for the test photograph, the reference the project's
-segmentation is checked against (tests/segmentation.rs). Run once, in a separate venv:
+segmentation is checked against (tests/e2e/segmentation.rs). Run once, in a separate venv:
 
     python3 -m venv /tmp/mp && /tmp/mp/bin/pip install mediapipe==0.10.14 scikit-image==0.26.0
     /tmp/mp/bin/python models/mediapipe_reference_masks.py fixtures/

@@ -643,9 +643,6 @@ impl Config {
         if self.captions.threads == 0 || self.captions.threads > 64 {
             return invalid("captions.threads", "must be between 1 and 64");
         }
-        if let Err(e) = crate::captions::CaptionLanguage::parse(&self.captions.language) {
-            return invalid("captions.language", &e.to_string());
-        }
         if !(200..=10_000).contains(&self.captions.interim_ms) {
             return invalid("captions.interim_ms", "must be between 200 and 10000");
         }

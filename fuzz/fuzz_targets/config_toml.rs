@@ -9,5 +9,6 @@ fuzz_target!(|data: &[u8]| {
             meeting_agent::config::Config::from_toml_str(text, std::path::Path::new("fuzz.toml"))
     {
         let _ = config.validate();
+        let _ = meeting_agent::features::check_config(&config);
     }
 });

@@ -12,11 +12,12 @@ fuzz_target!(|data: &[u8]| {
         .filter_map(|l| l.split_once('='))
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    let _ = meeting_agent::session::camera::VbRequest::from_attributes(&attributes);
-    let _ = meeting_agent::session::controls::MicSettings::resolve(
+    let none = Default::default();
+    let _ = meeting_agent::features::backgrounds::camera::VbRequest::from_attributes(&attributes);
+    let _ = meeting_agent::features::noise_suppression::NsSettings::resolve(
         &meeting_agent::config::AudioConfig::default(),
-        true,
-        &Default::default(),
+        &none,
         &attributes,
     );
+    let _ = meeting_agent::features::captions::CaptionSettings::resolve(&none, &attributes);
 });

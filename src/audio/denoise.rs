@@ -71,8 +71,8 @@ impl Denoiser {
     }
 
     /// Processes one input frame. Enabled: calls `emit` with each complete denoised 48 kHz mono
-    /// 10 ms frame (i16 scale f32, not clamped: [`to_i16`] saturates) and its voice probability. Disabled: returns the input as-is
-    /// through `passthrough`, so callers forward the original frame bit for bit.
+    /// 10 ms frame (i16 scale f32, not clamped: [`to_i16`] saturates) and its voice probability. Disabled: checks the frame and emits nothing (callers forward
+    /// the original frame themselves, bit for bit).
     pub fn process(
         &mut self,
         frame: &AudioFrame,

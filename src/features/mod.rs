@@ -31,6 +31,12 @@ pub fn register_metrics() {
     talk_time::register_metrics();
 }
 
+/// Checks the configuration sections the features own, beyond what `Config::validate` checks
+/// of plain data.
+pub fn check_config(config: &crate::config::Config) -> Result<(), crate::config::ConfigError> {
+    captions::check_config(&config.captions)
+}
+
 /// The services features are built from: all of them from [`Services`], or a few (tests,
 /// benches). Noise suppression and talk time need nothing and are always there.
 #[derive(Clone, Default)]

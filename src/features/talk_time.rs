@@ -1,7 +1,7 @@
 //! Talk time: how long each participant spoke, from the voice probability of what the meeting
 //! hears, logged when the room ends and counted in `meeting_agent_talk_seconds_total`. The
-//! smallest complete room feature (this file and one line in `features/mod.rs`): ARCHITECTURE.md
-//! walks through it as the example of adding one.
+//! smallest complete room feature (this file, and its registration in `features/mod.rs`):
+//! ARCHITECTURE.md walks through it as the example of adding one.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -70,6 +70,11 @@ impl AudioSink for SpeechCounter {
         if audio.voice_probability > SPEECH {
             self.0.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Speech is found by RNNoise's voice probability, also where suppression is off.
+    fn wants_voice_probability(&self) -> bool {
+        true
     }
 }
 

@@ -1,4 +1,4 @@
-//! `meeting-agent demo`: the whole product on one machine. A local livekit-server, a
+//! `meeting-agent-dev demo`: the whole product on one machine. A local livekit-server, a
 //! participant (LiveKit's Python SDK) that speaks the fixture sentences with its camera on, and
 //! the agent with captions, noise suppression, recording and the messaging store. Prints the
 //! live captions as the room receives them, then the recording's link, the meeting's chat

@@ -18,12 +18,12 @@ pub use participant::{PythonParticipant, dispatch_cli};
 pub use postgres::LocalPostgres;
 pub use s3::LocalS3;
 
-/// A tool set-up builds into the cache (`<cache>/tools/<dir>/<file>`), or where `env_var` says.
 /// The repository this crate was built in (its participants, fixtures and scripts).
 pub fn repository() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// A tool set-up builds into the cache (`<cache>/tools/<dir>/<file>`), or where `env_var` says.
 pub(crate) fn tool_binary(env_var: &str, dir: &str, file: &str) -> std::path::PathBuf {
     std::env::var_os(env_var)
         .map(std::path::PathBuf::from)

@@ -175,6 +175,22 @@ impl Engine {
             .map_err(|_| EngineError::ReplyLost(name))
     }
 
+    /// One asynchronous call, the path every FFI call with a callback takes: `request` builds
+    /// the message around the call's async id, and `reply` picks the callback it expects out of
+    /// the event that answers it (anything else is an unexpected response).
+    pub async fn call<T>(
+        &self,
+        name: &'static str,
+        request: impl FnOnce(u64) -> proto::ffi_request::Message,
+        reply: impl FnOnce(proto::ffi_event::Message) -> Option<T>,
+    ) -> Result<T, EngineError> {
+        let async_id = self.next_async_id();
+        let event = self
+            .request_async(name, async_id, request(async_id))
+            .await?;
+        reply(event).ok_or(EngineError::UnexpectedResponse(name))
+    }
+
     /// Sends an asynchronous request; the receiver gets its callback.
     pub fn request_with_reply(
         &self,

@@ -109,37 +109,38 @@ async fn publish_track(
     track: &OwnedHandle,
     source: TrackSource,
 ) -> Result<String, RoomError> {
-    let engine = Engine::get()?;
-    let async_id = engine.next_async_id();
-    let req = proto::PublishTrackRequest {
-        local_participant_handle: local.id(),
-        track_handle: track.id(),
-        options: proto::TrackPublishOptions {
-            source: Some(source as i32),
-            ..Default::default()
-        },
-        request_async_id: Some(async_id),
-    };
-    match engine
-        .request_async("publish_track", async_id, Req::PublishTrack(req))
-        .await?
-    {
-        Ev::PublishTrack(cb) => match cb.message {
-            Some(proto::publish_track_callback::Message::Publication(p)) => {
-                // The publication handle is not needed: the track handle keeps it alive.
-                let sid = p.info.sid;
-                drop(OwnedHandle::from_proto(p.handle));
-                Ok(sid)
-            }
-            Some(proto::publish_track_callback::Message::Error(message)) => {
-                Err(RoomError::Operation {
-                    operation: "publish track",
-                    message,
+    let cb = Engine::get()?
+        .call(
+            "publish_track",
+            |async_id| {
+                Req::PublishTrack(proto::PublishTrackRequest {
+                    local_participant_handle: local.id(),
+                    track_handle: track.id(),
+                    options: proto::TrackPublishOptions {
+                        source: Some(source as i32),
+                        ..Default::default()
+                    },
+                    request_async_id: Some(async_id),
                 })
-            }
-            None => Err(EngineError::UnexpectedResponse("publish_track").into()),
-        },
-        _ => Err(EngineError::UnexpectedResponse("publish_track").into()),
+            },
+            |event| match event {
+                Ev::PublishTrack(cb) => Some(cb),
+                _ => None,
+            },
+        )
+        .await?;
+    match cb.message {
+        Some(proto::publish_track_callback::Message::Publication(p)) => {
+            // The publication handle is not needed: the track handle keeps it alive.
+            let sid = p.info.sid;
+            drop(OwnedHandle::from_proto(p.handle));
+            Ok(sid)
+        }
+        Some(proto::publish_track_callback::Message::Error(message)) => Err(RoomError::Operation {
+            operation: "publish track",
+            message,
+        }),
+        None => Err(EngineError::UnexpectedResponse("publish_track").into()),
     }
 }
 

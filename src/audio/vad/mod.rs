@@ -1,4 +1,4 @@
-//! Voice activity detectors, compared by `meeting-agent bench vad` on the project's fixtures.
+//! Voice activity detectors, compared by `meeting-agent-dev bench vad` on the project's fixtures.
 //! The caption pipeline uses RNNoise's voice probability, which the denoiser computes anyway;
 //! WebRTC's VAD (libfvad) and Silero (ONNX Runtime) are the alternatives it is measured against.
 

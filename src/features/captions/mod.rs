@@ -16,6 +16,7 @@ use crate::captions::publisher::CaptionPublisher;
 use crate::captions::segmenter::SegmenterConfig;
 use crate::captions::speaker::CaptionContext;
 use crate::captions::{CaptionLanguage, Recognizer};
+use crate::config::ConfigError;
 use crate::features::meeting_log::MeetingLog;
 use crate::livekit::TrackKind;
 use crate::protocol::{CAPTIONS_ENABLED, CAPTIONS_LANGUAGE};
@@ -28,6 +29,16 @@ pub fn register_metrics() {
     CAPTION_FRAMES_DROPPED.get();
     crate::captions::recognizer::FINALS_REFUSED.get();
     crate::captions::recognizer::FINALS_QUEUED.get();
+}
+
+/// Checks the `[captions]` settings only this feature understands (the language's name).
+pub fn check_config(config: &crate::config::CaptionsConfig) -> Result<(), ConfigError> {
+    CaptionLanguage::parse(&config.language)
+        .map(|_| ())
+        .map_err(|e| ConfigError::Invalid {
+            field: "captions.language",
+            problem: e.to_string(),
+        })
 }
 
 /// Captioning for the whole process: one recognizer, transcripts under `data_dir`.

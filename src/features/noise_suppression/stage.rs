@@ -216,6 +216,17 @@ impl AudioStage for DenoiseStage {
                 *r = s as f32;
             }
         }
+        if !self.denoiser.enabled() {
+            // Nothing needs RNNoise: the meeting hears the microphone as it came.
+            if raw_ok {
+                out(&HeardAudio {
+                    samples: &self.raw,
+                    voice_probability: 0.0,
+                    arrival_us: frame.timestamp_us,
+                });
+            }
+            return;
+        }
         let (raw, clean) = (&self.raw, &mut self.clean);
         let result = self.denoiser.process(frame, |denoised, voice_probability| {
             if let Clean::On(track) = clean {

@@ -58,10 +58,18 @@ pub struct Recorder {
 }
 
 impl Recorder {
+    /// A recorder that records: GStreamer, its plug-ins and the graphs are checked here.
     pub fn from_config(config: &crate::config::Config) -> Result<Self, RecordingError> {
         crate::recording::pipeline::init()?;
+        let recorder = Self::for_storage(config)?;
+        recorder.pipeline.check()?;
+        Ok(recorder)
+    }
+
+    /// For what only manages stored recordings (list, link, delete, retention): the graphs are
+    /// read but GStreamer is neither started nor probed.
+    pub fn for_storage(config: &crate::config::Config) -> Result<Self, RecordingError> {
         let pipeline = PipelineSettings::from_config(&config.recording)?;
-        pipeline.check()?;
         let dir = config.recordings_dir();
         Ok(Self {
             config: config.recording.clone(),

@@ -62,7 +62,7 @@ pub async fn token_latency(rate: u32, seconds: u64) -> Result<()> {
         latencies.len(),
         p(0.5)
     );
-    let command = format!("meeting-agent bench api-token --rate {rate} --seconds {seconds}");
+    let command = format!("meeting-agent-dev bench api-token --rate {rate} --seconds {seconds}");
     row("api_token_p99_ms", p(0.99), "ms", "-", &command);
     Ok(())
 }

@@ -92,7 +92,7 @@ pub async fn asr(model_path: &Path, name: &str, threads: usize, fixture: &str) -
         busy / 1000.0
     );
     let cmd = format!(
-        "meeting-agent bench asr --model {} --threads {threads} --fixture {fixture}",
+        "meeting-agent-dev bench asr --model {} --threads {threads} --fixture {fixture}",
         model_path.display()
     );
     row(

@@ -204,7 +204,7 @@ pub async fn caption_latency(fixture: &str, load_room: bool) -> Result<()> {
     );
     let suffix = if load_room { "_loaded" } else { "" };
     let cmd = format!(
-        "meeting-agent bench caption-latency --fixture {fixture}{}",
+        "meeting-agent-dev bench caption-latency --fixture {fixture}{}",
         if load_room { " --load-room" } else { "" }
     );
     let cmd = cmd.as_str();

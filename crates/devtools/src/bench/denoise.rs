@@ -64,7 +64,7 @@ pub fn throughput(rounds: usize, streams: usize) -> Result<()> {
     eprintln!(
         "{streams} stream(s), {audio_seconds:.0} s of audio: ours {x_ours:.0}x real time, stock nnnoiseless {x_stock:.0}x"
     );
-    let cmd = format!("meeting-agent bench denoise --rounds {rounds} --streams {streams}");
+    let cmd = format!("meeting-agent-dev bench denoise --rounds {rounds} --streams {streams}");
     let suffix = if streams == 1 {
         String::new()
     } else {
@@ -114,7 +114,7 @@ pub fn snr_gain() -> Result<()> {
         }
     }
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-    let command = "meeting-agent bench denoise-snr";
+    let command = "meeting-agent-dev bench denoise-snr";
     row(
         "denoise_snr_gain_db",
         mean(&gains),
@@ -276,7 +276,7 @@ pub async fn clean_track_latency(seconds: f64) -> Result<()> {
         pct(1.0),
         added.len()
     );
-    let cmd = format!("meeting-agent bench clean-track-latency --seconds {seconds}");
+    let cmd = format!("meeting-agent-dev bench clean-track-latency --seconds {seconds}");
     row(
         "clean_track_latency_ms",
         pct(0.95),

@@ -193,7 +193,7 @@ pub async fn rooms_full(max_rooms: usize, settle_secs: u64) -> Result<()> {
         held as f64,
         "rooms of 4 (running at WS_FULL)",
         "-",
-        &format!("meeting-agent bench load --max-rooms {max_rooms} --settle {settle_secs}"),
+        &format!("meeting-agent-dev bench load --max-rooms {max_rooms} --settle {settle_secs}"),
     );
     Ok(())
 }

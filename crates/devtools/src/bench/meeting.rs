@@ -90,7 +90,7 @@ pub async fn dispatch(rooms: usize) -> Result<()> {
     }
     latencies.sort_by(f64::total_cmp);
     eprintln!("dispatch latencies (ms, sorted): {latencies:.0?}");
-    let cmd = format!("meeting-agent bench dispatch --rooms {rooms}");
+    let cmd = format!("meeting-agent-dev bench dispatch --rooms {rooms}");
     row(
         "dispatch_p50_ms",
         percentile(&latencies, 0.5),
@@ -244,7 +244,7 @@ pub async fn room_memory(rooms: usize, per_room: usize) -> Result<()> {
         mean,
         "MiB",
         "<= 40",
-        &format!("meeting-agent bench room-memory --rooms {rooms} --publishers {per_room}"),
+        &format!("meeting-agent-dev bench room-memory --rooms {rooms} --publishers {per_room}"),
     );
     Ok(())
 }
@@ -286,7 +286,7 @@ pub async fn recv_cpu(seconds: u64) -> Result<()> {
         pct,
         "% of one core",
         "-",
-        &format!("meeting-agent bench recv-cpu --seconds {seconds}"),
+        &format!("meeting-agent-dev bench recv-cpu --seconds {seconds}"),
     );
     Ok(())
 }
@@ -334,7 +334,7 @@ pub async fn soak(minutes: u64, streams: usize) -> Result<()> {
         (last - first) / span_min.max(0.5),
         "MiB/min",
         "~0",
-        &format!("meeting-agent bench soak --minutes {minutes} --streams {streams}"),
+        &format!("meeting-agent-dev bench soak --minutes {minutes} --streams {streams}"),
     );
     Ok(())
 }

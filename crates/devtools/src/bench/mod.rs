@@ -1,4 +1,4 @@
-//! `meeting-agent bench ...`: the figures in BENCHMARKS.md. Each prints its table row.
+//! `meeting-agent-dev bench ...`: the figures in BENCHMARKS.md. Each prints its table row.
 
 pub mod api;
 pub mod asr;

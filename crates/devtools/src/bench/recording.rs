@@ -142,7 +142,7 @@ pub fn cores(seconds: u64) -> Result<()> {
     }
     pipeline.finish(Duration::from_secs(20))?;
     let reference = gst_launch_cores(seconds)?;
-    let command = format!("meeting-agent bench rec-cores --seconds {seconds}");
+    let command = format!("meeting-agent-dev bench rec-cores --seconds {seconds}");
     row("rec_cores_720p_grid4", ours, "cores", "<= 1.0", &command);
     row(
         "rec_cores_720p_grid4_gst_launch",
@@ -314,7 +314,7 @@ pub async fn link_after_end(minutes: u64) -> Result<()> {
         seconds,
         "s",
         "<= 10",
-        &format!("meeting-agent bench rec-link --minutes {minutes}"),
+        &format!("meeting-agent-dev bench rec-link --minutes {minutes}"),
     );
     let _ = std::fs::remove_dir_all(dir);
     Ok(())
@@ -397,7 +397,7 @@ pub fn drift(minutes: u64) -> Result<()> {
         worst,
         "ms",
         "<= 40",
-        &format!("meeting-agent bench rec-drift --minutes {minutes}"),
+        &format!("meeting-agent-dev bench rec-drift --minutes {minutes}"),
     );
     Ok(())
 }
@@ -503,7 +503,7 @@ pub async fn live_sync(seconds: u64, load_room: bool) -> Result<()> {
     );
     let suffix = if load_room { "_loaded" } else { "" };
     let command = format!(
-        "meeting-agent bench rec-sync --seconds {seconds}{}",
+        "meeting-agent-dev bench rec-sync --seconds {seconds}{}",
         if load_room { " --load-room" } else { "" }
     );
     row(

@@ -181,7 +181,7 @@ async fn measure(name: &str, store: &Store, segments: usize, n: usize) -> Result
         pct(0.95),
         &format!("ms ({millions} M segments, p50 {:.1})", pct(0.5)),
         "<= 50",
-        &format!("meeting-agent bench search --segments {segments}"),
+        &format!("meeting-agent-dev bench search --segments {segments}"),
     );
     Ok(())
 }

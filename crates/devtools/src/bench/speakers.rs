@@ -224,14 +224,14 @@ pub async fn speakers_realtime(max: usize, seconds: f64) -> Result<()> {
         keeps_up as f64,
         &format!("speakers at once (every final, p95 <= {P95_LIMIT_S} s)"),
         ">= 3",
-        &format!("meeting-agent bench caption-speakers --max {max}"),
+        &format!("meeting-agent-dev bench caption-speakers --max {max}"),
     );
     row(
         "caption_speakers_with_interims",
         with_interims as f64,
         &format!("speakers at once, also >= {MIN_INTERIMS_PER_S} interims/s each"),
         "-",
-        &format!("meeting-agent bench caption-speakers --max {max}"),
+        &format!("meeting-agent-dev bench caption-speakers --max {max}"),
     );
     Ok(())
 }

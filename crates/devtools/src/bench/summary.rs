@@ -70,7 +70,7 @@ pub async fn summary_after_end(meetings: usize) -> Result<()> {
             waits.len()
         ),
         "<= 5",
-        &format!("meeting-agent bench summary-after-end --meetings {meetings}"),
+        &format!("meeting-agent-dev bench summary-after-end --meetings {meetings}"),
     );
     Ok(())
 }

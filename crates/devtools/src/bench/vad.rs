@@ -106,7 +106,7 @@ pub fn compare(onnxruntime: &Path, silero_model: &Path) -> Result<()> {
         labels.len(),
         speech_share * 100.0
     );
-    let command = "meeting-agent bench vad";
+    let command = "meeting-agent-dev bench vad";
     for (name, make) in &make {
         let (mut sum, mut cpu, mut frames) = (Scores::default(), 0.0, 0usize);
         for (condition, audio) in &conditions {

@@ -42,7 +42,7 @@ pub fn vb(frames: usize) -> Result<()> {
             per(refine),
             per(composite)
         );
-        let cmd = format!("meeting-agent bench vb --frames {frames}");
+        let cmd = format!("meeting-agent-dev bench vb --frames {frames}");
         let target = if name == "360p" { "<= 8" } else { "<= 16" };
         row(
             &format!("vb_ms_{name}"),
@@ -163,7 +163,7 @@ pub async fn vb_latency(seconds: u64, load_room: bool) -> Result<()> {
     );
     let suffix = if load_room { "_loaded" } else { "" };
     let cmd = format!(
-        "meeting-agent bench vb-latency --seconds {seconds}{}",
+        "meeting-agent-dev bench vb-latency --seconds {seconds}{}",
         if load_room { " --load-room" } else { "" }
     );
     row(
