@@ -133,6 +133,20 @@ fn a_malformed_config_file_names_the_field() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("livekit.api_secret"));
 
+    // A section a feature owns is checked by the feature, at the same place.
+    std::fs::write(
+        &path,
+        "[livekit]\nurl = \"ws://127.0.0.1:7880\"\napi_key = \"k\"\napi_secret = \"s\"\n[captions]\nlanguage = \"klingon\"\n",
+    )
+    .unwrap();
+    let out = agent()
+        .args(["--config", path.to_str().unwrap(), "check-config"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("captions.language"), "{stderr}");
+
     std::fs::write(
         &path,
         "[livekit]\nurl = \"ws://127.0.0.1:7880\"\napi_key = \"k\"\napi_secret = \"s\"\n",
