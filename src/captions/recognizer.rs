@@ -208,6 +208,8 @@ pub struct Recognizer {
     /// Set when the recognizer is dropped: the decode under way stops at its next step.
     abort: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// Disconnects when the thread ends (its sender is dropped, also by a panic).
+    thread_ended: Mutex<std::sync::mpsc::Receiver<()>>,
     pub stats: Arc<RecognizerStats>,
     /// The language when a microphone asks for none; `None` detects.
     pub language: Option<String>,
@@ -248,9 +250,11 @@ impl Recognizer {
             language.clone(),
             abort.clone(),
         );
+        let (ended, thread_ended) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("whisper".into())
             .spawn(move || {
+                let _ended = ended;
                 let _model = model; // the context outlives the state
                 let mut threads = super::threads::ThreadBudget::new(options.threads);
                 while let Some((job, kind)) = next_job(&q) {
@@ -293,6 +297,7 @@ impl Recognizer {
             queue,
             abort,
             thread: Some(thread),
+            thread_ended: Mutex::new(thread_ended),
             stats,
             language,
             multilingual,
@@ -388,14 +393,17 @@ impl Drop for Recognizer {
         let Some(thread) = self.thread.take() else {
             return;
         };
-        let deadline = std::time::Instant::now() + STOP_WAIT;
-        while !thread.is_finished() && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-        if thread.is_finished() {
-            let _ = thread.join();
-        } else {
-            tracing::warn!("whisper thread still decoding after {STOP_WAIT:?}; left to finish");
+        let ended = self
+            .thread_ended
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner());
+        match ended.recv_timeout(STOP_WAIT) {
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                tracing::warn!("whisper thread still decoding after {STOP_WAIT:?}; left to finish")
+            }
+            _ => {
+                let _ = thread.join();
+            }
         }
     }
 }
