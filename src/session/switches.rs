@@ -3,6 +3,8 @@
 
 use std::collections::HashMap;
 
+use tokio::sync::watch;
+
 use crate::config::parse_flag;
 use crate::protocol::ROOM_SWITCHES;
 
@@ -48,6 +50,43 @@ pub fn flag_value(source: &str, key: &str, value: Option<&String>, default: bool
         tracing::warn!(source, key, value = %value, "ignoring switch: expected true or false");
         default
     })
+}
+
+/// A feature's resolved switches per participant, watched by that participant's tasks. Removing
+/// a participant closes its watchers: their tasks see the channel close and finish.
+pub struct ParticipantSwitches<T>(HashMap<String, watch::Sender<T>>);
+
+impl<T> Default for ParticipantSwitches<T> {
+    fn default() -> Self {
+        Self(HashMap::new())
+    }
+}
+
+impl<T: Clone + PartialEq> ParticipantSwitches<T> {
+    /// A watcher of `identity`'s switches (`current` for its first one).
+    pub fn watch(&mut self, identity: &str, current: T) -> watch::Receiver<T> {
+        self.0
+            .entry(identity.to_string())
+            .or_insert_with(|| watch::channel(current).0)
+            .subscribe()
+    }
+
+    /// Resolves every participant's switches again; watchers hear of those that changed.
+    pub fn refresh(&self, mut resolve: impl FnMut(&str) -> T) {
+        for (identity, tx) in &self.0 {
+            let value = resolve(identity);
+            tx.send_if_modified(|current| {
+                let changed = *current != value;
+                *current = value;
+                changed
+            });
+        }
+    }
+
+    /// The participant left.
+    pub fn remove(&mut self, identity: &str) {
+        self.0.remove(identity);
+    }
 }
 
 #[cfg(test)]

@@ -8,11 +8,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::livekit::{TrackKind, TrackSource};
 use crate::session::feature::FinishFuture;
+use crate::session::switches::ParticipantSwitches;
 use crate::session::{Feature, ParticipantChange, RoomContext, RoomFeature, TrackContext};
 use crate::video::background_source::SourcePolicy;
 use crate::video::processor::SegmenterPool;
@@ -49,7 +49,7 @@ impl Feature for VirtualBackgrounds {
         Some(Box::new(RoomBackgrounds {
             pool: self.pool.clone(),
             sources: self.sources.clone(),
-            requests: HashMap::new(),
+            requests: ParticipantSwitches::default(),
             cameras: HashMap::new(),
         }))
     }
@@ -59,7 +59,7 @@ struct RoomBackgrounds {
     pool: Arc<SegmenterPool>,
     sources: Arc<SourcePolicy>,
     /// Each participant's request, watched by its cameras.
-    requests: HashMap<String, watch::Sender<VbRequest>>,
+    requests: ParticipantSwitches<VbRequest>,
     cameras: HashMap<String, JoinHandle<()>>,
 }
 
@@ -79,11 +79,7 @@ impl RoomFeature for RoomBackgrounds {
             return;
         }
         let current = request_of(room, &track.participant);
-        let request = self
-            .requests
-            .entry(track.participant.clone())
-            .or_insert_with(|| watch::channel(current).0)
-            .subscribe();
+        let request = self.requests.watch(&track.participant, current);
         let camera = camera::Camera {
             room: room.room.clone(),
             participant: track.participant.clone(),
@@ -103,14 +99,7 @@ impl RoomFeature for RoomBackgrounds {
     }
 
     fn on_settings(&mut self, room: &RoomContext) {
-        for (identity, tx) in &self.requests {
-            let request = request_of(room, identity);
-            tx.send_if_modified(|current| {
-                let changed = *current != request;
-                *current = request;
-                changed
-            });
-        }
+        self.requests.refresh(|identity| request_of(room, identity));
     }
 
     fn finish(self: Box<Self>, _room: &mut RoomContext) -> FinishFuture {

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 use crate::captions::journal::Journal;
 use crate::captions::publisher::CaptionPublisher;
@@ -21,6 +21,7 @@ use crate::features::meeting_log::MeetingLog;
 use crate::livekit::TrackKind;
 use crate::protocol::{CAPTIONS_ENABLED, CAPTIONS_LANGUAGE};
 use crate::session::feature::FinishFuture;
+use crate::session::switches::ParticipantSwitches;
 use crate::session::{ParticipantChange, RoomContext, RoomFeature, TrackContext};
 pub use microphone::CAPTION_FRAMES_DROPPED;
 
@@ -139,7 +140,7 @@ impl crate::session::Feature for Captioning {
                 segmenter: self.segmenter.clone(),
                 finals: room.shared.get::<MeetingLog>().map(MeetingLog::finals_sink),
             },
-            settings: HashMap::new(),
+            settings: ParticipantSwitches::default(),
             recognizer: self.recognizer.clone(),
         }))
     }
@@ -149,7 +150,7 @@ struct RoomCaptions {
     ctx: CaptionContext,
     /// Each participant's switches, watched by its microphones' caption tasks; dropping a
     /// participant's sender finalises what they were saying.
-    settings: HashMap<String, watch::Sender<CaptionSettings>>,
+    settings: ParticipantSwitches<CaptionSettings>,
     recognizer: Arc<Recognizer>,
 }
 
@@ -165,11 +166,7 @@ impl RoomFeature for RoomCaptions {
             return;
         }
         let current = CaptionSettings::of(room, &track.participant);
-        let settings = self
-            .settings
-            .entry(track.participant.clone())
-            .or_insert_with(|| watch::channel(current).0)
-            .subscribe();
+        let settings = self.settings.watch(&track.participant, current);
         let (frames_tx, frames) = mpsc::channel(microphone::QUEUE_FRAMES);
         let active = Arc::new(AtomicBool::new(current.enabled));
         tokio::spawn(
@@ -186,10 +183,8 @@ impl RoomFeature for RoomCaptions {
     }
 
     fn on_settings(&mut self, room: &RoomContext) {
-        for (identity, tx) in &self.settings {
-            let settings = CaptionSettings::of(room, identity);
-            tx.send_if_modified(|current| std::mem::replace(current, settings) != settings);
-        }
+        self.settings
+            .refresh(|identity| CaptionSettings::of(room, identity));
     }
 
     fn finish(self: Box<Self>, _room: &mut RoomContext) -> FinishFuture {

@@ -7,11 +7,10 @@ mod stage;
 
 use std::collections::HashMap;
 
-use tokio::sync::watch;
-
 use crate::config::AudioConfig;
 use crate::livekit::TrackKind;
 use crate::protocol::{NS_CLEAN_TRACK, NS_ENABLED};
+use crate::session::switches::ParticipantSwitches;
 use crate::session::{Feature, ParticipantChange, RoomContext, RoomFeature, TrackContext};
 pub use stage::{CLEAN_FRAMES_DROPPED, CLEAN_LATENCY_US};
 
@@ -55,7 +54,7 @@ impl Feature for NoiseSuppression {
     fn open(&self, _room: &mut RoomContext) -> Option<Box<dyn RoomFeature>> {
         Some(Box::new(RoomNoiseSuppression {
             defaults: self.defaults,
-            settings: HashMap::new(),
+            settings: ParticipantSwitches::default(),
         }))
     }
 }
@@ -63,7 +62,7 @@ impl Feature for NoiseSuppression {
 struct RoomNoiseSuppression {
     defaults: AudioConfig,
     /// Each participant's switches, watched by its microphones' stages.
-    settings: HashMap<String, watch::Sender<NsSettings>>,
+    settings: ParticipantSwitches<NsSettings>,
 }
 
 impl RoomNoiseSuppression {
@@ -84,11 +83,7 @@ impl RoomFeature for RoomNoiseSuppression {
             return;
         }
         let current = self.settings_of(room, &track.participant);
-        let settings = self
-            .settings
-            .entry(track.participant.clone())
-            .or_insert_with(|| watch::channel(current).0)
-            .subscribe();
+        let settings = self.settings.watch(&track.participant, current);
         track.set_audio_stage(Box::new(stage::DenoiseStage::new(
             room.room.clone(),
             track.participant.clone(),
@@ -98,10 +93,10 @@ impl RoomFeature for RoomNoiseSuppression {
     }
 
     fn on_settings(&mut self, room: &RoomContext) {
-        for (identity, tx) in &self.settings {
-            let settings = self.settings_of(room, identity);
-            tx.send_if_modified(|current| std::mem::replace(current, settings) != settings);
-        }
+        let defaults = self.defaults;
+        self.settings.refresh(|identity| {
+            NsSettings::resolve(&defaults, &room.switches, room.attributes_of(identity))
+        });
     }
 }
 
