@@ -13,10 +13,14 @@ use tracing_subscriber::fmt::MakeWriter;
 
 use crate::config::LogFormat;
 
+/// whisper.cpp's model-loading and per-decode lines are many and say little: warnings and errors
+/// only, unless the filter names `whisper_rs` itself.
+const WHISPER_DEFAULT: &str = "whisper_rs=warn";
+
 /// Installs the global tracing subscriber (text or JSON lines, on stderr).
 pub fn init_logging(format: LogFormat, filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = tracing_subscriber::EnvFilter::try_new(with_whisper_default(filter))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("info,{WHISPER_DEFAULT}")));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(false)
@@ -25,6 +29,16 @@ pub fn init_logging(format: LogFormat, filter: &str) {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),
     };
+}
+
+fn with_whisper_default(filter: &str) -> String {
+    if filter.contains("whisper_rs") {
+        filter.to_string()
+    } else if filter.trim().is_empty() {
+        WHISPER_DEFAULT.to_string()
+    } else {
+        format!("{filter},{WHISPER_DEFAULT}")
+    }
 }
 
 /// Standard error, through [`Escaping`].
@@ -99,6 +113,16 @@ impl<W: Write> Write for Escaping<W> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn whisper_logs_are_quiet_unless_asked_for() {
+        assert_eq!(super::with_whisper_default("info"), "info,whisper_rs=warn");
+        assert_eq!(
+            super::with_whisper_default("debug,whisper_rs=debug"),
+            "debug,whisper_rs=debug"
+        );
+        assert_eq!(super::with_whisper_default(" "), "whisper_rs=warn");
+    }
+
     use std::sync::{Arc, Mutex};
 
     use super::*;

@@ -81,6 +81,9 @@ impl WhisperModel {
             path: path.to_path_buf(),
             message: "path is not UTF-8".into(),
         })?;
+        // whisper.cpp's and GGML's own log lines become tracing events (target `whisper_rs`)
+        // instead of raw lines on stderr, which broke the one-event-per-line log format.
+        whisper_rs::install_logging_hooks();
         let context =
             WhisperContext::new_with_params(path_str, WhisperContextParameters::default())
                 .map_err(|e| ModelError::Load {

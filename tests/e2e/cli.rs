@@ -318,6 +318,13 @@ fn process_runs_the_pipelines_over_recordings() {
     );
     assert!(out.status.success(), "{stderr}");
     assert!(stdout.starts_with("meeting standup-"), "{stdout}");
+    // whisper.cpp's own lines go through tracing, never raw onto stderr.
+    assert!(
+        !stderr
+            .lines()
+            .any(|l| l.starts_with("whisper_") || l.starts_with("ggml_")),
+        "{stderr}"
+    );
     let vtt = std::fs::read_to_string(dir.join("out/transcript.vtt")).unwrap();
     assert!(vtt.contains("<v sam>") && vtt.contains("<v ann>"), "{vtt}");
     let expected = std::fs::read_to_string(fixtures.join("captions.txt")).unwrap();
