@@ -88,14 +88,6 @@ impl RoomContext {
         super::switches::flag(key, default, &self.switches, self.attributes_of(identity))
     }
 
-    /// A value for `identity`: its attribute, else the room's switch.
-    pub fn value(&self, identity: &str, key: &str) -> Option<&str> {
-        self.attributes_of(identity)
-            .get(key)
-            .or_else(|| self.switches.get(key))
-            .map(String::as_str)
-    }
-
     /// Milliseconds since the agent joined.
     pub fn elapsed_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64

@@ -129,11 +129,6 @@ impl MeetingSession {
         self
     }
 
-    /// The features, in the order rooms open them.
-    pub fn features(&self) -> impl Iterator<Item = &Arc<dyn Feature>> {
-        self.features.iter()
-    }
-
     pub fn subscribe(&self) -> broadcast::Receiver<SessionReport> {
         self.reports.subscribe()
     }

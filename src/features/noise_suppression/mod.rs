@@ -93,10 +93,8 @@ impl RoomFeature for RoomNoiseSuppression {
     }
 
     fn on_settings(&mut self, room: &RoomContext) {
-        let defaults = self.defaults;
-        self.settings.refresh(|identity| {
-            NsSettings::resolve(&defaults, &room.switches, room.attributes_of(identity))
-        });
+        self.settings
+            .refresh(|identity| self.settings_of(room, identity));
     }
 }
 
