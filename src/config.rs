@@ -138,8 +138,23 @@ pub struct CaptionsConfig {
     /// Translate to English (multilingual models only).
     pub translate: bool,
     pub threads: usize,
-    /// Interim caption cadence while someone speaks.
+    /// The first interim caption comes this long into an utterance; later ones as often as
+    /// the speed whisper runs at allows (never more often than this).
     pub interim_ms: u32,
+    /// How much of whisper's encoder window a final uses: `fitted` (default) or `full`.
+    pub final_window: FinalWindow,
+}
+
+/// How much of the encoder window a final uses when no other final waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FinalWindow {
+    /// The whole 30 s window, as whisper was trained.
+    Full,
+    /// The utterance plus a margin (BENCHMARKS.md, caption_final_window: several times faster
+    /// for a few seconds of speech, same accuracy on the measured sets).
+    #[default]
+    Fitted,
 }
 
 /// sha256 of models/ggml-tiny.en.bin as models/fetch_models.sh makes it.
@@ -170,7 +185,8 @@ impl Default for CaptionsConfig {
             language: "en".into(),
             translate: false,
             threads: 2,
-            interim_ms: 500,
+            interim_ms: 400,
+            final_window: FinalWindow::default(),
         }
     }
 }

@@ -3,7 +3,7 @@
 //! [`counter`] and [`gauge`]; the control API's `/metrics` renders whatever is registered, so a
 //! new metric touches only the feature that keeps it. A metric appears with its first use.
 
-use prometheus::{IntCounter, IntGauge};
+use prometheus::{Gauge, IntCounter, IntGauge};
 
 /// A counter registered under `name` (registration of the same name twice is a bug).
 pub fn counter(name: &str, help: &str) -> IntCounter {
@@ -15,6 +15,13 @@ pub fn counter(name: &str, help: &str) -> IntCounter {
 /// A gauge registered under `name`.
 pub fn gauge(name: &str, help: &str) -> IntGauge {
     let gauge = IntGauge::new(name, help).expect("a valid metric name");
+    prometheus::register(Box::new(gauge.clone())).expect("each metric registered once");
+    gauge
+}
+
+/// A gauge of fractional values registered under `name`.
+pub fn float_gauge(name: &str, help: &str) -> Gauge {
+    let gauge = Gauge::new(name, help).expect("a valid metric name");
     prometheus::register(Box::new(gauge.clone())).expect("each metric registered once");
     gauge
 }

@@ -859,3 +859,59 @@ async fn captions_keep_coming_while_other_programs_saturate_the_cores() {
     listener.stop().await;
     std::fs::remove_dir_all(data_dir).ok();
 }
+
+/// What a user's browser shows: livekit-client 2.23 in Chromium (tests/browser) speaks a
+/// minute of recorded human speech as its microphone; the agent is dispatched into the room
+/// and captions it; the page receives each final through `registerTextStreamHandler
+/// ('lk.transcription')` and `RoomEvent.TranscriptionReceived`, with the text of what was said.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_speaking_real_speech_reads_captions_through_both_apis() {
+    let _serial = SERIAL.lock().await;
+    init();
+    let server = LocalLiveKitServer::start().await.unwrap();
+    let data_dir = std::env::temp_dir().join(format!("captions-browser-{}", std::process::id()));
+    let _worker = captioning_worker(&server, &data_dir).await;
+    let dir = meeting_agent_devtools::fixtures::with_real_speech().unwrap();
+    let expected = std::fs::read_to_string(dir.join("real-speech.txt")).unwrap();
+    let wav = dir.join("real-speech.wav");
+
+    // The clip is 59.5 s; the browser goes on 12 s after it, for the last finals.
+    let record =
+        meeting_agent_devtools::browser::run(&server, "browser-room", "dana", &wav, 72, true)
+            .await
+            .unwrap();
+    assert!(
+        record["agent_identity"].is_string(),
+        "the agent shows as a participant of kind AGENT: {}",
+        record["participants"]
+    );
+    let track = record["mic"]["track_sid"].as_str().unwrap();
+    let finals = meeting_agent_devtools::browser::finals(&record, track);
+    let heard = finals
+        .iter()
+        .map(|f| f.text.as_str())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let wer = word_error_rate(&expected, &heard);
+    let both = finals.iter().filter(|f| f.end_time_ms.is_some()).count();
+    let mut latencies = meeting_agent_devtools::browser::final_latencies_seen(&record, &finals);
+    latencies.sort_by(f64::total_cmp);
+    println!(
+        "{} finals in the browser, {both} also through TranscriptionReceived; WER {wer:.3}; end of speech -> caption {latencies:.2?} s\n{heard}",
+        finals.len()
+    );
+    assert!(finals.len() >= 8, "finals of twelve recordings: {heard:?}");
+    assert_eq!(
+        both,
+        finals.len(),
+        "every final also arrives as a legacy transcription"
+    );
+    // tiny.en on this recording: 8 % offline on the whole clip (BENCHMARKS.md); the bound
+    // leaves room for cuts at pauses and a busy machine, not for missing sentences.
+    assert!(wer <= 0.3, "WER {wer:.3}: heard {heard:?}");
+    assert!(
+        latencies.len() * 2 >= finals.len(),
+        "most finals line up with an end of speech the browser heard: {latencies:?}"
+    );
+    std::fs::remove_dir_all(data_dir).ok();
+}

@@ -5,10 +5,10 @@
 use std::path::PathBuf;
 
 fn main() {
-    let fds_path = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../proto/livekit-ffi.fds"
-    ));
+    // Read at run time, not baked in with env!: a build script compiled for a clone at another
+    // path is reused from a shared target directory and must not look there.
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let fds_path = PathBuf::from(manifest_dir).join("../../proto/livekit-ffi.fds");
     println!("cargo:rerun-if-changed={}", fds_path.display());
     let bytes = std::fs::read(&fds_path)
         .expect("proto/livekit-ffi.fds is missing: run scripts/gen_ffi_descriptors.py");

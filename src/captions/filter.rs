@@ -108,6 +108,7 @@ mod tests {
             text: text.into(),
             no_speech_probability: no_speech,
             language: "en".into(),
+            ..Default::default()
         }
     }
 

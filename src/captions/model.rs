@@ -100,6 +100,34 @@ impl WhisperModel {
     }
 }
 
+impl WhisperModel {
+    /// Transcribes a whole recording in one go, as offline whisper does (its own 30 s windows,
+    /// timestamps to move through long audio, the text so far as context): the reference live
+    /// captions are measured against. `audio`: 16 kHz mono, [-1, 1].
+    pub fn transcribe_whole(
+        &self,
+        audio: &[f32],
+        language: &str,
+        threads: usize,
+    ) -> Result<String, whisper_rs::WhisperError> {
+        let mut state = self.context.create_state()?;
+        let mut params =
+            whisper_rs::FullParams::new(whisper_rs::SamplingStrategy::Greedy { best_of: 1 });
+        params.set_n_threads(threads.max(1) as i32);
+        params.set_language(Some(language));
+        params.set_print_special(false);
+        params.set_print_progress(false);
+        params.set_print_realtime(false);
+        params.set_print_timestamps(false);
+        state.full(params, audio)?;
+        let mut text = String::new();
+        for segment in state.as_iter() {
+            text.push_str(&segment.to_str_lossy()?);
+        }
+        Ok(text.split_whitespace().collect::<Vec<_>>().join(" "))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,12 +25,22 @@ use whisper_rs::{FullParams, SamplingStrategy};
 use super::language::CaptionLanguage;
 use super::model::WhisperModel;
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Hypothesis {
     pub text: String,
     /// Highest no-speech probability whisper gave a segment of this audio.
     pub no_speech_probability: f32,
     pub language: String,
+    /// Per word of `text` (split at whitespace): the lowest probability whisper gave any of its
+    /// tokens. Empty when tokens and words could not be lined up.
+    pub word_confidence: Vec<f32>,
+    /// What the transcription cost: wall time times the threads it ran on (ggml's threads spin
+    /// while they wait, so that is the CPU the machine gave it).
+    pub cpu_ms: u64,
+    /// The probability whisper gave the text's last token when that is a full stop, question or
+    /// exclamation mark: whisper ends almost every piece of audio with one, but is sure of it
+    /// only where a sentence really ends.
+    pub end_probability: Option<f32>,
 }
 
 #[derive(Debug, Error, Clone)]
@@ -42,6 +52,9 @@ pub enum RecognizeError {
     /// The finals queue was full (see the module's policy): not transcribed.
     #[error("final refused: the recognizer's queue is full")]
     Refused,
+    /// A speculative request its speaker cancelled (speech went on).
+    #[error("request cancelled")]
+    Cancelled,
 }
 
 /// Finals one room may have waiting before its next one is refused.
@@ -83,6 +96,22 @@ pub struct RecognizerStats {
     pub finals_fitted: AtomicU64,
     /// Finals refused because the queue was full (never transcribed).
     pub finals_refused: AtomicU64,
+    /// CPU time of all transcriptions (wall time x threads), speculative ones included.
+    pub cpu_ms: AtomicU64,
+    /// Speculative finals asked for (transcribed while silence began, before the endpoint).
+    pub speculative: AtomicU64,
+    /// Speculative finals dropped because their speaker went on: before they ran (free) ...
+    pub speculative_cancelled: AtomicU64,
+    /// ... and the CPU time of those that had run or were running (the waste of speculation).
+    pub speculative_wasted_cpu_ms: AtomicU64,
+}
+
+impl RecognizerStats {
+    /// A speculative result its speaker threw away after it ran.
+    pub fn wasted(&self, cpu_ms: u64) {
+        self.speculative_wasted_cpu_ms
+            .fetch_add(cpu_ms, Ordering::Relaxed);
+    }
 }
 
 /// How much of whisper's 30 s encoder window a transcription uses.
@@ -100,10 +129,47 @@ const INTERIM_CONTEXT: Context = Context::Fitted { margin: 128 };
 /// Finals while others wait: a wide margin keeps most of the full window's accuracy at about 0.6
 /// of its cost for a few seconds of speech.
 const BACKLOG_FINAL_CONTEXT: Context = Context::Fitted { margin: 768 };
+/// Finals with a fitted window: the same margin. Narrower ones were measured (BENCHMARKS.md,
+/// caption_final_window): 256 and 512 positions let whisper loop on short utterances of real
+/// speech ("Five Five Five ..."), 768 kept the full window's accuracy at 0.6 of its cost.
+const FINAL_CONTEXT: Context = BACKLOG_FINAL_CONTEXT;
+
+/// The longest prompt (previous finals of the same speaker) a request carries, in characters:
+/// about 50 tokens, enough to carry a sentence across a cut at a pause, little decoder work.
+pub const MAX_PROMPT_CHARS: usize = 224;
+
+/// What to transcribe, and how.
+#[derive(Default)]
+pub struct Request {
+    /// 16 kHz mono, [-1, 1].
+    pub audio: Vec<f32>,
+    pub language: CaptionLanguage,
+    /// The speaker's words just before this audio (whisper's prompt), so a sentence cut at a
+    /// pause reads on instead of starting over. Cut to [`MAX_PROMPT_CHARS`].
+    pub prompt: Option<String>,
+    /// Set by the caller to drop the request while it waits (a speculative final whose
+    /// speaker went on talking); one already running finishes and answers `Cancelled`.
+    pub cancel: Option<Arc<AtomicBool>>,
+}
+
+impl Request {
+    pub fn new(audio: Vec<f32>, language: CaptionLanguage) -> Self {
+        Self {
+            audio,
+            language,
+            ..Default::default()
+        }
+    }
+
+    fn cancelled(&self) -> bool {
+        self.cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::Relaxed))
+    }
+}
 
 struct Job {
-    audio: Vec<f32>,
-    language: CaptionLanguage,
+    request: Request,
     reply: oneshot::Sender<Result<Hypothesis, RecognizeError>>,
 }
 
@@ -211,22 +277,95 @@ pub struct Recognizer {
     /// Disconnects when the thread ends (its sender is dropped, also by a panic).
     thread_ended: Mutex<std::sync::mpsc::Receiver<()>>,
     pub stats: Arc<RecognizerStats>,
+    /// How fast whisper runs on this machine now.
+    pub speed: Arc<Speed>,
     /// The language when a microphone asks for none; `None` detects.
     pub language: Option<String>,
     /// English-only models decode English whatever is asked.
     pub multilingual: bool,
 }
 
-#[derive(Debug, Clone)]
+pub use crate::config::FinalWindow;
+
+#[derive(Debug, Clone, Default)]
 pub struct RecognizerOptions {
     /// `None`: detect per utterance (multilingual models only).
     pub language: Option<String>,
     pub translate: bool,
     pub threads: usize,
+    pub final_window: FinalWindow,
+}
+
+/// CPU milliseconds whisper needs per second of audio here, for fitted windows (interims,
+/// fitted finals): measured once at start and then tracked over recent jobs, so callers plan
+/// their requests from the speed the machine has now (the same machine kind has run whisper
+/// three times slower from one day to the next).
+#[derive(Debug)]
+pub struct Speed {
+    /// f64 bits.
+    cpu_ms_per_audio_s: AtomicU64,
+}
+
+/// How much one job moves the tracked speed.
+const SPEED_SMOOTHING: f64 = 0.2;
+
+/// The speed whisper ran at, process-wide (for `/metrics`).
+pub static SPEED_GAUGE: std::sync::LazyLock<prometheus::Gauge> = std::sync::LazyLock::new(|| {
+    crate::metrics::float_gauge(
+        "meeting_agent_caption_cpu_seconds_per_audio_second",
+        "CPU seconds whisper needs per second of audio on this machine now (fitted windows, tracked).",
+    )
+});
+
+impl Default for Speed {
+    fn default() -> Self {
+        // Until measured: tiny.en on one core of a slow machine.
+        Self {
+            cpu_ms_per_audio_s: AtomicU64::new(300f64.to_bits()),
+        }
+    }
+}
+
+impl Speed {
+    pub fn cpu_ms_per_audio_s(&self) -> f64 {
+        f64::from_bits(self.cpu_ms_per_audio_s.load(Ordering::Relaxed))
+    }
+
+    /// Folds in one job (`first`: replaces the default instead).
+    fn record(&self, cpu_ms: u64, audio_ms: u64, first: bool) {
+        if audio_ms == 0 {
+            return;
+        }
+        let sample = cpu_ms as f64 * 1000.0 / audio_ms as f64;
+        let value = if first {
+            sample
+        } else {
+            let old = self.cpu_ms_per_audio_s();
+            old + SPEED_SMOOTHING * (sample - old)
+        };
+        self.cpu_ms_per_audio_s
+            .store(value.to_bits(), Ordering::Relaxed);
+        SPEED_GAUGE.set(value / 1000.0);
+    }
+}
+
+/// Audio for the speed measurement at start: 3 s of faint noise (the encoder's cost does not
+/// depend on what it hears; the decoder's little does).
+fn calibration_audio() -> Vec<f32> {
+    let mut seed = 0x2545_f491_u32;
+    (0..48_000)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            (seed as f32 / u32::MAX as f32 - 0.5) * 1e-3
+        })
+        .collect()
 }
 
 impl Recognizer {
-    /// Starts the inference thread that owns the model's decoding state.
+    /// Starts the inference thread that owns the model's decoding state. Its first job measures
+    /// whisper's speed on this machine.
     pub fn start(
         model: WhisperModel,
         options: RecognizerOptions,
@@ -237,6 +376,7 @@ impl Recognizer {
             .map_err(|e| RecognizeError::Whisper(e.to_string()))?;
         let queue: Arc<(Mutex<Queue>, Condvar)> = Arc::default();
         let stats: Arc<RecognizerStats> = Arc::default();
+        let speed: Arc<Speed> = Arc::default();
         let language = if model.multilingual {
             options.language.clone()
         } else {
@@ -244,9 +384,10 @@ impl Recognizer {
         };
         let multilingual = model.multilingual;
         let abort: Arc<AtomicBool> = Arc::default();
-        let (q, s, lang, stop) = (
+        let (q, s, sp, lang, stop) = (
             queue.clone(),
             stats.clone(),
+            speed.clone(),
             language.clone(),
             abort.clone(),
         );
@@ -255,41 +396,93 @@ impl Recognizer {
             .name("whisper".into())
             .spawn(move || {
                 let _ended = ended;
+                let eot = model.context.token_eot();
                 let _model = model; // the context outlives the state
                 let mut threads = super::threads::ThreadBudget::new(options.threads);
-                while let Some((job, kind)) = next_job(&q) {
+                let decode = Decode {
+                    translate: options.translate,
+                    eot,
+                    abort: &stop,
+                };
+                let calibration = calibration_audio();
+                let started = std::time::Instant::now();
+                let n = threads.for_next_job();
+                if decode
+                    .run(
+                        &mut state,
+                        &calibration,
+                        None,
+                        Some("en"),
+                        n,
+                        INTERIM_CONTEXT,
+                    )
+                    .is_ok()
+                {
+                    let cpu_ms = started.elapsed().as_millis() as u64 * n as u64;
+                    sp.record(cpu_ms, 3000, true);
+                    tracing::info!(
+                        cpu_s_per_audio_s = sp.cpu_ms_per_audio_s() / 1000.0,
+                        threads = n,
+                        "whisper speed measured"
+                    );
+                }
+                threads.job_ended();
+                while let Some((job, kind)) = next_job(&q, &s) {
                     let started = std::time::Instant::now();
                     let is_final = kind != JobKind::Interim;
                     let context = match kind {
-                        JobKind::Final => Context::Full,
+                        JobKind::Final => match options.final_window {
+                            FinalWindow::Full => Context::Full,
+                            FinalWindow::Fitted => FINAL_CONTEXT,
+                        },
                         JobKind::FinalWithBacklog => {
                             s.finals_fitted.fetch_add(1, Ordering::Relaxed);
                             BACKLOG_FINAL_CONTEXT
                         }
                         JobKind::Interim => INTERIM_CONTEXT,
                     };
+                    let Job { request, reply } = job;
                     let language = if multilingual {
-                        job.language.resolve(lang.as_deref())
+                        request.language.resolve(lang.as_deref())
                     } else {
                         Some("en")
                     };
-                    let result = transcribe(
+                    // Interims run on one thread: a second one buys less than it costs (wall
+                    // time x threads), and interims are replaced within a second anyway.
+                    let n = if kind == JobKind::Interim {
+                        1
+                    } else {
+                        threads.for_next_job()
+                    };
+                    let result = decode.run(
                         &mut state,
-                        &job.audio,
+                        &request.audio,
+                        request.prompt.as_deref(),
                         language,
-                        options.translate,
-                        threads.for_next_job(),
+                        n,
                         context,
-                        &stop,
                     );
                     threads.job_ended();
-                    s.busy_ms
-                        .fetch_add(started.elapsed().as_millis() as u64, Ordering::Relaxed);
-                    s.audio_ms
-                        .fetch_add(job.audio.len() as u64 / 16, Ordering::Relaxed);
+                    let wall_ms = started.elapsed().as_millis() as u64;
+                    let cpu_ms = wall_ms * n as u64;
+                    let audio_ms = request.audio.len() as u64 / 16;
+                    s.busy_ms.fetch_add(wall_ms, Ordering::Relaxed);
+                    s.cpu_ms.fetch_add(cpu_ms, Ordering::Relaxed);
+                    s.audio_ms.fetch_add(audio_ms, Ordering::Relaxed);
+                    if context != Context::Full {
+                        sp.record(cpu_ms, audio_ms, false);
+                    }
+                    let result = match result {
+                        _ if request.cancelled() => {
+                            s.wasted(cpu_ms);
+                            Err(RecognizeError::Cancelled)
+                        }
+                        Ok(h) => Ok(Hypothesis { cpu_ms, ..h }),
+                        Err(e) => Err(e),
+                    };
                     let counter = if is_final { &s.finals } else { &s.interims };
                     counter.fetch_add(1, Ordering::Relaxed);
-                    let _ = job.reply.send(result);
+                    let _ = reply.send(result);
                 }
             })
             .map_err(|e| RecognizeError::Whisper(e.to_string()))?;
@@ -299,6 +492,7 @@ impl Recognizer {
             thread: Some(thread),
             thread_ended: Mutex::new(thread_ended),
             stats,
+            speed,
             language,
             multilingual,
         }))
@@ -309,25 +503,33 @@ impl Recognizer {
         self.final_in("", audio, CaptionLanguage::Default)
     }
 
-    /// [`Self::final_`] for `room` (whose finals queue it joins: see the module's policy), in
-    /// the language a microphone asked for. Never blocks; a refused final answers
-    /// [`RecognizeError::Refused`].
+    /// [`Self::final_`] for `room` in the language a microphone asked for.
     pub fn final_in(
         &self,
         room: &str,
         audio: Vec<f32>,
         language: CaptionLanguage,
     ) -> oneshot::Receiver<Result<Hypothesis, RecognizeError>> {
+        self.final_request(room, Request::new(audio, language))
+    }
+
+    /// Queues a final for `room` (whose finals queue it joins: see the module's policy). Never
+    /// blocks; a refused final answers [`RecognizeError::Refused`], a cancelled one
+    /// [`RecognizeError::Cancelled`]. A request with a `cancel` flag counts as speculative.
+    pub fn final_request(
+        &self,
+        room: &str,
+        request: Request,
+    ) -> oneshot::Receiver<Result<Hypothesis, RecognizeError>> {
         let (reply, rx) = oneshot::channel();
-        self.stats.finals_requested.fetch_add(1, Ordering::Relaxed);
+        if request.cancel.is_some() {
+            self.stats.speculative.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.stats.finals_requested.fetch_add(1, Ordering::Relaxed);
+        }
         let (lock, cv) = &*self.queue;
         let mut q = lock.lock().unwrap_or_else(|e| e.into_inner());
-        let job = Job {
-            audio,
-            language,
-            reply,
-        };
-        let refused = q.finals.push(room, job).err();
+        let refused = q.finals.push(room, Job { request, reply }).err();
         FINALS_QUEUED.set(q.finals.len() as i64);
         drop(q);
         if let Some(job) = refused {
@@ -337,6 +539,11 @@ impl Recognizer {
         }
         cv.notify_one();
         rx
+    }
+
+    /// A speculative final became the real one: it counts as a final asked for.
+    pub fn speculation_used(&self) {
+        self.stats.finals_requested.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Bounds the finals queue: per room and in all (at least 1 each). Finals already waiting
@@ -356,15 +563,19 @@ impl Recognizer {
         audio: Vec<f32>,
         language: CaptionLanguage,
     ) -> oneshot::Receiver<Result<Hypothesis, RecognizeError>> {
+        self.interim_request(speaker, Request::new(audio, language))
+    }
+
+    /// [`Self::interim`] with a prompt.
+    pub fn interim_request(
+        &self,
+        speaker: u64,
+        request: Request,
+    ) -> oneshot::Receiver<Result<Hypothesis, RecognizeError>> {
         let (reply, rx) = oneshot::channel();
         let (lock, cv) = &*self.queue;
         let mut q = lock.lock().unwrap_or_else(|e| e.into_inner());
-        let job = Job {
-            audio,
-            language,
-            reply,
-        };
-        if let Some(old) = q.interims.insert(speaker, job) {
+        if let Some(old) = q.interims.insert(speaker, Job { request, reply }) {
             self.stats
                 .interims_superseded
                 .fetch_add(1, Ordering::Relaxed);
@@ -374,6 +585,12 @@ impl Recognizer {
         }
         cv.notify_one();
         rx
+    }
+
+    /// Whether finals are waiting for the model now (a speaker holds back its interims then).
+    pub fn finals_waiting(&self) -> usize {
+        let (lock, _) = &*self.queue;
+        lock.lock().unwrap_or_else(|e| e.into_inner()).finals.len()
     }
 }
 
@@ -416,7 +633,7 @@ enum JobKind {
     Interim,
 }
 
-fn next_job(queue: &(Mutex<Queue>, Condvar)) -> Option<(Job, JobKind)> {
+fn next_job(queue: &(Mutex<Queue>, Condvar), stats: &RecognizerStats) -> Option<(Job, JobKind)> {
     let (lock, cv) = queue;
     let mut q = lock.lock().unwrap_or_else(|e| e.into_inner());
     loop {
@@ -426,6 +643,11 @@ fn next_job(queue: &(Mutex<Queue>, Condvar)) -> Option<(Job, JobKind)> {
         }
         if let Some(job) = q.finals.pop() {
             FINALS_QUEUED.set(q.finals.len() as i64);
+            if job.request.cancelled() {
+                stats.speculative_cancelled.fetch_add(1, Ordering::Relaxed);
+                let _ = job.reply.send(Err(RecognizeError::Cancelled));
+                continue;
+            }
             let kind = if q.finals.len() == 0 {
                 JobKind::Final
             } else {
@@ -442,78 +664,255 @@ fn next_job(queue: &(Mutex<Queue>, Condvar)) -> Option<(Job, JobKind)> {
     }
 }
 
-fn transcribe(
-    state: &mut whisper_rs::WhisperState,
-    audio: &[f32],
-    language: Option<&str>,
+/// What every decode of this recognizer shares.
+struct Decode<'a> {
     translate: bool,
-    threads: usize,
-    context: Context,
-    abort: &Arc<AtomicBool>,
-) -> Result<Hypothesis, RecognizeError> {
-    let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
-    // SAFETY: the callback only reads the flag, which `abort` keeps alive past `full`.
-    unsafe {
-        params.set_abort_callback(Some(aborted));
-        params.set_abort_callback_user_data(Arc::as_ptr(abort) as *mut std::ffi::c_void);
+    /// Token ids from here up are whisper's special tokens.
+    eot: whisper_rs::WhisperTokenId,
+    abort: &'a AtomicBool,
+}
+
+impl Decode<'_> {
+    #[allow(clippy::too_many_arguments)]
+    fn run(
+        &self,
+        state: &mut whisper_rs::WhisperState,
+        audio: &[f32],
+        prompt: Option<&str>,
+        language: Option<&str>,
+        threads: usize,
+        context: Context,
+    ) -> Result<Hypothesis, RecognizeError> {
+        let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
+        // SAFETY: the callback only reads the flag, which outlives `full` (it is borrowed for
+        // this whole function). A cancelled request's decode is not stopped: whisper logs a
+        // stopped encoder as an error, and the decode under way ends within a fraction of a
+        // second anyway.
+        unsafe {
+            params.set_abort_callback(Some(aborted));
+            params.set_abort_callback_user_data(
+                self.abort as *const AtomicBool as *mut std::ffi::c_void,
+            );
+        }
+        params.set_n_threads(threads as i32);
+        params.set_language(language);
+        params.set_detect_language(false);
+        params.set_translate(self.translate);
+        params.set_no_context(true);
+        params.set_no_timestamps(true);
+        params.set_single_segment(false);
+        params.set_suppress_blank(true);
+        params.set_print_special(false);
+        params.set_print_progress(false);
+        params.set_print_realtime(false);
+        params.set_print_timestamps(false);
+        if let Some(prompt) = prompt.map(|p| tail_chars(p, MAX_PROMPT_CHARS))
+            && !prompt.is_empty()
+        {
+            params.set_initial_prompt(prompt);
+        }
+        // People say about three words (four tokens) a second: a budget far above that stops
+        // whisper's repetition loops ("Thank you all Thank you all ...") from costing seconds.
+        params.set_max_tokens(16 + (audio.len() / 16_000) as i32 * 8);
+        if context == INTERIM_CONTEXT {
+            // No temperature fallback for interims: each retry decodes again, and an interim is
+            // replaced within a second anyway.
+            params.set_temperature_inc(0.0);
+        }
+        if let Context::Fitted { margin } = context {
+            // 1500 encoder positions cover 30 s: 50 per second, plus the margin.
+            let positions = (audio.len() as f32 / 16_000.0 * 50.0) as i32 + margin;
+            params.set_audio_ctx(positions.min(1500));
+        }
+        // whisper needs at least a second of input; pad short utterances with silence.
+        let padded;
+        let input = if audio.len() < 16_000 + 1600 {
+            padded = [audio, &vec![0.0; 16_000 + 1600 - audio.len()]].concat();
+            &padded[..]
+        } else {
+            audio
+        };
+        state
+            .full(params, input)
+            .map_err(|e| RecognizeError::Whisper(e.to_string()))?;
+        let mut text = String::new();
+        let mut no_speech = 0f32;
+        // Words as whisper's tokens build them: a token starting with a space starts a word.
+        let mut words: Vec<(Vec<u8>, f32)> = Vec::new();
+        let mut last_token: Option<(Vec<u8>, f32)> = None;
+        for segment in state.as_iter() {
+            text.push_str(
+                &segment
+                    .to_str_lossy()
+                    .map_err(|e| RecognizeError::Whisper(e.to_string()))?,
+            );
+            no_speech = no_speech.max(segment.no_speech_probability());
+            for i in 0..segment.n_tokens() {
+                let Some(token) = segment.get_token(i) else {
+                    continue;
+                };
+                if token.token_id() >= self.eot {
+                    continue;
+                }
+                let Ok(bytes) = token.to_bytes() else {
+                    continue;
+                };
+                let p = token.token_probability();
+                last_token = Some((bytes.to_vec(), p));
+                match words.last_mut() {
+                    Some((word, low)) if !bytes.starts_with(b" ") => {
+                        word.extend_from_slice(bytes);
+                        *low = low.min(p);
+                    }
+                    _ => words.push((bytes.to_vec(), p)),
+                }
+            }
+        }
+        let language = whisper_rs::get_lang_str(state.full_lang_id_from_state())
+            .unwrap_or("en")
+            .to_string();
+        let mut text = text.trim().to_string();
+        let mut word_confidence = line_up(&text, &words);
+        if let Some(echo) = prompt.map(|p| prompt_echo(p, &text)).filter(|&n| n > 0) {
+            // whisper sometimes says its prompt's last sentence again before the new words.
+            text = text
+                .split_whitespace()
+                .skip(echo)
+                .collect::<Vec<_>>()
+                .join(" ");
+            word_confidence = word_confidence
+                .get(echo..)
+                .map(<[f32]>::to_vec)
+                .unwrap_or_default();
+        }
+        Ok(Hypothesis {
+            text,
+            no_speech_probability: no_speech,
+            language,
+            word_confidence,
+            cpu_ms: 0,
+            end_probability: last_token
+                .filter(|(t, _)| matches!(t.trim_ascii(), b"." | b"?" | b"!"))
+                .map(|(_, p)| p),
+        })
     }
-    params.set_n_threads(threads as i32);
-    params.set_language(language);
-    params.set_detect_language(false);
-    params.set_translate(translate);
-    params.set_no_context(true);
-    params.set_no_timestamps(true);
-    params.set_single_segment(false);
-    params.set_suppress_blank(true);
-    params.set_print_special(false);
-    params.set_print_progress(false);
-    params.set_print_realtime(false);
-    params.set_print_timestamps(false);
-    if let Context::Fitted { margin } = context {
-        // 1500 encoder positions cover 30 s: 50 per second, plus the margin.
-        let positions = (audio.len() as f32 / 16_000.0 * 50.0) as i32 + margin;
-        params.set_audio_ctx(positions.min(1500));
+}
+
+/// The confidences of `words` (token-built) per whitespace-separated word of `text`, or none
+/// when the two do not line up.
+fn line_up(text: &str, words: &[(Vec<u8>, f32)]) -> Vec<f32> {
+    let mut out = Vec::with_capacity(words.len());
+    let mut built = words.iter().filter_map(|(w, p)| {
+        let w = String::from_utf8_lossy(w);
+        let w = w.trim();
+        (!w.is_empty()).then(|| (w.to_string(), *p))
+    });
+    for word in text.split_whitespace() {
+        match built.next() {
+            Some((w, p)) if w == word => out.push(p),
+            _ => return Vec::new(),
+        }
     }
-    // whisper needs at least a second of input; pad short utterances with silence.
-    let padded;
-    let input = if audio.len() < 16_000 + 1600 {
-        padded = [audio, &vec![0.0; 16_000 + 1600 - audio.len()]].concat();
-        &padded[..]
-    } else {
-        audio
+    if built.next().is_some() {
+        return Vec::new();
+    }
+    out
+}
+
+/// How many leading words of `text` repeat the last sentence of `prompt` (0: none).
+fn prompt_echo(prompt: &str, text: &str) -> usize {
+    let key = |w: &str| {
+        w.chars()
+            .filter(|c| c.is_alphanumeric())
+            .flat_map(char::to_lowercase)
+            .collect::<String>()
     };
-    state
-        .full(params, input)
-        .map_err(|e| RecognizeError::Whisper(e.to_string()))?;
-    let mut text = String::new();
-    let mut no_speech = 0f32;
-    for segment in state.as_iter() {
-        text.push_str(
-            &segment
-                .to_str_lossy()
-                .map_err(|e| RecognizeError::Whisper(e.to_string()))?,
-        );
-        no_speech = no_speech.max(segment.no_speech_probability());
+    let prompt = prompt.trim().trim_end_matches(['.', '?', '!']);
+    let last = prompt
+        .rfind(['.', '?', '!'])
+        .map_or(prompt, |i| &prompt[i + 1..]);
+    let sentence: Vec<String> = last.split_whitespace().map(key).collect();
+    let words: Vec<String> = text.split_whitespace().map(key).collect();
+    if sentence.is_empty()
+        || words.len() <= sentence.len()
+        || words[..sentence.len()] != sentence[..]
+    {
+        return 0;
     }
-    let language = whisper_rs::get_lang_str(state.full_lang_id_from_state())
-        .unwrap_or("en")
-        .to_string();
-    Ok(Hypothesis {
-        text: text.trim().to_string(),
-        no_speech_probability: no_speech,
-        language,
-    })
+    sentence.len()
+}
+
+/// The last `max` characters of `text`, starting at a word.
+fn tail_chars(text: &str, max: usize) -> &str {
+    let count = text.chars().count();
+    if count <= max {
+        return text.trim();
+    }
+    let start = text
+        .char_indices()
+        .nth(count - max)
+        .map_or(text.len(), |(i, _)| i);
+    let tail = &text[start..];
+    match tail.find(char::is_whitespace) {
+        Some(space) => tail[space..].trim(),
+        None => tail.trim(),
+    }
 }
 
 /// whisper's abort callback: `user_data` is the recognizer's abort flag.
 unsafe extern "C" fn aborted(user_data: *mut std::ffi::c_void) -> bool {
-    // SAFETY: `transcribe` passes a pointer to an `AtomicBool` that outlives the decode.
+    // SAFETY: `Decode::run` passes a pointer to an `AtomicBool` that outlives the decode.
     unsafe { &*(user_data as *const AtomicBool) }.load(Ordering::Relaxed)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn token_words_line_up_with_the_text() {
+        let words = vec![
+            (b" And".to_vec(), 0.9),
+            (b" so,".to_vec(), 0.8),
+            (b" my".to_vec(), 0.99),
+        ];
+        assert_eq!(line_up("And so, my", &words), vec![0.9, 0.8, 0.99]);
+        assert!(line_up("And so my", &words).is_empty());
+        assert!(line_up("And so,", &words).is_empty());
+    }
+
+    #[test]
+    fn an_echo_of_the_prompt_is_found() {
+        let prompt = "He might even have been made amiable himself. And so am I fellow American.";
+        assert_eq!(
+            prompt_echo(prompt, "And so am I fellow American. Ask not what"),
+            6
+        );
+        assert_eq!(prompt_echo(prompt, "Ask not what your country"), 0);
+        // The whole text being the echo is left alone: it may be a real repetition.
+        assert_eq!(prompt_echo(prompt, "And so am I fellow American."), 0);
+        assert_eq!(prompt_echo("", "anything"), 0);
+    }
+
+    #[test]
+    fn the_prompt_is_the_tail_from_a_word() {
+        assert_eq!(tail_chars(" ask not ", 20), "ask not");
+        assert_eq!(tail_chars("what your country can do", 12), "can do");
+        assert!(tail_chars(&"word ".repeat(200), MAX_PROMPT_CHARS).len() <= MAX_PROMPT_CHARS);
+    }
+
+    #[test]
+    fn speed_follows_recent_jobs() {
+        let speed = Speed::default();
+        speed.record(300, 3000, true);
+        assert_eq!(speed.cpu_ms_per_audio_s(), 100.0);
+        for _ in 0..40 {
+            speed.record(900, 3000, false);
+        }
+        assert!((speed.cpu_ms_per_audio_s() - 300.0).abs() < 1.0);
+        speed.record(5, 0, false);
+        assert!((speed.cpu_ms_per_audio_s() - 300.0).abs() < 1.0);
+    }
 
     fn drain(f: &mut Finals<(&'static str, u32)>) -> Vec<(&'static str, u32)> {
         std::iter::from_fn(|| f.pop()).collect()

@@ -21,8 +21,17 @@ pub struct SegmenterConfig {
     pub max_utterance_ms: u32,
     /// Utterances shorter than this are dropped (coughs, clicks).
     pub min_utterance_ms: u32,
+    /// The first two interims come this far apart from the utterance's opening; later ones at
+    /// the gap the caller sets ([`Segmenter::set_interim_gap`]), never closer than this.
     pub interim_every_ms: u32,
+    /// Silence after which the utterance so far is offered for a speculative final (the audio
+    /// a final would get if the silence holds to the endpoint); 0: no speculation. At most
+    /// the trailing silence a final keeps, so both are the same audio.
+    pub speculate_after_ms: u32,
 }
+
+/// Silence a final keeps at its end (onsets and offsets are quiet; whisper likes a little).
+const KEPT_SILENCE_MS: u32 = 200;
 
 impl Default for SegmenterConfig {
     fn default() -> Self {
@@ -35,6 +44,7 @@ impl Default for SegmenterConfig {
             max_utterance_ms: 15_000,
             min_utterance_ms: 250,
             interim_every_ms: 1000,
+            speculate_after_ms: KEPT_SILENCE_MS,
         }
     }
 }
@@ -43,6 +53,12 @@ impl Default for SegmenterConfig {
 pub enum SegmentEvent {
     /// The utterance so far (16 kHz mono, [-1, 1]).
     Interim { audio: Vec<f32> },
+    /// Silence began: this is the final's audio if it holds to the endpoint (a
+    /// [`SegmentEvent::Final`] with as many samples), unless [`SegmentEvent::Resumed`] comes
+    /// first.
+    Speculative { audio: Vec<f32> },
+    /// Speech went on after a [`SegmentEvent::Speculative`]: that audio is not the final's.
+    Resumed,
     /// A finished utterance with its position in the stream and mean voice probability.
     Final {
         audio: Vec<f32>,
@@ -67,6 +83,13 @@ pub struct Segmenter {
     voice_sum: f32,
     voice_frames: u32,
     scratch: Vec<f32>,
+    /// Interim cadence after the first, set by the caller from what interims cost.
+    interim_gap_ms: u32,
+    interims: u32,
+    /// A speculative final was offered in the current silence.
+    speculated: bool,
+    /// Silence that ends this utterance: `end_silence_ms` unless the caller holds it open.
+    endpoint_ms: u32,
 }
 
 impl Segmenter {
@@ -74,7 +97,6 @@ impl Segmenter {
         Self {
             pre_roll: VecDeque::with_capacity(16 * config.pre_roll_ms as usize),
             utterance: Vec::with_capacity(16 * config.max_utterance_ms as usize),
-            config,
             to_16k: MonoResampler::new(48_000, 16_000).expect("48 kHz to 16 kHz is supported"),
             speaking: false,
             speech_run: 0,
@@ -85,11 +107,38 @@ impl Segmenter {
             voice_sum: 0.0,
             voice_frames: 0,
             scratch: Vec::with_capacity(160),
+            interim_gap_ms: config.interim_every_ms,
+            interims: 0,
+            speculated: false,
+            endpoint_ms: config.end_silence_ms,
+            config,
         }
+    }
+
+    /// Holds the current silence open until `ms` (a hypothesis that ends mid-phrase: the
+    /// sentence likely goes on). The next speech sets it back.
+    pub fn hold_endpoint(&mut self, ms: u32) {
+        self.endpoint_ms = ms.max(self.config.end_silence_ms);
+    }
+
+    /// Interims after the first come this far apart (at least the configured cadence).
+    pub fn set_interim_gap(&mut self, ms: u32) {
+        self.interim_gap_ms = ms.max(self.config.interim_every_ms);
+    }
+
+    /// Whether the silence since a speculative final still holds (so its audio is the
+    /// final's).
+    pub fn speculation_holds(&self) -> bool {
+        self.speaking && self.speculated
     }
 
     pub fn speaking(&self) -> bool {
         self.speaking
+    }
+
+    /// Silence since the last speech of the utterance in progress.
+    pub fn silence_ms(&self) -> u32 {
+        if self.speaking { self.silence_ms } else { 0 }
     }
 
     /// Feeds one 10 ms frame at 48 kHz (i16 scale) with its voice probability.
@@ -125,7 +174,9 @@ impl Segmenter {
                     self.since_interim_ms,
                     self.voice_sum,
                     self.voice_frames,
-                ) = (0, 0, 0.0, 0);
+                    self.interims,
+                    self.speculated,
+                ) = (0, 0, 0.0, 0, 0, false);
             }
             return None;
         }
@@ -140,18 +191,50 @@ impl Segmenter {
             0
         };
         let length_ms = self.utterance.len() as u32 / 16;
-        if self.silence_ms >= self.config.end_silence_ms
-            || length_ms >= self.config.max_utterance_ms
-        {
+        if self.silence_ms == 0 {
+            self.endpoint_ms = self.config.end_silence_ms;
+        }
+        if self.silence_ms >= self.endpoint_ms || length_ms >= self.config.max_utterance_ms {
             return self.finish();
         }
-        if self.since_interim_ms >= self.config.interim_every_ms {
+        if self.speculated && self.silence_ms == 0 {
+            self.speculated = false;
+            return Some(SegmentEvent::Resumed);
+        }
+        let speculate_at = self.config.speculate_after_ms.min(KEPT_SILENCE_MS);
+        if speculate_at > 0
+            && !self.speculated
+            && self.silence_ms >= speculate_at
+            && length_ms.saturating_sub(self.silence_ms) >= self.config.min_utterance_ms
+        {
+            self.speculated = true;
+            return Some(SegmentEvent::Speculative {
+                audio: self.final_audio(),
+            });
+        }
+        // The first two come at the configured cadence (two agreeing hypotheses commit the
+        // first words), later ones at the planned gap.
+        let due = if self.interims < 2 {
+            self.config.interim_every_ms
+        } else {
+            self.interim_gap_ms
+        };
+        // No interim in a pause: the audio is the last one's plus silence.
+        if self.since_interim_ms >= due && self.silence_ms < speculate_at.max(100) {
             self.since_interim_ms = 0;
+            self.interims += 1;
             return Some(SegmentEvent::Interim {
                 audio: self.utterance.clone(),
             });
         }
         None
+    }
+
+    /// The utterance as a final would take it now: trailing silence cut to what a final keeps.
+    fn final_audio(&self) -> Vec<f32> {
+        let trailing = (16 * self.silence_ms as usize).min(self.utterance.len());
+        let cut = trailing.saturating_sub(16 * KEPT_SILENCE_MS as usize);
+        self.utterance[..self.utterance.len() - cut].to_vec()
     }
 
     /// Ends the utterance in progress (the speaker left or the track ended).
@@ -161,10 +244,11 @@ impl Segmenter {
         }
         self.speaking = false;
         self.speech_run = 0;
+        self.speculated = false;
         // Trailing silence is not part of the utterance.
         let trailing = (16 * self.silence_ms as usize).min(self.utterance.len());
         let mut audio = std::mem::take(&mut self.utterance);
-        audio.truncate(audio.len() - trailing.saturating_sub(16 * 200));
+        audio.truncate(audio.len() - trailing.saturating_sub(16 * KEPT_SILENCE_MS as usize));
         let mean = if self.voice_frames == 0 {
             0.0
         } else {
@@ -225,6 +309,62 @@ mod tests {
         assert!(*mean_voice_probability > 0.5);
         assert_eq!(audio.len() as u64, (end_ms - start_ms) * 16);
         assert!(!s.speaking());
+    }
+
+    #[test]
+    fn a_speculative_final_is_the_final_when_silence_holds() {
+        let mut s = Segmenter::new(SegmenterConfig::default());
+        let mut probs = vec![0.95; 150];
+        probs.extend(vec![0.05; 100]);
+        let events: Vec<_> = run(&mut s, &probs)
+            .into_iter()
+            .filter(|e| !matches!(e, SegmentEvent::Interim { .. }))
+            .collect();
+        let [
+            SegmentEvent::Speculative { audio: early },
+            SegmentEvent::Final { audio, .. },
+        ] = &events[..]
+        else {
+            panic!("{events:?}")
+        };
+        assert_eq!(early.len(), audio.len());
+    }
+
+    #[test]
+    fn speech_after_a_speculation_resumes_the_utterance() {
+        let mut s = Segmenter::new(SegmenterConfig::default());
+        let mut probs = vec![0.95; 100];
+        probs.extend(vec![0.05; 30]); // a 300 ms pause: speculation, then speech again
+        probs.extend(vec![0.95; 100]);
+        probs.extend(vec![0.05; 100]);
+        let kinds: Vec<&str> = run(&mut s, &probs)
+            .iter()
+            .map(|e| match e {
+                SegmentEvent::Interim { .. } => "interim",
+                SegmentEvent::Speculative { .. } => "speculative",
+                SegmentEvent::Resumed => "resumed",
+                SegmentEvent::Final { .. } => "final",
+            })
+            .filter(|k| *k != "interim")
+            .collect();
+        assert_eq!(kinds, ["speculative", "resumed", "speculative", "final"]);
+    }
+
+    #[test]
+    fn interims_follow_the_gap_the_caller_sets() {
+        let mut s = Segmenter::new(SegmenterConfig {
+            interim_every_ms: 500,
+            ..Default::default()
+        });
+        s.set_interim_gap(1500);
+        let interims = run(&mut s, &[0.95; 400])
+            .iter()
+            .filter(|e| matches!(e, SegmentEvent::Interim { .. }))
+            .count();
+        // At 0.5 s and 1.0 s, then every 1.5 s: 2.5 s (4.0 s is just past the end).
+        assert_eq!(interims, 3);
+        s.set_interim_gap(10); // never below the configured cadence
+        assert_eq!(s.interim_gap_ms, 500);
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! Captions for one microphone: feeds the segmenter, asks the recognizer, stabilises interims,
 //! filters finals, publishes both and journals finals.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
 
@@ -10,11 +10,77 @@ use super::filter;
 use super::journal::Journal;
 use super::language::CaptionLanguage;
 use super::publisher::{Caption, CaptionPublisher};
-use super::recognizer::{Hypothesis, RecognizeError, Recognizer};
+use super::recognizer::{Hypothesis, MAX_PROMPT_CHARS, RecognizeError, Recognizer, Request};
 use super::segmenter::{SegmentEvent, Segmenter, SegmenterConfig};
 use super::stabilizer::Stabilizer;
 
 type Reply = oneshot::Receiver<Result<Hypothesis, RecognizeError>>;
+
+/// CPU seconds of interims per second of speech a speaker may cost: interims come as often as
+/// this allows at the speed whisper ran the last one (finals cost about as much again).
+pub const INTERIM_CPU_BUDGET: f64 = 0.12;
+/// The longest interim gap the budget may ask for.
+const MAX_INTERIM_GAP_MS: u32 = 4_000;
+/// Silence after which a speculative final that ends a sentence is published without waiting
+/// for the endpoint.
+pub const SENTENCE_END_SILENCE_MS: u32 = 300;
+/// Silence that ends an utterance whose speculative final came back before the endpoint and
+/// does not end a sentence: a pause inside a sentence, which whisper hears better in one piece.
+pub const MID_PHRASE_END_SILENCE_MS: u32 = 900;
+
+/// A final transcribed ahead of the endpoint, while silence holds.
+struct Speculation {
+    samples: usize,
+    cancel: Arc<AtomicBool>,
+    /// Until the result is in.
+    reply: Option<Reply>,
+    result: Option<Result<Hypothesis, RecognizeError>>,
+}
+
+impl Speculation {
+    /// Drops it: a decode waiting or running stops; one that ran counts as wasted.
+    fn discard(self, recognizer: &Recognizer) {
+        self.cancel.store(true, Ordering::Relaxed);
+        if let Some(Ok(h)) = self.result {
+            recognizer.stats.wasted(h.cpu_ms);
+        }
+    }
+
+    /// Where the final's result will come from.
+    fn into_reply(self) -> Reply {
+        match (self.reply, self.result) {
+            (Some(reply), _) => reply,
+            (None, result) => {
+                let (tx, rx) = oneshot::channel();
+                let _ = tx.send(result.unwrap_or(Err(RecognizeError::Cancelled)));
+                rx
+            }
+        }
+    }
+
+    fn ends_a_sentence(&self) -> bool {
+        matches!(&self.result, Some(Ok(h)) if ends_sentence(h))
+    }
+}
+
+/// How sure whisper must be of the full stop (question, exclamation mark) that ends a
+/// hypothesis for it to count as a sentence end: it punctuates the end of almost any audio, but
+/// gave 0.42-0.64 to stops inside sentences of real speech cut at a pause ("Ask not!", "What
+/// your country can do for you.") and 0.80-0.97 to real ends (BENCHMARKS.md, issue 15 notes).
+pub const SENTENCE_END_PROBABILITY: f32 = 0.75;
+
+/// Whether a hypothesis ends a sentence: a stop whisper is sure of.
+fn ends_sentence(hypothesis: &Hypothesis) -> bool {
+    hypothesis
+        .end_probability
+        .is_some_and(|p| p >= SENTENCE_END_PROBABILITY)
+}
+
+/// What [`SpeakerCaptions::next_result`] waited for.
+pub enum Ready {
+    Interim(u32, Result<Hypothesis, RecognizeError>),
+    Speculation(Result<Hypothesis, RecognizeError>),
+}
 
 static NEXT_SPEAKER: AtomicU64 = AtomicU64::new(1);
 
@@ -58,6 +124,9 @@ pub struct SpeakerCaptions {
     interim: Option<(u32, Reply)>,
     interim_published: bool,
     language: CaptionLanguage,
+    speculation: Option<Speculation>,
+    /// The speaker's latest finals (whisper's prompt), written by the tasks that publish them.
+    recent: Arc<Mutex<String>>,
 }
 
 impl SpeakerCaptions {
@@ -80,6 +149,8 @@ impl SpeakerCaptions {
             interim: None,
             interim_published: false,
             language: CaptionLanguage::Default,
+            speculation: None,
+            recent: Arc::default(),
         };
         captions.set_language(language);
         captions
@@ -90,7 +161,28 @@ impl SpeakerCaptions {
         if language != CaptionLanguage::Default && !self.ctx.recognizer.multilingual {
             tracing::warn!(participant = %self.participant, %language, "the caption model is English-only: captions stay in English (configure a multilingual model for other languages)");
         }
+        if language != self.language {
+            // The words before are no prompt for another language.
+            self.recent
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clear();
+        }
         self.language = language;
+    }
+
+    fn request(&self, audio: Vec<f32>) -> Request {
+        let prompt = self
+            .recent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        Request {
+            audio,
+            language: self.language,
+            prompt: (!prompt.is_empty()).then_some(prompt),
+            cancel: None,
+        }
     }
 
     fn segment_id(&self) -> String {
@@ -101,15 +193,58 @@ impl SpeakerCaptions {
     pub fn push(&mut self, frame: &[f32], voice_probability: f32) {
         match self.segmenter.push(frame, voice_probability) {
             Some(SegmentEvent::Interim { audio }) => {
+                // Finals waiting go first anyway; an interim now would only be superseded.
+                if self.ctx.recognizer.finals_waiting() > 0 {
+                    return;
+                }
                 tracing::debug!(participant = %self.participant, seconds = audio.len() as f32 / 16_000.0, "interim requested");
                 // A request still in flight is replaced: the newest audio is what matters.
+                let request = self.request(audio);
                 self.interim = Some((
                     self.utterance,
-                    self.ctx.recognizer.interim(self.key, audio, self.language),
+                    self.ctx.recognizer.interim_request(self.key, request),
                 ));
             }
+            Some(SegmentEvent::Speculative { audio }) => {
+                self.discard_speculation();
+                let cancel = Arc::new(AtomicBool::new(false));
+                let request = Request {
+                    cancel: Some(cancel.clone()),
+                    ..self.request(audio)
+                };
+                let samples = request.audio.len();
+                let reply = self.ctx.recognizer.final_request(self.ctx.room(), request);
+                self.speculation = Some(Speculation {
+                    samples,
+                    cancel,
+                    reply: Some(reply),
+                    result: None,
+                });
+            }
+            Some(SegmentEvent::Resumed) => self.discard_speculation(),
             Some(event @ SegmentEvent::Final { .. }) => self.finalise(event),
-            None => {}
+            None => self.close_early(),
+        }
+    }
+
+    /// Publishes the utterance now when its speculative final ends a sentence and the silence
+    /// has held long enough: the endpoint would only confirm it later.
+    fn close_early(&mut self) {
+        if self.segmenter.silence_ms() >= SENTENCE_END_SILENCE_MS
+            && self.segmenter.speculation_holds()
+            && self
+                .speculation
+                .as_ref()
+                .is_some_and(Speculation::ends_a_sentence)
+            && let Some(event) = self.segmenter.finish()
+        {
+            self.finalise(event);
+        }
+    }
+
+    fn discard_speculation(&mut self) {
+        if let Some(speculation) = self.speculation.take() {
+            speculation.discard(&self.ctx.recognizer);
         }
     }
 
@@ -118,6 +253,7 @@ impl SpeakerCaptions {
         if let Some(event) = self.segmenter.finish() {
             self.finalise(event);
         }
+        self.discard_speculation();
     }
 
     fn finalise(&mut self, event: SegmentEvent) {
@@ -130,10 +266,21 @@ impl SpeakerCaptions {
         else {
             return;
         };
-        let reply = self
-            .ctx
-            .recognizer
-            .final_in(self.ctx.room(), audio, self.language);
+        let reply = match self.speculation.take() {
+            // The silence held: the speculative final is this one.
+            Some(speculation) if speculation.samples == audio.len() => {
+                self.ctx.recognizer.speculation_used();
+                speculation.into_reply()
+            }
+            other => {
+                if let Some(speculation) = other {
+                    speculation.discard(&self.ctx.recognizer);
+                }
+                let request = self.request(audio);
+                self.ctx.recognizer.final_request(self.ctx.room(), request)
+            }
+        };
+        let recent = self.recent.clone();
         let caption = Caption {
             participant: self.participant.clone(),
             track_sid: self.track_sid.clone(),
@@ -177,6 +324,9 @@ impl SpeakerCaptions {
                 language: hypothesis.language,
                 ..caption
             };
+            if !caption.text.is_empty() {
+                remember(&recent, &caption.text);
+            }
             if let Err(e) = ctx.publisher.publish(&caption).await {
                 tracing::warn!(error = %e, "cannot publish a final caption");
             }
@@ -205,33 +355,70 @@ impl SpeakerCaptions {
         self.interim_published = false;
     }
 
-    pub fn has_interim(&self) -> bool {
-        self.interim.is_some()
+    /// Whether a result is awaited ([`Self::next_result`] has something to wait for).
+    pub fn awaits_result(&self) -> bool {
+        self.interim.is_some() || self.speculation.as_ref().is_some_and(|s| s.reply.is_some())
     }
 
-    /// Waits for the interim in flight (pending forever when there is none).
-    pub async fn interim_ready(&mut self) -> (u32, Result<Hypothesis, RecognizeError>) {
-        match self.interim.as_mut() {
-            Some((utterance, reply)) => {
-                let result = reply.await.unwrap_or(Err(RecognizeError::Superseded));
-                (*utterance, result)
+    /// Waits for the interim or the speculative final in flight (pending forever when there is
+    /// none).
+    pub async fn next_result(&mut self) -> Ready {
+        let speculation = self.speculation.as_mut().and_then(|s| s.reply.as_mut());
+        let interim = self.interim.as_mut();
+        tokio::select! {
+            result = async { speculation.expect("guarded").await }, if speculation.is_some() => {
+                Ready::Speculation(result.unwrap_or(Err(RecognizeError::Cancelled)))
             }
-            None => std::future::pending().await,
+            (utterance, result) = async {
+                let (utterance, reply) = interim.expect("guarded");
+                (*utterance, reply.await.unwrap_or(Err(RecognizeError::Superseded)))
+            }, if interim.is_some() => Ready::Interim(utterance, result),
         }
     }
 
-    /// Publishes the stabilised interim text when it grew.
+    /// Takes what [`Self::next_result`] returned.
+    pub fn on_result(&mut self, ready: Ready) {
+        match ready {
+            Ready::Interim(utterance, result) => self.on_interim(utterance, result),
+            Ready::Speculation(result) => {
+                tracing::debug!(participant = %self.participant, result = ?result, "speculative final");
+                if let Some(speculation) = self.speculation.as_mut() {
+                    // A hypothesis back before the endpoint that does not end a sentence holds
+                    // the utterance open a little longer. (Holding every utterance until its
+                    // hypothesis is back cost 0.35 s of median latency: BENCHMARKS.md.)
+                    if matches!(&result, Ok(h) if !ends_sentence(h)) {
+                        self.segmenter.hold_endpoint(MID_PHRASE_END_SILENCE_MS);
+                    }
+                    speculation.reply = None;
+                    speculation.result = Some(result);
+                }
+                self.close_early();
+            }
+        }
+    }
+
+    /// Publishes the stabilised interim text when it grew, and plans the next interim from what
+    /// this one cost.
     pub fn on_interim(&mut self, utterance: u32, result: Result<Hypothesis, RecognizeError>) {
         self.interim = None;
         tracing::debug!(participant = %self.participant, utterance, current = self.utterance, result = ?result, "interim hypothesis");
         let Ok(hypothesis) = result else { return };
+        self.segmenter.set_interim_gap(
+            ((hypothesis.cpu_ms as f64 / INTERIM_CPU_BUDGET) as u32).min(MAX_INTERIM_GAP_MS),
+        );
         if utterance != self.utterance {
             return; // the utterance was finalised meanwhile
         }
         let Some(cleaned) = filter::clean_interim(&hypothesis) else {
             return;
         };
-        let Some(text) = self.stabilizer.update(&cleaned) else {
+        // Confidences belong to whisper's words: only when cleaning changed nothing.
+        let confidence = if cleaned == hypothesis.text {
+            &hypothesis.word_confidence[..]
+        } else {
+            &[]
+        };
+        let Some(text) = self.stabilizer.update_with_confidence(&cleaned, confidence) else {
             return;
         };
         let caption = Caption {
@@ -252,6 +439,23 @@ impl SpeakerCaptions {
                 tracing::warn!(error = %e, "cannot publish an interim caption");
             }
         });
+    }
+}
+
+/// Keeps `text` as the newest of the speaker's recent words (bounded: a prompt's worth).
+fn remember(recent: &Mutex<String>, text: &str) {
+    let mut recent = recent.lock().unwrap_or_else(|e| e.into_inner());
+    if !recent.is_empty() {
+        recent.push(' ');
+    }
+    recent.push_str(text);
+    let count = recent.chars().count();
+    if count > MAX_PROMPT_CHARS {
+        let cut = recent
+            .char_indices()
+            .nth(count - MAX_PROMPT_CHARS)
+            .map_or(0, |(i, _)| i);
+        recent.replace_range(..cut, "");
     }
 }
 
@@ -287,6 +491,33 @@ async fn refused(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recent_words_stay_bounded() {
+        let recent = Mutex::new(String::new());
+        remember(&recent, "Ask not what your country can do for you.");
+        remember(&recent, "Ask what you can do for your country.");
+        assert_eq!(
+            *recent.lock().unwrap(),
+            "Ask not what your country can do for you. Ask what you can do for your country."
+        );
+        for _ in 0..100 {
+            remember(&recent, "and so, my fellow Americans,");
+        }
+        assert!(recent.lock().unwrap().chars().count() <= MAX_PROMPT_CHARS);
+    }
+
+    #[test]
+    fn sentence_ends_are_stops_whisper_is_sure_of() {
+        let h = |text: &str, end_probability| Hypothesis {
+            text: text.into(),
+            end_probability,
+            ..Default::default()
+        };
+        assert!(ends_sentence(&h("Go forward ten meters.", Some(0.84))));
+        assert!(!ends_sentence(&h("Ask not!", Some(0.43))));
+        assert!(!ends_sentence(&h("And so, my fellow Americans,", None)));
+    }
 
     #[tokio::test]
     async fn a_refused_final_closes_the_interim_and_is_journaled_untranscribed() {

@@ -24,6 +24,7 @@ async fn transcribe(model: &Path) -> String {
             language: Some("en".into()),
             translate: false,
             threads: 2,
+            ..Default::default()
         },
     )
     .unwrap();
@@ -79,6 +80,7 @@ async fn captions_are_no_worse_with_noise_suppression() {
             language: Some("en".into()),
             translate: false,
             threads: 2,
+            ..Default::default()
         },
     )
     .unwrap();
@@ -121,6 +123,7 @@ async fn the_multilingual_model_detects_the_language_and_translates() {
                 language: None,
                 translate,
                 threads: 2,
+                ..Default::default()
             },
         )
         .unwrap()
@@ -181,6 +184,7 @@ async fn dropping_the_recognizer_stops_the_decode_under_way() {
             language: Some("en".into()),
             translate: false,
             threads: 2,
+            ..Default::default()
         },
     )
     .unwrap();

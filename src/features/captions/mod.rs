@@ -30,6 +30,7 @@ pub fn register_metrics() {
     CAPTION_FRAMES_DROPPED.get();
     crate::captions::recognizer::FINALS_REFUSED.get();
     crate::captions::recognizer::FINALS_QUEUED.get();
+    crate::captions::recognizer::SPEED_GAUGE.get();
 }
 
 /// Checks the `[captions]` settings only this feature understands (the language's name).
@@ -69,6 +70,7 @@ impl Captioning {
             },
             translate: c.translate,
             threads: c.threads,
+            final_window: c.final_window,
         };
         let recognizer =
             Recognizer::start(model, options).map_err(|e| crate::captions::ModelError::Load {

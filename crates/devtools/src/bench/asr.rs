@@ -51,9 +51,38 @@ pub fn utterances_from(samples: &[i16], denoised: bool) -> Vec<Vec<f32>> {
     out
 }
 
-/// `fixture`: `wer-set` (twenty sentences) or `captions` (six).
-pub async fn asr(model_path: &Path, name: &str, threads: usize, fixture: &str) -> Result<()> {
-    let dir = crate::fixtures::dir()?;
+/// A 48 kHz mono clip at 16 kHz in [-1, 1], as whisper takes it.
+pub fn to_16k(samples: &[i16]) -> Vec<f32> {
+    let mut resampler = meeting_agent::audio::resample::MonoResampler::new(48_000, 16_000)
+        .expect("48 kHz to 16 kHz is supported");
+    let mut out = Vec::with_capacity(samples.len() / 3);
+    for chunk in samples.chunks(480) {
+        resampler.push(chunk, 1, |o| out.extend(o.iter().map(|s| s / 32768.0)));
+    }
+    out
+}
+
+/// How `bench asr` transcribes each utterance.
+pub struct AsrOptions {
+    pub threads: usize,
+    pub final_window: meeting_agent::config::FinalWindow,
+    /// Each utterance gets the finals before it as whisper's prompt, as the live captions do.
+    pub prompt: bool,
+}
+
+/// `fixture`: `wer-set` (twenty sentences), `captions` (six) or `real-speech` (a human
+/// speaker, `fixtures/fetch_real_speech.sh`).
+pub async fn asr(model_path: &Path, name: &str, fixture: &str, options: AsrOptions) -> Result<()> {
+    let AsrOptions {
+        threads,
+        final_window,
+        prompt,
+    } = options;
+    let dir = if fixture.starts_with("real-") {
+        crate::fixtures::with_real_speech()?
+    } else {
+        crate::fixtures::dir()?
+    };
     let (samples, rate, channels) = read_i16(&dir.join(format!("{fixture}.wav")))?;
     anyhow::ensure!(
         rate == 48_000 && channels == 1,
@@ -68,14 +97,20 @@ pub async fn asr(model_path: &Path, name: &str, threads: usize, fixture: &str) -
             language: Some("en".into()),
             translate: false,
             threads,
+            final_window,
         },
     )
     .map_err(|e| anyhow::anyhow!(e))?;
     let pieces = utterances(&samples);
-    let mut texts = Vec::new();
+    let mut texts: Vec<String> = Vec::new();
     for audio in pieces {
+        let context = texts.join(" ");
+        let request = meeting_agent::captions::recognizer::Request {
+            prompt: (prompt && !context.is_empty()).then_some(context),
+            ..meeting_agent::captions::recognizer::Request::new(audio, Default::default())
+        };
         let hypothesis = recognizer
-            .final_(audio)
+            .final_request("", request)
             .await
             .context("recognizer stopped")?
             .map_err(|e| anyhow::anyhow!(e))?;
@@ -84,16 +119,30 @@ pub async fn asr(model_path: &Path, name: &str, threads: usize, fixture: &str) -
     let heard = texts.join(" ");
     let wer = word_error_rate(&expected, &heard);
     let busy = recognizer.stats.busy_ms.load(Ordering::Relaxed) as f64;
+    let cpu = recognizer.stats.cpu_ms.load(Ordering::Relaxed) as f64;
     let audio = recognizer.stats.audio_ms.load(Ordering::Relaxed) as f64;
     eprintln!(
-        "{} utterances, {:.1} s of speech in {:.1} s, WER {wer:.3}: {heard}",
+        "{} utterances, {:.1} s of speech in {:.1} s ({:.1} CPU s), WER {wer:.3}: {heard}",
         texts.len(),
         audio / 1000.0,
-        busy / 1000.0
+        busy / 1000.0,
+        cpu / 1000.0
     );
+    drop(recognizer);
+    // Offline whisper on the whole clip, same model: the reference streaming is held to.
+    let whole = WhisperModel::load(model_path, None)?
+        .transcribe_whole(&to_16k(&samples), "en", threads)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let whole_wer = word_error_rate(&expected, &whole);
+    eprintln!("whole clip offline: WER {whole_wer:.3}: {whole}");
+    let window = match final_window {
+        meeting_agent::config::FinalWindow::Full => "full",
+        meeting_agent::config::FinalWindow::Fitted => "fitted",
+    };
     let cmd = format!(
-        "meeting-agent-dev bench asr --model {} --threads {threads} --fixture {fixture}",
-        model_path.display()
+        "meeting-agent-dev bench asr --model {} --threads {threads} --fixture {fixture} --final-window {window}{}",
+        model_path.display(),
+        if prompt { " --prompt" } else { "" }
     );
     row(
         &format!("asr_rtf_{name}"),
@@ -106,6 +155,24 @@ pub async fn asr(model_path: &Path, name: &str, threads: usize, fixture: &str) -
         &format!("asr_wer_{name}"),
         wer * 100.0,
         &format!("% WER, {} utterances", expected.lines().count()),
+        "-",
+        &cmd,
+    );
+    row(
+        &format!("asr_wer_ratio_{name}"),
+        if whole_wer == 0.0 {
+            wer / 0.01
+        } else {
+            wer / whole_wer
+        },
+        "utterance by utterance WER / offline whole-clip WER",
+        "<= 1.05",
+        &cmd,
+    );
+    row(
+        &format!("asr_cost_{name}"),
+        cpu / audio,
+        "CPU s (wall x threads) / speech s",
         "-",
         &cmd,
     );

@@ -42,22 +42,26 @@ pub fn speaking_room(
     room: &str,
     speech: &std::path::Path,
 ) -> Result<Vec<PythonParticipant>> {
+    speaking_room_with_backgrounds(server, room, speech, 0)
+}
+
+/// [`speaking_room`] where the first `blurred` participants ask for a blurred background
+/// (`vb.mode=blur`), so the agent also runs virtual backgrounds.
+pub fn speaking_room_with_backgrounds(
+    server: &LocalLiveKitServer,
+    room: &str,
+    speech: &std::path::Path,
+    blurred: usize,
+) -> Result<Vec<PythonParticipant>> {
+    let speech = speech.to_string_lossy();
     (0..4)
         .map(|p| {
-            PythonParticipant::spawn(
-                server,
-                room,
-                &format!("{room}-p{p}"),
-                &[
-                    "--wav",
-                    &speech.to_string_lossy(),
-                    "--video",
-                    "320x180",
-                    "--fps",
-                    "15",
-                ],
-            )
-            .map_err(Into::into)
+            let mut args = vec!["--wav", &speech, "--video", "320x180", "--fps", "15"];
+            if p < blurred {
+                args.extend(["--attributes", "vb.mode=blur"]);
+            }
+            PythonParticipant::spawn(server, room, &format!("{room}-p{p}"), &args)
+                .map_err(Into::into)
         })
         .collect()
 }

@@ -1,7 +1,9 @@
 //! `meeting-agent-dev bench ...`: the figures in BENCHMARKS.md. Each prints its table row.
 
+pub mod alignment;
 pub mod api;
 pub mod asr;
+pub mod browser;
 pub mod captions;
 pub mod denoise;
 pub mod load;

@@ -71,8 +71,8 @@ async fn speak(ctx: CaptionContext, identity: String, samples: std::sync::Arc<Ve
                 let frame = AudioFrame { samples: chunk.to_vec(), sample_rate: 48_000, channels: 1, timestamp_us: 0 };
                 let _ = denoiser.process(&frame, |clean, p| captions.push(clean, p));
             }
-            (utterance, result) = captions.interim_ready(), if captions.has_interim() => {
-                captions.on_interim(utterance, result);
+            ready = captions.next_result(), if captions.awaits_result() => {
+                captions.on_result(ready);
             }
         }
     }
@@ -183,6 +183,7 @@ pub async fn speakers_realtime(max: usize, seconds: f64) -> Result<()> {
             language: Some("en".into()),
             translate: false,
             threads: config.captions.threads,
+            ..Default::default()
         },
     )
     .map_err(|e| anyhow::anyhow!(e))?;

@@ -72,18 +72,32 @@ enum Bench {
         name: String,
         #[arg(long, default_value_t = 2)]
         threads: usize,
-        /// `wer-set` (twenty sentences) or `captions` (six).
+        /// `wer-set` (twenty sentences), `captions` (six) or `real-speech`.
         #[arg(long, default_value = "wer-set")]
         fixture: String,
+        /// `fitted` (the default) or `full` encoder window for each utterance.
+        #[arg(long, default_value = "fitted")]
+        final_window: String,
+        /// Give each utterance the text before it as whisper's prompt.
+        #[arg(long)]
+        prompt: bool,
     },
     /// caption_final_p50_s, caption_interim_s, caption_wer_ratio: live captions in a room.
     CaptionLatency {
-        /// `wer-set` (twenty sentences) or `captions` (six).
+        /// `wer-set` (twenty sentences), `captions` (six) or `real-speech`.
         #[arg(long, default_value = "wer-set")]
         fixture: String,
         /// Also caption and record a second room of four speaking, camera-on participants.
         #[arg(long)]
         load_room: bool,
+    },
+    /// caption_browser_final_p50_s / p95_s: captions as livekit-client in Chromium sees them.
+    CaptionBrowser {
+        /// How long the browser speaks (the fixture loops).
+        #[arg(long, default_value_t = 150)]
+        seconds: u32,
+        #[arg(long, default_value = "real-speech")]
+        fixture: String,
     },
     /// clean_track_latency_ms: extra delay of `<identity>-clean` over the raw microphone.
     CleanTrackLatency {
@@ -229,6 +243,9 @@ async fn run(cli: Cli) -> Result<()> {
         Bench::CaptionLatency { fixture, load_room } => {
             bench::captions::caption_latency(&fixture, load_room).await
         }
+        Bench::CaptionBrowser { seconds, fixture } => {
+            bench::browser::caption_browser(seconds, &fixture).await
+        }
         Bench::CaptionSpeakers { max, seconds } => {
             bench::speakers::speakers_realtime(max, seconds).await
         }
@@ -242,7 +259,21 @@ async fn run(cli: Cli) -> Result<()> {
             name,
             threads,
             fixture,
-        } => bench::asr::asr(&model, &name, threads, &fixture).await,
+            final_window,
+            prompt,
+        } => {
+            let final_window = match final_window.as_str() {
+                "full" => meeting_agent::config::FinalWindow::Full,
+                "fitted" => meeting_agent::config::FinalWindow::Fitted,
+                other => anyhow::bail!("--final-window must be full or fitted, got {other:?}"),
+            };
+            let options = bench::asr::AsrOptions {
+                threads,
+                final_window,
+                prompt,
+            };
+            bench::asr::asr(&model, &name, &fixture, options).await
+        }
         Bench::CleanTrackLatency { seconds } => bench::denoise::clean_track_latency(seconds).await,
     }
 }
