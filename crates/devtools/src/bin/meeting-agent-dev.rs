@@ -90,6 +90,9 @@ enum Bench {
         /// Also caption and record a second room of four speaking, camera-on participants.
         #[arg(long)]
         load_room: bool,
+        /// `captions.threads`: the most threads whisper uses.
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
     },
     /// caption_browser_final_p50_s / p95_s: captions as livekit-client in Chromium sees them.
     CaptionBrowser {
@@ -240,9 +243,11 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Bench::Denoise { rounds, streams } => bench::denoise::throughput(rounds, streams),
         Bench::DenoiseSnr => bench::denoise::snr_gain(),
-        Bench::CaptionLatency { fixture, load_room } => {
-            bench::captions::caption_latency(&fixture, load_room).await
-        }
+        Bench::CaptionLatency {
+            fixture,
+            load_room,
+            threads,
+        } => bench::captions::caption_latency(&fixture, load_room, threads).await,
         Bench::CaptionBrowser { seconds, fixture } => {
             bench::browser::caption_browser(seconds, &fixture).await
         }
