@@ -45,6 +45,7 @@ async fn storing_worker(
     config.data_dir = data_dir.to_path_buf();
     // Three or four interim hypotheses per 3 s sentence, so LocalAgreement has pairs to agree on.
     config.captions.interim_ms = 700;
+
     let captioning =
         Captioning::from_config(&config).expect("whisper model (run models/fetch_models.sh)");
     let mut features = FeatureSet::new(config.audio).with_captioning(captioning);
@@ -734,14 +735,16 @@ async fn meeting_thread_in(url: &str) {
         actions
             .lines()
             .take_while(|l| l.starts_with("- "))
-            .any(|l| l.contains("budget to the finance team by Friday")),
+            // The request, whatever tiny.en made of "send" and "finance team" this time
+            // (through Opus it has heard "end" and "fine and steam", with either window).
+            .any(|l| l.contains("the budget to the") && l.contains("Friday")),
         "the request is an action item: {}",
         summary.text
     );
     assert!(
         summary
             .text
-            .contains("Decisions\n- sam: We will launch the new product in March."),
+            .contains("Decisions\n- sam: We will launch the new product in March"),
         "{}",
         summary.text
     );

@@ -55,6 +55,9 @@ pub enum RecognizeError {
     /// A speculative request its speaker cancelled (speech went on).
     #[error("request cancelled")]
     Cancelled,
+    /// The recognizer was dropped before the request ran.
+    #[error("the recognizer stopped")]
+    Stopped,
 }
 
 /// Finals one room may have waiting before its next one is refused.
@@ -397,7 +400,12 @@ impl Recognizer {
             .spawn(move || {
                 let _ended = ended;
                 let eot = model.context.token_eot();
-                let _model = model; // the context outlives the state
+                let model = model; // the context outlives the states
+                // Finals that detect their language decode on a state of their own (made on
+                // first use): whisper.cpp detects with the encoder window the state's previous
+                // decode used (it applies the new one after detecting), and a fitted window
+                // made the base model hear German as Yiddish.
+                let mut detecting: Option<whisper_rs::WhisperState> = None;
                 let mut threads = super::threads::ThreadBudget::new(options.threads);
                 let decode = Decode {
                     translate: options.translate,
@@ -447,6 +455,19 @@ impl Recognizer {
                     } else {
                         Some("en")
                     };
+                    let detects = language.is_none() && is_final;
+                    let context = if detects { Context::Full } else { context };
+                    if detects && detecting.is_none() {
+                        detecting = model
+                            .context
+                            .create_state()
+                            .inspect_err(|e| tracing::warn!(error = %e, "no whisper state for language detection"))
+                            .ok();
+                    }
+                    let job_state = match detecting.as_mut() {
+                        Some(d) if detects => d,
+                        _ => &mut state,
+                    };
                     // Interims run on one thread: a second one buys less than it costs (wall
                     // time x threads), and interims are replaced within a second anyway.
                     let n = if kind == JobKind::Interim {
@@ -455,7 +476,7 @@ impl Recognizer {
                         threads.for_next_job()
                     };
                     let result = decode.run(
-                        &mut state,
+                        job_state,
                         &request.audio,
                         request.prompt.as_deref(),
                         language,
@@ -605,7 +626,18 @@ impl Drop for Recognizer {
     fn drop(&mut self) {
         self.abort.store(true, Ordering::SeqCst);
         let (lock, cv) = &*self.queue;
-        lock.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
+        let waiting = {
+            let mut q = lock.lock().unwrap_or_else(|e| e.into_inner());
+            q.closed = true;
+            let mut waiting: Vec<Job> = std::iter::from_fn(|| q.finals.pop()).collect();
+            waiting.extend(q.interims.drain().map(|(_, job)| job));
+            FINALS_QUEUED.set(0);
+            waiting
+        };
+        // Requests still waiting are answered, not left with a closed channel.
+        for job in waiting {
+            let _ = job.reply.send(Err(RecognizeError::Stopped));
+        }
         cv.notify_all();
         let Some(thread) = self.thread.take() else {
             return;

@@ -136,6 +136,11 @@ impl Segmenter {
         self.speaking
     }
 
+    /// Where the utterance in progress (or the last one) began in the stream, pre-roll included.
+    pub fn utterance_start_ms(&self) -> u64 {
+        self.start_ms
+    }
+
     /// Silence since the last speech of the utterance in progress.
     pub fn silence_ms(&self) -> u32 {
         if self.speaking { self.silence_ms } else { 0 }

@@ -27,6 +27,10 @@ pub const SENTENCE_END_SILENCE_MS: u32 = 300;
 /// Silence that ends an utterance whose speculative final came back before the endpoint and
 /// does not end a sentence: a pause inside a sentence, which whisper hears better in one piece.
 pub const MID_PHRASE_END_SILENCE_MS: u32 = 900;
+/// Gap between one utterance's end and the next one's start (as cut: 200 ms of kept silence and
+/// 300 ms of pre-roll included, so a pause of about 1.1 s) under which the next one continues
+/// the same sentence and gets the words before it as its prompt.
+pub const CONTINUATION_GAP_MS: u64 = 600;
 
 /// A final transcribed ahead of the endpoint, while silence holds.
 struct Speculation {
@@ -127,6 +131,8 @@ pub struct SpeakerCaptions {
     speculation: Option<Speculation>,
     /// The speaker's latest finals (whisper's prompt), written by the tasks that publish them.
     recent: Arc<Mutex<String>>,
+    /// Where the last utterance ended in the stream.
+    last_end_ms: Option<u64>,
 }
 
 impl SpeakerCaptions {
@@ -151,6 +157,7 @@ impl SpeakerCaptions {
             language: CaptionLanguage::Default,
             speculation: None,
             recent: Arc::default(),
+            last_end_ms: None,
         };
         captions.set_language(language);
         captions
@@ -172,11 +179,19 @@ impl SpeakerCaptions {
     }
 
     fn request(&self, audio: Vec<f32>) -> Request {
-        let prompt = self
-            .recent
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        // The prompt only for an utterance that follows the last one after a short pause: a
+        // sentence going on. Unrelated sentences decoded worse with one (BENCHMARKS.md).
+        let continues = self.last_end_ms.is_some_and(|end| {
+            self.segmenter.utterance_start_ms().saturating_sub(end) <= CONTINUATION_GAP_MS
+        });
+        let prompt = if continues {
+            self.recent
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+        } else {
+            String::new()
+        };
         Request {
             audio,
             language: self.language,
@@ -280,6 +295,7 @@ impl SpeakerCaptions {
                 self.ctx.recognizer.final_request(self.ctx.room(), request)
             }
         };
+        self.last_end_ms = Some(end_ms);
         let recent = self.recent.clone();
         let caption = Caption {
             participant: self.participant.clone(),
@@ -319,12 +335,21 @@ impl SpeakerCaptions {
                     String::new() // closes the interim segment the client is showing
                 }
             };
+            let hypothesis_end = Hypothesis {
+                end_probability: hypothesis.end_probability,
+                ..Default::default()
+            };
             let caption = Caption {
                 text,
                 language: hypothesis.language,
                 ..caption
             };
-            if !caption.text.is_empty() {
+            // The prompt carries a sentence across a cut at a pause; after a sentence ended it
+            // is dropped (whisper copies a prompt's style: unrelated sentences lost their
+            // punctuation).
+            if caption.text.is_empty() || ends_sentence(&hypothesis_end) {
+                recent.lock().unwrap_or_else(|e| e.into_inner()).clear();
+            } else {
                 remember(&recent, &caption.text);
             }
             if let Err(e) = ctx.publisher.publish(&caption).await {
