@@ -456,7 +456,14 @@ impl Recognizer {
                         Some("en")
                     };
                     let detects = language.is_none() && is_final;
-                    let context = if detects { Context::Full } else { context };
+                    // The fitted window was measured for English (tiny.en); the base model
+                    // lost German words with it ("heute"), so other languages get the full one.
+                    let english = !multilingual || language == Some("en");
+                    let context = if detects || (kind == JobKind::Final && !english) {
+                        Context::Full
+                    } else {
+                        context
+                    };
                     if detects && detecting.is_none() {
                         detecting = model
                             .context

@@ -8,30 +8,17 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use super::row;
+use super::{percentile, row};
 use crate::LocalLiveKitServer;
 use crate::browser::{final_latencies_seen, finals};
-use meeting_agent::config::Config;
-use meeting_agent::features::FeatureSet;
-use meeting_agent::features::captions::Captioning;
 use meeting_agent::livekit::Engine;
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted[(((sorted.len() - 1) as f64) * p).round() as usize]
-}
 
 pub async fn caption_browser(seconds: u32, fixture: &str) -> Result<()> {
     Engine::start(&meeting_agent::paths::engine_library())?;
     let dir = crate::fixtures::with_real_speech()?;
     let wav = dir.join(format!("{fixture}.wav"));
     let server = LocalLiveKitServer::start().await?;
-    let config = Config::default();
-    let captioning =
-        Captioning::from_config(&config)?.context("captions are enabled by default")?;
-    let recognizer = captioning.recognizer.clone();
-    let session = FeatureSet::new(config.audio)
-        .with_captioning(Some(captioning))
-        .session();
+    let (session, recognizer) = super::captions::captioning_session(2)?;
     let _stop = super::meeting::join_with(&server, "bench-browser", "agent-browser", session)?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let cpu_before = meeting_agent::captions::threads::read_cpu_times();

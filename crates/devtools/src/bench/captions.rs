@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use super::alignment::{FinalSeen, final_latencies, speech_regions, utterance_onsets};
-use super::row;
+use super::{percentile, row};
 use crate::{LocalLiveKitServer, PythonParticipant};
 use meeting_agent::audio::wav::read_i16;
 use meeting_agent::captions::WhisperModel;
@@ -19,8 +19,22 @@ use meeting_agent::features::captions::Captioning;
 use meeting_agent::livekit::engine::monotonic_us;
 use meeting_agent::livekit::{Engine, RoomEvent, TrackKind};
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted[(((sorted.len() - 1) as f64) * p).round() as usize]
+/// An agent that only captions (the default model, `threads` for whisper), and its recognizer.
+pub(crate) fn captioning_session(
+    threads: usize,
+) -> Result<(
+    meeting_agent::session::MeetingSession,
+    std::sync::Arc<meeting_agent::captions::Recognizer>,
+)> {
+    let mut config = Config::default();
+    config.captions.threads = threads;
+    let captioning =
+        Captioning::from_config(&config)?.context("captions are enabled by default")?;
+    let recognizer = captioning.recognizer.clone();
+    let session = FeatureSet::new(config.audio)
+        .with_captioning(Some(captioning))
+        .session();
+    Ok((session, recognizer))
 }
 
 /// `fixture`: `wer-set` (twenty sentences, four voices), `captions` (six) or `real-speech`
@@ -62,14 +76,7 @@ pub async fn caption_latency(fixture: &str, load_room: bool, threads: usize) -> 
         (server, session, recognizer, Some(scratch))
     } else {
         let server = LocalLiveKitServer::start().await?;
-        let mut config = Config::default();
-        config.captions.threads = threads;
-        let captioning =
-            Captioning::from_config(&config)?.context("captions are enabled by default")?;
-        let recognizer = captioning.recognizer.clone();
-        let session = FeatureSet::new(config.audio)
-            .with_captioning(Some(captioning))
-            .session();
+        let (session, recognizer) = captioning_session(threads)?;
         (server, session, recognizer, None)
     };
     if load.is_some() {

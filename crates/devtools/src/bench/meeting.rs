@@ -15,7 +15,7 @@ use meeting_agent::livekit::{Engine, token};
 use meeting_agent::session::{MeetingSession, SessionReport};
 use meeting_agent::worker::{Shutdown, Worker, WorkerEvent};
 
-use super::row;
+use super::{percentile, row};
 
 fn start_engine() -> Result<()> {
     Engine::start(&meeting_agent::paths::engine_library())?;
@@ -47,11 +47,6 @@ async fn next_report(
     })
     .await
     .context("timed out waiting for the agent")?
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx.min(sorted.len() - 1)]
 }
 
 /// Room created (RoomService.CreateRoom) -> agent joined (its connect completed), per room.

@@ -17,6 +17,12 @@ pub mod vb;
 
 pub use meeting::{dispatch, recv_cpu, room_memory, soak};
 
+/// The value at fraction `p` (0..=1) of `sorted` (nearest rank); `sorted` must not be empty.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
 /// Prints one BENCHMARKS.md row.
 pub fn row(figure: &str, value: f64, unit: &str, target: &str, command: &str) {
     let value = if value.abs() < 10.0 {
