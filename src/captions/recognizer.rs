@@ -280,8 +280,6 @@ pub struct Recognizer {
     /// Disconnects when the thread ends (its sender is dropped, also by a panic).
     thread_ended: Mutex<std::sync::mpsc::Receiver<()>>,
     pub stats: Arc<RecognizerStats>,
-    /// How fast whisper runs on this machine now.
-    pub speed: Arc<Speed>,
     /// The language when a microphone asks for none; `None` detects.
     pub language: Option<String>,
     /// English-only models decode English whatever is asked.
@@ -379,7 +377,6 @@ impl Recognizer {
             .map_err(|e| RecognizeError::Whisper(e.to_string()))?;
         let queue: Arc<(Mutex<Queue>, Condvar)> = Arc::default();
         let stats: Arc<RecognizerStats> = Arc::default();
-        let speed: Arc<Speed> = Arc::default();
         let language = if model.multilingual {
             options.language.clone()
         } else {
@@ -387,10 +384,9 @@ impl Recognizer {
         };
         let multilingual = model.multilingual;
         let abort: Arc<AtomicBool> = Arc::default();
-        let (q, s, sp, lang, stop) = (
+        let (q, s, lang, stop) = (
             queue.clone(),
             stats.clone(),
-            speed.clone(),
             language.clone(),
             abort.clone(),
         );
@@ -407,6 +403,7 @@ impl Recognizer {
                 // made the base model hear German as Yiddish.
                 let mut detecting: Option<whisper_rs::WhisperState> = None;
                 let mut threads = super::threads::ThreadBudget::new(options.threads);
+                let sp = Speed::default();
                 let decode = Decode {
                     translate: options.translate,
                     eot,
@@ -438,17 +435,6 @@ impl Recognizer {
                 while let Some((job, kind)) = next_job(&q, &s) {
                     let started = std::time::Instant::now();
                     let is_final = kind != JobKind::Interim;
-                    let context = match kind {
-                        JobKind::Final => match options.final_window {
-                            FinalWindow::Full => Context::Full,
-                            FinalWindow::Fitted => FINAL_CONTEXT,
-                        },
-                        JobKind::FinalWithBacklog => {
-                            s.finals_fitted.fetch_add(1, Ordering::Relaxed);
-                            BACKLOG_FINAL_CONTEXT
-                        }
-                        JobKind::Interim => INTERIM_CONTEXT,
-                    };
                     let Job { request, reply } = job;
                     let language = if multilingual {
                         request.language.resolve(lang.as_deref())
@@ -456,14 +442,10 @@ impl Recognizer {
                         Some("en")
                     };
                     let detects = language.is_none() && is_final;
-                    // The fitted window was measured for English (tiny.en); the base model
-                    // lost German words with it ("heute"), so other languages get the full one.
-                    let english = !multilingual || language == Some("en");
-                    let context = if detects || (kind == JobKind::Final && !english) {
-                        Context::Full
-                    } else {
-                        context
-                    };
+                    let context = job_context(kind, options.final_window, language, multilingual);
+                    if kind == JobKind::FinalWithBacklog && context != Context::Full {
+                        s.finals_fitted.fetch_add(1, Ordering::Relaxed);
+                    }
                     if detects && detecting.is_none() {
                         detecting = model
                             .context
@@ -520,7 +502,6 @@ impl Recognizer {
             thread: Some(thread),
             thread_ended: Mutex::new(thread_ended),
             stats,
-            speed,
             language,
             multilingual,
         }))
@@ -703,6 +684,26 @@ fn next_job(queue: &(Mutex<Queue>, Condvar), stats: &RecognizerStats) -> Option<
     }
 }
 
+/// The encoder window of a job: interims fitted narrowly; finals with others waiting fitted
+/// widely; a lone final as configured. The fitted window was measured for English (tiny.en):
+/// the base model lost German words with it ("heute"), so finals in other languages, and those
+/// that detect their language, get the full one.
+fn job_context(
+    kind: JobKind,
+    window: FinalWindow,
+    language: Option<&str>,
+    multilingual: bool,
+) -> Context {
+    let english = !multilingual || language == Some("en");
+    match kind {
+        JobKind::Interim => INTERIM_CONTEXT,
+        _ if language.is_none() => Context::Full,
+        JobKind::Final if !english || window == FinalWindow::Full => Context::Full,
+        JobKind::Final => FINAL_CONTEXT,
+        JobKind::FinalWithBacklog => BACKLOG_FINAL_CONTEXT,
+    }
+}
+
 /// What every decode of this recognizer shares.
 struct Decode<'a> {
     translate: bool,
@@ -778,7 +779,8 @@ impl Decode<'_> {
         let mut no_speech = 0f32;
         // Words as whisper's tokens build them: a token starting with a space starts a word.
         let mut words: Vec<(Vec<u8>, f32)> = Vec::new();
-        let mut last_token: Option<(Vec<u8>, f32)> = None;
+        // The last token's probability when it is a stop (None when it is anything else).
+        let mut end_probability = None;
         for segment in state.as_iter() {
             text.push_str(
                 &segment
@@ -797,7 +799,7 @@ impl Decode<'_> {
                     continue;
                 };
                 let p = token.token_probability();
-                last_token = Some((bytes.to_vec(), p));
+                end_probability = matches!(bytes.trim_ascii(), b"." | b"?" | b"!").then_some(p);
                 match words.last_mut() {
                     Some((word, low)) if !bytes.starts_with(b" ") => {
                         word.extend_from_slice(bytes);
@@ -830,9 +832,7 @@ impl Decode<'_> {
             language,
             word_confidence,
             cpu_ms: 0,
-            end_probability: last_token
-                .filter(|(t, _)| matches!(t.trim_ascii(), b"." | b"?" | b"!"))
-                .map(|(_, p)| p),
+            end_probability,
         })
     }
 }
@@ -882,7 +882,7 @@ fn prompt_echo(prompt: &str, text: &str) -> usize {
 }
 
 /// The last `max` characters of `text`, starting at a word.
-fn tail_chars(text: &str, max: usize) -> &str {
+pub(super) fn tail_chars(text: &str, max: usize) -> &str {
     let count = text.chars().count();
     if count <= max {
         return text.trim();
@@ -938,6 +938,38 @@ mod tests {
         assert_eq!(tail_chars(" ask not ", 20), "ask not");
         assert_eq!(tail_chars("what your country can do", 12), "can do");
         assert!(tail_chars(&"word ".repeat(200), MAX_PROMPT_CHARS).len() <= MAX_PROMPT_CHARS);
+    }
+
+    #[test]
+    fn the_window_follows_the_job_and_the_language() {
+        let fitted = FinalWindow::Fitted;
+        let en = Some("en");
+        assert_eq!(
+            job_context(JobKind::Interim, fitted, None, true),
+            INTERIM_CONTEXT
+        );
+        assert_eq!(
+            job_context(JobKind::Final, fitted, en, false),
+            FINAL_CONTEXT
+        );
+        assert_eq!(
+            job_context(JobKind::Final, FinalWindow::Full, en, false),
+            Context::Full
+        );
+        assert_eq!(
+            job_context(JobKind::FinalWithBacklog, FinalWindow::Full, en, false),
+            BACKLOG_FINAL_CONTEXT
+        );
+        // Other languages and detection: the whole window.
+        assert_eq!(
+            job_context(JobKind::Final, fitted, Some("de"), true),
+            Context::Full
+        );
+        assert_eq!(job_context(JobKind::Final, fitted, en, true), FINAL_CONTEXT);
+        assert_eq!(
+            job_context(JobKind::FinalWithBacklog, fitted, None, true),
+            Context::Full
+        );
     }
 
     #[test]

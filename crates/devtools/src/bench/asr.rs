@@ -78,11 +78,7 @@ pub async fn asr(model_path: &Path, name: &str, fixture: &str, options: AsrOptio
         final_window,
         prompt,
     } = options;
-    let dir = if fixture.starts_with("real-") {
-        crate::fixtures::with_real_speech()?
-    } else {
-        crate::fixtures::dir()?
-    };
+    let dir = crate::fixtures::dir_for(fixture)?;
     let (samples, rate, channels) = read_i16(&dir.join(format!("{fixture}.wav")))?;
     anyhow::ensure!(
         rate == 48_000 && channels == 1,

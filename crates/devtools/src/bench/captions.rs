@@ -44,11 +44,7 @@ pub(crate) fn captioning_session(
 /// with a blurred background (the machine busy as in a real deployment).
 pub async fn caption_latency(fixture: &str, load_room: bool, threads: usize) -> Result<()> {
     Engine::start(&meeting_agent::paths::engine_library())?;
-    let dir = if fixture.starts_with("real-") {
-        crate::fixtures::with_real_speech()?
-    } else {
-        crate::fixtures::dir()?
-    };
+    let dir = crate::fixtures::dir_for(fixture)?;
     let expected = std::fs::read_to_string(dir.join(format!("{fixture}.txt")))
         .with_context(|| format!("no fixture {fixture}"))?;
     let sentences = expected.lines().count();
@@ -104,8 +100,8 @@ pub async fn caption_latency(fixture: &str, load_room: bool, threads: usize) -> 
     let mut audio: Option<meeting_agent::livekit::AudioStream> = None;
     let mut levels = Vec::new();
     let mut captions: Vec<(i64, bool, String, String)> = Vec::new(); // (arrival, final, segment, text)
-    // Segment id -> (start, end) in the agent's stream of the speaker's track (legacy packets).
-    let mut segment_times = std::collections::HashMap::new();
+    // Segment id -> where its audio ended in the agent's stream (legacy packets).
+    let mut segment_ends = std::collections::HashMap::new();
     let mut finished_at = None;
     loop {
         if finished_at.is_some_and(|t: tokio::time::Instant| t.elapsed() > Duration::from_secs(6)) {
@@ -122,7 +118,7 @@ pub async fn caption_latency(fixture: &str, load_room: bool, threads: usize) -> 
                 }
                 RoomEvent::TranscriptionReceived { segments, .. } => {
                     for s in segments.into_iter().filter(|s| s.r#final) {
-                        segment_times.insert(s.id, (s.start_time as i64, s.end_time as i64));
+                        segment_ends.insert(s.id, s.end_time as i64);
                     }
                 }
                 _ => {}
@@ -163,7 +159,7 @@ pub async fn caption_latency(fixture: &str, load_room: bool, threads: usize) -> 
     let seen: Vec<FinalSeen> = finals
         .iter()
         .filter_map(|f| {
-            let &(_, end_ms) = segment_times.get(&f.2)?;
+            let &end_ms = segment_ends.get(&f.2)?;
             Some(FinalSeen {
                 arrival_us: f.0,
                 end_ms,
