@@ -100,7 +100,9 @@ pub fn utterances(
     let (samples, rate, channels) = read_i16(&track.path)
         .map_err(|e| anyhow::anyhow!(e))
         .with_context(|| format!("cannot read {}", track.path.display()))?;
-    let mut denoiser = Denoiser::new(denoise);
+    // RNNoise always runs: its voice probability cuts the utterances, as on the live path;
+    // `denoise` only says whether whisper hears its output or the microphone as it came.
+    let mut denoiser = Denoiser::new(true);
     // Finals only: nobody reads interims of a file.
     let mut segmenter = Segmenter::new(SegmenterConfig {
         interim_every_ms: u32::MAX,
@@ -116,13 +118,14 @@ pub fn utterances(
             timestamp_us: 0,
         };
         denoiser
-            .process(&frame, |clean, p| {
+            .process_with_input(&frame, |raw, clean, p| {
+                let heard = if denoise { clean } else { raw };
                 if let Some(SegmentEvent::Final {
                     audio,
                     start_ms,
                     end_ms,
                     mean_voice_probability,
-                }) = segmenter.push(clean, p)
+                }) = segmenter.push(heard, p)
                 {
                     out.push((audio, start_ms, end_ms, mean_voice_probability));
                 }

@@ -78,6 +78,16 @@ impl Denoiser {
         frame: &AudioFrame,
         mut emit: impl FnMut(&[f32; FRAME], f32),
     ) -> Result<(), DenoiseError> {
+        self.process_with_input(frame, |_, denoised, p| emit(denoised, p))
+    }
+
+    /// As [`Self::process`], and `emit` also gets the 48 kHz mono input frame RNNoise read (the
+    /// microphone as it came, for a caller that wants voice probabilities without suppression).
+    pub fn process_with_input(
+        &mut self,
+        frame: &AudioFrame,
+        mut emit: impl FnMut(&[f32; FRAME], &[f32; FRAME], f32),
+    ) -> Result<(), DenoiseError> {
         let (rate, channels) = (frame.sample_rate, frame.channels);
         if rate == 0 || channels == 0 || channels > 8 || rate > 192_000 {
             return Err(DenoiseError::BadFormat { rate, channels });
@@ -111,10 +121,12 @@ impl Denoiser {
         }
         let mut consumed = 0;
         while self.pending.len() - consumed >= FRAME {
-            let input = &self.pending[consumed..consumed + FRAME];
+            let input: &[f32; FRAME] = self.pending[consumed..consumed + FRAME]
+                .try_into()
+                .expect("a whole frame");
             self.voice_probability = self.state.process_frame(&mut self.frame_out, input);
             self.frames += 1;
-            emit(&self.frame_out, self.voice_probability);
+            emit(input, &self.frame_out, self.voice_probability);
             consumed += FRAME;
         }
         self.pending.drain(..consumed);
@@ -170,6 +182,21 @@ mod tests {
         d.process(&input, |_, _| called = true).unwrap();
         assert!(!called);
         assert_eq!(input, copy);
+    }
+
+    #[test]
+    fn the_input_frame_comes_with_its_denoised_frame() {
+        let mut d = Denoiser::new(true);
+        let samples: Vec<i16> = (0..480 * 3).map(|i| (i * 37 % 2000) as i16).collect();
+        let mut inputs = Vec::new();
+        for chunk in samples.chunks(480) {
+            d.process_with_input(&frame(chunk.to_vec(), 48_000, 1), |input, _, _| {
+                inputs.extend_from_slice(input)
+            })
+            .unwrap();
+        }
+        let expected: Vec<f32> = samples.iter().map(|&s| s as f32).collect();
+        assert_eq!(inputs, expected, "48 kHz mono input passes bit for bit");
     }
 
     #[test]

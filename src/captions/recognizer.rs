@@ -141,6 +141,9 @@ const FINAL_CONTEXT: Context = BACKLOG_FINAL_CONTEXT;
 /// about 50 tokens, enough to carry a sentence across a cut at a pause, little decoder work.
 pub const MAX_PROMPT_CHARS: usize = 224;
 
+/// Sampled candidates when a final falls back to a higher temperature (whisper's best_of).
+const FALLBACK_CANDIDATES: i32 = 5;
+
 /// What to transcribe, and how.
 #[derive(Default)]
 pub struct Request {
@@ -723,7 +726,17 @@ impl Decode<'_> {
         threads: usize,
         context: Context,
     ) -> Result<Hypothesis, RecognizeError> {
-        let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
+        // A final whose greedy decode fails whisper's checks is decoded again at a higher
+        // temperature: by sampling, so one candidate was a lottery (the base model heard German
+        // "Heute besprechen wir" as "Ich wollte mich nicht mehr" in one CI run in several);
+        // five and the likeliest taken, as whisper does. Nothing extra unless it falls back;
+        // interims never do.
+        let best_of = if context == INTERIM_CONTEXT {
+            1
+        } else {
+            FALLBACK_CANDIDATES
+        };
+        let mut params = FullParams::new(SamplingStrategy::Greedy { best_of });
         // SAFETY: the callback only reads the flag, which outlives `full` (it is borrowed for
         // this whole function). A cancelled request's decode is not stopped: whisper logs a
         // stopped encoder as an error, and the decode under way ends within a fraction of a

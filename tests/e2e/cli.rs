@@ -386,6 +386,44 @@ fn process_runs_the_pipelines_over_recordings() {
     std::fs::remove_dir_all(dir.parent().unwrap()).ok();
 }
 
+/// `process DIR` with noise suppression off transcribes the microphones as they came: RNNoise
+/// still finds the speech (its voice probability cuts utterances, as live). It used to write an
+/// empty transcript: the disabled denoiser emitted no frames at all.
+#[test]
+fn process_without_noise_suppression_still_transcribes() {
+    let fixtures = meeting_agent_devtools::fixtures::dir().unwrap();
+    let dir = std::env::temp_dir()
+        .join(format!("ma-process-raw-{}", std::process::id()))
+        .join("raw");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(fixtures.join("captions.wav"), dir.join("sam.wav")).unwrap();
+    let url = format!(
+        "sqlite:{}",
+        dir.parent().unwrap().join("store.db").display()
+    );
+    let out = agent()
+        .args(["process", dir.to_str().unwrap()])
+        .env("MEETING_AGENT_CAPTIONS", "true")
+        .env("MEETING_AGENT_NOISE_SUPPRESSION", "false")
+        .env("MEETING_AGENT_DATABASE_URL", &url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let vtt = std::fs::read_to_string(dir.join("out/transcript.vtt")).unwrap();
+    let expected = std::fs::read_to_string(fixtures.join("captions.txt")).unwrap();
+    let sam: Vec<&str> = vtt
+        .lines()
+        .filter_map(|l| l.strip_prefix("<v sam>"))
+        .collect();
+    let wer = meeting_agent::captions::wer::word_error_rate(&expected, &sam.join(" "));
+    assert!(wer <= 0.15, "WER {wer:.3}: {sam:?}");
+    std::fs::remove_dir_all(dir.parent().unwrap()).ok();
+}
+
 /// `process DIR` with microphone files only (nobody turned a camera on): the transcript and a
 /// playable recording, as long as the longest microphone, with the voices and a black picture
 /// at a low frame rate. It used to hang for ever with `recording.mp4` at 0 bytes.

@@ -21,13 +21,15 @@ pub use s3::LocalS3;
 
 /// The repository (its participants, fixtures and scripts): the workspace cargo runs in now
 /// (`cargo test` and `cargo run` set `CARGO_MANIFEST_DIR` for the package they run), else the
-/// one this crate was built in. Clones sharing a target directory share compiled crates, so the
+/// one the binary is run from, else the one this crate was built in. Clones sharing a target directory share compiled crates, so the
 /// path baked in at build time can be another clone's.
 pub fn repository() -> std::path::PathBuf {
-    let at_run_time = std::env::var_os("CARGO_MANIFEST_DIR").map(std::path::PathBuf::from);
+    let at_run_time = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .into_iter()
+        .chain(std::env::current_dir().ok());
     let built_in = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     at_run_time
-        .into_iter()
         .flat_map(|dir| {
             dir.ancestors()
                 .map(std::path::Path::to_path_buf)
