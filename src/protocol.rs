@@ -47,3 +47,15 @@ pub const TRANSCRIPTION_TOPIC: &str = "lk.transcription";
 pub const TRANSCRIBED_TRACK_ID: &str = "lk.transcribed_track_id";
 pub const SEGMENT_ID: &str = "lk.segment_id";
 pub const TRANSCRIPTION_FINAL: &str = "lk.transcription_final";
+
+/// Room metadata: the meeting's roles other than `participant`, `{identity: "host" |
+/// "co-host" | "guest"}`. Only the server writes room metadata, so this is where the control
+/// API reads who may do what (participant attributes can be set by participants themselves).
+pub const MEETING_ROLES: &str = "meeting.roles";
+/// Room metadata: the identity a host put in the spotlight (`""`: nobody); the recording shows
+/// that participant large, whatever its layout.
+pub const MEETING_SPOTLIGHT: &str = "meeting.spotlight";
+/// Room metadata: `true` while the meeting is locked (no new tokens are minted for it).
+pub const MEETING_LOCKED: &str = "meeting.locked";
+/// Token attribute: the role a minted token was given (what the participant joined as).
+pub const MEETING_ROLE_ATTRIBUTE: &str = "meeting.role";

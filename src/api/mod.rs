@@ -19,6 +19,7 @@ use serde_json::json;
 use tokio::sync::Semaphore;
 
 pub mod auth;
+pub mod controls;
 pub mod metrics;
 mod recordings;
 mod settings;
@@ -82,6 +83,8 @@ pub struct ApiState {
     webhooks_seen: Mutex<webhook::SeenEvents>,
     /// Serialises background uploads (quota accounting) within the process.
     uploads: tokio::sync::Mutex<()>,
+    /// Serialises role changes (a read-modify-write of the room's roles) within the process.
+    roles_lock: tokio::sync::Mutex<()>,
 }
 
 impl ApiState {
@@ -119,6 +122,7 @@ impl ApiState {
             in_flight: Arc::new(Semaphore::new(config.api.max_concurrent_requests.max(1))),
             webhooks_seen: Mutex::default(),
             uploads: tokio::sync::Mutex::new(()),
+            roles_lock: tokio::sync::Mutex::new(()),
         })
     }
 }
@@ -249,12 +253,39 @@ pub fn router(state: Arc<ApiState>) -> Router {
                 .layer(DefaultBodyLimit::max(crate::video::background::MAX_BYTES)),
         )
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    // Meeting controls: an API key or the caller's own participant token.
+    let controls = Router::new()
+        .route(
+            "/v1/rooms/{room}/participants/{identity}/mute",
+            post(controls::mute_one),
+        )
+        .route(
+            "/v1/rooms/{room}/participants/{identity}/release",
+            post(controls::release),
+        )
+        .route(
+            "/v1/rooms/{room}/participants/{identity}",
+            delete(controls::remove),
+        )
+        .route(
+            "/v1/rooms/{room}/participants/{identity}/role",
+            put(controls::set_role),
+        )
+        .route("/v1/rooms/{room}/mute-all", post(controls::mute_all))
+        .route("/v1/rooms/{room}/lock", put(controls::lock))
+        .route("/v1/rooms/{room}/spotlight", put(controls::spotlight))
+        .route("/v1/rooms/{room}/audit", get(controls::audit_log))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            controls::authenticate,
+        ));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         // Signed by LiveKit instead of an API key (checked before the body is read, too).
         .route("/v1/livekit/webhook", post(webhook::webhook))
         .merge(authenticated)
+        .merge(controls)
         .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state)

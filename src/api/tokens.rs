@@ -14,6 +14,7 @@ use serde_json::json;
 
 use super::auth::Caller;
 use super::{ApiError, ApiState, err, room_allowed};
+use crate::protocol::MEETING_ROLE_ATTRIBUTE;
 
 /// Longest identity, in characters.
 pub const MAX_IDENTITY_CHARS: usize = 128;
@@ -106,6 +107,9 @@ pub(super) struct TokenRequest {
     #[serde(default)]
     can_update_own_metadata: bool,
     ttl_secs: Option<u64>,
+    /// The participant's role in the meeting (kept in the room's metadata).
+    #[serde(default)]
+    role: super::controls::roles::Role,
 }
 
 fn yes() -> bool {
@@ -152,6 +156,16 @@ pub(super) async fn mint_token(
         }
         entry.1 += 1;
     }
+    // A locked meeting lets nobody new in; a role is recorded before the token exists.
+    if super::controls::is_locked(&state, &req.room).await? {
+        return Err(err(
+            StatusCode::LOCKED,
+            format!("the meeting in room {:?} is locked", req.room),
+        ));
+    }
+    if req.role != super::controls::roles::Role::Participant {
+        super::controls::give_minted_role(&state, &req.room, &req.identity, req.role).await?;
+    }
     // `token_max_ttl` is bounded by the configuration's validation (at most a week), so the
     // expiry cannot overflow.
     let ttl = Duration::from_secs(req.ttl_secs.unwrap_or(600).max(1)).min(state.token_max_ttl);
@@ -160,6 +174,7 @@ pub(super) async fn mint_token(
         .with_identity(&req.identity)
         .with_name(req.name.as_deref().unwrap_or(&req.identity))
         .with_ttl(ttl)
+        .with_attributes([(MEETING_ROLE_ATTRIBUTE, req.role.as_str())])
         .with_grants(VideoGrants {
             room_join: true,
             room: req.room.clone(),
@@ -171,8 +186,8 @@ pub(super) async fn mint_token(
         })
         .to_jwt()
         .map_err(|_| err(StatusCode::INTERNAL_SERVER_ERROR, "cannot sign the token"))?;
-    tracing::info!(caller = %who.id, room = %req.room, identity = %req.identity, ttl_secs = ttl.as_secs(), can_update_own_metadata = req.can_update_own_metadata, "participant token minted");
-    Ok(Json(json!({"token": token, "room": req.room, "identity": req.identity, "expires_in": ttl.as_secs()})).into_response())
+    tracing::info!(caller = %who.id, room = %req.room, identity = %req.identity, role = req.role.as_str(), ttl_secs = ttl.as_secs(), can_update_own_metadata = req.can_update_own_metadata, "participant token minted");
+    Ok(Json(json!({"token": token, "room": req.room, "identity": req.identity, "role": req.role.as_str(), "expires_in": ttl.as_secs()})).into_response())
 }
 
 #[cfg(test)]

@@ -38,6 +38,9 @@ pub struct Scene {
     pub screens: Vec<String>,
     /// The input id of the active speaker's camera, when known.
     pub speaker: Option<String>,
+    /// The input id of the spotlit participant's camera: shown large in every layout (a
+    /// screen share still comes first).
+    pub spotlight: Option<String>,
 }
 
 /// Share of the canvas height the strip of small tiles takes in speaker and screen-share.
@@ -49,6 +52,19 @@ pub fn arrange(layout: Layout, width: u32, height: u32, scene: &Scene) -> Vec<Pl
     let (w, h) = (width as i32, height as i32);
     if let Some(screen) = scene.screens.last() {
         return main_and_strip(w, h, screen, &scene.cameras);
+    }
+    if let Some(spotlight) = scene
+        .spotlight
+        .as_ref()
+        .filter(|s| scene.cameras.contains(s))
+    {
+        let others: Vec<String> = scene
+            .cameras
+            .iter()
+            .filter(|c| *c != spotlight)
+            .cloned()
+            .collect();
+        return main_and_strip(w, h, spotlight, &others);
     }
     match layout {
         Layout::Grid => grid(w, h, &scene.cameras),
@@ -218,6 +234,39 @@ mod tests {
 
     fn overlaps(a: &Rect, b: &Rect) -> bool {
         a.x < b.x + b.width && b.x < a.x + a.width && a.y < b.y + b.height && b.y < a.y + a.height
+    }
+
+    #[test]
+    fn the_spotlit_camera_is_large_in_every_layout_but_under_a_screen_share() {
+        for layout in [Layout::Grid, Layout::Speaker, Layout::ScreenShare] {
+            let spotlit = Scene {
+                spotlight: Some("v2".into()),
+                speaker: Some("v0".into()),
+                ..scene(3)
+            };
+            let p = arrange(layout, 1280, 720, &spotlit);
+            assert_eq!(p[0].input, "v2", "{layout:?}");
+            assert_eq!(
+                (p[0].rect.width, p[0].rect.height),
+                (1280, 576),
+                "{layout:?}"
+            );
+            assert_eq!(p.len(), 3, "the others in the strip");
+            // Someone not on camera in the spotlight changes nothing.
+            let absent = Scene {
+                spotlight: Some("gone".into()),
+                ..scene(3)
+            };
+            assert_eq!(
+                arrange(layout, 1280, 720, &absent),
+                arrange(layout, 1280, 720, &scene(3))
+            );
+            let shared = Scene {
+                screens: vec!["s".into()],
+                ..spotlit
+            };
+            assert_eq!(arrange(layout, 1280, 720, &shared)[0].input, "s");
+        }
     }
 
     #[test]

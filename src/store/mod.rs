@@ -10,11 +10,13 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use thiserror::Error;
 
+pub mod audit;
 pub mod recordings;
 pub mod redact;
 pub mod schema;
 pub mod search;
 
+pub use audit::AuditEntry;
 pub use search::{SearchHit, SearchQuery};
 
 #[derive(Debug, Error)]

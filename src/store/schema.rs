@@ -23,6 +23,31 @@ const WEBHOOK_EVENTS: &str = r#"CREATE TABLE IF NOT EXISTS webhook_events (
 
 CREATE INDEX IF NOT EXISTS webhook_events_by_time ON webhook_events (received_at_ms)"#;
 
+/// Version 5: the audit log of meeting controls (SQLite numbers rows itself; PostgreSQL below).
+const AUDIT_LOG_SQLITE: &str = r#"CREATE TABLE IF NOT EXISTS audit_log (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    room TEXT NOT NULL,
+    at_ms BIGINT NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT,
+    result TEXT NOT NULL
+);
+
+CREATE INDEX IF NOT EXISTS audit_log_by_room ON audit_log (room, at_ms)"#;
+
+const AUDIT_LOG_POSTGRES: &str = r#"CREATE TABLE IF NOT EXISTS audit_log (
+    id BIGSERIAL PRIMARY KEY,
+    room TEXT NOT NULL,
+    at_ms BIGINT NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT,
+    result TEXT NOT NULL
+);
+
+CREATE INDEX IF NOT EXISTS audit_log_by_room ON audit_log (room, at_ms)"#;
+
 /// (version, statements) for SQLite; statements are separated by `;\n\n`.
 pub const SQLITE: &[(i64, &str)] = &[
     (
@@ -96,6 +121,7 @@ END"#,
 
 CREATE INDEX IF NOT EXISTS meetings_by_room_sid ON meetings (room_sid)"#,
     ),
+    (5, AUDIT_LOG_SQLITE),
 ];
 
 /// (version, statements) for PostgreSQL.
@@ -157,4 +183,5 @@ CREATE INDEX IF NOT EXISTS segments_tsv ON transcript_segments USING gin (tsv)"#
 
 CREATE INDEX IF NOT EXISTS meetings_by_room_sid ON meetings (room_sid)"#,
     ),
+    (5, AUDIT_LOG_POSTGRES),
 ];

@@ -19,6 +19,7 @@ mod captions_model;
 mod cli;
 mod denoise_quality;
 mod livekit_e2e;
+mod meeting_controls;
 mod noise_suppression_e2e;
 mod recording_e2e;
 mod recording_pipeline;

@@ -448,6 +448,82 @@ async fn three_participants_recorded_to_s3_play_back_from_the_link() {
     drain(worker, &dir);
 }
 
+/// A host's spotlight reaches the recording: in a grid of three cameras, the spotlit one fills
+/// the canvas above a strip of the others while it is set, and the grid comes back when it is
+/// cleared (set through the control API, which writes the room's metadata).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_spotlight_shows_its_participant_large_in_the_recording() {
+    init();
+    let server = LocalLiveKitServer::start().await.unwrap();
+    let dir = temp_dir("spotlight");
+    let config = recording_config(&server, None, &dir);
+    assert_eq!(config.recording.layout, meeting_agent::config::Layout::Grid);
+    let (worker, recorder) = start_recording_worker(&config).await;
+    let api = start_api(&config, &recorder).await;
+    let http = reqwest::Client::new();
+    let spotlight = |identity: serde_json::Value| {
+        http.put(format!("{api}/v1/rooms/rec-three/spotlight"))
+            .bearer_auth(ROOM_KEY)
+            .json(&json!({ "identity": identity }))
+            .send()
+    };
+    let room = "rec-three";
+    let mut people = Vec::new();
+    for (i, (color, _)) in COLORS.iter().enumerate() {
+        // No microphones: no active speaker to mix up with the spotlight.
+        let args = ["--color", color, "--tone-hz", "0", "--video", "640x360"];
+        people.push(PythonParticipant::spawn(&server, room, &format!("p{i}"), &args).unwrap());
+    }
+    for p in people.iter_mut() {
+        p.wait_for(T, |e| e["event"] == "published" && e["kind"] == "video")
+            .await
+            .expect("publishes");
+    }
+    set_recording(&server, room, true).await;
+    let started = wait_announced(&mut people[0], "active").await;
+    // Every camera in the grid first.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(spotlight(json!("p2")).await.unwrap().status(), 200);
+    let spotlit_at = started.elapsed();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(spotlight(json!(null)).await.unwrap().status(), 200);
+    let cleared_at = started.elapsed();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    set_recording(&server, room, false).await;
+    wait_announced(&mut people[0], "off").await;
+    let meta = stored(&recorder, Duration::from_secs(60)).await;
+    for p in people {
+        p.stop().await;
+    }
+    let settle = Duration::from_millis(2500);
+    let at = [
+        Duration::from_secs(3),
+        spotlit_at + settle,
+        cleared_at + settle,
+    ];
+    let decoded = fetch_and_decode(&recorder, &meta, &at).await;
+    let shares: Vec<Vec<f32>> = decoded
+        .kept
+        .iter()
+        .map(|(_, frame)| {
+            COLORS
+                .iter()
+                .map(|(_, rgb)| color_share(frame, *rgb))
+                .collect()
+        })
+        .collect();
+    println!("color shares (p0, p1, p2) before, during, after the spotlight: {shares:?}");
+    assert_eq!(shares.len(), 3);
+    let grid = |s: &[f32]| s.iter().all(|&c| (0.12..0.4).contains(&c));
+    assert!(grid(&shares[0]), "a grid before: {shares:?}");
+    assert!(
+        shares[1][2] > 0.45 && shares[1][0] < 0.12 && shares[1][1] < 0.12,
+        "p2 large while spotlit: {shares:?}"
+    );
+    assert!(grid(&shares[2]), "the grid again after: {shares:?}");
+    drain(worker, &dir);
+}
+
 /// Video frames a `playbin3` renders from an HLS playlist, as fast as it can.
 fn frames_played_through(playlist: &std::path::Path) -> usize {
     use gstreamer as gst;

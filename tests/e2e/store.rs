@@ -344,6 +344,45 @@ async fn scoped_search_room_instances_and_webhook_ids(store: &Store) {
     );
 }
 
+/// The audit log of meeting controls: per room, newest first, bounded listings.
+async fn audit_log(store: &Store) {
+    use meeting_agent::store::AuditEntry;
+    let entry = |room: &str, at_ms: i64, action: &str, result: &str| AuditEntry {
+        room: room.into(),
+        at_ms,
+        actor: "ann".into(),
+        action: action.into(),
+        target: (action != "lock").then(|| "bob".to_string()),
+        result: result.into(),
+    };
+    let written = [
+        entry("weekly", 1_000, "mute", "ok"),
+        entry(
+            "weekly",
+            2_000,
+            "remove",
+            "403: only a host may act on a host",
+        ),
+        entry("board", 1_500, "lock", "ok"),
+        entry("weekly", 2_000, "lock", "ok"),
+    ];
+    for e in &written {
+        store.add_audit(e).await.unwrap();
+    }
+    let weekly = store.audit("weekly", 10).await.unwrap();
+    assert_eq!(
+        weekly,
+        vec![written[3].clone(), written[1].clone(), written[0].clone()],
+        "newest first, the later of a tie first"
+    );
+    assert_eq!(store.audit("weekly", 1).await.unwrap().len(), 1);
+    assert_eq!(
+        store.audit("board", 10).await.unwrap(),
+        vec![written[2].clone()]
+    );
+    assert!(store.audit("nowhere", 10).await.unwrap().is_empty());
+}
+
 #[tokio::test]
 async fn sqlite_keeps_threads_and_segments_and_finds_them() {
     let dir = std::env::temp_dir().join(format!("store-sqlite-{}", std::process::id()));
@@ -353,6 +392,7 @@ async fn sqlite_keeps_threads_and_segments_and_finds_them() {
     let again = Store::connect(&url).await.unwrap();
     assert_eq!(again.meetings(None).await.unwrap().len(), 1);
     scoped_search_room_instances_and_webhook_ids(&again).await;
+    audit_log(&again).await;
     std::fs::remove_dir_all(dir).ok();
 }
 
@@ -363,6 +403,7 @@ async fn postgres_keeps_threads_and_segments_and_finds_them() {
     let again = Store::connect(&pg.url()).await.unwrap();
     assert_eq!(again.meetings(None).await.unwrap().len(), 1);
     scoped_search_room_instances_and_webhook_ids(&again).await;
+    audit_log(&again).await;
 }
 
 #[tokio::test]

@@ -81,6 +81,8 @@ def parse_args() -> argparse.Namespace:
                    help="seconds to stay in the room (default: until SIGTERM/SIGINT)")
     p.add_argument("--attributes", action="append", default=[], metavar="K=V",
                    help="participant attribute, repeatable (put in the token)")
+    p.add_argument("--token", default=None,
+                   help="join with this token (minted elsewhere) instead of signing one")
     p.add_argument("--text-topic", action="append", default=None, metavar="TOPIC",
                    help="text stream topic to read, repeatable (default: lk.transcription, lk.chat)")
     args = p.parse_args()
@@ -103,6 +105,8 @@ def parse_args() -> argparse.Namespace:
 
 
 def make_token(args: argparse.Namespace) -> str:
+    if args.token:
+        return args.token
     grants = api.VideoGrants(room_join=True, room=args.room, can_publish=True,
                              can_subscribe=True, can_publish_data=True)
     token = (api.AccessToken(args.api_key, args.api_secret)
@@ -272,6 +276,26 @@ def watch_room(room: rtc.Room, topics: list[str], ended: asyncio.Future, readers
     @room.on("participant_attributes_changed")
     def _(changed: dict, p: rtc.Participant) -> None:
         emit("participant_attributes_changed", identity=p.identity, changed=changed)
+
+    @room.on("track_muted")
+    def _(p: rtc.Participant, pub: rtc.TrackPublication) -> None:
+        emit("track_muted", identity=p.identity, sid=pub.sid)
+
+    @room.on("track_unmuted")
+    def _(p: rtc.Participant, pub: rtc.TrackPublication) -> None:
+        emit("track_unmuted", identity=p.identity, sid=pub.sid)
+
+    @room.on("track_unpublished")
+    def _(pub: rtc.RemoteTrackPublication, p: rtc.RemoteParticipant) -> None:
+        emit("track_unpublished", identity=p.identity, sid=pub.sid)
+
+    @room.on("local_track_unpublished")
+    def _(pub: rtc.LocalTrackPublication) -> None:
+        emit("local_track_unpublished", sid=pub.sid)
+
+    @room.on("room_metadata_changed")
+    def _(old: str, new: str) -> None:
+        emit("room_metadata_changed", metadata=new)
 
     @room.on("track_subscribed")
     def _(track: rtc.Track, pub: rtc.RemoteTrackPublication, p: rtc.RemoteParticipant) -> None:

@@ -171,6 +171,7 @@ impl RoomService {
             .with_grants(VideoGrants {
                 room_list: true,
                 room_admin: true,
+                room_create: true,
                 room: room.to_string(),
                 ..Default::default()
             })
@@ -222,14 +223,93 @@ impl RoomService {
         identity: &str,
         attributes: &std::collections::HashMap<String, String>,
     ) -> Result<(), RoomServiceError> {
-        match self
-            .call(
-                "UpdateParticipant",
-                room,
-                json!({"room": room, "identity": identity, "attributes": attributes}),
-            )
+        self.participant_call(
+            "UpdateParticipant",
+            room,
+            identity,
+            json!({"room": room, "identity": identity, "attributes": attributes}),
+        )
+        .await
+    }
+
+    /// Creates the room if it does not exist yet (an existing room is left as it is), so its
+    /// metadata can be written before anyone joins.
+    pub async fn ensure_room(&self, room: &str) -> Result<(), RoomServiceError> {
+        self.call("CreateRoom", room, json!({"name": room}))
             .await
-        {
+            .map(|_| ())
+    }
+
+    /// The participants in the room now, as LiveKit's `ParticipantInfo` JSON (identity, kind,
+    /// permission, tracks with their sid, type, source and muted state).
+    pub async fn participants(&self, room: &str) -> Result<Vec<Value>, RoomServiceError> {
+        let listed = self
+            .call("ListParticipants", room, json!({"room": room}))
+            .await?;
+        Ok(listed["participants"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    /// Mutes (or unmutes) one published track of a participant.
+    pub async fn mute_track(
+        &self,
+        room: &str,
+        identity: &str,
+        track_sid: &str,
+        muted: bool,
+    ) -> Result<(), RoomServiceError> {
+        self.participant_call(
+            "MutePublishedTrack",
+            room,
+            identity,
+            json!({"room": room, "identity": identity, "track_sid": track_sid, "muted": muted}),
+        )
+        .await
+    }
+
+    /// Replaces a participant's permission (LiveKit's `ParticipantPermission` JSON).
+    pub async fn set_permission(
+        &self,
+        room: &str,
+        identity: &str,
+        permission: Value,
+    ) -> Result<(), RoomServiceError> {
+        self.participant_call(
+            "UpdateParticipant",
+            room,
+            identity,
+            json!({"room": room, "identity": identity, "permission": permission}),
+        )
+        .await
+    }
+
+    /// Disconnects a participant from the room.
+    pub async fn remove_participant(
+        &self,
+        room: &str,
+        identity: &str,
+    ) -> Result<(), RoomServiceError> {
+        self.participant_call(
+            "RemoveParticipant",
+            room,
+            identity,
+            json!({"room": room, "identity": identity}),
+        )
+        .await
+    }
+
+    /// A call about one participant: `NoSuchParticipant` when the server knows no such
+    /// participant (or room).
+    async fn participant_call(
+        &self,
+        method: &'static str,
+        room: &str,
+        identity: &str,
+        body: Value,
+    ) -> Result<(), RoomServiceError> {
+        match self.call(method, room, body).await {
             Ok(_) => Ok(()),
             Err(RoomServiceError::NoSuchRoom(_)) => Err(RoomServiceError::NoSuchParticipant {
                 room: room.to_string(),

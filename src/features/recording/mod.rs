@@ -12,7 +12,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use crate::livekit::{Room, RoomEvent, TrackKind, TrackSource};
-use crate::protocol::{RECORDING_ATTRIBUTE, RECORDING_SWITCH};
+use crate::protocol::{MEETING_SPOTLIGHT, RECORDING_ATTRIBUTE, RECORDING_SWITCH};
 use crate::session::feature::FinishFuture;
 use crate::session::media::VideoSource;
 use crate::session::{Feature, ParticipantChange, RoomContext, RoomFeature, TrackContext};
@@ -76,6 +76,7 @@ impl RoomRecorder {
                         }
                         self.announce(&room.room, true);
                         self.recording = Some(r);
+                        self.follow_spotlight(room);
                     }
                     Err(e) => {
                         tracing::error!(room = %room.name, error = %e, "cannot start recording")
@@ -87,6 +88,17 @@ impl RoomRecorder {
                 tokio::spawn(r.stop());
             }
             (current, _) => self.recording = current,
+        }
+    }
+
+    /// Passes the room's spotlight (a host's choice, in its metadata) to the recording.
+    fn follow_spotlight(&self, room: &RoomContext) {
+        if let Some(r) = &self.recording {
+            let identity = room
+                .switches
+                .get(MEETING_SPOTLIGHT)
+                .filter(|s| !s.is_empty());
+            r.spotlight(identity.cloned());
         }
     }
 
@@ -145,6 +157,7 @@ impl RoomFeature for RoomRecorder {
 
     fn on_settings(&mut self, room: &RoomContext) {
         self.reconcile(room);
+        self.follow_spotlight(room);
     }
 
     fn on_room_event(&mut self, _room: &RoomContext, event: &RoomEvent) {

@@ -253,6 +253,7 @@ enum Command {
         muted: bool,
     },
     Speakers(Vec<String>),
+    Spotlight(Option<String>),
     ParticipantLeft(String),
 }
 
@@ -417,6 +418,7 @@ impl RoomRecording {
             cameras_in_order: Vec::new(),
             taps: HashMap::new(),
             speakers: SpeakerSelector::default(),
+            spotlight: None,
             started: std::time::Instant::now(),
             room: live_room,
             audio_identity: HashMap::new(),
@@ -467,6 +469,11 @@ impl RoomRecording {
         let _ = self.commands.send(Command::Speakers(identities));
     }
 
+    /// Shows `identity`'s camera large (None: the layout's own choice again).
+    pub fn spotlight(&self, identity: Option<String>) {
+        let _ = self.commands.send(Command::Spotlight(identity));
+    }
+
     pub fn participant_left(&self, identity: &str) {
         let _ = self
             .commands
@@ -491,6 +498,8 @@ struct Control {
     cameras_in_order: Vec<String>,
     taps: HashMap<String, AudioTap>,
     speakers: SpeakerSelector,
+    /// The spotlit participant's identity.
+    spotlight: Option<String>,
     started: std::time::Instant,
     room: Option<Arc<crate::livekit::Room>>,
     /// Microphone track sid -> participant.
@@ -754,6 +763,12 @@ impl Control {
                     self.relayout();
                 }
             }
+            Command::Spotlight(identity) => {
+                if self.spotlight != identity {
+                    self.spotlight = identity;
+                    self.relayout();
+                }
+            }
             Command::ParticipantLeft(identity) => {
                 if self.speakers.forget(&identity) {
                     self.relayout();
@@ -763,12 +778,14 @@ impl Control {
     }
 
     fn relayout(&mut self) {
-        let speaker = self.speakers.current().and_then(|who| {
+        let camera_of = |who: &str| {
             self.cameras_in_order
                 .iter()
                 .find(|sid| self.videos.get(*sid).is_some_and(|v| v.identity == who))
                 .cloned()
-        });
+        };
+        let speaker = self.speakers.current().and_then(camera_of);
+        let spotlight = self.spotlight.as_deref().and_then(camera_of);
         let visible = |sid: &String| self.videos.get(sid).is_some_and(|v| !v.muted);
         let scene = Scene {
             cameras: self
@@ -784,6 +801,7 @@ impl Control {
                 .map(|(sid, _)| sid.clone())
                 .collect(),
             speaker,
+            spotlight,
         };
         let placements = arrange(self.layout, self.width, self.height, &scene);
         for sid in self.videos.keys() {

@@ -1,5 +1,6 @@
 //! api_token_p99_ms: participant-token minting latency through the control API under a steady
-//! 200 requests per second (loopback HTTP, one API key, rate limit raised for the run).
+//! 200 requests per second (loopback HTTP, one API key, rate limit raised for the run), each
+//! mint asking a local livekit-server whether the meeting is locked.
 
 use std::time::{Duration, Instant};
 
@@ -9,9 +10,11 @@ use super::row;
 
 pub async fn token_latency(rate: u32, seconds: u64) -> Result<()> {
     let key = "bench-key-0123456789abcdefghij";
+    let server = crate::LocalLiveKitServer::start().await?;
     let mut config = meeting_agent::config::Config::default();
-    config.livekit.api_key = "devkey".into();
-    config.livekit.api_secret = "a-bench-secret-of-at-least-32-characters".into();
+    config.livekit.url = server.ws_url();
+    config.livekit.api_key = server.api_key.clone();
+    config.livekit.api_secret = server.api_secret.clone();
     config.api.keys = vec![meeting_agent::config::ApiKey {
         key: key.into(),
         rooms: vec!["*".into()],

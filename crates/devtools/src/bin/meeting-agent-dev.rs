@@ -151,6 +151,15 @@ enum Bench {
         #[arg(long, default_value_t = 20)]
         seconds: u64,
     },
+    /// control_action_p95_ms: a meeting control called -> the change seen by another participant.
+    Controls {
+        /// Participants muted one by one.
+        #[arg(long, default_value_t = 8)]
+        speakers: usize,
+        /// Spotlight moves.
+        #[arg(long, default_value_t = 32)]
+        moves: usize,
+    },
     /// rec_cores_720p_grid4: CPU to record four cameras into a 720p grid live, vs gst-launch-1.0.
     RecCores {
         #[arg(long, default_value_t = 20)]
@@ -234,6 +243,9 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Bench::Load { max_rooms, settle } => bench::load::rooms_full(max_rooms, settle).await,
         Bench::ApiToken { rate, seconds } => bench::api::token_latency(rate, seconds).await,
+        Bench::Controls { speakers, moves } => {
+            bench::controls::action_latency(speakers, moves).await
+        }
         Bench::RecLink { minutes } => bench::recording::link_after_end(minutes).await,
         Bench::RecSync { seconds, load_room } => {
             bench::recording::live_sync(seconds, load_room).await

@@ -1,0 +1,488 @@
+//! Meeting controls through the control API on a real livekit-server, judged by what the other
+//! participants (LiveKit's Python SDK) observe: mute all (kept muted), remove, host transfer,
+//! lock; a host's browser calls them with its own participant token, and tokens of
+//! non-hosts, of another room, expired or forged are refused. Every action is in the audit log.
+
+use std::time::{Duration, Instant};
+
+use livekit_api::access_token::{AccessToken, VideoGrants};
+use meeting_agent::api::{ApiState, router};
+use meeting_agent::config::{ApiKey, Config};
+use meeting_agent::store::Store;
+use meeting_agent_devtools::{LocalLiveKitServer, PythonParticipant};
+use serde_json::{Value, json};
+
+const ADMIN_KEY: &str = "controls-admin-key-0123456789";
+const ROOM: &str = "standup";
+const SEEN: Duration = Duration::from_secs(15);
+
+struct ControlApi {
+    url: String,
+    client: reqwest::Client,
+    dir: std::path::PathBuf,
+}
+
+impl ControlApi {
+    async fn start(server: &LocalLiveKitServer) -> Self {
+        let dir = std::env::temp_dir().join(format!("controls-test-{}", std::process::id()));
+        std::fs::remove_dir_all(&dir).ok();
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::connect(&format!("sqlite:{}", dir.join("controls.db").display()))
+            .await
+            .unwrap();
+        let mut config = Config {
+            data_dir: dir.clone(),
+            ..Default::default()
+        };
+        config.livekit.url = server.ws_url();
+        config.livekit.api_key = server.api_key.clone();
+        config.livekit.api_secret = server.api_secret.clone();
+        config.api.keys = vec![ApiKey {
+            key: ADMIN_KEY.into(),
+            rooms: vec!["*".into()],
+            participant_attributes: false,
+        }];
+        let state = ApiState::new(&config, Some(store), None);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, router(state)).await });
+        Self {
+            url,
+            client: reqwest::Client::new(),
+            dir,
+        }
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        bearer: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .client
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(bearer);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn mint(&self, room: &str, identity: &str, role: &str) -> (u16, Value) {
+        self.call(
+            reqwest::Method::POST,
+            "/v1/tokens",
+            ADMIN_KEY,
+            Some(json!({"room": room, "identity": identity, "role": role})),
+        )
+        .await
+    }
+
+    async fn token(&self, identity: &str, role: &str) -> String {
+        let (status, body) = self.mint(ROOM, identity, role).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["role"], role);
+        body["token"].as_str().unwrap().to_string()
+    }
+}
+
+fn join(
+    server: &LocalLiveKitServer,
+    identity: &str,
+    token: &str,
+    publish: bool,
+) -> PythonParticipant {
+    let tone = if publish { "440" } else { "0" };
+    PythonParticipant::spawn(
+        server,
+        ROOM,
+        identity,
+        &["--token", token, "--tone-hz", tone, "--video", "none"],
+    )
+    .unwrap()
+}
+
+async fn wait(p: &mut PythonParticipant, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    p.wait_for(SEEN, pred)
+        .await
+        .unwrap_or_else(|| panic!("{} did not see {what}", p.identity))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hosts_run_the_meeting_with_their_own_tokens_and_everyone_sees_it() {
+    use reqwest::Method;
+    let server = LocalLiveKitServer::start().await.unwrap();
+    let api = ControlApi::start(&server).await;
+    let hanna_token = api.token("hanna", "host").await;
+    let cora_token = api.token("cora", "co-host").await;
+    let pete_token = api.token("pete", "participant").await;
+    let quinn_token = api.token("quinn", "guest").await;
+    let olga_token = api.token("olga", "participant").await;
+
+    let mut olga = join(&server, "olga", &olga_token, false);
+    wait(&mut olga, "its connection", |e| e["event"] == "connected").await;
+    let mut pete = join(&server, "pete", &pete_token, true);
+    let mut quinn = join(&server, "quinn", &quinn_token, true);
+    let mut hanna = join(&server, "hanna", &hanna_token, false);
+    let mut cora = join(&server, "cora", &cora_token, false);
+    for p in [&mut pete, &mut quinn] {
+        wait(p, "its microphone published", |e| e["event"] == "published").await;
+    }
+    for p in [&mut hanna, &mut cora] {
+        wait(p, "its connection", |e| e["event"] == "connected").await;
+    }
+    let mut subscribed = 0;
+    while subscribed < 2 {
+        wait(&mut olga, "pete's and quinn's microphones", |e| {
+            e["event"] == "track_subscribed"
+        })
+        .await;
+        subscribed += 1;
+    }
+
+    let mute_all = "/v1/rooms/standup/mute-all";
+    // Refused: a participant, a token of another room, an expired one, a forged one.
+    let (status, body) = api
+        .call(Method::POST, mute_all, &pete_token, Some(json!({})))
+        .await;
+    assert_eq!(status, 403, "a participant may not mute everyone: {body}");
+    let (_, other) = api.mint("elsewhere", "hanna", "host").await;
+    let other_room_token = other["token"].as_str().unwrap();
+    assert_eq!(
+        api.call(Method::POST, mute_all, other_room_token, Some(json!({})))
+            .await
+            .0,
+        403,
+        "a host elsewhere is nobody here"
+    );
+    let short_lived = AccessToken::with_api_key(&server.api_key, &server.api_secret)
+        .with_identity("hanna")
+        .with_ttl(Duration::from_secs(1))
+        .with_grants(VideoGrants {
+            room_join: true,
+            room: ROOM.into(),
+            ..Default::default()
+        })
+        .to_jwt()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(
+        api.call(Method::POST, mute_all, &short_lived, Some(json!({})))
+            .await
+            .0,
+        401,
+        "expired"
+    );
+    let forged = AccessToken::with_api_key(&server.api_key, "not-the-secret-at-all-0123456789")
+        .with_identity("hanna")
+        .with_grants(VideoGrants {
+            room_join: true,
+            room: ROOM.into(),
+            ..Default::default()
+        })
+        .to_jwt()
+        .unwrap();
+    assert_eq!(
+        api.call(Method::POST, mute_all, &forged, Some(json!({})))
+            .await
+            .0,
+        401
+    );
+
+    // Hostile or malformed calls by a host get a clear error and change nothing.
+    for (method, path, body, expected) in [
+        (
+            Method::PUT,
+            "/v1/rooms/standup/participants/olga/role",
+            json!({"role": "owner"}),
+            422,
+        ),
+        (
+            Method::PUT,
+            "/v1/rooms/standup/participants/olga/role",
+            json!({"role": "host", "x": 1}),
+            422,
+        ),
+        (
+            Method::PUT,
+            "/v1/rooms/standup/participants/a%2F..%2Fb/role",
+            json!({"role": "guest"}),
+            400,
+        ),
+        (
+            Method::PUT,
+            "/v1/rooms/standup/spotlight",
+            json!({"identity": "x".repeat(129)}),
+            400,
+        ),
+        (
+            Method::PUT,
+            "/v1/rooms/standup/lock",
+            json!({"locked": "yes"}),
+            422,
+        ),
+        (
+            Method::POST,
+            "/v1/rooms/standup/participants/nobody/mute",
+            json!({}),
+            404,
+        ),
+        (
+            Method::POST,
+            "/v1/rooms/standup/mute-all",
+            json!({"keep_muted": 1}),
+            422,
+        ),
+    ] {
+        let (status, answer) = api
+            .call(method, path, &hanna_token, Some(body.clone()))
+            .await;
+        assert_eq!(status, expected, "{path} {body} -> {answer}");
+        assert!(answer["error"].is_string() || status == 422, "{answer}");
+    }
+
+    // A co-host mutes one participant: the others see that microphone muted.
+    let (status, body) = api
+        .call(
+            Method::POST,
+            "/v1/rooms/standup/participants/quinn/mute",
+            &cora_token,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["muted_tracks"], 1);
+    wait(&mut olga, "quinn muted", |e| {
+        e["event"] == "track_muted" && e["identity"] == "quinn"
+    })
+    .await;
+
+    // The host mutes everyone and keeps them muted.
+    let asked = Instant::now();
+    let (status, body) = api
+        .call(
+            Method::POST,
+            mute_all,
+            &hanna_token,
+            Some(json!({"keep_muted": true})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let mut muted: Vec<String> = body["muted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    muted.sort();
+    assert_eq!(muted, ["olga", "pete", "quinn"], "hosts and co-hosts stay");
+    // Muted at once, and kept muted: the server takes both microphones (their publications
+    // end for everyone), and they may not publish one until released.
+    let (mut muted_seen, mut taken, mut silenced) = (Vec::new(), Vec::new(), Vec::new());
+    while taken.len() < 2 {
+        let ev = wait(&mut olga, "the microphones muted and taken", |e| {
+            e["event"] == "track_muted" || e["event"] == "track_unpublished"
+        })
+        .await;
+        let who = ev["identity"].as_str().unwrap().to_string();
+        let list = if ev["event"] == "track_muted" {
+            &mut muted_seen
+        } else {
+            &mut taken
+        };
+        if !list.contains(&who) {
+            list.push(who.clone());
+        }
+        if !silenced.contains(&who) {
+            silenced.push(who);
+            if silenced.len() == 2 {
+                println!(
+                    "control_action_ms mute-all: {} ms until both microphones were seen silenced",
+                    asked.elapsed().as_millis()
+                );
+            }
+        }
+    }
+    taken.sort();
+    assert_eq!(taken, ["pete", "quinn"]);
+    let listed = server
+        .room_service("ListParticipants", &json!({"room": ROOM}))
+        .await
+        .unwrap();
+    let pete_info = listed["participants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["identity"] == "pete")
+        .unwrap()
+        .clone();
+    let sources = pete_info["permission"]["canPublishSources"]
+        .as_array()
+        .or(pete_info["permission"]["can_publish_sources"].as_array())
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        !sources.is_empty() && !sources.iter().any(|s| s == "MICROPHONE"),
+        "{pete_info}"
+    );
+    let (status, body) = api
+        .call(
+            Method::POST,
+            "/v1/rooms/standup/participants/pete/release",
+            &cora_token,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    // A co-host may not remove the host, but may remove a guest: everyone sees quinn leave.
+    let (status, _) = api
+        .call(
+            Method::DELETE,
+            "/v1/rooms/standup/participants/hanna",
+            &cora_token,
+            None,
+        )
+        .await;
+    assert_eq!(status, 403);
+    let (status, body) = api
+        .call(
+            Method::DELETE,
+            "/v1/rooms/standup/participants/quinn",
+            &cora_token,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    wait(&mut olga, "quinn removed", |e| {
+        e["event"] == "participant_disconnected" && e["identity"] == "quinn"
+    })
+    .await;
+
+    // Hanna hands the meeting to pete: she is co-host now and may give no more roles, he may.
+    let (status, body) = api
+        .call(
+            Method::PUT,
+            "/v1/rooms/standup/participants/pete/role",
+            &hanna_token,
+            Some(json!({"role": "host"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let ev = wait(&mut olga, "the new roles", |e| {
+        e["event"] == "room_metadata_changed"
+            && e["metadata"]
+                .as_str()
+                .unwrap_or("")
+                .contains("\"pete\":\"host\"")
+    })
+    .await;
+    let metadata: Value = serde_json::from_str(ev["metadata"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        metadata["meeting.roles"],
+        json!({"hanna": "co-host", "cora": "co-host", "pete": "host", "quinn": "guest"})
+    );
+    let (status, _) = api
+        .call(
+            Method::PUT,
+            "/v1/rooms/standup/participants/olga/role",
+            &hanna_token,
+            Some(json!({"role": "co-host"})),
+        )
+        .await;
+    assert_eq!(status, 403, "no longer host");
+    let (status, body) = api
+        .call(
+            Method::PUT,
+            "/v1/rooms/standup/participants/olga/role",
+            &pete_token,
+            Some(json!({"role": "co-host"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    // Locked: the others see it, and the API mints no token for the room until unlocked.
+    let (status, body) = api
+        .call(
+            Method::PUT,
+            "/v1/rooms/standup/lock",
+            &cora_token,
+            Some(json!({"locked": true})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    wait(&mut olga, "the meeting locked", |e| {
+        e["event"] == "room_metadata_changed"
+            && e["metadata"]
+                .as_str()
+                .unwrap_or("")
+                .contains("\"meeting.locked\":true")
+    })
+    .await;
+    assert_eq!(api.mint(ROOM, "late-larry", "participant").await.0, 423);
+    let (status, _) = api
+        .call(
+            Method::PUT,
+            "/v1/rooms/standup/lock",
+            &pete_token,
+            Some(json!({"locked": false})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(api.mint(ROOM, "late-larry", "participant").await.0, 200);
+
+    // The audit log has every action, refusals too, newest first; participants may not read it.
+    let (status, body) = api
+        .call(Method::GET, "/v1/rooms/standup/audit", ADMIN_KEY, None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let actions: Vec<(String, String, String)> = body["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["actor"].as_str().unwrap().to_string(),
+                a["action"].as_str().unwrap().to_string(),
+                a["result"].as_str().unwrap().chars().take(3).collect(),
+            )
+        })
+        .collect();
+    let has = |actor: &str, action: &str, result: &str| {
+        actions
+            .iter()
+            .any(|a| a.0 == actor && a.1 == action && a.2 == result)
+    };
+    assert!(has("pete", "mute-all", "403"), "{actions:?}");
+    assert!(has("hanna", "mute-all-keep", "ok"), "{actions:?}");
+    assert!(has("cora", "remove", "403"), "{actions:?}");
+    assert!(has("cora", "remove", "ok"), "{actions:?}");
+    assert!(has("hanna", "role:host", "ok"), "{actions:?}");
+    assert!(
+        has("cora", "lock", "ok") && has("pete", "unlock", "ok"),
+        "{actions:?}"
+    );
+    assert_eq!(actions[0].1, "unlock", "newest first");
+    let (status, _) = api
+        .call(Method::GET, "/v1/rooms/standup/audit", &olga_token, None)
+        .await;
+    assert_eq!(status, 200, "olga is co-host now");
+    let (status, _) = api
+        .call(
+            Method::GET,
+            "/v1/rooms/standup/audit",
+            other_room_token,
+            None,
+        )
+        .await;
+    assert_eq!(status, 403);
+
+    for p in [olga, pete, hanna, cora, quinn] {
+        p.stop().await;
+    }
+    std::fs::remove_dir_all(&api.dir).ok();
+}
