@@ -57,5 +57,13 @@ pub const MEETING_ROLES: &str = "meeting.roles";
 pub const MEETING_SPOTLIGHT: &str = "meeting.spotlight";
 /// Room metadata: `true` while the meeting is locked (no new tokens are minted for it).
 pub const MEETING_LOCKED: &str = "meeting.locked";
+/// Room metadata: the waiting room's settings (`meeting::WaitingRoom` as JSON).
+pub const MEETING_WAITING_ROOM: &str = "meeting.waiting_room";
+/// Participant attribute: `true` while the participant waits to be admitted (no rights yet).
+pub const MEETING_WAITING: &str = "meeting.waiting";
+/// Participant attribute: when the participant started waiting (Unix ms), set by the agent.
+pub const MEETING_WAITING_SINCE: &str = "meeting.waiting_since";
+/// Data topic of the agent's waiting-room notices to hosts and co-hosts (JSON).
+pub const WAITING_ROOM_TOPIC: &str = "meeting.waiting_room";
 /// Token attribute: the role a minted token was given (what the participant joined as).
 pub const MEETING_ROLE_ATTRIBUTE: &str = "meeting.role";

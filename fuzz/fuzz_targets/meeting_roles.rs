@@ -2,7 +2,7 @@
 //! only known roles, and survive being written back unchanged.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use meeting_agent::api::controls::roles::{Action, Role, Roles, check};
+use meeting_agent::meeting::roles::{Action, Role, Roles, check};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(metadata) = std::str::from_utf8(data) else {

@@ -275,6 +275,23 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/v1/rooms/{room}/lock", put(controls::lock))
         .route("/v1/rooms/{room}/spotlight", put(controls::spotlight))
         .route("/v1/rooms/{room}/audit", get(controls::audit_log))
+        .route(
+            "/v1/rooms/{room}/waiting-room",
+            put(controls::waiting::settings),
+        )
+        .route("/v1/rooms/{room}/waiting", get(controls::waiting::list))
+        .route(
+            "/v1/rooms/{room}/waiting/admit-all",
+            post(controls::waiting::admit_all),
+        )
+        .route(
+            "/v1/rooms/{room}/waiting/{identity}/admit",
+            post(controls::waiting::admit_one),
+        )
+        .route(
+            "/v1/rooms/{room}/waiting/{identity}/deny",
+            post(controls::waiting::deny),
+        )
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             controls::authenticate,

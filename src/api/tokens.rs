@@ -14,7 +14,7 @@ use serde_json::json;
 
 use super::auth::Caller;
 use super::{ApiError, ApiState, err, room_allowed};
-use crate::protocol::MEETING_ROLE_ATTRIBUTE;
+use crate::protocol::{MEETING_ROLE_ATTRIBUTE, MEETING_WAITING};
 
 /// Longest identity, in characters.
 pub const MAX_IDENTITY_CHARS: usize = 128;
@@ -109,11 +109,38 @@ pub(super) struct TokenRequest {
     ttl_secs: Option<u64>,
     /// The participant's role in the meeting (kept in the room's metadata).
     #[serde(default)]
-    role: super::controls::roles::Role,
+    role: crate::meeting::Role,
+    /// The platform vouches that the user signed in (the waiting room may admit them at once).
+    #[serde(default)]
+    signed_in: bool,
 }
 
 fn yes() -> bool {
     true
+}
+
+/// Whether the token's holder must wait to be admitted: the waiting room is on, and no rule
+/// admits them at once or the meeting is full.
+async fn waits(
+    state: &ApiState,
+    req: &TokenRequest,
+    waiting_room: &crate::meeting::WaitingRoom,
+) -> Result<bool, ApiError> {
+    if !waiting_room.enabled {
+        return Ok(false);
+    }
+    if !waiting_room.admits_at_once(&req.identity, req.signed_in) {
+        return Ok(true);
+    }
+    let Some(capacity) = waiting_room.capacity else {
+        return Ok(false);
+    };
+    let inside = match state.room_service.participants(&req.room).await {
+        Ok(participants) => super::controls::waiting::admitted(&participants),
+        Err(crate::livekit::room_service::RoomServiceError::NoSuchRoom(_)) => 0,
+        Err(e) => return Err(super::settings::room_service_error(e)),
+    };
+    Ok(inside >= capacity as usize)
 }
 
 /// A participant token for one room, with only the asked rights and a short life.
@@ -157,15 +184,17 @@ pub(super) async fn mint_token(
         entry.1 += 1;
     }
     // A locked meeting lets nobody new in; a role is recorded before the token exists.
-    if super::controls::is_locked(&state, &req.room).await? {
+    let meeting = super::controls::meeting_state(&state, &req.room).await?;
+    if meeting.locked {
         return Err(err(
             StatusCode::LOCKED,
             format!("the meeting in room {:?} is locked", req.room),
         ));
     }
-    if req.role != super::controls::roles::Role::Participant {
+    if req.role != crate::meeting::Role::Participant {
         super::controls::give_minted_role(&state, &req.room, &req.identity, req.role).await?;
     }
+    let waits = !req.role.moderates() && waits(&state, &req, &meeting.waiting_room).await?;
     // `token_max_ttl` is bounded by the configuration's validation (at most a week), so the
     // expiry cannot overflow.
     let ttl = Duration::from_secs(req.ttl_secs.unwrap_or(600).max(1)).min(state.token_max_ttl);
@@ -174,20 +203,26 @@ pub(super) async fn mint_token(
         .with_identity(&req.identity)
         .with_name(req.name.as_deref().unwrap_or(&req.identity))
         .with_ttl(ttl)
-        .with_attributes([(MEETING_ROLE_ATTRIBUTE, req.role.as_str())])
+        .with_attributes(
+            [(MEETING_ROLE_ATTRIBUTE, req.role.as_str())]
+                .into_iter()
+                .chain(waits.then_some((MEETING_WAITING, "true"))),
+        )
         .with_grants(VideoGrants {
             room_join: true,
             room: req.room.clone(),
-            can_publish: Some(req.can_publish),
-            can_subscribe: Some(req.can_subscribe),
-            can_publish_data: Some(req.can_publish),
-            can_update_own_metadata: Some(req.can_update_own_metadata),
+            // Who waits gets no rights until a host admits them.
+            can_publish: Some(req.can_publish && !waits),
+            can_subscribe: Some(req.can_subscribe && !waits),
+            can_publish_data: Some(req.can_publish && !waits),
+            can_update_own_metadata: Some(req.can_update_own_metadata && !waits),
             ..Default::default()
         })
         .to_jwt()
         .map_err(|_| err(StatusCode::INTERNAL_SERVER_ERROR, "cannot sign the token"))?;
     tracing::info!(caller = %who.id, room = %req.room, identity = %req.identity, role = req.role.as_str(), ttl_secs = ttl.as_secs(), can_update_own_metadata = req.can_update_own_metadata, "participant token minted");
-    Ok(Json(json!({"token": token, "room": req.room, "identity": req.identity, "role": req.role.as_str(), "expires_in": ttl.as_secs()})).into_response())
+    let waiting_message = waits.then_some(meeting.waiting_room.message);
+    Ok(Json(json!({"token": token, "room": req.room, "identity": req.identity, "role": req.role.as_str(), "waiting": waits, "waiting_message": waiting_message, "expires_in": ttl.as_secs()})).into_response())
 }
 
 #[cfg(test)]

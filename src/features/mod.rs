@@ -4,6 +4,7 @@
 
 pub mod backgrounds;
 pub mod captions;
+pub mod meeting_controls;
 pub mod meeting_log;
 pub mod noise_suppression;
 pub mod recording;
@@ -46,6 +47,8 @@ pub struct FeatureSet {
     pub captioning: Option<Captioning>,
     pub backgrounds: Option<(Arc<SegmenterPool>, Arc<SourcePolicy>)>,
     pub recorder: Option<Recorder>,
+    /// LiveKit's RoomService with the server's secret: the meeting controls' side in the room.
+    pub room_service: Option<crate::livekit::room_service::RoomService>,
 }
 
 impl FeatureSet {
@@ -71,6 +74,13 @@ impl FeatureSet {
                 .clone()
                 .map(|pool| (pool, Arc::new(SourcePolicy::from_config(config)))),
             recorder: services.recorder.clone(),
+            room_service: (!config.livekit.url.is_empty()).then(|| {
+                crate::livekit::room_service::RoomService::new(
+                    &config.livekit.url,
+                    &config.livekit.api_key,
+                    &config.livekit.api_secret,
+                )
+            }),
         }
     }
 
@@ -100,6 +110,15 @@ impl FeatureSet {
         self
     }
 
+    /// The waiting room's notices and the lock, through `service`.
+    pub fn with_meeting_controls(
+        mut self,
+        service: crate::livekit::room_service::RoomService,
+    ) -> Self {
+        self.room_service = Some(service);
+        self
+    }
+
     /// The registered features, in the order rooms open them: the one list a new feature is
     /// added to.
     pub fn features(&self) -> Vec<Arc<dyn Feature>> {
@@ -109,6 +128,11 @@ impl FeatureSet {
                 store.clone(),
                 options.clone(),
             )));
+        }
+        if let Some(service) = &self.room_service {
+            features.push(Arc::new(meeting_controls::MeetingControls {
+                service: service.clone(),
+            }));
         }
         features.push(Arc::new(noise_suppression::NoiseSuppression {
             defaults: self.audio,

@@ -66,6 +66,8 @@ pub struct RoomContext {
     pub started_unix_ms: u64,
     /// The room's switches, from its metadata (`session::switches`).
     pub switches: HashMap<String, String>,
+    /// The meeting's roles, lock, spotlight and waiting room, from its metadata.
+    pub meeting: crate::meeting::MeetingState,
     /// Every participant's attributes, by identity.
     pub attributes: HashMap<String, HashMap<String, String>>,
     /// Values features share with the features opened after them (one per type), such as the

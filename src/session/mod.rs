@@ -155,6 +155,7 @@ impl MeetingSession {
         let mut ctx = RoomContext {
             name: room_name.clone(),
             switches: switches::room_switches(&room.metadata),
+            meeting: crate::meeting::MeetingState::from_metadata(&room.metadata),
             room: room.clone(),
             started: std::time::Instant::now(),
             started_unix_ms: crate::captions::journal::unix_ms(),
@@ -260,6 +261,7 @@ impl MeetingSession {
             }
             RoomEvent::RoomMetadataChanged { metadata } => {
                 state.ctx.switches = switches::room_switches(&metadata);
+                state.ctx.meeting = crate::meeting::MeetingState::from_metadata(&metadata);
                 tracing::info!(room = %room_name, switches = ?state.ctx.switches, "room switches changed");
                 for (_, f) in state.features.iter_mut() {
                     f.on_settings(&state.ctx);

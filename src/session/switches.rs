@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use tokio::sync::watch;
 
 use crate::config::parse_flag;
-use crate::protocol::{MEETING_SPOTLIGHT, ROOM_SWITCHES};
+use crate::protocol::ROOM_SWITCHES;
 
 /// Switches set for a whole room in its metadata: a JSON object whose keys are the attribute
 /// names above (`{"captions.enabled": false, "captions.language": "de"}`), values `true`/`false`
@@ -18,7 +18,7 @@ pub fn room_switches(metadata: &str) -> HashMap<String, String> {
         return HashMap::new();
     };
     map.into_iter()
-        .filter(|(k, _)| ROOM_SWITCHES.contains(&k.as_str()) || k == MEETING_SPOTLIGHT)
+        .filter(|(k, _)| ROOM_SWITCHES.contains(&k.as_str()))
         .filter_map(|(k, v)| match v {
             serde_json::Value::Bool(b) => Some((k, b.to_string())),
             serde_json::Value::String(s) => Some((k, s)),

@@ -24,7 +24,10 @@ struct ControlApi {
 
 impl ControlApi {
     async fn start(server: &LocalLiveKitServer) -> Self {
-        let dir = std::env::temp_dir().join(format!("controls-test-{}", std::process::id()));
+        // Tests run at once in one process: each its own folder.
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("controls-test-{}-{n}", std::process::id()));
         std::fs::remove_dir_all(&dir).ok();
         std::fs::create_dir_all(&dir).unwrap();
         let store = Store::connect(&format!("sqlite:{}", dir.join("controls.db").display()))
@@ -482,6 +485,230 @@ async fn hosts_run_the_meeting_with_their_own_tokens_and_everyone_sees_it() {
     assert_eq!(status, 403);
 
     for p in [olga, pete, hanna, cora, quinn] {
+        p.stop().await;
+    }
+    std::fs::remove_dir_all(&api.dir).ok();
+}
+
+/// The waiting room with the agent in the meeting: who has no rule admitting them waits without
+/// rights while the host is told (the agent's data message) and sees since when; a host admits
+/// (they start receiving the meeting) or denies (they are gone); the capacity makes the next one
+/// wait. A locked meeting keeps out a token minted elsewhere: the agent sends its holder to the
+/// waiting room, or removes them when there is none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_waiting_room_admits_and_denies_and_a_locked_meeting_stays_closed() {
+    use reqwest::Method;
+    crate::common::init();
+    let server = LocalLiveKitServer::start().await.unwrap();
+    let api = ControlApi::start(&server).await;
+    let service = meeting_agent::livekit::room_service::RoomService::new(
+        &server.ws_url(),
+        &server.api_key,
+        &server.api_secret,
+    );
+    let session = meeting_agent::features::FeatureSet::default()
+        .with_meeting_controls(service)
+        .session();
+    let config = crate::common::config_for(&server, "");
+    let _agent = crate::common::start_worker_with(
+        config,
+        std::sync::Arc::new(session.clone()),
+        session.subscribe(),
+    )
+    .await;
+
+    let waiting_room = "/v1/rooms/standup/waiting-room";
+    let settings = |enabled: bool| {
+        json!({"enabled": enabled, "message": "The host will let you in shortly.", "capacity": 3,
+               "auto_admit_domains": ["example.com"]})
+    };
+    let hanna_token = api.token("hanna", "host").await;
+    let (status, body) = api
+        .call(Method::PUT, waiting_room, ADMIN_KEY, Some(settings(true)))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let mut hanna = PythonParticipant::spawn(
+        &server,
+        ROOM,
+        "hanna",
+        &[
+            "--token",
+            &hanna_token,
+            "--video",
+            "none",
+            "--wait-for-agent",
+            "30",
+        ],
+    )
+    .unwrap();
+    wait(&mut hanna, "the agent", |e| e["event"] == "agent_present").await;
+
+    // Nobody vouches for the visitor: a token without rights, marked waiting.
+    let (status, minted) = api.mint(ROOM, "visitor", "participant").await;
+    assert_eq!(status, 200, "{minted}");
+    assert_eq!(minted["waiting"], true);
+    assert_eq!(
+        minted["waiting_message"],
+        "The host will let you in shortly."
+    );
+    let mut visitor = join(&server, "visitor", minted["token"].as_str().unwrap(), false);
+    let notice = wait(&mut hanna, "the agent's notice", |e| {
+        e["event"] == "data_received" && e["topic"] == "meeting.waiting_room"
+    })
+    .await;
+    let notice: Value = serde_json::from_str(notice["payload"].as_str().unwrap()).unwrap();
+    assert_eq!(notice["joined"], "visitor");
+    assert_eq!(notice["waiting"][0]["identity"], "visitor");
+    assert!(
+        visitor
+            .wait_for(Duration::from_secs(3), |e| e["event"] == "track_subscribed")
+            .await
+            .is_none(),
+        "who waits receives nothing of the meeting"
+    );
+    let (status, listed) = api
+        .call(Method::GET, "/v1/rooms/standup/waiting", &hanna_token, None)
+        .await;
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(listed["waiting"][0]["identity"], "visitor");
+    let since = listed["waiting"][0]["since_ms"].as_i64().unwrap();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    assert!(
+        (now_ms - 60_000..=now_ms).contains(&since),
+        "{since} vs {now_ms}"
+    );
+
+    // An address of an admitted domain goes straight in.
+    let (status, minted) = api.mint(ROOM, "ann@example.com", "participant").await;
+    assert_eq!(status, 200);
+    assert_eq!(minted["waiting"], false);
+    let mut ann = join(
+        &server,
+        "ann@example.com",
+        minted["token"].as_str().unwrap(),
+        false,
+    );
+    wait(&mut ann, "hanna's microphone", |e| {
+        e["event"] == "track_subscribed" && e["identity"] == "hanna"
+    })
+    .await;
+
+    // Admitted, the visitor receives the meeting.
+    let (status, body) = api
+        .call(
+            Method::POST,
+            "/v1/rooms/standup/waiting/visitor/admit",
+            &hanna_token,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    wait(&mut visitor, "hanna's microphone once admitted", |e| {
+        e["event"] == "track_subscribed" && e["identity"] == "hanna"
+    })
+    .await;
+    assert_eq!(
+        api.call(
+            Method::POST,
+            "/v1/rooms/standup/waiting/visitor/admit",
+            &hanna_token,
+            None
+        )
+        .await
+        .0,
+        409,
+        "admitted already"
+    );
+
+    // Denied, mallory is gone.
+    let (_, minted) = api.mint(ROOM, "mallory", "participant").await;
+    assert_eq!(minted["waiting"], true);
+    let mallory = join(&server, "mallory", minted["token"].as_str().unwrap(), false);
+    wait(&mut hanna, "mallory waiting", |e| {
+        e["event"] == "data_received" && e["payload"].as_str().unwrap_or("").contains("mallory")
+    })
+    .await;
+    let (status, body) = api
+        .call(
+            Method::POST,
+            "/v1/rooms/standup/waiting/mallory/deny",
+            &hanna_token,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    wait(&mut hanna, "mallory gone", |e| {
+        e["event"] == "participant_disconnected" && e["identity"] == "mallory"
+    })
+    .await;
+
+    // Full (hanna, ann, visitor: capacity 3): even an admitted domain waits now.
+    let (_, minted) = api.mint(ROOM, "bob@example.com", "participant").await;
+    assert_eq!(minted["waiting"], true, "{minted}");
+
+    // Locked, with the waiting room on: a token signed elsewhere lands in the waiting room.
+    let lock = |locked: bool| {
+        api.call(
+            Method::PUT,
+            "/v1/rooms/standup/lock",
+            &hanna_token,
+            Some(json!({ "locked": locked })),
+        )
+    };
+    assert_eq!(lock(true).await.0, 200);
+    wait(&mut hanna, "the lock", |e| {
+        e["event"] == "room_metadata_changed"
+            && e["metadata"]
+                .as_str()
+                .unwrap_or("")
+                .contains("\"meeting.locked\":true")
+    })
+    .await;
+    let outsider = PythonParticipant::spawn(
+        &server,
+        ROOM,
+        "outsider",
+        &["--tone-hz", "0", "--video", "none"],
+    )
+    .unwrap();
+    wait(&mut hanna, "the outsider sent to the waiting room", |e| {
+        e["event"] == "participant_attributes_changed"
+            && e["identity"] == "outsider"
+            && e["changed"]["meeting.waiting"] == "true"
+    })
+    .await;
+    // Without a waiting room, one is removed.
+    let (status, _) = api
+        .call(
+            Method::PUT,
+            waiting_room,
+            &hanna_token,
+            Some(settings(false)),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let intruder = PythonParticipant::spawn(
+        &server,
+        ROOM,
+        "intruder",
+        &["--tone-hz", "0", "--video", "none"],
+    )
+    .unwrap();
+    wait(&mut hanna, "the intruder removed", |e| {
+        e["event"] == "participant_disconnected" && e["identity"] == "intruder"
+    })
+    .await;
+    // Who was in before the lock stays.
+    assert!(
+        ann.wait_for(Duration::from_secs(1), |e| e["event"] == "disconnected")
+            .await
+            .is_none()
+    );
+
+    for p in [hanna, visitor, ann, mallory, outsider, intruder] {
         p.stop().await;
     }
     std::fs::remove_dir_all(&api.dir).ok();

@@ -5,9 +5,10 @@
 //!
 //! Who calls: an operator's API key (any participant of its rooms), or a participant of the
 //! room with a token this server signed, acting as its role in the room's metadata at that
-//! moment ([`roles`]). Both are checked from the headers before the body is read.
+//! moment ([`crate::meeting::roles`]). Both are checked from the headers before the body is
+//! read. The waiting room's calls are in [`waiting`].
 
-pub mod roles;
+pub mod waiting;
 
 use std::sync::Arc;
 
@@ -23,9 +24,10 @@ use super::auth::Caller;
 use super::settings::room_service_error;
 use super::{ApiError, ApiState, err};
 use crate::captions::journal::unix_ms;
+use crate::meeting::MeetingState;
+use crate::meeting::roles::{self, Action, Role, Roles};
 use crate::protocol::{MEETING_LOCKED, MEETING_ROLES, MEETING_SPOTLIGHT};
 use crate::store::AuditEntry;
-use roles::{Action, Role, Roles};
 
 /// Who calls a meeting control.
 #[derive(Debug, Clone)]
@@ -536,13 +538,13 @@ pub(super) async fn spotlight(
     .await
 }
 
-/// Whether the meeting in `room` is locked now (a room that does not exist is not).
-pub(super) async fn is_locked(state: &ApiState, room: &str) -> Result<bool, ApiError> {
+/// The meeting's state in `room` now (a room that does not exist has none).
+pub(super) async fn meeting_state(state: &ApiState, room: &str) -> Result<MeetingState, ApiError> {
     match state.room_service.room_metadata(room).await {
-        Ok(metadata) => Ok(serde_json::from_str::<Value>(&metadata)
-            .ok()
-            .is_some_and(|m| m[MEETING_LOCKED] == true)),
-        Err(crate::livekit::room_service::RoomServiceError::NoSuchRoom(_)) => Ok(false),
+        Ok(metadata) => Ok(MeetingState::from_metadata(&metadata)),
+        Err(crate::livekit::room_service::RoomServiceError::NoSuchRoom(_)) => {
+            Ok(MeetingState::default())
+        }
         Err(e) => Err(room_service_error(e)),
     }
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use crate::livekit::{Room, RoomEvent, TrackKind, TrackSource};
-use crate::protocol::{MEETING_SPOTLIGHT, RECORDING_ATTRIBUTE, RECORDING_SWITCH};
+use crate::protocol::{RECORDING_ATTRIBUTE, RECORDING_SWITCH};
 use crate::session::feature::FinishFuture;
 use crate::session::media::VideoSource;
 use crate::session::{Feature, ParticipantChange, RoomContext, RoomFeature, TrackContext};
@@ -94,11 +94,7 @@ impl RoomRecorder {
     /// Passes the room's spotlight (a host's choice, in its metadata) to the recording.
     fn follow_spotlight(&self, room: &RoomContext) {
         if let Some(r) = &self.recording {
-            let identity = room
-                .switches
-                .get(MEETING_SPOTLIGHT)
-                .filter(|s| !s.is_empty());
-            r.spotlight(identity.cloned());
+            r.spotlight(room.meeting.spotlight.clone());
         }
     }
 

@@ -47,10 +47,14 @@ impl Roles {
     /// Reads the roles from the room's metadata; a malformed entry counts as `participant`
     /// (the least a role can give).
     pub fn from_metadata(metadata: &str) -> Self {
-        let Ok(Value::Object(map)) = serde_json::from_str::<Value>(metadata) else {
-            return Self::default();
-        };
-        let Some(Value::Object(roles)) = map.get(MEETING_ROLES) else {
+        serde_json::from_str::<Value>(metadata)
+            .map(|m| Self::from_value(&m[MEETING_ROLES]))
+            .unwrap_or_default()
+    }
+
+    /// Reads the roles from the metadata's [`MEETING_ROLES`] value.
+    pub fn from_value(roles: &Value) -> Self {
+        let Value::Object(roles) = roles else {
             return Self::default();
         };
         Self(
