@@ -408,9 +408,10 @@ async fn transcript(
         crate::captions::export::Format::Text => "text/plain; charset=utf-8",
     };
     let segments = store.segments(&meeting.id).await?;
+    let notes = store.meeting_notes(&meeting).await?;
     Ok((
         [(header::CONTENT_TYPE, content_type)],
-        crate::captions::export::export(&segments, format),
+        crate::captions::export::export_with_notes(&segments, &notes, format),
     )
         .into_response())
 }

@@ -77,18 +77,49 @@ fn cue_text(text: &str, vtt: bool) -> String {
     }
 }
 
+/// Something that happened during the meeting besides speech (a meeting control), at `at_ms`
+/// into it: a `NOTE` in WebVTT, a `*` line in plain text, left out of SRT and JSON (whose
+/// readers expect cues and segments only; the control API lists them).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Note {
+    pub at_ms: i64,
+    pub text: String,
+}
+
 pub fn export(segments: &[Segment], format: Format) -> String {
+    export_with_notes(segments, &[], format)
+}
+
+/// The transcript with `notes` (in time order) among its segments.
+pub fn export_with_notes(segments: &[Segment], notes: &[Note], format: Format) -> String {
+    // Segments and notes in time order; a note before a segment starting at the same time.
+    let mut notes = notes.iter().peekable();
+    let mut merged: Vec<Result<&Segment, &Note>> = Vec::new();
+    for s in segments {
+        while let Some(note) = notes.next_if(|n| n.at_ms <= s.start_ms) {
+            merged.push(Err(note));
+        }
+        merged.push(Ok(s));
+    }
+    merged.extend(notes.map(Err));
     match format {
         Format::WebVtt => {
             let mut out = String::from("WEBVTT\n");
-            for s in segments {
-                out.push_str(&format!(
-                    "\n{} --> {}\n<v {}>{}\n",
-                    timestamp(s.start_ms, '.'),
-                    timestamp(s.end_ms, '.'),
-                    cue_text(&s.speaker, true).replace('>', "&gt;"),
-                    cue_text(&s.text, true)
-                ));
+            for item in merged {
+                out.push_str(&match item {
+                    Ok(s) => format!(
+                        "\n{} --> {}\n<v {}>{}\n",
+                        timestamp(s.start_ms, '.'),
+                        timestamp(s.end_ms, '.'),
+                        cue_text(&s.speaker, true).replace('>', "&gt;"),
+                        cue_text(&s.text, true)
+                    ),
+                    Err(n) => format!(
+                        "\nNOTE {} {}\n",
+                        timestamp(n.at_ms, '.'),
+                        cue_text(&n.text, false)
+                    ),
+                });
             }
             out
         }
@@ -107,15 +138,20 @@ pub fn export(segments: &[Segment], format: Format) -> String {
             })
             .collect(),
         Format::Json => serde_json::to_string_pretty(segments).unwrap_or_else(|_| "[]".into()),
-        Format::Text => segments
-            .iter()
-            .map(|s| {
-                format!(
+        Format::Text => merged
+            .into_iter()
+            .map(|item| match item {
+                Ok(s) => format!(
                     "[{}] {}: {}\n",
                     crate::summary::clock(s.start_ms),
                     one_line(&s.speaker),
                     one_line(&s.text)
-                )
+                ),
+                Err(n) => format!(
+                    "[{}] * {}\n",
+                    crate::summary::clock(n.at_ms),
+                    one_line(&n.text)
+                ),
             })
             .collect(),
     }
@@ -167,6 +203,43 @@ mod tests {
             Some("[0:01] sam: Hello <everyone> & welcome.")
         );
         assert!("doc".parse::<Format>().is_err());
+    }
+
+    #[test]
+    fn notes_come_in_time_order_in_webvtt_and_text_only() {
+        let notes = [
+            Note {
+                at_ms: 0,
+                text: "meeting control: ann lock (ok)".into(),
+            },
+            Note {
+                at_ms: 5_000,
+                text: "meeting control: eve remove\n\n00:00:09.000 --> 00:00:10.000 bob (ok)"
+                    .into(),
+            },
+        ];
+        let vtt = export_with_notes(&segments(), &notes, Format::WebVtt);
+        assert!(
+            vtt.starts_with(
+                "WEBVTT\n\nNOTE 00:00:00.000 meeting control: ann lock (ok)\n\n00:00:01.500 -->"
+            ),
+            "{vtt}"
+        );
+        assert!(
+            vtt.contains("\nNOTE 00:00:05.000 meeting control: eve remove 00:00:09.000 -> 00:00:10.000 bob (ok)\n\n01:01:01.001 -->"),
+            "a note cannot forge a cue: {vtt}"
+        );
+        assert_eq!(vtt.matches("-->").count(), 2);
+        let text = export_with_notes(&segments(), &notes, Format::Text);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "[0:00] * meeting control: ann lock (ok)");
+        assert!(lines[2].starts_with("[0:05] * meeting control: eve remove"));
+        for format in [Format::Srt, Format::Json] {
+            assert_eq!(
+                export_with_notes(&segments(), &notes, format),
+                export(&segments(), format)
+            );
+        }
     }
 
     #[test]

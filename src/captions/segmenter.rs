@@ -254,6 +254,15 @@ impl Segmenter {
         self.speaking = false;
         self.speech_run = 0;
         self.speculated = false;
+        // The next utterance's pre-roll starts from here: what was counted as this one's
+        // silence may be the soft onset of the next word (closed early at a short pause, the
+        // base model heard "Heute besprechen wir" cut after its "H" as "Ich wollte mich").
+        let tail = self
+            .utterance
+            .len()
+            .saturating_sub(16 * self.config.pre_roll_ms as usize);
+        self.pre_roll.clear();
+        self.pre_roll.extend(&self.utterance[tail..]);
         // Trailing silence is not part of the utterance.
         let keep = self.final_len();
         let mut audio = std::mem::take(&mut self.utterance);
@@ -318,6 +327,54 @@ mod tests {
         assert!(*mean_voice_probability > 0.5);
         assert_eq!(audio.len() as u64, (end_ms - start_ms) * 16);
         assert!(!s.speaking());
+    }
+
+    #[test]
+    fn an_utterance_closed_early_leaves_its_tail_as_the_next_ones_pre_roll() {
+        let mut s = Segmenter::new(SegmenterConfig::default());
+        let (speech, pause, onset) = (
+            vec![1000.0f32; 480],
+            vec![0.0f32; 480],
+            vec![3000.0f32; 480],
+        );
+        for _ in 0..100 {
+            s.push(&speech, 0.95);
+        }
+        for _ in 0..15 {
+            s.push(&pause, 0.05);
+        }
+        // The next word begins softly, still below the threshold, counted as silence...
+        for _ in 0..10 {
+            s.push(&onset, 0.05);
+        }
+        // ...when the utterance is closed at 250 ms of silence (a sentence end whisper is sure
+        // of): the onset belongs to the next one.
+        assert!(matches!(s.finish(), Some(SegmentEvent::Final { .. })));
+        let mut events = Vec::new();
+        for _ in 0..100 {
+            events.extend(s.push(&onset, 0.95));
+        }
+        for _ in 0..60 {
+            events.extend(s.push(&pause, 0.05));
+        }
+        let Some(SegmentEvent::Final {
+            audio, start_ms, ..
+        }) = events.into_iter().last()
+        else {
+            panic!("a second final");
+        };
+        assert!(
+            start_ms <= 1_150,
+            "starts before the soft onset: {start_ms}"
+        );
+        let onset_at = (1_150 - start_ms as usize + 20) * 16;
+        assert!(
+            audio[onset_at..onset_at + 160]
+                .iter()
+                .all(|&v| (v - 3000.0 / 32768.0).abs() < 0.01),
+            "the soft onset is in it: {:?}",
+            &audio[onset_at..onset_at + 8]
+        );
     }
 
     #[test]

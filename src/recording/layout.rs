@@ -48,46 +48,31 @@ const STRIP_SHARE: f32 = 0.2;
 /// The strip shows at most this many tiles side by side.
 const STRIP_MAX: usize = 6;
 
-pub fn arrange(layout: Layout, width: u32, height: u32, scene: &Scene) -> Vec<Placement> {
+pub fn arrange<'a>(layout: Layout, width: u32, height: u32, scene: &'a Scene) -> Vec<Placement> {
     let (w, h) = (width as i32, height as i32);
     if let Some(screen) = scene.screens.last() {
         return main_and_strip(w, h, screen, &scene.cameras);
     }
-    if let Some(spotlight) = scene
-        .spotlight
-        .as_ref()
-        .filter(|s| scene.cameras.contains(s))
-    {
-        let others: Vec<String> = scene
-            .cameras
-            .iter()
-            .filter(|c| *c != spotlight)
-            .cloned()
-            .collect();
-        return main_and_strip(w, h, spotlight, &others);
-    }
-    match layout {
-        Layout::Grid => grid(w, h, &scene.cameras),
-        Layout::Speaker | Layout::ScreenShare => {
-            let main = scene
-                .speaker
-                .as_ref()
-                .filter(|s| scene.cameras.contains(s))
-                .or(scene.cameras.first());
-            match main {
-                Some(main) => {
-                    let others: Vec<String> = scene
-                        .cameras
-                        .iter()
-                        .filter(|c| *c != main)
-                        .cloned()
-                        .collect();
-                    main_and_strip(w, h, main, &others)
-                }
-                None => Vec::new(),
+    let on_camera =
+        |input: &'a Option<String>| input.as_ref().filter(|s| scene.cameras.contains(s));
+    // The spotlight wins over the layout; the speaker layouts fall back to the first camera.
+    let main = match (on_camera(&scene.spotlight), layout) {
+        (Some(spotlit), _) => spotlit,
+        (None, Layout::Grid) => return grid(w, h, &scene.cameras),
+        (None, Layout::Speaker | Layout::ScreenShare) => {
+            match on_camera(&scene.speaker).or(scene.cameras.first()) {
+                Some(main) => main,
+                None => return Vec::new(),
             }
         }
-    }
+    };
+    let others: Vec<String> = scene
+        .cameras
+        .iter()
+        .filter(|c| *c != main)
+        .cloned()
+        .collect();
+    main_and_strip(w, h, main, &others)
 }
 
 fn grid(w: i32, h: i32, inputs: &[String]) -> Vec<Placement> {

@@ -20,6 +20,21 @@ pub struct AuditEntry {
     pub result: String,
 }
 
+impl AuditEntry {
+    /// The entry as a line of a meeting's export.
+    pub fn describe(&self) -> String {
+        let target = self
+            .target
+            .as_deref()
+            .map(|t| format!(" {t}"))
+            .unwrap_or_default();
+        format!(
+            "meeting control: {} {}{target} ({})",
+            self.actor, self.action, self.result
+        )
+    }
+}
+
 impl Store {
     pub async fn add_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
         exec_both!(
@@ -34,6 +49,41 @@ impl Store {
             &entry.result,
         )?;
         Ok(())
+    }
+
+    /// The room's entries from `from_ms` to `to_ms`, oldest first (at most [`MAX_LISTED`]):
+    /// what happened during one meeting, for its exports.
+    pub async fn audit_between(
+        &self,
+        room: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        let mut entries: Vec<AuditEntry> = self
+            .audit(room, MAX_LISTED)
+            .await?
+            .into_iter()
+            .filter(|e| (from_ms..=to_ms).contains(&e.at_ms))
+            .collect();
+        entries.reverse();
+        Ok(entries)
+    }
+
+    /// The meeting controls during `meeting`, as notes of its export.
+    pub async fn meeting_notes(
+        &self,
+        meeting: &super::Meeting,
+    ) -> Result<Vec<crate::captions::export::Note>, StoreError> {
+        let to_ms = meeting.ended_at_ms.unwrap_or(i64::MAX);
+        Ok(self
+            .audit_between(&meeting.room, meeting.started_at_ms, to_ms)
+            .await?
+            .iter()
+            .map(|e| crate::captions::export::Note {
+                at_ms: e.at_ms - meeting.started_at_ms,
+                text: e.describe(),
+            })
+            .collect())
     }
 
     /// The room's entries, newest first, at most `limit` (and [`MAX_LISTED`]).

@@ -23,9 +23,13 @@ const WEBHOOK_EVENTS: &str = r#"CREATE TABLE IF NOT EXISTS webhook_events (
 
 CREATE INDEX IF NOT EXISTS webhook_events_by_time ON webhook_events (received_at_ms)"#;
 
-/// Version 5: the audit log of meeting controls (SQLite numbers rows itself; PostgreSQL below).
-const AUDIT_LOG_SQLITE: &str = r#"CREATE TABLE IF NOT EXISTS audit_log (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
+/// Version 5: the audit log of meeting controls; `$id` is each database's own row number.
+macro_rules! audit_log {
+    ($id:literal) => {
+        concat!(
+            "CREATE TABLE IF NOT EXISTS audit_log (\n    id ",
+            $id,
+            r#",
     room TEXT NOT NULL,
     at_ms BIGINT NOT NULL,
     actor TEXT NOT NULL,
@@ -34,19 +38,10 @@ const AUDIT_LOG_SQLITE: &str = r#"CREATE TABLE IF NOT EXISTS audit_log (
     result TEXT NOT NULL
 );
 
-CREATE INDEX IF NOT EXISTS audit_log_by_room ON audit_log (room, at_ms)"#;
-
-const AUDIT_LOG_POSTGRES: &str = r#"CREATE TABLE IF NOT EXISTS audit_log (
-    id BIGSERIAL PRIMARY KEY,
-    room TEXT NOT NULL,
-    at_ms BIGINT NOT NULL,
-    actor TEXT NOT NULL,
-    action TEXT NOT NULL,
-    target TEXT,
-    result TEXT NOT NULL
-);
-
-CREATE INDEX IF NOT EXISTS audit_log_by_room ON audit_log (room, at_ms)"#;
+CREATE INDEX IF NOT EXISTS audit_log_by_room ON audit_log (room, at_ms)"#
+        )
+    };
+}
 
 /// (version, statements) for SQLite; statements are separated by `;\n\n`.
 pub const SQLITE: &[(i64, &str)] = &[
@@ -121,7 +116,7 @@ END"#,
 
 CREATE INDEX IF NOT EXISTS meetings_by_room_sid ON meetings (room_sid)"#,
     ),
-    (5, AUDIT_LOG_SQLITE),
+    (5, audit_log!("INTEGER PRIMARY KEY AUTOINCREMENT")),
 ];
 
 /// (version, statements) for PostgreSQL.
@@ -183,5 +178,5 @@ CREATE INDEX IF NOT EXISTS segments_tsv ON transcript_segments USING gin (tsv)"#
 
 CREATE INDEX IF NOT EXISTS meetings_by_room_sid ON meetings (room_sid)"#,
     ),
-    (5, AUDIT_LOG_POSTGRES),
+    (5, audit_log!("BIGSERIAL PRIMARY KEY")),
 ];

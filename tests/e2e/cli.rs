@@ -277,14 +277,24 @@ async fn search_meetings_and_export_read_the_store() {
     std::fs::remove_dir_all(dir).ok();
 }
 
+/// A fresh `<tmp>/<tag>-<pid>/<meeting>` folder for `process`, and a SQLite store beside it.
+fn process_dir(tag: &str, meeting: &str) -> (std::path::PathBuf, String) {
+    let dir = std::env::temp_dir()
+        .join(format!("{tag}-{}", std::process::id()))
+        .join(meeting);
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!(
+        "sqlite:{}",
+        dir.parent().unwrap().join("store.db").display()
+    );
+    (dir, url)
+}
+
 /// `process DIR`: per-participant recordings through the same pipelines as a meeting.
 #[test]
 fn process_runs_the_pipelines_over_recordings() {
     let fixtures = meeting_agent_devtools::fixtures::dir().unwrap();
-    let dir = std::env::temp_dir()
-        .join(format!("ma-process-{}", std::process::id()))
-        .join("standup");
-    std::fs::create_dir_all(&dir).unwrap();
+    let (dir, url) = process_dir("ma-process", "standup");
     std::fs::copy(fixtures.join("captions.wav"), dir.join("sam.wav")).unwrap();
     std::fs::copy(fixtures.join("speech.wav"), dir.join("ann.wav")).unwrap();
     // Sam's camera: 10 s of blue, H.264 in MP4.
@@ -301,10 +311,6 @@ fn process_runs_the_pipelines_over_recordings() {
         .status()
         .unwrap();
     assert!(made.success());
-    let url = format!(
-        "sqlite:{}",
-        dir.parent().unwrap().join("store.db").display()
-    );
     let out = agent()
         .args(["process", dir.to_str().unwrap()])
         // `process` runs captions as configured: on here.
@@ -392,15 +398,8 @@ fn process_runs_the_pipelines_over_recordings() {
 #[test]
 fn process_without_noise_suppression_still_transcribes() {
     let fixtures = meeting_agent_devtools::fixtures::dir().unwrap();
-    let dir = std::env::temp_dir()
-        .join(format!("ma-process-raw-{}", std::process::id()))
-        .join("raw");
-    std::fs::create_dir_all(&dir).unwrap();
+    let (dir, url) = process_dir("ma-process-raw", "raw");
     std::fs::copy(fixtures.join("captions.wav"), dir.join("sam.wav")).unwrap();
-    let url = format!(
-        "sqlite:{}",
-        dir.parent().unwrap().join("store.db").display()
-    );
     let out = agent()
         .args(["process", dir.to_str().unwrap()])
         .env("MEETING_AGENT_CAPTIONS", "true")
@@ -430,16 +429,9 @@ fn process_without_noise_suppression_still_transcribes() {
 #[test]
 fn process_with_microphones_only_writes_a_playable_recording() {
     let fixtures = meeting_agent_devtools::fixtures::dir().unwrap();
-    let dir = std::env::temp_dir()
-        .join(format!("ma-process-audio-{}", std::process::id()))
-        .join("call");
-    std::fs::create_dir_all(&dir).unwrap();
+    let (dir, url) = process_dir("ma-process-audio", "call");
     std::fs::copy(fixtures.join("speech.wav"), dir.join("ann.wav")).unwrap();
     std::fs::copy(fixtures.join("speech-de.wav"), dir.join("bob.wav")).unwrap();
-    let url = format!(
-        "sqlite:{}",
-        dir.parent().unwrap().join("store.db").display()
-    );
     // Output to files (a full pipe would stall the child); a hang fails the test.
     let (out_path, err_path) = (dir.with_extension("out"), dir.with_extension("err"));
     let mut child = agent()

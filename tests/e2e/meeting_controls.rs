@@ -20,6 +20,7 @@ struct ControlApi {
     url: String,
     client: reqwest::Client,
     dir: std::path::PathBuf,
+    store: Store,
 }
 
 impl ControlApi {
@@ -45,7 +46,7 @@ impl ControlApi {
             rooms: vec!["*".into()],
             participant_attributes: false,
         }];
-        let state = ApiState::new(&config, Some(store), None);
+        let state = ApiState::new(&config, Some(store.clone()), None);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, router(state)).await });
@@ -53,6 +54,7 @@ impl ControlApi {
             url,
             client: reqwest::Client::new(),
             dir,
+            store,
         }
     }
 
@@ -73,6 +75,15 @@ impl ControlApi {
         let res = req.send().await.unwrap();
         let status = res.status().as_u16();
         (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn post(&self, path: &str, bearer: &str) -> (u16, Value) {
+        self.call(reqwest::Method::POST, path, bearer, None).await
+    }
+
+    async fn put(&self, path: &str, bearer: &str, body: Value) -> (u16, Value) {
+        self.call(reqwest::Method::PUT, path, bearer, Some(body))
+            .await
     }
 
     async fn mint(&self, room: &str, identity: &str, role: &str) -> (u16, Value) {
@@ -120,6 +131,10 @@ async fn hosts_run_the_meeting_with_their_own_tokens_and_everyone_sees_it() {
     use reqwest::Method;
     let server = LocalLiveKitServer::start().await.unwrap();
     let api = ControlApi::start(&server).await;
+    let started_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
     let hanna_token = api.token("hanna", "host").await;
     let cora_token = api.token("cora", "co-host").await;
     let pete_token = api.token("pete", "participant").await;
@@ -250,12 +265,7 @@ async fn hosts_run_the_meeting_with_their_own_tokens_and_everyone_sees_it() {
 
     // A co-host mutes one participant: the others see that microphone muted.
     let (status, body) = api
-        .call(
-            Method::POST,
-            "/v1/rooms/standup/participants/quinn/mute",
-            &cora_token,
-            None,
-        )
+        .post("/v1/rooms/standup/participants/quinn/mute", &cora_token)
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["muted_tracks"], 1);
@@ -333,12 +343,7 @@ async fn hosts_run_the_meeting_with_their_own_tokens_and_everyone_sees_it() {
         "{pete_info}"
     );
     let (status, body) = api
-        .call(
-            Method::POST,
-            "/v1/rooms/standup/participants/pete/release",
-            &cora_token,
-            None,
-        )
+        .post("/v1/rooms/standup/participants/pete/release", &cora_token)
         .await;
     assert_eq!(status, 200, "{body}");
 
@@ -368,11 +373,10 @@ async fn hosts_run_the_meeting_with_their_own_tokens_and_everyone_sees_it() {
 
     // Hanna hands the meeting to pete: she is co-host now and may give no more roles, he may.
     let (status, body) = api
-        .call(
-            Method::PUT,
+        .put(
             "/v1/rooms/standup/participants/pete/role",
             &hanna_token,
-            Some(json!({"role": "host"})),
+            json!({"role": "host"}),
         )
         .await;
     assert_eq!(status, 200, "{body}");
@@ -390,31 +394,28 @@ async fn hosts_run_the_meeting_with_their_own_tokens_and_everyone_sees_it() {
         json!({"hanna": "co-host", "cora": "co-host", "pete": "host", "quinn": "guest"})
     );
     let (status, _) = api
-        .call(
-            Method::PUT,
+        .put(
             "/v1/rooms/standup/participants/olga/role",
             &hanna_token,
-            Some(json!({"role": "co-host"})),
+            json!({"role": "co-host"}),
         )
         .await;
     assert_eq!(status, 403, "no longer host");
     let (status, body) = api
-        .call(
-            Method::PUT,
+        .put(
             "/v1/rooms/standup/participants/olga/role",
             &pete_token,
-            Some(json!({"role": "co-host"})),
+            json!({"role": "co-host"}),
         )
         .await;
     assert_eq!(status, 200, "{body}");
 
     // Locked: the others see it, and the API mints no token for the room until unlocked.
     let (status, body) = api
-        .call(
-            Method::PUT,
+        .put(
             "/v1/rooms/standup/lock",
             &cora_token,
-            Some(json!({"locked": true})),
+            json!({"locked": true}),
         )
         .await;
     assert_eq!(status, 200, "{body}");
@@ -428,11 +429,10 @@ async fn hosts_run_the_meeting_with_their_own_tokens_and_everyone_sees_it() {
     .await;
     assert_eq!(api.mint(ROOM, "late-larry", "participant").await.0, 423);
     let (status, _) = api
-        .call(
-            Method::PUT,
+        .put(
             "/v1/rooms/standup/lock",
             &pete_token,
-            Some(json!({"locked": false})),
+            json!({"locked": false}),
         )
         .await;
     assert_eq!(status, 200);
@@ -484,6 +484,30 @@ async fn hosts_run_the_meeting_with_their_own_tokens_and_everyone_sees_it() {
         .await;
     assert_eq!(status, 403);
 
+    // The meeting's export has them as notes, timed from its start.
+    let meeting = meeting_agent::store::Meeting::new(ROOM, started_ms);
+    let root = meeting.root_message("meeting-agent", "Meeting in standup".into());
+    api.store.open_meeting(&meeting, &root).await.unwrap();
+    let (status, text) = {
+        let res = api
+            .client
+            .get(format!(
+                "{}/v1/meetings/{}/transcript?format=txt",
+                api.url, meeting.id
+            ))
+            .bearer_auth(ADMIN_KEY)
+            .send()
+            .await
+            .unwrap();
+        (res.status().as_u16(), res.text().await.unwrap())
+    };
+    assert_eq!(status, 200);
+    assert!(
+        text.contains("* meeting control: hanna mute-all-keep (ok)")
+            && text.contains("* meeting control: cora remove quinn (ok)"),
+        "{text}"
+    );
+
     for p in [olga, pete, hanna, cora, quinn] {
         p.stop().await;
     }
@@ -523,9 +547,7 @@ async fn the_waiting_room_admits_and_denies_and_a_locked_meeting_stays_closed() 
                "auto_admit_domains": ["example.com"]})
     };
     let hanna_token = api.token("hanna", "host").await;
-    let (status, body) = api
-        .call(Method::PUT, waiting_room, ADMIN_KEY, Some(settings(true)))
-        .await;
+    let (status, body) = api.put(waiting_room, ADMIN_KEY, settings(true)).await;
     assert_eq!(status, 200, "{body}");
     let mut hanna = PythonParticipant::spawn(
         &server,
@@ -598,12 +620,7 @@ async fn the_waiting_room_admits_and_denies_and_a_locked_meeting_stays_closed() 
 
     // Admitted, the visitor receives the meeting.
     let (status, body) = api
-        .call(
-            Method::POST,
-            "/v1/rooms/standup/waiting/visitor/admit",
-            &hanna_token,
-            None,
-        )
+        .post("/v1/rooms/standup/waiting/visitor/admit", &hanna_token)
         .await;
     assert_eq!(status, 200, "{body}");
     wait(&mut visitor, "hanna's microphone once admitted", |e| {
@@ -611,14 +628,9 @@ async fn the_waiting_room_admits_and_denies_and_a_locked_meeting_stays_closed() 
     })
     .await;
     assert_eq!(
-        api.call(
-            Method::POST,
-            "/v1/rooms/standup/waiting/visitor/admit",
-            &hanna_token,
-            None
-        )
-        .await
-        .0,
+        api.post("/v1/rooms/standup/waiting/visitor/admit", &hanna_token)
+            .await
+            .0,
         409,
         "admitted already"
     );
@@ -632,12 +644,7 @@ async fn the_waiting_room_admits_and_denies_and_a_locked_meeting_stays_closed() 
     })
     .await;
     let (status, body) = api
-        .call(
-            Method::POST,
-            "/v1/rooms/standup/waiting/mallory/deny",
-            &hanna_token,
-            None,
-        )
+        .post("/v1/rooms/standup/waiting/mallory/deny", &hanna_token)
         .await;
     assert_eq!(status, 200, "{body}");
     wait(&mut hanna, "mallory gone", |e| {
@@ -651,11 +658,10 @@ async fn the_waiting_room_admits_and_denies_and_a_locked_meeting_stays_closed() 
 
     // Locked, with the waiting room on: a token signed elsewhere lands in the waiting room.
     let lock = |locked: bool| {
-        api.call(
-            Method::PUT,
+        api.put(
             "/v1/rooms/standup/lock",
             &hanna_token,
-            Some(json!({ "locked": locked })),
+            json!({ "locked": locked }),
         )
     };
     assert_eq!(lock(true).await.0, 200);
@@ -681,14 +687,7 @@ async fn the_waiting_room_admits_and_denies_and_a_locked_meeting_stays_closed() 
     })
     .await;
     // Without a waiting room, one is removed.
-    let (status, _) = api
-        .call(
-            Method::PUT,
-            waiting_room,
-            &hanna_token,
-            Some(settings(false)),
-        )
-        .await;
+    let (status, _) = api.put(waiting_room, &hanna_token, settings(false)).await;
     assert_eq!(status, 200);
     let intruder = PythonParticipant::spawn(
         &server,

@@ -381,6 +381,16 @@ async fn audit_log(store: &Store) {
         vec![written[2].clone()]
     );
     assert!(store.audit("nowhere", 10).await.unwrap().is_empty());
+    // A meeting's exports carry the controls during it, timed from its start.
+    let mut meeting = Meeting::new("weekly", 500);
+    meeting.ended_at_ms = Some(1_800);
+    assert_eq!(
+        store.meeting_notes(&meeting).await.unwrap(),
+        vec![meeting_agent::captions::export::Note {
+            at_ms: 500,
+            text: "meeting control: ann mute bob (ok)".into()
+        }]
+    );
 }
 
 #[tokio::test]

@@ -92,9 +92,14 @@ pub async fn run(command: Command, store: Store) -> Result<()> {
                 !segments.is_empty(),
                 "no transcript stored for meeting {meeting:?}"
             );
+            // The meeting controls during it go in as notes (WebVTT and text).
+            let notes = match store.meeting(&meeting).await? {
+                Some(found) => store.meeting_notes(&found).await?,
+                None => Vec::new(),
+            };
             print!(
                 "{}",
-                meeting_agent::captions::export::export(&segments, format)
+                meeting_agent::captions::export::export_with_notes(&segments, &notes, format)
             );
         }
         _ => unreachable!("only store commands come here"),
