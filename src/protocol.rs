@@ -65,5 +65,9 @@ pub const MEETING_WAITING: &str = "meeting.waiting";
 pub const MEETING_WAITING_SINCE: &str = "meeting.waiting_since";
 /// Data topic of the agent's waiting-room notices to hosts and co-hosts (JSON).
 pub const WAITING_ROOM_TOPIC: &str = "meeting.waiting_room";
+/// Room metadata of a meeting's main room: its open breakout rooms (`meeting::breakouts`).
+pub const MEETING_BREAKOUTS: &str = "meeting.breakouts";
+/// Room metadata of a breakout room: the main room it belongs to.
+pub const MEETING_BREAKOUT_OF: &str = "meeting.breakout_of";
 /// Token attribute: the role a minted token was given (what the participant joined as).
 pub const MEETING_ROLE_ATTRIBUTE: &str = "meeting.role";

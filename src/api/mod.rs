@@ -281,6 +281,20 @@ pub fn router(state: Arc<ApiState>) -> Router {
         )
         .route("/v1/rooms/{room}/waiting", get(controls::waiting::list))
         .route(
+            "/v1/rooms/{room}/breakouts",
+            post(controls::breakouts::open)
+                .get(controls::breakouts::list)
+                .delete(controls::breakouts::close),
+        )
+        .route(
+            "/v1/rooms/{room}/breakouts/move",
+            post(controls::breakouts::move_one),
+        )
+        .route(
+            "/v1/rooms/{room}/breakouts/broadcast",
+            post(controls::breakouts::broadcast),
+        )
+        .route(
             "/v1/rooms/{room}/waiting/admit-all",
             post(controls::waiting::admit_all),
         )

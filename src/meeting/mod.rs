@@ -2,6 +2,7 @@
 //! room. The control API writes it (only the server can write room metadata); the agent in the
 //! room and every client read it.
 
+pub mod breakouts;
 pub mod roles;
 pub mod waiting_room;
 

@@ -712,3 +712,182 @@ async fn the_waiting_room_admits_and_denies_and_a_locked_meeting_stays_closed() 
     }
     std::fs::remove_dir_all(&api.dir).ok();
 }
+
+/// Breakout rooms on a LiveKit server without MoveParticipant: four participants (clients that
+/// follow a move, as the platform's web client does) are spread over two breakouts, the agent is
+/// dispatched into each, one is moved by hand, a broadcast and the timer's warning reach every
+/// breakout, and when the timer ends everyone is back in the main room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn breakouts_spread_the_meeting_and_the_timer_brings_everyone_back() {
+    crate::common::init();
+    let server = LocalLiveKitServer::start().await.unwrap();
+    let api = ControlApi::start(&server).await;
+    let session = meeting_agent::features::FeatureSet::default().session();
+    let _agent = crate::common::start_worker_with(
+        crate::common::config_for(&server, ""),
+        std::sync::Arc::new(session.clone()),
+        session.subscribe(),
+    )
+    .await;
+    let hanna_token = api.token("hanna", "host").await;
+    let mut hanna = PythonParticipant::spawn(
+        &server,
+        ROOM,
+        "hanna",
+        &["--token", &hanna_token, "--tone-hz", "0", "--video", "none"],
+    )
+    .unwrap();
+    wait(&mut hanna, "its connection", |e| e["event"] == "connected").await;
+    let mut people = Vec::new();
+    for i in 0..4 {
+        let identity = format!("p{i}");
+        let token = api.token(&identity, "participant").await;
+        let mut p = PythonParticipant::spawn_script(
+            &server,
+            "breakout_client.py",
+            &identity,
+            &["--token", &token],
+        )
+        .unwrap();
+        wait(&mut p, "its connection", |e| {
+            e["event"] == "connected" && e["room"] == ROOM
+        })
+        .await;
+        people.push(p);
+    }
+
+    let opened = Instant::now();
+    let (status, body) = api
+        .call(
+            reqwest::Method::POST,
+            "/v1/rooms/standup/breakouts",
+            &hanna_token,
+            Some(json!({"count": 2, "spread": "even", "duration_secs": 14, "warning_secs": 5})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["rooms"],
+        json!(["standup--breakout-1", "standup--breakout-2"])
+    );
+    let assigned: std::collections::BTreeMap<String, u64> =
+        serde_json::from_value(body["assignments"].clone()).unwrap();
+    assert_eq!(assigned.len(), 4, "everyone but the host: {body}");
+    assert_eq!(
+        assigned.values().filter(|&&n| n == 1).count(),
+        2,
+        "evenly: {body}"
+    );
+    for p in people.iter_mut() {
+        let room = format!("standup--breakout-{}", assigned[&p.identity]);
+        wait(p, "its breakout", |e| {
+            e["event"] == "connected" && e["room"] == room.as_str()
+        })
+        .await;
+    }
+    println!(
+        "breakout_move_all_s: {:.2} s for 4 participants into 2 breakouts",
+        opened.elapsed().as_secs_f64()
+    );
+    // The agent is dispatched into each breakout.
+    for p in people.iter_mut() {
+        wait(p, "the agent in its breakout", |e| {
+            e["event"] == "participant_connected" && e["kind"] == "agent"
+        })
+        .await;
+    }
+    let (status, listed) = api
+        .call(
+            reqwest::Method::GET,
+            "/v1/rooms/standup/breakouts",
+            &hanna_token,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let present: usize = listed["rooms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["present"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(present, 4, "{listed}");
+
+    // One moved by hand to the other breakout.
+    let (p0_to, p0) = (3 - assigned["p0"], &mut people[0]);
+    let (status, body) = api
+        .call(
+            reqwest::Method::POST,
+            "/v1/rooms/standup/breakouts/move",
+            &hanna_token,
+            Some(json!({"identity": "p0", "to": p0_to})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let room = format!("standup--breakout-{p0_to}");
+    wait(p0, "the other breakout", |e| {
+        e["event"] == "connected" && e["room"] == room.as_str()
+    })
+    .await;
+
+    // A broadcast, then the timer's warning, reach every breakout.
+    let (status, body) = api
+        .call(
+            reqwest::Method::POST,
+            "/v1/rooms/standup/breakouts/broadcast",
+            &hanna_token,
+            Some(json!({"message": "Two minutes left"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["rooms_reached"], 2);
+    for p in people.iter_mut() {
+        wait(p, "the broadcast", |e| {
+            e["event"] == "data_received"
+                && e["topic"] == "meeting.broadcast"
+                && e["payload"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("Two minutes left")
+        })
+        .await;
+        wait(p, "the timer's warning", |e| {
+            e["event"] == "data_received"
+                && e["payload"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("closes_in_secs")
+        })
+        .await;
+    }
+    // The timer ends them: everyone is back in the main room, and the host sees them.
+    for p in people.iter_mut() {
+        wait(p, "the main room again", |e| {
+            e["event"] == "connected" && e["room"] == ROOM
+        })
+        .await;
+    }
+    let (_, listed) = api
+        .call(
+            reqwest::Method::GET,
+            "/v1/rooms/standup/breakouts",
+            &hanna_token,
+            None,
+        )
+        .await;
+    assert_eq!(listed["rooms"], json!([]));
+    let (status, _) = api
+        .call(
+            reqwest::Method::DELETE,
+            "/v1/rooms/standup/breakouts",
+            &hanna_token,
+            None,
+        )
+        .await;
+    assert_eq!(status, 409, "nothing left to close");
+    for p in people {
+        p.stop().await;
+    }
+    hanna.stop().await;
+    std::fs::remove_dir_all(&api.dir).ok();
+}

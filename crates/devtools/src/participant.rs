@@ -58,19 +58,31 @@ impl PythonParticipant {
         identity: &str,
         args: &[&str],
     ) -> std::io::Result<Self> {
+        let common = [
+            "--api-key",
+            &server.api_key,
+            "--api-secret",
+            &server.api_secret,
+            "--room",
+            room,
+            "--identity",
+            identity,
+        ];
+        Self::spawn_script(server, "publisher.py", identity, &[&common, args].concat())
+    }
+
+    /// Runs `tests/participants/<script>` with `--url` and `args`; `identity` names it.
+    pub fn spawn_script(
+        server: &LocalLiveKitServer,
+        script: &str,
+        identity: &str,
+        args: &[&str],
+    ) -> std::io::Result<Self> {
         let mut command = Command::new(python());
         die_with_parent(&mut command);
         let mut child = command
-            .arg(participants_dir().join("publisher.py"))
-            .args([
-                "--url",
-                &server.ws_url(),
-                "--api-key",
-                &server.api_key,
-                "--api-secret",
-                &server.api_secret,
-            ])
-            .args(["--room", room, "--identity", identity])
+            .arg(participants_dir().join(script))
+            .args(["--url", &server.ws_url()])
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

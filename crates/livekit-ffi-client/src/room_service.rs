@@ -285,6 +285,63 @@ impl RoomService {
         .await
     }
 
+    /// Moves a participant to another room with LiveKit's `MoveParticipant` (its connection
+    /// kept); servers without it answer an error (the open-source server: "not implemented").
+    pub async fn move_participant(
+        &self,
+        room: &str,
+        identity: &str,
+        destination: &str,
+    ) -> Result<(), RoomServiceError> {
+        self.participant_call(
+            "MoveParticipant",
+            room,
+            identity,
+            json!({"room": room, "identity": identity, "destination_room": destination}),
+        )
+        .await
+    }
+
+    /// Sends a reliable data message on `topic` to `identities` in the room (everyone when
+    /// empty).
+    pub async fn send_data(
+        &self,
+        room: &str,
+        topic: &str,
+        payload: &[u8],
+        identities: &[String],
+    ) -> Result<(), RoomServiceError> {
+        use base64::Engine as _;
+        let data = base64::engine::general_purpose::STANDARD.encode(payload);
+        self.call(
+            "SendData",
+            room,
+            json!({"room": room, "data": data, "kind": "RELIABLE", "topic": topic,
+                   "destination_identities": identities}),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Deletes the room (everyone in it is disconnected).
+    pub async fn delete_room(&self, room: &str) -> Result<(), RoomServiceError> {
+        match self.call("DeleteRoom", room, json!({"room": room})).await {
+            Ok(_) | Err(RoomServiceError::NoSuchRoom(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Creates the room with `metadata` if it does not exist yet.
+    pub async fn create_room(&self, room: &str, metadata: &str) -> Result<(), RoomServiceError> {
+        self.call(
+            "CreateRoom",
+            room,
+            json!({"name": room, "metadata": metadata}),
+        )
+        .await
+        .map(|_| ())
+    }
+
     /// Disconnects a participant from the room.
     pub async fn remove_participant(
         &self,

@@ -8,6 +8,7 @@
 //! moment ([`crate::meeting::roles`]). Both are checked from the headers before the body is
 //! read. The waiting room's calls are in [`waiting`].
 
+pub mod breakouts;
 pub mod waiting;
 
 use std::sync::Arc;

@@ -1,6 +1,8 @@
-//! control_action_p95_ms: a meeting control called through the control API until another
-//! participant (LiveKit's Python SDK) observes the change: microphones muted one by one
-//! (`track_muted`) and the spotlight moved (`room_metadata_changed`), on a local livekit-server.
+//! The meeting controls' figures, through the control API on a local livekit-server:
+//! control_action_p95_ms, a control called until another participant (LiveKit's Python SDK)
+//! observes the change (microphones muted one by one, seen as `track_muted`; the spotlight
+//! moved, seen as `room_metadata_changed`); breakout_move_all_s, a meeting spread over breakout
+//! rooms until everyone is in theirs.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -119,5 +121,110 @@ pub async fn action_latency(speakers: usize, moves: usize) -> Result<()> {
     );
     let command = format!("meeting-agent-dev bench controls --speakers {speakers} --moves {moves}");
     row("control_action_p95_ms", p(0.95), "ms", "<= 300", &command);
+    Ok(())
+}
+
+/// breakout_move_all_s: `POST /v1/rooms/{room}/breakouts` with `participants` people (clients
+/// that follow a move) -> every one of them connected in its breakout, with the agent (no
+/// captioning: its features are off here) dispatched into each breakout.
+pub async fn breakout_move_all(participants: usize, rooms: usize) -> Result<()> {
+    meeting_agent::livekit::Engine::start(&meeting_agent::paths::engine_library())?;
+    let server = LocalLiveKitServer::start().await?;
+    let mut config = meeting_agent::config::Config::default();
+    config.livekit.url = server.ws_url();
+    config.livekit.api_key = server.api_key.clone();
+    config.livekit.api_secret = server.api_secret.clone();
+    config.agent.load_threshold = 1.0;
+    config.api.keys = vec![meeting_agent::config::ApiKey {
+        key: KEY.into(),
+        rooms: vec!["*".into()],
+        participant_attributes: false,
+    }];
+    config.api.token_rate_per_minute = 1000;
+    let state = meeting_agent::api::ApiState::new(&config, None, None);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let api = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(meeting_agent::api::serve_on(listener, state));
+    let session = meeting_agent::features::FeatureSet::default().session();
+    let worker = meeting_agent::worker::Worker::new(config, std::sync::Arc::new(session));
+    let (_shutdown, shutdown_rx) =
+        tokio::sync::watch::channel(meeting_agent::worker::Shutdown::Running);
+    tokio::spawn(worker.run(shutdown_rx));
+    let client = reqwest::Client::new();
+    let mint = |identity: String| {
+        let (client, api) = (client.clone(), api.clone());
+        async move {
+            let body: serde_json::Value = client
+                .post(format!("{api}/v1/tokens"))
+                .bearer_auth(KEY)
+                .json(&json!({"room": ROOM, "identity": identity}))
+                .send()
+                .await?
+                .json()
+                .await?;
+            body["token"]
+                .as_str()
+                .map(str::to_string)
+                .context("a token")
+        }
+    };
+    let seen = Duration::from_secs(30);
+    let mut people = Vec::new();
+    for i in 0..participants {
+        let identity = format!("p{i}");
+        let token = mint(identity.clone()).await?;
+        let mut p = PythonParticipant::spawn_script(
+            &server,
+            "breakout_client.py",
+            &identity,
+            &["--token", &token],
+        )?;
+        p.wait_for(seen, |e| e["event"] == "connected")
+            .await
+            .context("a participant joins the meeting")?;
+        people.push(p);
+    }
+    let started = std::time::Instant::now();
+    let opened: serde_json::Value = client
+        .post(format!("{api}/v1/rooms/{ROOM}/breakouts"))
+        .bearer_auth(KEY)
+        .json(&json!({ "count": rooms }))
+        .send()
+        .await?
+        .json()
+        .await?;
+    anyhow::ensure!(
+        opened["rooms"].as_array().is_some_and(|r| r.len() == rooms),
+        "{opened}"
+    );
+    let answered = started.elapsed().as_secs_f64();
+    for p in people.iter_mut() {
+        p.wait_for(seen, |e| {
+            e["event"] == "connected"
+                && e["room"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("--breakout-"))
+        })
+        .await
+        .context("every participant reaches its breakout")?;
+    }
+    let all_moved = started.elapsed().as_secs_f64();
+    for p in people.iter_mut() {
+        p.wait_for(seen, |e| {
+            e["event"] == "participant_connected" && e["kind"] == "agent"
+        })
+        .await
+        .context("the agent is dispatched into every breakout")?;
+    }
+    let with_agent = started.elapsed().as_secs_f64();
+    for p in people {
+        p.stop().await;
+    }
+    eprintln!(
+        "{participants} participants into {rooms} breakouts: call answered {answered:.2} s, all in their breakout {all_moved:.2} s, the agent seen in every breakout {with_agent:.2} s"
+    );
+    let command =
+        format!("meeting-agent-dev bench breakouts --participants {participants} --rooms {rooms}");
+    row("breakout_move_all_s", all_moved, "s", "<= 3", &command);
     Ok(())
 }

@@ -160,6 +160,13 @@ enum Bench {
         #[arg(long, default_value_t = 32)]
         moves: usize,
     },
+    /// breakout_move_all_s: everyone moved into breakout rooms through the control API.
+    Breakouts {
+        #[arg(long, default_value_t = 8)]
+        participants: usize,
+        #[arg(long, default_value_t = 2)]
+        rooms: usize,
+    },
     /// rec_cores_720p_grid4: CPU to record four cameras into a 720p grid live, vs gst-launch-1.0.
     RecCores {
         #[arg(long, default_value_t = 20)]
@@ -243,6 +250,10 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Bench::Load { max_rooms, settle } => bench::load::rooms_full(max_rooms, settle).await,
         Bench::ApiToken { rate, seconds } => bench::api::token_latency(rate, seconds).await,
+        Bench::Breakouts {
+            participants,
+            rooms,
+        } => bench::controls::breakout_move_all(participants, rooms).await,
         Bench::Controls { speakers, moves } => {
             bench::controls::action_latency(speakers, moves).await
         }
