@@ -756,6 +756,41 @@ async fn breakouts_spread_the_meeting_and_the_timer_brings_everyone_back() {
         people.push(p);
     }
 
+    // Malformed or unbounded requests change nothing.
+    for (path, body) in [
+        ("/v1/rooms/standup/breakouts", json!({"count": 0})),
+        ("/v1/rooms/standup/breakouts", json!({"count": 17})),
+        (
+            "/v1/rooms/standup/breakouts",
+            json!({"count": 2, "assignments": {"p0": 3}}),
+        ),
+        (
+            "/v1/rooms/standup/breakouts",
+            json!({"count": 2, "assignments": {"a/b": 1}}),
+        ),
+        (
+            "/v1/rooms/standup/breakouts",
+            json!({"count": 2, "duration_secs": 0}),
+        ),
+        (
+            "/v1/rooms/standup/breakouts",
+            json!({"count": 2, "duration_secs": 86_400}),
+        ),
+        (
+            "/v1/rooms/standup/breakouts/broadcast",
+            json!({"message": ""}),
+        ),
+    ] {
+        let (status, answer) = api
+            .call(
+                reqwest::Method::POST,
+                path,
+                &hanna_token,
+                Some(body.clone()),
+            )
+            .await;
+        assert_eq!(status, 400, "{body} -> {answer}");
+    }
     let opened = Instant::now();
     let (status, body) = api
         .call(

@@ -38,6 +38,30 @@ const MAX_MESSAGE_CHARS: usize = 1000;
 const MAX_ASSIGNMENTS: usize = 1000;
 /// How long closed breakout rooms stay, so that clients moving by token leave by themselves.
 const CLOSE_GRACE: Duration = Duration::from_secs(15);
+/// Breakout timers waiting in this process at most (each holds a task until its end, and a
+/// closed set's timer waits on, so opening and closing in a loop must not pile them up).
+const MAX_TIMERS: usize = 1024;
+
+static TIMERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// One of the [`MAX_TIMERS`], given back when dropped.
+struct TimerSlot;
+
+impl TimerSlot {
+    fn take() -> Option<Self> {
+        use std::sync::atomic::Ordering::SeqCst;
+        TIMERS
+            .fetch_update(SeqCst, SeqCst, |n| (n < MAX_TIMERS).then_some(n + 1))
+            .ok()
+            .map(|_| TimerSlot)
+    }
+}
+
+impl Drop for TimerSlot {
+    fn drop(&mut self) {
+        TIMERS.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
 
 fn is_agent(participant: &Value) -> bool {
     participant["kind"] == "AGENT" || participant["kind"] == 4
@@ -185,6 +209,12 @@ pub(in crate::api) async fn open(
         return Err(err(StatusCode::BAD_REQUEST, "duration_secs: 1 s to 4 h"));
     }
     control(&state, &who, &room, "breakouts-open", (Action::RunMeeting, None), |_| async {
+        let slot = match duration {
+            Some(_) => Some(TimerSlot::take().ok_or_else(|| {
+                err(StatusCode::SERVICE_UNAVAILABLE, "too many breakout timers running; retry later")
+            })?),
+            None => None,
+        };
         let (roles, open) = current(&state, &room).await?;
         if open.is_some() {
             return Err(err(StatusCode::CONFLICT, "breakout rooms are open already"));
@@ -221,9 +251,13 @@ pub(in crate::api) async fn open(
                 moved.insert(identity.to_string(), how);
             }
         }
-        if let Some(duration) = duration {
+        if let (Some(duration), Some(slot)) = (duration, slot) {
             let warning = Duration::from_secs(req.warning_secs).min(duration);
-            tokio::spawn(timer(state.clone(), room.clone(), breakouts.clone(), duration, warning));
+            let (state, room, breakouts) = (state.clone(), room.clone(), breakouts.clone());
+            tokio::spawn(async move {
+                let _slot = slot;
+                timer(state, room, breakouts, duration, warning).await
+            });
         }
         Ok(json!({"rooms": breakouts.rooms, "assignments": numbered(&breakouts), "moved": moved,
                   "ends_at_ms": breakouts.ends_at_ms}))
