@@ -8,7 +8,9 @@ pub mod waiting_room;
 
 use serde_json::Value;
 
-use crate::protocol::{MEETING_LOCKED, MEETING_ROLES, MEETING_SPOTLIGHT, MEETING_WAITING_ROOM};
+use crate::protocol::{
+    MEETING_BREAKOUT_OF, MEETING_LOCKED, MEETING_ROLES, MEETING_SPOTLIGHT, MEETING_WAITING_ROOM,
+};
 pub use roles::{Role, Roles};
 pub use waiting_room::WaitingRoom;
 
@@ -20,6 +22,8 @@ pub struct MeetingState {
     /// The identity shown large in the recording.
     pub spotlight: Option<String>,
     pub waiting_room: WaitingRoom,
+    /// For a breakout room: the meeting's main room.
+    pub breakout_of: Option<String>,
 }
 
 impl MeetingState {
@@ -36,6 +40,10 @@ impl MeetingState {
                 .filter(|s| !s.is_empty())
                 .map(str::to_string),
             waiting_room: WaitingRoom::from_value(&value[MEETING_WAITING_ROOM]),
+            breakout_of: value[MEETING_BREAKOUT_OF]
+                .as_str()
+                .filter(|s| !s.is_empty())
+                .map(str::to_string),
         }
     }
 }

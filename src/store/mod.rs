@@ -165,7 +165,8 @@ pub struct Message {
     pub sender_id: String,
     pub recipient_id: Option<String>,
     pub reply_to: Option<String>,
-    /// `meeting` (thread root), `transcript`, `summary` or `chat`.
+    /// `meeting` (thread root), `transcript`, `summary`, `breakout` (a link to a breakout room's
+    /// thread) or `chat`.
     pub kind: String,
     pub text: String,
     pub created_at_ms: i64,

@@ -722,7 +722,15 @@ async fn breakouts_spread_the_meeting_and_the_timer_brings_everyone_back() {
     crate::common::init();
     let server = LocalLiveKitServer::start().await.unwrap();
     let api = ControlApi::start(&server).await;
-    let session = meeting_agent::features::FeatureSet::default().session();
+    // The agent keeps each room's meeting thread in the API's store.
+    let options = meeting_agent::features::meeting_log::MeetingLogOptions {
+        bot_user: "meeting-agent".into(),
+        flush_timeout: Duration::from_secs(10),
+        llm: None,
+    };
+    let session = meeting_agent::features::FeatureSet::default()
+        .with_store(api.store.clone(), options)
+        .session();
     let _agent = crate::common::start_worker_with(
         crate::common::config_for(&server, ""),
         std::sync::Arc::new(session.clone()),
@@ -920,9 +928,59 @@ async fn breakouts_spread_the_meeting_and_the_timer_brings_everyone_back() {
         )
         .await;
     assert_eq!(status, 409, "nothing left to close");
+
+    // Each breakout's meeting ends as its room closes; the main meeting's thread links them and
+    // its summary has theirs.
+    let ended = |room: String| {
+        let store = api.store.clone();
+        async move {
+            for _ in 0..120 {
+                if let Some(m) = store
+                    .meetings(Some(&room))
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .find(|m| m.ended_at_ms.is_some())
+                {
+                    return m;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            panic!("the meeting in {room} did not end");
+        }
+    };
+    for n in 1..=2 {
+        ended(format!("standup--breakout-{n}")).await;
+    }
     for p in people {
         p.stop().await;
     }
     hanna.stop().await;
+    server
+        .room_service("DeleteRoom", &json!({"room": ROOM}))
+        .await
+        .unwrap();
+    let main = ended(ROOM.to_string()).await;
+    let thread = api.store.thread(&main.id).await.unwrap();
+    let links: Vec<&str> = thread
+        .iter()
+        .filter(|m| m.kind == "breakout")
+        .map(|m| m.text.as_str())
+        .collect();
+    assert_eq!(links.len(), 2, "{links:?}");
+    for n in 1..=2 {
+        let prefix = format!("Breakout room standup--breakout-{n}: ");
+        assert!(links.iter().any(|l| l.starts_with(&prefix)), "{links:?}");
+    }
+    let summary: String = thread
+        .iter()
+        .filter(|m| m.kind == "summary")
+        .map(|m| m.text.as_str())
+        .collect();
+    assert!(
+        summary.contains("\nBreakout rooms\n- standup--breakout-1 (thread ")
+            && summary.contains("- standup--breakout-2 (thread "),
+        "{summary}"
+    );
     std::fs::remove_dir_all(&api.dir).ok();
 }

@@ -35,6 +35,14 @@ impl Feature for MeetingLogFeature {
     fn open(&self, room: &mut RoomContext) -> Option<Box<dyn RoomFeature>> {
         let meeting =
             Meeting::new(&room.name, room.started_unix_ms as i64).with_room_sid(&room.room.sid);
+        if let Some(main) = room.meeting.breakout_of.clone() {
+            tokio::spawn(writer::link_breakout(
+                self.store.clone(),
+                self.options.bot_user.clone(),
+                main,
+                meeting.clone(),
+            ));
+        }
         let (log, task) = MeetingLog::start(self.store.clone(), meeting, self.options.clone());
         room.shared.insert(log.clone());
         Some(Box::new(RoomLog {

@@ -268,7 +268,8 @@ impl Writer {
             summary::analytics(&self.all, &self.presence, duration_ms),
         )
         .await;
-        let text = summary.to_message_text(&self.meeting.room);
+        let mut text = summary.to_message_text(&self.meeting.room);
+        text.push_str(&breakout_section(&self.store, &self.meeting).await);
         // Formed once the transcript is in, so it follows the last transcript message.
         let mut summary_messages: Option<Vec<Message>> = None;
         let deadline = Instant::now() + self.options.flush_timeout;
@@ -310,5 +311,83 @@ impl Writer {
                 }
             }
         }
+    }
+}
+
+/// Longest part of a breakout's summary quoted in the main meeting's summary, in characters.
+const BREAKOUT_SUMMARY_CHARS: usize = 1500;
+
+/// Posts into the main room's meeting thread (its newest meeting still open) where a breakout's
+/// transcript is: a message of kind `breakout` naming the breakout's thread.
+pub async fn link_breakout(store: Store, bot_user: String, main: String, breakout: Meeting) {
+    let open = match store.meetings(Some(&main)).await {
+        Ok(meetings) => meetings.into_iter().find(|m| m.ended_at_ms.is_none()),
+        Err(e) => return tracing::warn!(error = %e, "cannot link a breakout's thread"),
+    };
+    let Some(parent) = open else {
+        return tracing::info!(
+            main,
+            "no open meeting in the main room to link the breakout from"
+        );
+    };
+    let message = Message {
+        id: format!("{}/breakout/{}", parent.id, breakout.id),
+        conversation_id: parent.id.clone(),
+        sender_id: bot_user,
+        recipient_id: None,
+        reply_to: Some(parent.thread_id.clone()),
+        kind: "breakout".into(),
+        text: format!(
+            "Breakout room {}: its transcript and summary are in thread {}",
+            breakout.room, breakout.thread_id
+        ),
+        created_at_ms: unix_ms() as i64,
+    };
+    if let Err(e) = store.post(&[message]).await {
+        tracing::warn!(error = %e, "cannot link a breakout's thread");
+    }
+}
+
+/// The main meeting's summary section on its breakout rooms: each one's summary (or that it is
+/// still going) and its thread. Empty when the meeting had none.
+async fn breakout_section(store: &Store, main: &Meeting) -> String {
+    let mut lines = Vec::new();
+    for index in 0..crate::meeting::breakouts::MAX_BREAKOUTS {
+        let room = crate::meeting::breakouts::Breakouts::room_name(&main.room, index);
+        let Ok(meetings) = store.meetings(Some(&room)).await else {
+            continue;
+        };
+        for meeting in meetings
+            .into_iter()
+            .filter(|m| m.started_at_ms >= main.started_at_ms)
+        {
+            let summary: String = match store.thread(&meeting.id).await {
+                Ok(thread) => thread
+                    .into_iter()
+                    .filter(|m| m.kind == "summary")
+                    .map(|m| m.text)
+                    .collect::<Vec<_>>()
+                    .join(""),
+                Err(_) => String::new(),
+            };
+            let said = if summary.is_empty() {
+                "no summary yet".to_string()
+            } else {
+                // The breakout's own summary without its first line (the title), on one line.
+                let body: String = summary
+                    .lines()
+                    .skip(1)
+                    .filter(|l| !l.trim().is_empty())
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                body.chars().take(BREAKOUT_SUMMARY_CHARS).collect()
+            };
+            lines.push(format!("- {room} (thread {}): {said}\n", meeting.thread_id));
+        }
+    }
+    if lines.is_empty() {
+        String::new()
+    } else {
+        format!("\nBreakout rooms\n{}", lines.concat())
     }
 }
