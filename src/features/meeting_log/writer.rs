@@ -318,22 +318,60 @@ impl Writer {
 const BREAKOUT_SUMMARY_CHARS: usize = 1500;
 
 /// Posts into the main room's meeting thread (its newest meeting still open) where a breakout's
-/// transcript is: a message of kind `breakout` naming the breakout's thread.
+/// transcript is: a message of kind `breakout` naming the breakout's thread. The store may be
+/// busy (SQLite locks for a moment) or away: retried with a backoff, like the thread itself.
 pub async fn link_breakout(store: Store, bot_user: String, main: String, breakout: Meeting) {
-    let open = match store.meetings(Some(&main)).await {
-        Ok(meetings) => meetings.into_iter().find(|m| m.ended_at_ms.is_none()),
-        Err(e) => return tracing::warn!(error = %e, "cannot link a breakout's thread"),
-    };
+    if let Err(e) = retried(|| try_link_breakout(&store, &bot_user, &main, &breakout)).await {
+        tracing::warn!(error = %e, "cannot link a breakout's thread");
+    }
+}
+
+/// `call` again while the store fails, with a growing pause, [`LINK_ATTEMPTS`] times at most.
+async fn retried<T, F, Fut>(mut call: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let mut backoff = Duration::from_millis(250);
+    for attempt in 1..LINK_ATTEMPTS {
+        match call().await {
+            Ok(value) => return Ok(value),
+            Err(e) => {
+                tracing::debug!(error = %e, attempt, "messaging store busy; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+    call().await
+}
+
+/// Attempts at a store call about breakouts before giving up (about 30 s with the backoff).
+const LINK_ATTEMPTS: u32 = 8;
+
+/// Links a breakout's thread from the main room's open meeting, once.
+async fn try_link_breakout(
+    store: &Store,
+    bot_user: &str,
+    main: &str,
+    breakout: &Meeting,
+) -> Result<(), StoreError> {
+    let open = store
+        .meetings(Some(main))
+        .await?
+        .into_iter()
+        .find(|m| m.ended_at_ms.is_none());
     let Some(parent) = open else {
-        return tracing::info!(
+        tracing::info!(
             main,
             "no open meeting in the main room to link the breakout from"
         );
+        return Ok(());
     };
     let message = Message {
         id: format!("{}/breakout/{}", parent.id, breakout.id),
         conversation_id: parent.id.clone(),
-        sender_id: bot_user,
+        sender_id: bot_user.to_string(),
         recipient_id: None,
         reply_to: Some(parent.thread_id.clone()),
         kind: "breakout".into(),
@@ -343,9 +381,7 @@ pub async fn link_breakout(store: Store, bot_user: String, main: String, breakou
         ),
         created_at_ms: unix_ms() as i64,
     };
-    if let Err(e) = store.post(&[message]).await {
-        tracing::warn!(error = %e, "cannot link a breakout's thread");
-    }
+    store.post(&[message]).await
 }
 
 /// The main meeting's summary section on its breakout rooms: each one's summary (or that it is
@@ -354,14 +390,14 @@ async fn breakout_section(store: &Store, main: &Meeting) -> String {
     let mut lines = Vec::new();
     for index in 0..crate::meeting::breakouts::MAX_BREAKOUTS {
         let room = crate::meeting::breakouts::Breakouts::room_name(&main.room, index);
-        let Ok(meetings) = store.meetings(Some(&room)).await else {
+        let Ok(meetings) = retried(|| store.meetings(Some(&room))).await else {
             continue;
         };
         for meeting in meetings
             .into_iter()
             .filter(|m| m.started_at_ms >= main.started_at_ms)
         {
-            let summary: String = match store.thread(&meeting.id).await {
+            let summary: String = match retried(|| store.thread(&meeting.id)).await {
                 Ok(thread) => thread
                     .into_iter()
                     .filter(|m| m.kind == "summary")
