@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Principal, control, room_service_error};
+use super::{Principal, control, is_agent, room_service_error};
 use crate::api::tokens::MAX_ROOM_CHARS;
 use crate::api::{ApiError, ApiState, err};
 use crate::captions::journal::unix_ms;
@@ -61,10 +61,6 @@ impl Drop for TimerSlot {
     fn drop(&mut self) {
         TIMERS.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
-}
-
-fn is_agent(participant: &Value) -> bool {
-    participant["kind"] == "AGENT" || participant["kind"] == 4
 }
 
 /// The main room's roles and open breakouts.

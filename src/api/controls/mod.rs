@@ -99,15 +99,19 @@ fn participant(state: &ApiState, authorization: Option<&str>) -> Result<Principa
     })
 }
 
-/// The room's roles and metadata now.
-async fn roles_of(state: &ApiState, room: &str) -> Result<(Roles, Value), ApiError> {
+/// The room's roles now.
+async fn roles_of(state: &ApiState, room: &str) -> Result<Roles, ApiError> {
     let metadata = state
         .room_service
         .room_metadata(room)
         .await
         .map_err(room_service_error)?;
-    let value = serde_json::from_str(&metadata).unwrap_or(Value::Null);
-    Ok((Roles::from_metadata(&metadata), value))
+    Ok(Roles::from_metadata(&metadata))
+}
+
+/// Whether a participant (LiveKit's `ParticipantInfo` JSON) is an agent.
+fn is_agent(participant: &Value) -> bool {
+    participant["kind"] == "AGENT" || participant["kind"] == 4
 }
 
 /// Checks that `who` may do `action` in `room` (to `target`, when it names one). A participant
@@ -133,7 +137,7 @@ async fn authorize(
         }
         Principal::Participant { .. } => {}
     }
-    let (roles, _) = roles_of(state, room).await?;
+    let roles = roles_of(state, room).await?;
     match who {
         Principal::Operator(_) => {}
         Principal::Participant { identity, .. } => {
@@ -336,7 +340,7 @@ pub(super) async fn mute_all(
                 let mut muted = Vec::new();
                 for participant in &participants {
                     let identity = participant["identity"].as_str().unwrap_or_default();
-                    let agent = participant["kind"] == "AGENT" || participant["kind"] == 4;
+                    let agent = is_agent(participant);
                     if agent || roles.of(identity).moderates() {
                         continue;
                     }
@@ -413,7 +417,7 @@ async fn write_roles(
     change: impl FnOnce(&mut Roles) -> Result<(), ApiError>,
 ) -> Result<Roles, ApiError> {
     let _one_writer = state.roles_lock.lock().await;
-    let (mut roles, _) = roles_of(state, room).await?;
+    let mut roles = roles_of(state, room).await?;
     change(&mut roles)?;
     state
         .room_service
@@ -558,7 +562,7 @@ pub(super) async fn give_minted_role(
     identity: &str,
     role: Role,
 ) -> Result<(), ApiError> {
-    let (roles, _) = match roles_of(state, room).await {
+    let roles = match roles_of(state, room).await {
         Ok(found) => found,
         Err(_) => {
             state

@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::{Principal, control, room_service_error};
+use super::{Principal, control, is_agent, room_service_error};
 use crate::api::{ApiError, ApiState, err};
 use crate::meeting::WaitingRoom;
 use crate::meeting::roles::Action;
@@ -19,10 +19,6 @@ use crate::protocol::{MEETING_WAITING, MEETING_WAITING_ROOM, MEETING_WAITING_SIN
 /// Whether a participant (LiveKit's `ParticipantInfo` JSON) is waiting to be admitted.
 pub fn is_waiting(participant: &Value) -> bool {
     participant["attributes"][MEETING_WAITING] == "true"
-}
-
-fn is_agent(participant: &Value) -> bool {
-    participant["kind"] == "AGENT" || participant["kind"] == 4
 }
 
 /// People in the meeting who count against its capacity: not agents, not waiting.
