@@ -5,6 +5,8 @@
 
 #[path = "e2e/common.rs"]
 mod common;
+#[path = "e2e/control_api.rs"]
+mod control_api;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -917,4 +919,163 @@ async fn a_browser_speaking_real_speech_reads_captions_through_both_apis() {
         "most finals line up with an end of speech the browser heard: {latencies:?}"
     );
     std::fs::remove_dir_all(data_dir).ok();
+}
+
+/// Breakout rooms with the agent captioning in each (issue 16): a host sends two speakers
+/// (clients that follow a move, as the platform's web client does) to two breakouts; each speaks
+/// there once the agent has arrived, and the captions its own client receives in its breakout are
+/// its words and none of the other's. Closing the breakouts brings both back; each breakout's
+/// meeting thread holds its speaker's transcript, and the main meeting's thread links both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_captions_each_breakout_room() {
+    use control_api::{ControlApi, ROOM};
+    init();
+    let _serial = SERIAL.lock().await;
+    let server = LocalLiveKitServer::start().await.unwrap();
+    let api = ControlApi::start(&server).await;
+    let _agent = storing_worker(&server, &api.dir, Some(api.store.clone())).await;
+    let seen = Duration::from_secs(30);
+
+    let host_token = api.token("hanna", "host").await;
+    let mut hanna = PythonParticipant::spawn(
+        &server,
+        ROOM,
+        "hanna",
+        &["--token", &host_token, "--tone-hz", "0", "--video", "none"],
+    )
+    .unwrap();
+    hanna
+        .wait_for(seen, |e| e["event"] == "connected")
+        .await
+        .expect("the host joins");
+    let dir = fixtures();
+    let speech = "Good morning everyone. Let's review the quarterly numbers before the product \
+                  launch. Maria will send the updated budget to the finance team by Friday.";
+    let captions = std::fs::read_to_string(dir.join("captions.txt")).unwrap();
+    // (identity, WAV, what it says, its breakout)
+    let plan = [
+        ("ana", "speech.wav", speech.to_string(), 1),
+        ("ben", "captions.wav", captions.replace('\n', " "), 2),
+    ];
+    let mut speakers = Vec::new();
+    for (identity, wav, ..) in &plan {
+        let token = api.token(identity, "participant").await;
+        let wav = dir.join(wav);
+        let mut p = PythonParticipant::spawn_script(
+            &server,
+            "breakout_client.py",
+            identity,
+            &["--token", &token, "--wav", wav.to_str().unwrap()],
+        )
+        .unwrap();
+        p.wait_for(seen, |e| e["event"] == "connected" && e["room"] == ROOM)
+            .await
+            .expect("a speaker joins the meeting");
+        speakers.push(p);
+    }
+
+    let (status, body) = api
+        .call(
+            reqwest::Method::POST,
+            "/v1/rooms/standup/breakouts",
+            &host_token,
+            Some(serde_json::json!({"count": 2, "assignments": {"ana": 1, "ben": 2}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    for (p, (.., n)) in speakers.iter_mut().zip(&plan) {
+        let room = format!("standup--breakout-{n}");
+        p.wait_for(seen, |e| {
+            e["event"] == "speaking" && e["room"] == room.as_str()
+        })
+        .await
+        .unwrap_or_else(|| panic!("{} speaks in {room} once the agent is there", p.identity));
+    }
+    // Each client's captions, in its breakout: its own words, none of the other's.
+    for (p, (identity, _, said, n)) in speakers.iter_mut().zip(&plan) {
+        let room = format!("standup--breakout-{n}");
+        let mut heard = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+        while heard.join(" ").split_whitespace().count() < said.split_whitespace().count() * 3 / 4
+            && tokio::time::Instant::now() < deadline
+        {
+            if let Some(ev) = p.wait_for(Duration::from_secs(2), is_final_caption).await {
+                assert_eq!(ev["room"], room.as_str(), "{ev}");
+                heard.push(ev["text"].as_str().unwrap().to_string());
+            }
+        }
+        let heard = heard.join(" ");
+        let wer = word_error_rate(said, &heard);
+        println!("{identity} in {room}: WER {wer:.3}: {heard}");
+        assert!(wer <= 0.3, "{identity}: WER {wer:.3}: heard {heard:?}");
+    }
+    // Each breakout's thread keeps its own speaker's transcript.
+    let ana_stored = stored_transcript(&api, "standup--breakout-1", "morning").await;
+    assert!(!ana_stored.contains("clearly"), "{ana_stored}");
+    let ben_stored = stored_transcript(&api, "standup--breakout-2", "clearly").await;
+    assert!(!ben_stored.contains("morning"), "{ben_stored}");
+
+    // Closing brings everyone back.
+    let (status, body) = api
+        .call(
+            reqwest::Method::DELETE,
+            "/v1/rooms/standup/breakouts",
+            &host_token,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    for p in speakers.iter_mut() {
+        p.wait_for(seen, |e| e["event"] == "connected" && e["room"] == ROOM)
+            .await
+            .unwrap_or_else(|| panic!("{} is back in the main room", p.identity));
+    }
+    for p in speakers {
+        p.stop().await;
+    }
+    hanna.stop().await;
+    server
+        .room_service("DeleteRoom", &serde_json::json!({"room": ROOM}))
+        .await
+        .unwrap();
+    let main = loop_until(Duration::from_secs(60), || async {
+        api.store
+            .meetings(Some(ROOM))
+            .await
+            .ok()?
+            .into_iter()
+            .find(|m| m.ended_at_ms.is_some())
+    })
+    .await
+    .expect("the main meeting ends");
+    let thread = api.store.thread(&main.id).await.unwrap();
+    let links = thread.iter().filter(|m| m.kind == "breakout").count();
+    assert_eq!(links, 2, "{thread:#?}");
+    std::fs::remove_dir_all(&api.dir).ok();
+}
+
+/// The transcript (lower case) the store holds for the meeting in `room`, once it has `word`.
+async fn stored_transcript(api: &control_api::ControlApi, room: &str, word: &str) -> String {
+    loop_until(Duration::from_secs(30), || async {
+        let meeting = api
+            .store
+            .meetings(Some(room))
+            .await
+            .ok()?
+            .into_iter()
+            .next()?;
+        let text: Vec<String> = api
+            .store
+            .thread(&meeting.id)
+            .await
+            .ok()?
+            .into_iter()
+            .filter(|m| m.kind == "transcript")
+            .map(|m| m.text)
+            .collect();
+        let text = text.join(" ").to_lowercase();
+        text.contains(word).then_some(text)
+    })
+    .await
+    .unwrap_or_else(|| panic!("no transcript with {word:?} stored for {room}"))
 }

@@ -1,14 +1,18 @@
-//! Room metadata as the control API reads roles from it: any text gives roles that never panic,
-//! only known roles, and survive being written back unchanged.
+//! Room metadata as the meeting controls and the agent read it (roles, lock, spotlight, waiting
+//! room, breakouts): any text gives a state without a panic, only known roles, roles that
+//! survive being written back unchanged, and breakouts whose assignments name their rooms.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
+use meeting_agent::meeting::MeetingState;
 use meeting_agent::meeting::roles::{Action, Role, Roles, check};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(metadata) = std::str::from_utf8(data) else {
         return;
     };
-    let roles = Roles::from_metadata(metadata);
+    let state = MeetingState::from_metadata(metadata);
+    let roles = &state.roles;
+    assert_eq!(&Roles::from_metadata(metadata), roles);
     for identity in ["ann", "", metadata] {
         let role = roles.of(identity);
         for action in [Action::Moderate, Action::RunMeeting, Action::GiveRoles] {
@@ -17,5 +21,8 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let written = format!("{{\"meeting.roles\": {}}}", roles.to_value());
-    assert_eq!(Roles::from_metadata(&written), roles);
+    assert_eq!(&Roles::from_metadata(&written), roles);
+    if let Some(breakouts) = &state.breakouts {
+        assert!(breakouts.assignments.values().all(|&i| i < breakouts.rooms.len()));
+    }
 });

@@ -9,8 +9,10 @@ pub mod waiting_room;
 use serde_json::Value;
 
 use crate::protocol::{
-    MEETING_BREAKOUT_OF, MEETING_LOCKED, MEETING_ROLES, MEETING_SPOTLIGHT, MEETING_WAITING_ROOM,
+    MEETING_BREAKOUT_OF, MEETING_BREAKOUTS, MEETING_LOCKED, MEETING_ROLES, MEETING_SPOTLIGHT,
+    MEETING_WAITING_ROOM,
 };
+pub use breakouts::Breakouts;
 pub use roles::{Role, Roles};
 pub use waiting_room::WaitingRoom;
 
@@ -24,6 +26,8 @@ pub struct MeetingState {
     pub waiting_room: WaitingRoom,
     /// For a breakout room: the meeting's main room.
     pub breakout_of: Option<String>,
+    /// For a main room: its open breakout rooms.
+    pub breakouts: Option<Breakouts>,
 }
 
 impl MeetingState {
@@ -44,6 +48,7 @@ impl MeetingState {
                 .as_str()
                 .filter(|s| !s.is_empty())
                 .map(str::to_string),
+            breakouts: Breakouts::from_value(&value[MEETING_BREAKOUTS]),
         }
     }
 }

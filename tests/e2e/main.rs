@@ -13,6 +13,7 @@
 //! one test: `cargo test --test e2e <module>::<test> -- --exact`.
 
 mod common;
+mod control_api;
 
 mod api;
 mod captions_model;

@@ -173,6 +173,11 @@ impl RoomService {
                 room_admin: true,
                 room_create: true,
                 room: room.to_string(),
+                // MoveParticipant also needs the right to the room it moves into.
+                destination_room: body["destination_room"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
                 ..Default::default()
             })
             .with_ttl(std::time::Duration::from_secs(60))

@@ -125,9 +125,12 @@ pub async fn action_latency(speakers: usize, moves: usize) -> Result<()> {
 }
 
 /// breakout_move_all_s: `POST /v1/rooms/{room}/breakouts` with `participants` people (clients
-/// that follow a move) -> every one of them connected in its breakout, with the agent (no
-/// captioning: its features are off here) dispatched into each breakout.
-pub async fn breakout_move_all(participants: usize, rooms: usize) -> Result<()> {
+/// that follow a move) -> every one of them connected in its breakout, with the agent dispatched
+/// into each breakout. With `speech`, the agent captions (the configured model) and one
+/// participant per breakout starts speaking there as it arrives: breakout_first_caption_s is the
+/// call to the first caption (interim or final) its client receives, in every breakout.
+/// Times are the clients' own event times (one clock: the same machine).
+pub async fn breakout_move_all(participants: usize, rooms: usize, speech: bool) -> Result<()> {
     meeting_agent::livekit::Engine::start(&meeting_agent::paths::engine_library())?;
     let server = LocalLiveKitServer::start().await?;
     let mut config = meeting_agent::config::Config::default();
@@ -145,8 +148,14 @@ pub async fn breakout_move_all(participants: usize, rooms: usize) -> Result<()> 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let api = format!("http://{}", listener.local_addr()?);
     tokio::spawn(meeting_agent::api::serve_on(listener, state));
-    let session = meeting_agent::features::FeatureSet::default().session();
-    let worker = meeting_agent::worker::Worker::new(config, std::sync::Arc::new(session));
+    let mut features = meeting_agent::features::FeatureSet::new(config.audio.clone());
+    if speech {
+        let captioning = meeting_agent::features::captions::Captioning::from_config(&config)?
+            .context("captions are enabled by default")?;
+        features = features.with_captioning(Some(captioning));
+    }
+    let worker =
+        meeting_agent::worker::Worker::new(config, std::sync::Arc::new(features.session()));
     let (_shutdown, shutdown_rx) =
         tokio::sync::watch::channel(meeting_agent::worker::Shutdown::Running);
     tokio::spawn(worker.run(shutdown_rx));
@@ -168,27 +177,37 @@ pub async fn breakout_move_all(participants: usize, rooms: usize) -> Result<()> 
                 .context("a token")
         }
     };
+    let wav = crate::fixtures::dir()?.join("speech.wav");
+    let wav = wav.to_str().context("a UTF-8 fixtures path")?;
     let seen = Duration::from_secs(30);
     let mut people = Vec::new();
+    // With speech, p0..p{rooms-1} speak, one in each breakout.
+    let speaks = |i: usize| speech && i < rooms;
+    let mut assignments = serde_json::Map::new();
     for i in 0..participants {
         let identity = format!("p{i}");
         let token = mint(identity.clone()).await?;
-        let mut p = PythonParticipant::spawn_script(
-            &server,
-            "breakout_client.py",
-            &identity,
-            &["--token", &token],
-        )?;
+        let mut args = vec!["--token", token.as_str()];
+        if speaks(i) {
+            // People talk as they arrive, whether the agent is there yet or not.
+            args.extend(["--wav", wav, "--speak-at-once"]);
+            assignments.insert(identity.clone(), json!(i + 1));
+        } else if speech {
+            // Listeners: a tone would pass the voice detector and cost whisper time.
+            args.push("--quiet");
+        }
+        let mut p =
+            PythonParticipant::spawn_script(&server, "breakout_client.py", &identity, &args)?;
         p.wait_for(seen, |e| e["event"] == "connected")
             .await
             .context("a participant joins the meeting")?;
         people.push(p);
     }
-    let started = std::time::Instant::now();
+    let started = now_s();
     let opened: serde_json::Value = client
         .post(format!("{api}/v1/rooms/{ROOM}/breakouts"))
         .bearer_auth(KEY)
-        .json(&json!({ "count": rooms }))
+        .json(&json!({ "count": rooms, "assignments": assignments }))
         .send()
         .await?
         .json()
@@ -197,34 +216,61 @@ pub async fn breakout_move_all(participants: usize, rooms: usize) -> Result<()> 
         opened["rooms"].as_array().is_some_and(|r| r.len() == rooms),
         "{opened}"
     );
-    let answered = started.elapsed().as_secs_f64();
-    for p in people.iter_mut() {
-        p.wait_for(seen, |e| {
-            e["event"] == "connected"
-                && e["room"]
-                    .as_str()
-                    .is_some_and(|r| r.contains("--breakout-"))
-        })
-        .await
-        .context("every participant reaches its breakout")?;
+    let answered = now_s() - started;
+    let at = |e: &serde_json::Value| e["t"].as_f64().unwrap_or(f64::NAN) - started;
+    let (mut all_moved, mut with_agent, mut first_caption) = (0.0f64, 0.0f64, 0.0f64);
+    for (i, p) in people.iter_mut().enumerate() {
+        let joined = p
+            .wait_for(seen, |e| {
+                e["event"] == "connected"
+                    && e["room"]
+                        .as_str()
+                        .is_some_and(|r| r.contains("--breakout-"))
+            })
+            .await
+            .context("every participant reaches its breakout")?;
+        all_moved = all_moved.max(at(&joined));
+        let agent = p
+            .wait_for(seen, |e| {
+                e["event"] == "participant_connected" && e["kind"] == "agent"
+            })
+            .await
+            .context("the agent is dispatched into every breakout")?;
+        with_agent = with_agent.max(at(&agent));
+        if speaks(i) {
+            let caption = p
+                .wait_for(seen, |e| {
+                    e["event"] == "text_stream" && e["topic"] == "lk.transcription"
+                })
+                .await
+                .context("a caption in every breakout")?;
+            first_caption = first_caption.max(at(&caption));
+        }
     }
-    let all_moved = started.elapsed().as_secs_f64();
-    for p in people.iter_mut() {
-        p.wait_for(seen, |e| {
-            e["event"] == "participant_connected" && e["kind"] == "agent"
-        })
-        .await
-        .context("the agent is dispatched into every breakout")?;
-    }
-    let with_agent = started.elapsed().as_secs_f64();
     for p in people {
         p.stop().await;
     }
     eprintln!(
-        "{participants} participants into {rooms} breakouts: call answered {answered:.2} s, all in their breakout {all_moved:.2} s, the agent seen in every breakout {with_agent:.2} s"
+        "{participants} participants into {rooms} breakouts: call answered {answered:.2} s, all in their breakout {all_moved:.2} s, the agent seen in every breakout {with_agent:.2} s{}",
+        if speech {
+            format!(", a first caption in every breakout {first_caption:.2} s")
+        } else {
+            String::new()
+        }
     );
-    let command =
-        format!("meeting-agent-dev bench breakouts --participants {participants} --rooms {rooms}");
+    let command = format!(
+        "meeting-agent-dev bench breakouts --participants {participants} --rooms {rooms}{}",
+        if speech { " --speech" } else { "" }
+    );
     row("breakout_move_all_s", all_moved, "s", "<= 3", &command);
+    if speech {
+        row(
+            "breakout_first_caption_s",
+            first_caption,
+            "s",
+            "-",
+            &command,
+        );
+    }
     Ok(())
 }

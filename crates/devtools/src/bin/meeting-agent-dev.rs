@@ -166,6 +166,9 @@ enum Bench {
         participants: usize,
         #[arg(long, default_value_t = 2)]
         rooms: usize,
+        /// The agent captions, and one participant in each breakout speaks there.
+        #[arg(long)]
+        speech: bool,
     },
     /// rec_cores_720p_grid4: CPU to record four cameras into a 720p grid live, vs gst-launch-1.0.
     RecCores {
@@ -253,7 +256,8 @@ async fn run(cli: Cli) -> Result<()> {
         Bench::Breakouts {
             participants,
             rooms,
-        } => bench::controls::breakout_move_all(participants, rooms).await,
+            speech,
+        } => bench::controls::breakout_move_all(participants, rooms, speech).await,
         Bench::Controls { speakers, moves } => {
             bench::controls::action_latency(speakers, moves).await
         }
