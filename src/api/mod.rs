@@ -17,16 +17,19 @@ use axum::routing::{delete, get, post, put};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::Semaphore;
+use utoipa::IntoParams;
 
 pub mod auth;
 pub mod controls;
 pub mod metrics;
+pub mod openapi;
 mod recordings;
 mod settings;
 pub mod tokens;
 pub mod webhook;
 
 use auth::{Caller, Keys};
+use openapi::schema;
 pub use webhook::verify_webhook;
 
 use crate::store::{SearchQuery, Store};
@@ -311,8 +314,9 @@ pub fn router(state: Arc<ApiState>) -> Router {
             controls::authenticate,
         ));
     Router::new()
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(ready))
+        .route("/v1/openapi.json", get(openapi::serve))
         // Signed by LiveKit instead of an API key (checked before the body is read, too).
         .route("/v1/livekit/webhook", post(webhook::webhook))
         .merge(authenticated)
@@ -331,6 +335,29 @@ pub async fn serve_on(
     axum::serve(listener, router(state)).await
 }
 
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    operation_id = "healthz",
+    tag = "operations",
+    summary = "Liveness (never refused for load)",
+    responses((status = 200, description = "`ok`", body = String))
+)]
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    operation_id = "readyz",
+    tag = "operations",
+    summary = "Readiness: the messaging store answers",
+    responses(
+        (status = 200, description = "`ready`", body = String),
+        (status = 503, description = "The store is unavailable", body = schema::ErrorBody),
+    )
+)]
 async fn ready(State(state): State<Arc<ApiState>>) -> Result<&'static str, ApiError> {
     if let Some(store) = &state.store {
         store.ping().await?;
@@ -339,6 +366,19 @@ async fn ready(State(state): State<Arc<ApiState>>) -> Result<&'static str, ApiEr
 }
 
 /// `GET /metrics`: process-wide counters, so only for keys of every room (`*`).
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "operations",
+    summary = "Prometheus metrics (keys of every room only)",
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "Prometheus text format 0.0.4", body = String),
+        schema::NoApiKey,
+        (status = 403, description = "The key is not for every room", body = schema::ErrorBody),
+    )
+)]
 async fn metrics_text(
     State(state): State<Arc<ApiState>>,
     Extension(who): Extension<Caller>,
@@ -356,8 +396,10 @@ async fn metrics_text(
         .into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct RoomFilter {
+    /// Only this room (one the key may use).
     room: Option<String>,
 }
 
@@ -377,6 +419,21 @@ fn not_found(what: &str) -> ApiError {
     err(StatusCode::NOT_FOUND, format!("no such {what}"))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/meetings",
+    operation_id = "list_meetings",
+    tag = "meetings",
+    summary = "The key's rooms' meetings",
+    params(RoomFilter),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "Meetings", body = [crate::store::Meeting]),
+        schema::NoApiKey,
+        (status = 403, description = "The key may not use the room", body = schema::ErrorBody),
+        schema::StoreErrors,
+    )
+)]
 async fn meetings(
     State(state): State<Arc<ApiState>>,
     Extension(who): Extension<Caller>,
@@ -392,11 +449,39 @@ async fn meetings(
     Ok(Json(list).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct FormatQuery {
+    /// `vtt` when absent.
+    #[param(value_type = Option<schema::TranscriptFormat>)]
     format: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/meetings/{id}/transcript",
+    operation_id = "get_transcript",
+    tag = "meetings",
+    summary = "A meeting's transcript",
+    params(("id" = String, Path, description = "The meeting's id"), FormatQuery),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "The transcript in the format asked for", content(
+            (String = "text/vtt"),
+            (String = "application/x-subrip"),
+            ([crate::store::Segment] = "application/json"),
+            (String = "text/plain"),
+        )),
+        (status = 400, description = "Unknown format", body = schema::ErrorBody),
+        schema::NoApiKey,
+        (
+            status = 404,
+            description = "No such meeting in the key's rooms",
+            body = schema::ErrorBody
+        ),
+        schema::StoreErrors,
+    )
+)]
 async fn transcript(
     State(state): State<Arc<ApiState>>,
     Extension(who): Extension<Caller>,
@@ -430,16 +515,43 @@ async fn transcript(
         .into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct SearchParams {
+    /// The words to find.
     q: String,
+    /// Required for a key limited to some rooms.
     room: Option<String>,
+    /// A speaker (transcripts) or sender (messages).
     speaker: Option<String>,
+    /// `YYYY-MM-DD`, inclusive.
     since: Option<String>,
+    /// `YYYY-MM-DD`, exclusive.
     until: Option<String>,
+    /// 1 to 100; 20 when absent.
     limit: Option<i64>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/search",
+    operation_id = "search",
+    tag = "meetings",
+    summary = "Full-text search over the meeting threads the agent wrote",
+    params(SearchParams),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "Hits, best first", body = [crate::store::SearchHit]),
+        (status = 400, description = "A bad date", body = schema::ErrorBody),
+        schema::NoApiKey,
+        (
+            status = 403,
+            description = "The key may not use the room, or must name one",
+            body = schema::ErrorBody
+        ),
+        schema::StoreErrors,
+    )
+)]
 async fn search(
     State(state): State<Arc<ApiState>>,
     Extension(who): Extension<Caller>,

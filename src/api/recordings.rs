@@ -10,8 +10,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
+use utoipa::ToSchema;
 
 use super::auth::Caller;
+use super::openapi::schema;
 use super::settings::room_service_error;
 use super::{ApiError, ApiState, RoomFilter, err, not_found, room_allowed};
 use crate::features::recording::Recorder;
@@ -66,6 +68,21 @@ async fn authorized(state: &ApiState, who: &Caller, id: &str) -> Result<Recordin
         .ok_or_else(|| not_found("recording"))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/recordings",
+    operation_id = "list_recordings",
+    tag = "recordings",
+    summary = "The key's rooms' recordings",
+    params(super::RoomFilter),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "Recordings", body = [crate::recording::RecordingMeta]),
+        schema::NoApiKey,
+        (status = 403, description = "The key may not use the room", body = schema::ErrorBody),
+        schema::RecordingErrors,
+    )
+)]
 pub(super) async fn list(
     State(state): State<Arc<ApiState>>,
     Extension(who): Extension<Caller>,
@@ -84,6 +101,25 @@ pub(super) async fn list(
     Ok(Json(list).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/recordings/{id}/link",
+    operation_id = "recording_link",
+    tag = "recordings",
+    summary = "A link to the recording's file that expires",
+    params(("id" = String, Path, description = "The recording's id")),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "The link", body = schema::RecordingLink),
+        schema::NoApiKey,
+        (
+            status = 404,
+            description = "No such recording in the key's rooms",
+            body = schema::ErrorBody
+        ),
+        schema::RecordingErrors,
+    )
+)]
 pub(super) async fn link(
     State(state): State<Arc<ApiState>>,
     Extension(who): Extension<Caller>,
@@ -98,6 +134,30 @@ pub(super) async fn link(
 
 /// `GET /v1/recordings/{id}/playlist.m3u8`: the recording as HLS (fMP4 byte ranges), its
 /// segments pointing into a link that expires like `/link`'s.
+#[utoipa::path(
+    get,
+    path = "/v1/recordings/{id}/playlist.m3u8",
+    operation_id = "recording_playlist",
+    tag = "recordings",
+    summary = "The recording as an HLS playlist",
+    params(("id" = String, Path, description = "The recording's id")),
+    security(("api_key" = [])),
+    responses(
+        (
+            status = 200,
+            description = "HLS playlist (fMP4 byte ranges)",
+            body = String,
+            content_type = "application/vnd.apple.mpegurl"
+        ),
+        schema::NoApiKey,
+        (
+            status = 404,
+            description = "No such recording in the key's rooms",
+            body = schema::ErrorBody
+        ),
+        schema::RecordingErrors,
+    )
+)]
 pub(super) async fn playlist(
     State(state): State<Arc<ApiState>>,
     Extension(who): Extension<Caller>,
@@ -117,6 +177,25 @@ pub(super) async fn playlist(
         .into_response())
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/recordings/{id}",
+    operation_id = "delete_recording",
+    tag = "recordings",
+    summary = "Deletes the recording, its metadata and its row in the store",
+    params(("id" = String, Path, description = "The recording's id")),
+    security(("api_key" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        schema::NoApiKey,
+        (
+            status = 404,
+            description = "No such recording in the key's rooms",
+            body = schema::ErrorBody
+        ),
+        schema::RecordingErrors,
+    )
+)]
 pub(super) async fn delete(
     State(state): State<Arc<ApiState>>,
     Extension(who): Extension<Caller>,
@@ -127,13 +206,30 @@ pub(super) async fn delete(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub(super) struct RecordingSwitch {
     enabled: bool,
 }
 
 /// `PUT /v1/rooms/{room}/recording {"enabled": true}`: sets the room's switch; the agent in
 /// the room starts or stops recording within a moment.
+#[utoipa::path(
+    put,
+    path = "/v1/rooms/{room}/recording",
+    operation_id = "switch_recording",
+    tag = "recordings",
+    summary = "Starts or stops the room's recording",
+    params(("room" = String, Path, description = "The room")),
+    request_body = RecordingSwitch,
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "The switch is set", body = schema::RecordingSwitched),
+        schema::NoApiKey,
+        (status = 403, description = "The key may not use the room", body = schema::ErrorBody),
+        (status = 404, description = "No such room", body = schema::ErrorBody),
+        schema::LiveKitErrors,
+    )
+)]
 pub(super) async fn switch(
     State(state): State<Arc<ApiState>>,
     Extension(who): Extension<Caller>,

@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::auth::Caller;
+use super::openapi::schema;
 use super::{ApiError, ApiState, err, room_allowed};
 use crate::captions::CaptionLanguage;
 use crate::livekit::room_service::RoomServiceError;
@@ -90,6 +91,24 @@ fn settings(body: &Value, allowed: &[&str]) -> Result<Vec<(String, Value)>, ApiE
 
 /// `PUT /v1/rooms/{room}/settings {"captions.enabled": false, "captions.language": "de", ...}`:
 /// room-wide switches.
+#[utoipa::path(
+    put,
+    path = "/v1/rooms/{room}/settings",
+    operation_id = "set_room_settings",
+    tag = "settings",
+    summary = "Room-wide switches (other keys of the room's metadata kept)",
+    params(("room" = String, Path, description = "The room")),
+    request_body = schema::RoomSettings,
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "The room's switches now", body = schema::RoomSettingsResult),
+        (status = 400, description = "An unknown setting or a bad value", body = schema::ErrorBody),
+        schema::NoApiKey,
+        (status = 403, description = "The key may not use the room", body = schema::ErrorBody),
+        (status = 404, description = "No such room", body = schema::ErrorBody),
+        schema::LiveKitErrors,
+    )
+)]
 pub(super) async fn room(
     State(state): State<Arc<ApiState>>,
     Extension(who): Extension<Caller>,
@@ -114,6 +133,31 @@ pub(super) async fn room(
 /// `PUT /v1/rooms/{room}/participants/{identity}/settings {"vb.mode": "blur", ...}`.
 /// `vb.image` must be an image uploaded to this room (its id) or an allow-listed https URL
 /// (`SourcePolicy::check`); a participant not in the room is 404.
+#[utoipa::path(
+    put,
+    path = "/v1/rooms/{room}/participants/{identity}/settings",
+    operation_id = "set_participant_settings",
+    tag = "settings",
+    summary = "A participant's switches, set as their attributes",
+    params(
+        ("room" = String, Path, description = "The room"),
+        ("identity" = String, Path, description = "The participant"),
+    ),
+    request_body = schema::ParticipantSettings,
+    security(("api_key" = [])),
+    responses(
+        (
+            status = 200,
+            description = "The attributes set",
+            body = schema::ParticipantSettingsResult
+        ),
+        (status = 400, description = "An unknown setting or a bad value", body = schema::ErrorBody),
+        schema::NoApiKey,
+        (status = 403, description = "The key may not use the room", body = schema::ErrorBody),
+        (status = 404, description = "No such room or participant", body = schema::ErrorBody),
+        schema::LiveKitErrors,
+    )
+)]
 pub(super) async fn participant(
     State(state): State<Arc<ApiState>>,
     Extension(who): Extension<Caller>,
@@ -289,6 +333,33 @@ fn store_upload(
 /// folder by content hash within the room's quota (`api.background_max_count`,
 /// `api.background_max_bytes`; 507 past it); the answer's `image` is the id to use as
 /// `vb.image` (`upload:<sha256>.png|jpg`), never a server path.
+#[utoipa::path(
+    post,
+    path = "/v1/rooms/{room}/backgrounds",
+    operation_id = "upload_background",
+    tag = "settings",
+    summary = "Uploads a background image (PNG or JPEG, at most 10 MiB) for `vb.image`",
+    params(("room" = String, Path, description = "The room")),
+    request_body(content(("image/png"), ("image/jpeg"))),
+    security(("api_key" = [])),
+    responses(
+        (
+            status = 200,
+            description = "The same image was stored already",
+            body = schema::BackgroundUploaded
+        ),
+        (status = 201, description = "Stored", body = schema::BackgroundUploaded),
+        (status = 400, description = "Not an acceptable image", body = schema::ErrorBody),
+        schema::NoApiKey,
+        (status = 403, description = "The key may not use the room", body = schema::ErrorBody),
+        (status = 413, description = "Too large"),
+        (
+            status = 507,
+            description = "The room's quota is spent, or storing failed",
+            body = schema::ErrorBody
+        ),
+    )
+)]
 pub(super) async fn upload_background(
     State(state): State<Arc<ApiState>>,
     Extension(who): Extension<Caller>,

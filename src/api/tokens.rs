@@ -11,8 +11,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
+use utoipa::ToSchema;
 
 use super::auth::Caller;
+use super::openapi::schema;
 use super::{ApiError, ApiState, err, room_allowed};
 use crate::protocol::{MEETING_ROLE_ATTRIBUTE, MEETING_WAITING};
 
@@ -92,23 +94,30 @@ fn check_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct TokenRequest {
+    /// At most 256 characters; a room the key may use.
     room: String,
+    /// ASCII letters, digits and `api.identity_extra_chars`, at most 128; no reserved prefix.
     identity: String,
+    /// Display name (at most 128 characters); the identity when absent.
     name: Option<String>,
     #[serde(default = "yes")]
+    #[schema(default = true)]
     can_publish: bool,
     #[serde(default = "yes")]
+    #[schema(default = true)]
     can_subscribe: bool,
     /// Lets the participant set its own attributes (`vb.*`, `captions.*`): honoured only for
     /// keys with `participant_attributes = true`.
     #[serde(default)]
     can_update_own_metadata: bool,
+    /// Seconds; 600 when absent, at most `api.token_max_ttl_secs`.
     ttl_secs: Option<u64>,
     /// The participant's role in the meeting (kept in the room's metadata).
     #[serde(default)]
+    #[schema(default = "participant")]
     role: crate::meeting::Role,
     /// The platform vouches that the user signed in (the waiting room may admit them at once).
     #[serde(default)]
@@ -144,6 +153,33 @@ async fn waits(
 }
 
 /// A participant token for one room, with only the asked rights and a short life.
+#[utoipa::path(
+    post,
+    path = "/v1/tokens",
+    operation_id = "mint_token",
+    tag = "tokens",
+    summary = "A participant token for the web app",
+    request_body = TokenRequest,
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "The token", body = schema::MintedToken),
+        (status = 400, description = "A bad room, identity or name", body = schema::ErrorBody),
+        schema::NoApiKey,
+        (
+            status = 403,
+            description = "The key may not use the room or grant `can_update_own_metadata`",
+            body = schema::ErrorBody
+        ),
+        (status = 409, description = "The role cannot be given", body = schema::ErrorBody),
+        (status = 423, description = "The meeting is locked", body = schema::ErrorBody),
+        (
+            status = 429,
+            description = "The key's token rate limit is reached",
+            body = schema::ErrorBody
+        ),
+        schema::LiveKitErrors,
+    )
+)]
 pub(super) async fn mint_token(
     State(state): State<Arc<ApiState>>,
     Extension(who): Extension<Caller>,

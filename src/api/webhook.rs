@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use super::openapi::schema;
 use super::{ApiError, ApiState, err};
 use crate::captions::journal::unix_ms;
 
@@ -114,6 +115,26 @@ async fn forget(state: &ApiState, id: &str) {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/livekit/webhook",
+    operation_id = "livekit_webhook",
+    tag = "operations",
+    summary = "LiveKit's webhook (signed by LiveKit, not an API key)",
+    request_body(content((Object = "application/webhook+json"))),
+    security(("livekit_webhook" = [])),
+    responses(
+        (
+            status = 200,
+            description = "Handled, or ignored as stale or a duplicate",
+            body = schema::WebhookResult
+        ),
+        (status = 400, description = "The body is not UTF-8", body = schema::ErrorBody),
+        (status = 401, description = "The signature does not verify", body = schema::ErrorBody),
+        (status = 413, description = "The body is too large", body = schema::ErrorBody),
+        (status = 503, description = "The store is unavailable", body = schema::ErrorBody),
+    )
+)]
 pub(super) async fn webhook(
     State(state): State<Arc<ApiState>>,
     headers: HeaderMap,

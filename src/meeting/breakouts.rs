@@ -35,7 +35,7 @@ impl Breakouts {
 }
 
 /// How participants are spread over the rooms.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Spread {
     /// Only those named in the request's assignments move.

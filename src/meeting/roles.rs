@@ -13,7 +13,7 @@ use crate::protocol::MEETING_ROLES;
 /// string every participant receives, so it stays small).
 pub const MAX_ROLES: usize = 256;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Role {
     Host,

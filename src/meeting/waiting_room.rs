@@ -10,7 +10,7 @@ pub const MAX_MESSAGE_CHARS: usize = 500;
 /// Most entries in each auto-admit list.
 pub const MAX_RULES: usize = 100;
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct WaitingRoom {
     pub enabled: bool,

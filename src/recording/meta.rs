@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Lifecycle of a recording.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RecordingStatus {
     /// Being written.
@@ -17,7 +17,9 @@ pub enum RecordingStatus {
     Partial,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A recording.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = Recording)]
 pub struct RecordingMeta {
     /// Unique, URL- and key-safe.
     pub id: String,
@@ -44,7 +46,7 @@ pub struct RecordingMeta {
 }
 
 /// A screen share as the recording saw it, in milliseconds into the recording.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ShareSpan {
     pub identity: String,
     /// When the agent subscribed to it (about when it was published).

@@ -8,7 +8,8 @@ use super::{Store, StoreError, exec_both, on_both};
 /// Most entries one listing returns.
 pub const MAX_LISTED: i64 = 1000;
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+/// A control action.
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct AuditEntry {
     pub room: String,
     pub at_ms: i64,

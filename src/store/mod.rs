@@ -97,7 +97,7 @@ macro_rules! insert_each {
 }
 
 /// A meeting: one agent session in one room.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Meeting {
     /// `<room>-<start, Unix ms>`, as the transcript journal is named.
     pub id: String,
@@ -147,7 +147,7 @@ impl Meeting {
 }
 
 /// One final caption.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Segment {
     /// Unique within the meeting (the caption's segment id).
     pub key: String,

@@ -23,7 +23,8 @@ pub struct SearchQuery {
     pub limit: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// A search hit.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct SearchHit {
     /// `transcript` or the message's kind.
     pub kind: String,

@@ -241,6 +241,45 @@ async fn calls_need_a_key_and_stay_in_its_rooms() {
     );
 }
 
+/// The OpenAPI description is served without a key, and real answers have the fields it
+/// requires.
+#[tokio::test]
+async fn the_openapi_description_is_served_without_a_key() {
+    let api = start(None, 30).await;
+    let res = api
+        .client
+        .get(format!("{}/v1/openapi.json", api.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    assert_eq!(res.headers()["content-type"], "application/json");
+    let doc: Value = res.json().await.unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    assert!(doc["paths"]["/v1/tokens"]["post"].is_object());
+    assert!(doc["paths"]["/v1/rooms/{room}/breakouts"]["delete"].is_object());
+    let required = |name: &str| -> Vec<String> {
+        doc["components"]["schemas"][name]["required"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.as_str().unwrap().to_string())
+            .collect()
+    };
+    let (status, body) = api.get("/v1/meetings", Some(WEEKLY_KEY)).await;
+    assert_eq!(status, 200);
+    let meetings: Vec<Value> = serde_json::from_str(&body).unwrap();
+    for field in required("Meeting") {
+        assert!(meetings[0].get(&field).is_some(), "meeting without {field}");
+    }
+    let (status, body) = api.get("/v1/meetings", None).await;
+    assert_eq!(status, 401);
+    let refusal: Value = serde_json::from_str(&body).unwrap();
+    for field in required("ErrorBody") {
+        assert!(refusal[&field].is_string(), "refusal without {field}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn minted_tokens_join_the_real_server_with_only_their_grants() {
     let server = LocalLiveKitServer::start().await.unwrap();

@@ -15,11 +15,14 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 
 use super::{Principal, control, is_agent, room_service_error};
+use crate::api::openapi::schema;
 use crate::api::tokens::MAX_ROOM_CHARS;
 use crate::api::{ApiError, ApiState, err};
 use crate::captions::journal::unix_ms;
+use crate::meeting::MeetingState;
 use crate::meeting::breakouts::{Breakouts, MAX_BREAKOUTS, Spread, assign};
 use crate::meeting::roles::{Action, Roles};
 use crate::protocol::{
@@ -70,11 +73,8 @@ async fn current(state: &ApiState, room: &str) -> Result<(Roles, Option<Breakout
         .room_metadata(room)
         .await
         .map_err(room_service_error)?;
-    let value: Value = serde_json::from_str(&metadata).unwrap_or(Value::Null);
-    Ok((
-        Roles::from_value(&value[MEETING_ROLES]),
-        Breakouts::from_value(&value[MEETING_BREAKOUTS]),
-    ))
+    let meeting = MeetingState::from_metadata(&metadata);
+    Ok((meeting.roles, meeting.breakouts))
 }
 
 /// Moves `participant` (LiveKit's `ParticipantInfo` JSON) from `from` to `to`: how it went.
@@ -140,11 +140,14 @@ async fn people_in(state: &ApiState, room: &str) -> Result<Vec<Value>, ApiError>
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
+#[schema(as = OpenBreakoutsRequest)]
 #[serde(deny_unknown_fields)]
 pub(in crate::api) struct OpenRequest {
+    /// How many rooms (1 to 16).
     count: usize,
     #[serde(default = "even")]
+    #[schema(default = "even")]
     spread: Spread,
     /// Identity -> room number (1..=count), before the spread.
     #[serde(default)]
@@ -152,6 +155,7 @@ pub(in crate::api) struct OpenRequest {
     /// Closes them after this long, warning `warning_secs` before.
     duration_secs: Option<u64>,
     #[serde(default = "minute")]
+    #[schema(default = 60)]
     warning_secs: u64,
 }
 
@@ -165,6 +169,26 @@ fn minute() -> u64 {
 
 /// `POST /v1/rooms/{room}/breakouts`: opens `count` breakout rooms and moves the meeting's
 /// participants (not hosts and co-hosts, unless assigned by hand) into them.
+#[utoipa::path(
+    post,
+    path = "/v1/rooms/{room}/breakouts",
+    operation_id = "open_breakouts",
+    tag = "breakouts",
+    summary = "Opens breakout rooms and moves the participants into them",
+    params(("room" = String, Path, description = "The room")),
+    request_body = OpenRequest,
+    security(("api_key" = []), ("participant_token" = [])),
+    responses(
+        (status = 200, description = "Opened", body = schema::BreakoutsOpened),
+        (
+            status = 400,
+            description = "A bad count, assignment or duration",
+            body = schema::ErrorBody
+        ),
+        schema::ControlRefusals,
+        (status = 409, description = "Breakout rooms are open already", body = schema::ErrorBody),
+    )
+)]
 pub(in crate::api) async fn open(
     State(state): State<Arc<ApiState>>,
     Extension(who): Extension<Principal>,
@@ -361,6 +385,20 @@ async fn close_all(state: &Arc<ApiState>, room: &str) -> Result<Value, ApiError>
 }
 
 /// `DELETE /v1/rooms/{room}/breakouts`: everyone back to the main room.
+#[utoipa::path(
+    delete,
+    path = "/v1/rooms/{room}/breakouts",
+    operation_id = "close_breakouts",
+    tag = "breakouts",
+    summary = "Closes the breakouts: everyone back to the main room",
+    params(("room" = String, Path, description = "The room")),
+    security(("api_key" = []), ("participant_token" = [])),
+    responses(
+        (status = 200, description = "Closed", body = schema::BreakoutsClosed),
+        schema::ControlRefusals,
+        (status = 409, description = "No breakout rooms are open", body = schema::ErrorBody),
+    )
+)]
 pub(in crate::api) async fn close(
     State(state): State<Arc<ApiState>>,
     Extension(who): Extension<Principal>,
@@ -377,14 +415,32 @@ pub(in crate::api) async fn close(
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
+#[schema(as = BroadcastToBreakoutsRequest)]
 #[serde(deny_unknown_fields)]
 pub(in crate::api) struct BroadcastRequest {
+    /// 1 to 1000 characters.
     message: String,
 }
 
 /// `POST /v1/rooms/{room}/breakouts/broadcast` `{"message"}`: to everyone in every breakout
 /// (data topic [`BROADCAST_TOPIC`], `{"from", "message"}`).
+#[utoipa::path(
+    post,
+    path = "/v1/rooms/{room}/breakouts/broadcast",
+    operation_id = "broadcast_to_breakouts",
+    tag = "breakouts",
+    summary = "A message to everyone in every breakout",
+    params(("room" = String, Path, description = "The room")),
+    request_body = BroadcastRequest,
+    security(("api_key" = []), ("participant_token" = [])),
+    responses(
+        (status = 200, description = "Sent", body = schema::BroadcastResult),
+        (status = 400, description = "A bad message", body = schema::ErrorBody),
+        schema::ControlRefusals,
+        (status = 409, description = "No breakout rooms are open", body = schema::ErrorBody),
+    )
+)]
 pub(in crate::api) async fn broadcast(
     State(state): State<Arc<ApiState>>,
     Extension(who): Extension<Principal>,
@@ -419,7 +475,8 @@ pub(in crate::api) async fn broadcast(
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
+#[schema(as = MoveToBreakoutRequest)]
 #[serde(deny_unknown_fields)]
 pub(in crate::api) struct MoveRequest {
     identity: String,
@@ -429,6 +486,22 @@ pub(in crate::api) struct MoveRequest {
 
 /// `POST /v1/rooms/{room}/breakouts/move` `{"identity", "to"}`: one participant, from wherever
 /// it is in the meeting, to a breakout (1..) or back to the main room (0).
+#[utoipa::path(
+    post,
+    path = "/v1/rooms/{room}/breakouts/move",
+    operation_id = "move_to_breakout",
+    tag = "breakouts",
+    summary = "Moves one participant to a breakout, or back (0)",
+    params(("room" = String, Path, description = "The room")),
+    request_body = MoveRequest,
+    security(("api_key" = []), ("participant_token" = [])),
+    responses(
+        (status = 200, description = "Moved", body = schema::BreakoutMoved),
+        (status = 400, description = "A bad room number", body = schema::ErrorBody),
+        schema::ControlRefusals,
+        (status = 409, description = "No breakout rooms are open", body = schema::ErrorBody),
+    )
+)]
 pub(in crate::api) async fn move_one(
     State(state): State<Arc<ApiState>>,
     Extension(who): Extension<Principal>,
@@ -488,6 +561,19 @@ pub(in crate::api) async fn move_one(
 
 /// `GET /v1/rooms/{room}/breakouts`: the open breakouts, who is assigned where and who is in
 /// each now.
+#[utoipa::path(
+    get,
+    path = "/v1/rooms/{room}/breakouts",
+    operation_id = "list_breakouts",
+    tag = "breakouts",
+    summary = "The open breakouts and who is in each",
+    params(("room" = String, Path, description = "The room")),
+    security(("api_key" = []), ("participant_token" = [])),
+    responses(
+        (status = 200, description = "The breakouts", body = schema::BreakoutsList),
+        schema::ControlRefusals,
+    )
+)]
 pub(in crate::api) async fn list(
     State(state): State<Arc<ApiState>>,
     Extension(who): Extension<Principal>,

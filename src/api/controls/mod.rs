@@ -20,8 +20,10 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 
 use super::auth::Caller;
+use super::openapi::schema;
 use super::settings::room_service_error;
 use super::{ApiError, ApiState, err};
 use crate::captions::journal::unix_ms;
@@ -210,7 +212,7 @@ where
     result.map(|v| Json(v).into_response())
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct MuteRequest {
     /// Also take the right to publish a microphone until released.
@@ -286,6 +288,26 @@ async fn find(state: &ApiState, room: &str, identity: &str) -> Result<Value, Api
 }
 
 /// `POST /v1/rooms/{room}/participants/{identity}/mute` `{"keep_muted": bool}`.
+#[utoipa::path(
+    post,
+    path = "/v1/rooms/{room}/participants/{identity}/mute",
+    operation_id = "mute_participant",
+    tag = "controls",
+    summary = "Mutes the participant's microphones",
+    params(
+        ("room" = String, Path, description = "The room"),
+        ("identity" = String, Path, description = "The participant"),
+    ),
+    request_body(
+        content = Option<MuteRequest>,
+        description = "Optional: no body is `keep_muted: false`"
+    ),
+    security(("api_key" = []), ("participant_token" = [])),
+    responses(
+        (status = 200, description = "Muted", body = schema::MuteResult),
+        schema::ControlRefusals,
+    )
+)]
 pub(super) async fn mute_one(
     State(state): State<Arc<ApiState>>,
     Extension(who): Extension<Principal>,
@@ -311,6 +333,23 @@ pub(super) async fn mute_one(
 
 /// `POST /v1/rooms/{room}/mute-all` `{"keep_muted": bool}`: everyone but hosts, co-hosts and
 /// agents.
+#[utoipa::path(
+    post,
+    path = "/v1/rooms/{room}/mute-all",
+    operation_id = "mute_all",
+    tag = "controls",
+    summary = "Mutes everyone but hosts, co-hosts and agents",
+    params(("room" = String, Path, description = "The room")),
+    request_body(
+        content = Option<MuteRequest>,
+        description = "Optional: no body is `keep_muted: false`"
+    ),
+    security(("api_key" = []), ("participant_token" = [])),
+    responses(
+        (status = 200, description = "Who was muted", body = schema::MuteAllResult),
+        schema::ControlRefusals,
+    )
+)]
 pub(super) async fn mute_all(
     State(state): State<Arc<ApiState>>,
     Extension(who): Extension<Principal>,
@@ -356,6 +395,22 @@ pub(super) async fn mute_all(
 
 /// `POST /v1/rooms/{room}/participants/{identity}/release`: may publish a microphone again
 /// (after `keep_muted`); unmuting stays the participant's own choice.
+#[utoipa::path(
+    post,
+    path = "/v1/rooms/{room}/participants/{identity}/release",
+    operation_id = "release_participant",
+    tag = "controls",
+    summary = "Lets the participant publish a microphone again",
+    params(
+        ("room" = String, Path, description = "The room"),
+        ("identity" = String, Path, description = "The participant"),
+    ),
+    security(("api_key" = []), ("participant_token" = [])),
+    responses(
+        (status = 200, description = "Released", body = schema::Released),
+        schema::ControlRefusals,
+    )
+)]
 pub(super) async fn release(
     State(state): State<Arc<ApiState>>,
     Extension(who): Extension<Principal>,
@@ -381,6 +436,22 @@ pub(super) async fn release(
 }
 
 /// `DELETE /v1/rooms/{room}/participants/{identity}`: removes the participant from the meeting.
+#[utoipa::path(
+    delete,
+    path = "/v1/rooms/{room}/participants/{identity}",
+    operation_id = "remove_participant",
+    tag = "controls",
+    summary = "Removes the participant from the meeting",
+    params(
+        ("room" = String, Path, description = "The room"),
+        ("identity" = String, Path, description = "The participant"),
+    ),
+    security(("api_key" = []), ("participant_token" = [])),
+    responses(
+        (status = 200, description = "Removed", body = schema::Removed),
+        schema::ControlRefusals,
+    )
+)]
 pub(super) async fn remove(
     State(state): State<Arc<ApiState>>,
     Extension(who): Extension<Principal>,
@@ -404,7 +475,7 @@ pub(super) async fn remove(
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RoleRequest {
     role: Role,
@@ -430,6 +501,25 @@ async fn write_roles(
 /// `PUT /v1/rooms/{room}/participants/{identity}/role` `{"role": "host" | "co-host" |
 /// "participant" | "guest"}`. A host who makes someone else host hands the meeting over and
 /// becomes co-host.
+#[utoipa::path(
+    put,
+    path = "/v1/rooms/{room}/participants/{identity}/role",
+    operation_id = "set_role",
+    tag = "controls",
+    summary = "Gives a role (a host making someone else host becomes co-host)",
+    params(
+        ("room" = String, Path, description = "The room"),
+        ("identity" = String, Path, description = "The participant"),
+    ),
+    request_body = RoleRequest,
+    security(("api_key" = []), ("participant_token" = [])),
+    responses(
+        (status = 200, description = "The room's roles now", body = schema::RolesResult),
+        (status = 400, description = "A bad identity", body = schema::ErrorBody),
+        schema::ControlRefusals,
+        (status = 409, description = "The role cannot be given", body = schema::ErrorBody),
+    )
+)]
 pub(super) async fn set_role(
     State(state): State<Arc<ApiState>>,
     Extension(who): Extension<Principal>,
@@ -468,13 +558,27 @@ pub(super) async fn set_role(
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct LockRequest {
     locked: bool,
 }
 
 /// `PUT /v1/rooms/{room}/lock` `{"locked": bool}`: a locked meeting gets no new tokens.
+#[utoipa::path(
+    put,
+    path = "/v1/rooms/{room}/lock",
+    operation_id = "lock_meeting",
+    tag = "controls",
+    summary = "Locks or unlocks the meeting (no tokens are minted while locked)",
+    params(("room" = String, Path, description = "The room")),
+    request_body = LockRequest,
+    security(("api_key" = []), ("participant_token" = [])),
+    responses(
+        (status = 200, description = "Set", body = schema::Locked),
+        schema::ControlRefusals,
+    )
+)]
 pub(super) async fn lock(
     State(state): State<Arc<ApiState>>,
     Extension(who): Extension<Principal>,
@@ -500,7 +604,7 @@ pub(super) async fn lock(
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct SpotlightRequest {
     /// Who is shown large; null or absent: nobody.
@@ -509,6 +613,21 @@ pub(super) struct SpotlightRequest {
 
 /// `PUT /v1/rooms/{room}/spotlight` `{"identity": "ann" | null}`: the room's metadata says who
 /// is in the spotlight; the recording shows that participant large.
+#[utoipa::path(
+    put,
+    path = "/v1/rooms/{room}/spotlight",
+    operation_id = "set_spotlight",
+    tag = "controls",
+    summary = "Puts a participant in the spotlight, or nobody",
+    params(("room" = String, Path, description = "The room")),
+    request_body = SpotlightRequest,
+    security(("api_key" = []), ("participant_token" = [])),
+    responses(
+        (status = 200, description = "Set", body = schema::Spotlight),
+        (status = 400, description = "A bad identity", body = schema::ErrorBody),
+        schema::ControlRefusals,
+    )
+)]
 pub(super) async fn spotlight(
     State(state): State<Arc<ApiState>>,
     Extension(who): Extension<Principal>,
@@ -587,6 +706,20 @@ pub(super) async fn give_minted_role(
 
 /// `GET /v1/rooms/{room}/audit`: the room's control actions, newest first (operators and the
 /// room's hosts and co-hosts).
+#[utoipa::path(
+    get,
+    path = "/v1/rooms/{room}/audit",
+    operation_id = "audit_log",
+    tag = "controls",
+    summary = "The room's control actions, newest first",
+    params(("room" = String, Path, description = "The room")),
+    security(("api_key" = []), ("participant_token" = [])),
+    responses(
+        (status = 200, description = "The audit log", body = schema::AuditLog),
+        schema::ControlRefusals,
+        (status = 501, description = "No messaging store is configured", body = schema::ErrorBody),
+    )
+)]
 pub(super) async fn audit_log(
     State(state): State<Arc<ApiState>>,
     Extension(who): Extension<Principal>,

@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::{Principal, control, is_agent, room_service_error};
+use crate::api::openapi::schema;
 use crate::api::{ApiError, ApiState, err};
 use crate::meeting::WaitingRoom;
 use crate::meeting::roles::Action;
@@ -50,6 +51,21 @@ fn waiting_since_ms(participant: &Value) -> i64 {
 
 /// `PUT /v1/rooms/{room}/waiting-room` `{"enabled", "message", "capacity", "auto_admit_domains",
 /// "auto_admit_identities", "auto_admit_signed_in"}`: the whole settings, checked.
+#[utoipa::path(
+    put,
+    path = "/v1/rooms/{room}/waiting-room",
+    operation_id = "set_waiting_room",
+    tag = "waiting room",
+    summary = "The waiting room's settings (the whole of them)",
+    params(("room" = String, Path, description = "The room")),
+    request_body = crate::meeting::WaitingRoom,
+    security(("api_key" = []), ("participant_token" = [])),
+    responses(
+        (status = 200, description = "Set", body = schema::WaitingRoomResult),
+        (status = 400, description = "Bad settings", body = schema::ErrorBody),
+        schema::ControlRefusals,
+    )
+)]
 pub(in crate::api) async fn settings(
     State(state): State<Arc<ApiState>>,
     Extension(who): Extension<Principal>,
@@ -84,6 +100,19 @@ pub(in crate::api) async fn settings(
 }
 
 /// `GET /v1/rooms/{room}/waiting`: who waits, longest first, with the time they started.
+#[utoipa::path(
+    get,
+    path = "/v1/rooms/{room}/waiting",
+    operation_id = "list_waiting",
+    tag = "waiting room",
+    summary = "Who waits, longest first",
+    params(("room" = String, Path, description = "The room")),
+    security(("api_key" = []), ("participant_token" = [])),
+    responses(
+        (status = 200, description = "Who waits", body = schema::WaitingList),
+        schema::ControlRefusals,
+    )
+)]
 pub(in crate::api) async fn list(
     State(state): State<Arc<ApiState>>,
     Extension(who): Extension<Principal>,
@@ -167,6 +196,27 @@ async fn admit(
 }
 
 /// `POST /v1/rooms/{room}/waiting/{identity}/admit`.
+#[utoipa::path(
+    post,
+    path = "/v1/rooms/{room}/waiting/{identity}/admit",
+    operation_id = "admit_participant",
+    tag = "waiting room",
+    summary = "Admits a waiting participant",
+    params(
+        ("room" = String, Path, description = "The room"),
+        ("identity" = String, Path, description = "The participant"),
+    ),
+    security(("api_key" = []), ("participant_token" = [])),
+    responses(
+        (status = 200, description = "Admitted", body = schema::Admitted),
+        schema::ControlRefusals,
+        (
+            status = 409,
+            description = "Not waiting, or the meeting is full",
+            body = schema::ErrorBody
+        ),
+    )
+)]
 pub(in crate::api) async fn admit_one(
     State(state): State<Arc<ApiState>>,
     Extension(who): Extension<Principal>,
@@ -187,6 +237,20 @@ pub(in crate::api) async fn admit_one(
 }
 
 /// `POST /v1/rooms/{room}/waiting/admit-all`: everyone waiting, as far as the capacity allows.
+#[utoipa::path(
+    post,
+    path = "/v1/rooms/{room}/waiting/admit-all",
+    operation_id = "admit_all",
+    tag = "waiting room",
+    summary = "Admits everyone waiting, as far as the capacity allows",
+    params(("room" = String, Path, description = "The room")),
+    security(("api_key" = []), ("participant_token" = [])),
+    responses(
+        (status = 200, description = "Who was admitted", body = schema::Admitted),
+        schema::ControlRefusals,
+        (status = 409, description = "The meeting is full", body = schema::ErrorBody),
+    )
+)]
 pub(in crate::api) async fn admit_all(
     State(state): State<Arc<ApiState>>,
     Extension(who): Extension<Principal>,
@@ -207,6 +271,23 @@ pub(in crate::api) async fn admit_all(
 }
 
 /// `POST /v1/rooms/{room}/waiting/{identity}/deny`: the participant is sent away.
+#[utoipa::path(
+    post,
+    path = "/v1/rooms/{room}/waiting/{identity}/deny",
+    operation_id = "deny_participant",
+    tag = "waiting room",
+    summary = "Sends a waiting participant away",
+    params(
+        ("room" = String, Path, description = "The room"),
+        ("identity" = String, Path, description = "The participant"),
+    ),
+    security(("api_key" = []), ("participant_token" = [])),
+    responses(
+        (status = 200, description = "Denied", body = schema::Denied),
+        schema::ControlRefusals,
+        (status = 409, description = "Not waiting", body = schema::ErrorBody),
+    )
+)]
 pub(in crate::api) async fn deny(
     State(state): State<Arc<ApiState>>,
     Extension(who): Extension<Principal>,

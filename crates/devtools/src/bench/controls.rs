@@ -148,7 +148,7 @@ pub async fn breakout_move_all(participants: usize, rooms: usize, speech: bool) 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let api = format!("http://{}", listener.local_addr()?);
     tokio::spawn(meeting_agent::api::serve_on(listener, state));
-    let mut features = meeting_agent::features::FeatureSet::new(config.audio.clone());
+    let mut features = meeting_agent::features::FeatureSet::new(config.audio);
     if speech {
         let captioning = meeting_agent::features::captions::Captioning::from_config(&config)?
             .context("captions are enabled by default")?;
