@@ -191,6 +191,48 @@ impl Default for CaptionsConfig {
     }
 }
 
+/// Voice and video messages: the media job queue's workers (`meeting-agent media work`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaMessagesConfig {
+    /// The folder `file:` attachments are read from (nothing outside it); empty:
+    /// `<data_dir>/media`.
+    pub dir: PathBuf,
+    /// Bars of the waveform a player draws.
+    pub waveform_bars: usize,
+    /// Longest attachment transcribed; longer ones fail with that reason.
+    pub max_seconds: u64,
+    /// Largest attachment read, in bytes.
+    pub max_bytes: u64,
+    /// How long a claim holds a job before another worker may take it (renewed while it runs).
+    pub lease_secs: u64,
+    /// Attempts before a job fails for good (a bad file fails at once).
+    pub max_attempts: i64,
+    /// First retry's delay; each further one doubles it.
+    pub retry_secs: u64,
+    /// How often an idle worker looks for jobs (PostgreSQL also wakes it by NOTIFY).
+    pub poll_ms: u64,
+    /// Media workers `meeting-agent worker` runs beside the meetings (0: none; `meeting-agent
+    /// media work` runs one on its own).
+    pub workers: usize,
+}
+
+impl Default for MediaMessagesConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::new(),
+            waveform_bars: 64,
+            max_seconds: 3600,
+            max_bytes: 500 * 1024 * 1024,
+            lease_secs: 120,
+            max_attempts: 5,
+            retry_secs: 5,
+            poll_ms: 500,
+            workers: 1,
+        }
+    }
+}
+
 /// The messaging store (meeting threads, transcripts, summaries, search).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -458,6 +500,7 @@ pub struct Config {
     pub video: VideoConfig,
     pub api: ApiConfig,
     pub recording: RecordingConfig,
+    pub media_messages: MediaMessagesConfig,
     pub log: LogConfig,
     pub engine: EngineConfig,
 }
@@ -671,6 +714,7 @@ impl Config {
         if self.agent.name.chars().any(|c| c.is_whitespace()) {
             return invalid("agent.name", "must not contain whitespace");
         }
+        self.validate_media()?;
         let store = &self.store.url;
         if !store.is_empty()
             && !["sqlite:", "postgres://", "postgresql://"]
@@ -779,6 +823,30 @@ impl Config {
         Ok(())
     }
 
+    /// `[media_messages]` alone (the `media` commands need no LiveKit settings).
+    pub fn validate_media(&self) -> Result<(), ConfigError> {
+        let invalid = |field, problem: &str| {
+            Err(ConfigError::Invalid {
+                field,
+                problem: problem.to_string(),
+            })
+        };
+        let media = &self.media_messages;
+        if !(1..=1000).contains(&media.waveform_bars) {
+            return invalid("media_messages.waveform_bars", "must be between 1 and 1000");
+        }
+        if media.max_attempts < 1 || media.lease_secs == 0 || media.max_seconds == 0 {
+            return invalid(
+                "media_messages",
+                "max_attempts, lease_secs and max_seconds must be at least 1",
+            );
+        }
+        if media.workers > 16 {
+            return invalid("media_messages.workers", "must be at most 16");
+        }
+        Ok(())
+    }
+
     fn validate_recording(&self) -> Result<(), ConfigError> {
         let r = &self.recording;
         let invalid = |field, problem: &str| {
@@ -847,6 +915,15 @@ impl Config {
             self.data_dir().join("recordings")
         } else {
             self.recording.dir.clone()
+        }
+    }
+
+    /// Where `file:` attachments of voice and video messages are read from.
+    pub fn media_dir(&self) -> PathBuf {
+        if self.media_messages.dir.as_os_str().is_empty() {
+            self.data_dir().join("media")
+        } else {
+            self.media_messages.dir.clone()
         }
     }
 

@@ -10,6 +10,7 @@ pub mod features;
 /// The transport: LiveKit's engine through its own crate (`crates/livekit-ffi-client`).
 pub use livekit_ffi_client as livekit;
 pub mod media;
+pub mod media_messages;
 pub mod meeting;
 pub mod metrics;
 pub mod offline;

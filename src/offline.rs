@@ -100,6 +100,20 @@ pub fn utterances(
     let (samples, rate, channels) = read_i16(&track.path)
         .map_err(|e| anyhow::anyhow!(e))
         .with_context(|| format!("cannot read {}", track.path.display()))?;
+    let out = utterances_of(&samples, rate, channels, denoise, segmenter)
+        .with_context(|| format!("{}: unsupported audio", track.path.display()))?;
+    let length_ms = (samples.len() / channels.max(1) as usize) as i64 * 1000 / rate.max(1) as i64;
+    Ok((out, length_ms))
+}
+
+/// Interleaved PCM cut into utterances as the live pipeline cuts a microphone.
+pub fn utterances_of(
+    samples: &[i16],
+    rate: u32,
+    channels: u32,
+    denoise: bool,
+    segmenter: &SegmenterConfig,
+) -> Result<Vec<Utterance>> {
     // RNNoise always runs: its voice probability cuts the utterances, as on the live path;
     // `denoise` only says whether whisper hears its output or the microphone as it came.
     let mut denoiser = Denoiser::new(true);
@@ -117,20 +131,18 @@ pub fn utterances(
             channels,
             timestamp_us: 0,
         };
-        denoiser
-            .process_with_input(&frame, |raw, clean, p| {
-                let heard = if denoise { clean } else { raw };
-                if let Some(SegmentEvent::Final {
-                    audio,
-                    start_ms,
-                    end_ms,
-                    mean_voice_probability,
-                }) = segmenter.push(heard, p)
-                {
-                    out.push((audio, start_ms, end_ms, mean_voice_probability));
-                }
-            })
-            .with_context(|| format!("{}: unsupported audio", track.path.display()))?;
+        denoiser.process_with_input(&frame, |raw, clean, p| {
+            let heard = if denoise { clean } else { raw };
+            if let Some(SegmentEvent::Final {
+                audio,
+                start_ms,
+                end_ms,
+                mean_voice_probability,
+            }) = segmenter.push(heard, p)
+            {
+                out.push((audio, start_ms, end_ms, mean_voice_probability));
+            }
+        })?;
     }
     if let Some(SegmentEvent::Final {
         audio,
@@ -141,8 +153,7 @@ pub fn utterances(
     {
         out.push((audio, start_ms, end_ms, mean_voice_probability));
     }
-    let length_ms = (samples.len() / channels.max(1) as usize) as i64 * 1000 / rate.max(1) as i64;
-    Ok((out, length_ms))
+    Ok(out)
 }
 
 /// Transcribes every track with the live path's recognizer and segmenter settings (and its

@@ -70,6 +70,48 @@ impl Services {
         }
     }
 
+    /// A worker for the voice and video message queue: needs the store and captions.
+    pub fn media_worker(&self) -> Option<crate::media_messages::worker::MediaWorker> {
+        let (store, captioning) = (self.store.clone()?, self.captioning.clone()?);
+        let dir = self.config.media_dir();
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            tracing::error!(error = %e, dir = %dir.display(), "the media folder cannot be made");
+        }
+        // `s3:` attachments are read from the recordings' bucket.
+        let s3 = match self.config.recording.storage {
+            crate::config::StorageKind::S3 => {
+                match crate::recording::s3::S3Store::new(&self.config.recording.s3) {
+                    Ok(s3) => Some(Arc::new(s3)),
+                    Err(e) => {
+                        tracing::error!(error = %e, "S3 attachments are unavailable");
+                        None
+                    }
+                }
+            }
+            crate::config::StorageKind::Local => None,
+        };
+        Some(crate::media_messages::worker::MediaWorker::new(
+            store,
+            captioning,
+            self.config.media_messages.clone(),
+            dir,
+            s3,
+            self.config.store.bot_user.clone(),
+        ))
+    }
+
+    /// `media_messages.workers` media workers in the background, until `shutdown` is true.
+    pub fn start_media_workers(&self, shutdown: tokio::sync::watch::Receiver<bool>) {
+        for _ in 0..self.config.media_messages.workers {
+            let Some(worker) = self.media_worker() else {
+                tracing::info!("voice and video messages need the store and captions: not started");
+                return;
+            };
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move { worker.run(shutdown).await });
+        }
+    }
+
     /// The job every room gets: the session with every feature there is.
     pub fn session(&self) -> MeetingSession {
         crate::features::FeatureSet::from_services(self).session()

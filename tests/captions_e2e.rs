@@ -1079,3 +1079,277 @@ async fn stored_transcript(api: &control_api::ControlApi, room: &str, word: &str
     .await
     .unwrap_or_else(|| panic!("no transcript with {word:?} stored for {room}"))
 }
+
+/// Voice and video messages (issue 17): the formats people send, made here from the spoken
+/// sentences with GStreamer's encoders, each queued as a message's attachment and transcribed by
+/// a media worker into the store (SQLite): transcript, duration, waveform, a video's size, and
+/// the transcript found by search. Bad files fail at once with a reason a person can read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn voice_and_video_messages_in_every_format_are_transcribed() {
+    use meeting_agent::media_messages::worker::{MediaWorker, Outcome};
+    init();
+    let _serial = SERIAL.lock().await;
+    let dir = std::env::temp_dir().join(format!("media-formats-{}", std::process::id()));
+    std::fs::remove_dir_all(&dir).ok();
+    let media = dir.join("media");
+    std::fs::create_dir_all(&media).unwrap();
+    let speech = fixtures().join("speech.wav");
+    let speech = speech.to_str().unwrap();
+    let audio = format!("filesrc location={speech} ! wavparse ! audioconvert ! audioresample");
+    let video = "videotestsrc num-buffers=240 ! video/x-raw,width=320,height=240,framerate=25/1";
+    let made = [
+        (
+            "voice.ogg",
+            format!("{audio} ! opusenc ! oggmux ! filesink location=OUT"),
+        ),
+        (
+            "voice.webm",
+            format!("{audio} ! opusenc ! webmmux ! filesink location=OUT"),
+        ),
+        (
+            "voice.mp3",
+            format!("{audio} ! lamemp3enc ! filesink location=OUT"),
+        ),
+        (
+            "voice.m4a",
+            format!("{audio} ! voaacenc ! mp4mux ! filesink location=OUT"),
+        ),
+        (
+            "video.mp4",
+            format!(
+                "{video} ! x264enc ! mux. {audio} ! voaacenc ! mux. mp4mux name=mux ! filesink location=OUT"
+            ),
+        ),
+        (
+            "video-vp8.webm",
+            format!(
+                "{video} ! vp8enc deadline=1 ! mux. {audio} ! opusenc ! mux. webmmux name=mux ! filesink location=OUT"
+            ),
+        ),
+        (
+            "video-vp9.webm",
+            format!(
+                "{video} ! vp9enc deadline=1 ! mux. {audio} ! opusenc ! mux. webmmux name=mux ! filesink location=OUT"
+            ),
+        ),
+    ];
+    for (name, graph) in &made {
+        let out = media.join(name);
+        let graph = graph.replace("OUT", out.to_str().unwrap());
+        let status = std::process::Command::new("gst-launch-1.0")
+            .arg("-q")
+            .args(graph.split_whitespace())
+            .status()
+            .expect("gst-launch-1.0 (scripts/setup.sh installs it)");
+        assert!(status.success(), "{name}: {graph}");
+    }
+    std::fs::copy(speech, media.join("voice.wav")).unwrap();
+    // An MP3 sent as .ogg: judged by its bytes.
+    std::fs::copy(media.join("voice.mp3"), media.join("mislabelled.ogg")).unwrap();
+    let mut corrupt = b"OggS".to_vec();
+    corrupt.extend((0..20_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8));
+    std::fs::write(media.join("corrupt.ogg"), corrupt).unwrap();
+    std::fs::write(media.join("empty.webm"), b"").unwrap();
+    std::fs::write(media.join("document.ogg"), b"%PDF-1.7\n%binary").unwrap();
+    write_i16(
+        &media.join("silence.wav"),
+        &vec![0i16; 48_000 * 3],
+        48_000,
+        1,
+    )
+    .unwrap();
+
+    let store =
+        meeting_agent::store::Store::connect(&format!("sqlite:{}", dir.join("store.db").display()))
+            .await
+            .unwrap();
+    let config = Config {
+        data_dir: dir.clone(),
+        ..Default::default()
+    };
+    let captioning = Captioning::from_config(&config).unwrap().unwrap();
+    let worker = MediaWorker::new(
+        store.clone(),
+        captioning.clone(),
+        config.media_messages.clone(),
+        media.clone(),
+        None,
+        "meeting-agent".into(),
+    );
+    let names = [
+        "voice.wav",
+        "voice.ogg",
+        "voice.webm",
+        "voice.mp3",
+        "voice.m4a",
+        "video.mp4",
+        "video-vp8.webm",
+        "video-vp9.webm",
+        "mislabelled.ogg",
+        "corrupt.ogg",
+        "empty.webm",
+        "document.ogg",
+        "silence.wav",
+        "missing.ogg",
+    ];
+    // The attachments are posted in a meeting's chat (search covers meeting threads; direct
+    // messages stay out of it).
+    let meeting = meeting_agent::store::Meeting::new("standup", 1);
+    store
+        .open_meeting(
+            &meeting,
+            &meeting.root_message("meeting-agent", "Standup".into()),
+        )
+        .await
+        .unwrap();
+    for name in names {
+        store
+            .post(&[meeting_agent::store::Message {
+                id: format!("msg-{name}"),
+                conversation_id: meeting.id.clone(),
+                sender_id: "ana".into(),
+                recipient_id: None,
+                reply_to: None,
+                kind: "chat".into(),
+                text: String::new(),
+                created_at_ms: 1,
+            }])
+            .await
+            .unwrap();
+        assert!(
+            store
+                .enqueue_media(&format!("msg-{name}"), &format!("file:{name}"), 1)
+                .await
+                .unwrap()
+        );
+    }
+    let mut outcomes = std::collections::BTreeMap::new();
+    while let Some((message, outcome)) = worker.run_once().await.unwrap() {
+        outcomes.insert(message.trim_start_matches("msg-").to_string(), outcome);
+    }
+    assert_eq!(outcomes.len(), names.len(), "{outcomes:#?}");
+    let said = "Good morning everyone. Let's review the quarterly numbers before the product \
+                launch. Maria will send the updated budget to the finance team by Friday.";
+    for name in &names[..9] {
+        let Outcome::Done(result) = &outcomes[*name] else {
+            panic!("{name}: {:?}", outcomes[*name]);
+        };
+        let wer = word_error_rate(said, &result.transcript);
+        println!(
+            "{name}: {:?} {} {} ms {:?}x{:?}, WER {wer:.3}: {}",
+            result.container,
+            result.kind,
+            result.duration_ms,
+            result.width,
+            result.height,
+            result.transcript
+        );
+        assert!(wer <= 0.2, "{name}: {}", result.transcript);
+        assert!(
+            (10_500..11_700).contains(&result.duration_ms),
+            "{name}: {}",
+            result.duration_ms
+        );
+        assert_eq!(result.waveform.len(), 64);
+        assert!(
+            result.waveform.iter().any(|&p| p > 0.1),
+            "{name}: a waveform with speech"
+        );
+        assert_eq!(result.language, "en");
+        let is_video = name.starts_with("video");
+        assert_eq!(
+            result.kind,
+            if is_video { "video" } else { "audio" },
+            "{name}"
+        );
+        if is_video {
+            assert_eq!(
+                (result.width, result.height),
+                (Some(320), Some(240)),
+                "{name}"
+            );
+        }
+        let job = store
+            .media_job(&format!("msg-{name}"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(job.status, meeting_agent::store::JobStatus::Done);
+        assert_eq!(job.attempts, 1);
+    }
+    for (name, reason) in [
+        ("corrupt.ogg", "cannot be decoded"),
+        ("empty.webm", "empty"),
+        ("document.ogg", "not a supported format"),
+        ("missing.ogg", "missing"),
+    ] {
+        let Outcome::Failed(why) = &outcomes[name] else {
+            panic!("{name}: {:?}", outcomes[name]);
+        };
+        assert!(why.contains(reason), "{name}: {why}");
+        let job = store
+            .media_job(&format!("msg-{name}"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(job.status, meeting_agent::store::JobStatus::Failed);
+        assert_eq!(job.attempts, 1, "a bad file is not retried");
+        assert_eq!(job.error.as_deref(), Some(why.as_str()));
+    }
+    let Outcome::Done(silence) = &outcomes["silence.wav"] else {
+        panic!("{:?}", outcomes["silence.wav"]);
+    };
+    assert_eq!(silence.transcript, "");
+    assert_eq!(silence.duration_ms, 3000);
+    assert!(silence.waveform.iter().all(|&p| p == 0.0));
+
+    // The transcripts reply to their messages in the conversation, and search finds them.
+    let thread = store.thread(&meeting.id).await.unwrap();
+    let transcripts: Vec<_> = thread
+        .iter()
+        .filter(|m| m.kind == "media_transcript")
+        .collect();
+    assert_eq!(transcripts.len(), 9, "one per message with speech");
+    assert!(
+        transcripts
+            .iter()
+            .all(|m| m.reply_to.as_deref() == Some(&m.id[..m.id.len() - "/transcript".len()]))
+    );
+    let hits = store
+        .search(&meeting_agent::store::SearchQuery {
+            text: "finance budget".into(),
+            room: None,
+            speaker: None,
+            since_ms: None,
+            until_ms: None,
+            limit: 50,
+        })
+        .await
+        .unwrap();
+    assert!(
+        hits.iter().filter(|h| h.kind == "media_transcript").count() >= 8,
+        "{hits:#?}"
+    );
+
+    // Longer than the limit: refused with that reason.
+    let mut short = config.media_messages.clone();
+    short.max_seconds = 5;
+    let strict = MediaWorker::new(
+        store.clone(),
+        captioning,
+        short,
+        media.clone(),
+        None,
+        "meeting-agent".into(),
+    );
+    store
+        .enqueue_media("msg-long", "file:voice.ogg", 1)
+        .await
+        .unwrap();
+    let (_, outcome) = strict.run_once().await.unwrap().unwrap();
+    assert!(
+        matches!(&outcome, Outcome::Failed(why) if why.contains("longer than 5 s")),
+        "{outcome:?}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -21,6 +21,7 @@ use utoipa::IntoParams;
 
 pub mod auth;
 pub mod controls;
+mod media;
 pub mod metrics;
 pub mod openapi;
 mod recordings;
@@ -245,6 +246,9 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/v1/recordings/{id}", delete(recordings::delete))
         .route("/v1/rooms/{room}/recording", put(recordings::switch))
         .route("/v1/rooms/{room}/settings", put(settings::room))
+        .route("/v1/media-jobs", post(media::enqueue).get(media::list))
+        .route("/v1/media-jobs/{message_id}", get(media::get))
+        .route("/v1/media-jobs/{message_id}/rerun", post(media::rerun))
         .route(
             "/v1/rooms/{room}/participants/{identity}/settings",
             put(settings::participant),

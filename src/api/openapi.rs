@@ -57,6 +57,10 @@ pub const PATH: &str = "/v1/openapi.json";
         super::controls::breakouts::close,
         super::controls::breakouts::move_one,
         super::controls::breakouts::broadcast,
+        super::media::enqueue,
+        super::media::list,
+        super::media::get,
+        super::media::rerun,
     ),
     components(schemas(schema::ErrorBody, schema::TranscriptFormat)),
     modifiers(&SecuritySchemes),
@@ -68,6 +72,7 @@ pub const PATH: &str = "/v1/openapi.json";
         (name = "controls", description = "Meeting controls: mute, remove, roles, lock, audit"),
         (name = "waiting room", description = "The waiting room: settings, admit, deny"),
         (name = "breakouts", description = "Breakout rooms"),
+        (name = "media messages", description = "Voice and video messages: transcripts, waveforms"),
         (name = "operations", description = "Health, metrics, LiveKit's webhook, this description"),
     )
 )]
@@ -467,6 +472,13 @@ pub mod schema {
         /// Where it is now.
         pub room: String,
         pub how: MoveHow,
+    }
+
+    #[derive(ToSchema)]
+    pub struct MediaQueued {
+        pub message_id: String,
+        /// False when the message already had a job (enqueue is idempotent).
+        pub queued: bool,
     }
 
     #[derive(ToSchema)]

@@ -39,14 +39,14 @@ const BASE_FRAME_US: i64 = 200_000;
 const DECODE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Decodes one stream of a file to raw I420 frames or 48 kHz mono S16 PCM.
-struct Decoder {
+pub(crate) struct Decoder {
     pipeline: gst::Pipeline,
     sink: gst_app::AppSink,
     path: PathBuf,
 }
 
 impl Decoder {
-    fn open(path: &Path, graph: &Graph) -> Result<Self, RecordingError> {
+    pub(crate) fn open(path: &Path, graph: &Graph) -> Result<Self, RecordingError> {
         let cannot = |e: RecordingError| {
             RecordingError::Pipeline(format!("cannot decode {}: {e}", path.display()))
         };
@@ -66,7 +66,7 @@ impl Decoder {
 
     /// The next buffer: (pts µs, bytes, width, height); `None` at the end. A decoding error,
     /// or nothing at all within [`DECODE_TIMEOUT`], fails instead of waiting for ever.
-    fn next(&self) -> Result<Pending, RecordingError> {
+    pub(crate) fn next(&self) -> Result<Pending, RecordingError> {
         let started = std::time::Instant::now();
         let sample = loop {
             if let Some(sample) = self
@@ -123,7 +123,7 @@ impl Drop for Decoder {
 }
 
 /// A decoded buffer: (pts µs, bytes, width, height).
-type Pending = Option<(i64, Vec<u8>, u32, u32)>;
+pub(crate) type Pending = Option<(i64, Vec<u8>, u32, u32)>;
 
 enum Source {
     Video(String, super::pipeline::VideoInput),

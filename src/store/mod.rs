@@ -11,12 +11,14 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use thiserror::Error;
 
 pub mod audit;
+pub mod media_jobs;
 pub mod recordings;
 pub mod redact;
 pub mod schema;
 pub mod search;
 
 pub use audit::AuditEntry;
+pub use media_jobs::{Claim, JobStatus, MediaJob};
 pub use search::{SearchHit, SearchQuery};
 
 #[derive(Debug, Error)]

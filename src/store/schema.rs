@@ -43,6 +43,21 @@ CREATE INDEX IF NOT EXISTS audit_log_by_room ON audit_log (room, at_ms)"#
     };
 }
 
+/// Version 6, the same in both databases: the media job queue (voice and video messages).
+const MEDIA_JOBS: &str = r#"CREATE TABLE IF NOT EXISTS media_jobs (
+    message_id TEXT PRIMARY KEY,
+    source TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempts BIGINT NOT NULL DEFAULT 0,
+    not_before_ms BIGINT NOT NULL,
+    claimed_by TEXT,
+    error TEXT,
+    result TEXT,
+    updated_at_ms BIGINT NOT NULL
+);
+
+CREATE INDEX IF NOT EXISTS media_jobs_due ON media_jobs (status, not_before_ms)"#;
+
 /// (version, statements) for SQLite; statements are separated by `;\n\n`.
 pub const SQLITE: &[(i64, &str)] = &[
     (
@@ -117,6 +132,7 @@ END"#,
 CREATE INDEX IF NOT EXISTS meetings_by_room_sid ON meetings (room_sid)"#,
     ),
     (5, audit_log!("INTEGER PRIMARY KEY AUTOINCREMENT")),
+    (6, MEDIA_JOBS),
 ];
 
 /// (version, statements) for PostgreSQL.
@@ -179,4 +195,5 @@ CREATE INDEX IF NOT EXISTS segments_tsv ON transcript_segments USING gin (tsv)"#
 CREATE INDEX IF NOT EXISTS meetings_by_room_sid ON meetings (room_sid)"#,
     ),
     (5, audit_log!("BIGSERIAL PRIMARY KEY")),
+    (6, MEDIA_JOBS),
 ];

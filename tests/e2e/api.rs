@@ -241,6 +241,91 @@ async fn calls_need_a_key_and_stay_in_its_rooms() {
     );
 }
 
+/// The media job queue through the API: keys for every room only, hostile ids and sources
+/// refused before anything is queued, enqueue idempotent, status and re-run of what exists.
+#[tokio::test]
+async fn media_jobs_need_an_operator_key_and_a_source_inside_the_media_folder() {
+    let api = start(None, 30).await;
+    let job = json!({"message_id": "msg-1", "source": "file:2026/msg-1.webm"});
+    assert_eq!(api.post("/v1/media-jobs", None, job.clone()).await.0, 401);
+    assert_eq!(
+        api.post("/v1/media-jobs", Some(WEEKLY_KEY), job.clone())
+            .await
+            .0,
+        403,
+        "a room's key does not reach the platform's messages"
+    );
+    assert_eq!(api.get("/v1/media-jobs", Some(WEEKLY_KEY)).await.0, 403);
+    let long_id = "m".repeat(201);
+    for (id, source) in [
+        ("msg-2", "file:../../etc/passwd"),
+        ("msg-2", "file:/etc/passwd"),
+        ("msg-2", "file:"),
+        ("msg-2", "http://169.254.169.254/latest"),
+        ("msg-2", "s3:"),
+        ("", "file:a.ogg"),
+        (long_id.as_str(), "file:a.ogg"),
+        ("msg\n2", "file:a.ogg"),
+    ] {
+        let (status, body) = api
+            .post(
+                "/v1/media-jobs",
+                Some(ADMIN_KEY),
+                json!({"message_id": id, "source": source}),
+            )
+            .await;
+        assert_eq!(status, 400, "{id:?} {source:?}: {body}");
+    }
+    assert!(
+        api.store.media_jobs(None).await.unwrap().is_empty(),
+        "nothing queued"
+    );
+    let (status, body) = api
+        .post("/v1/media-jobs", Some(ADMIN_KEY), job.clone())
+        .await;
+    assert_eq!(
+        (status, body["queued"].as_bool()),
+        (202, Some(true)),
+        "{body}"
+    );
+    let (status, body) = api.post("/v1/media-jobs", Some(ADMIN_KEY), job).await;
+    assert_eq!(
+        (status, body["queued"].as_bool()),
+        (202, Some(false)),
+        "{body}"
+    );
+    let (status, body) = api.get("/v1/media-jobs/msg-1", Some(ADMIN_KEY)).await;
+    assert_eq!(status, 200);
+    let listed: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (listed["status"].as_str(), listed["attempts"].as_i64()),
+        (Some("queued"), Some(0))
+    );
+    assert_eq!(api.get("/v1/media-jobs/nope", Some(ADMIN_KEY)).await.0, 404);
+    assert_eq!(
+        api.get("/v1/media-jobs?status=weird", Some(ADMIN_KEY))
+            .await
+            .0,
+        400
+    );
+    let (_, body) = api
+        .get("/v1/media-jobs?status=queued", Some(ADMIN_KEY))
+        .await;
+    assert_eq!(serde_json::from_str::<Vec<Value>>(&body).unwrap().len(), 1);
+    assert_eq!(
+        api.post("/v1/media-jobs/nope/rerun", Some(ADMIN_KEY), json!(null))
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        api.post("/v1/media-jobs/msg-1/rerun", Some(ADMIN_KEY), json!(null))
+            .await
+            .0,
+        202
+    );
+}
+
 /// The OpenAPI description is served without a key, and real answers have the fields it
 /// requires.
 #[tokio::test]

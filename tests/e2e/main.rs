@@ -20,6 +20,7 @@ mod captions_model;
 mod cli;
 mod denoise_quality;
 mod livekit_e2e;
+mod media_messages;
 mod meeting_controls;
 mod noise_suppression_e2e;
 mod recording_e2e;

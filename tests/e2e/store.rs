@@ -393,6 +393,105 @@ async fn audit_log(store: &Store) {
     );
 }
 
+/// The media job queue's rules, the same in both databases: one job per message, the oldest due
+/// first, a lease that another worker may take over once it runs out (the first worker's late
+/// result is then ignored), retries not before their time, failures kept with their reason.
+async fn media_queue(store: &Store) {
+    use meeting_agent::store::JobStatus;
+    assert!(store.enqueue_media("m1", "file:a.ogg", 100).await.unwrap());
+    assert!(
+        !store
+            .enqueue_media("m1", "file:other.ogg", 100)
+            .await
+            .unwrap(),
+        "one job per message"
+    );
+    assert!(store.enqueue_media("m2", "s3:b.webm", 200).await.unwrap());
+    assert!(
+        store.claim_media("w1", 50, 1000).await.unwrap().is_none(),
+        "nothing due yet"
+    );
+    let first = store.claim_media("w1", 300, 1000).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            first.message_id.as_str(),
+            first.source.as_str(),
+            first.attempt
+        ),
+        ("m1", "file:a.ogg", 1)
+    );
+    let second = store.claim_media("w2", 300, 1000).await.unwrap().unwrap();
+    assert_eq!(second.message_id, "m2");
+    assert!(
+        store.claim_media("w3", 300, 1000).await.unwrap().is_none(),
+        "both held"
+    );
+    // w1's lease (until 1300) runs out; w3 takes m1 over, and w1's late result changes nothing.
+    assert!(store.renew_media_lease("m2", "w2", 5000).await.unwrap());
+    let taken = store.claim_media("w3", 1400, 1000).await.unwrap().unwrap();
+    assert_eq!((taken.message_id.as_str(), taken.attempt), ("m1", 2));
+    assert!(!store.finish_media("m1", "w1", "{}", 1500).await.unwrap());
+    assert!(!store.renew_media_lease("m1", "w1", 9000).await.unwrap());
+    assert!(
+        store
+            .finish_media("m1", "w3", r#"{"transcript":"hi"}"#, 1500)
+            .await
+            .unwrap()
+    );
+    let done = store.media_job("m1").await.unwrap().unwrap();
+    assert_eq!(
+        (
+            done.status,
+            done.claimed_by.as_deref(),
+            done.result.as_deref()
+        ),
+        (JobStatus::Done, Some("w3"), Some(r#"{"transcript":"hi"}"#))
+    );
+    // A retry waits for its time; a failure for good keeps its reason.
+    assert!(
+        store
+            .fail_media("m2", "w2", "S3 unavailable", Some(3000), 1600)
+            .await
+            .unwrap()
+    );
+    assert!(store.claim_media("w1", 2999, 1000).await.unwrap().is_none());
+    let again = store.claim_media("w1", 3000, 1000).await.unwrap().unwrap();
+    assert_eq!((again.message_id.as_str(), again.attempt), ("m2", 2));
+    assert!(
+        store
+            .fail_media("m2", "w1", "not a supported format", None, 3100)
+            .await
+            .unwrap()
+    );
+    let failed = store.media_job("m2").await.unwrap().unwrap();
+    assert_eq!(
+        (failed.status, failed.error.as_deref()),
+        (JobStatus::Failed, Some("not a supported format"))
+    );
+    assert!(
+        store
+            .claim_media("w1", 99_999, 1000)
+            .await
+            .unwrap()
+            .is_none(),
+        "failed jobs stay failed"
+    );
+    assert_eq!(
+        store
+            .media_jobs(Some(JobStatus::Failed))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(store.media_jobs(None).await.unwrap().len(), 2);
+    // A re-run starts it over.
+    assert!(store.requeue_media("m2", 4000).await.unwrap());
+    assert!(!store.requeue_media("nope", 4000).await.unwrap());
+    let rerun = store.claim_media("w1", 4000, 1000).await.unwrap().unwrap();
+    assert_eq!((rerun.message_id.as_str(), rerun.attempt), ("m2", 1));
+}
+
 #[tokio::test]
 async fn sqlite_keeps_threads_and_segments_and_finds_them() {
     let dir = std::env::temp_dir().join(format!("store-sqlite-{}", std::process::id()));
@@ -403,6 +502,7 @@ async fn sqlite_keeps_threads_and_segments_and_finds_them() {
     assert_eq!(again.meetings(None).await.unwrap().len(), 1);
     scoped_search_room_instances_and_webhook_ids(&again).await;
     audit_log(&again).await;
+    media_queue(&again).await;
     std::fs::remove_dir_all(dir).ok();
 }
 
@@ -414,6 +514,7 @@ async fn postgres_keeps_threads_and_segments_and_finds_them() {
     assert_eq!(again.meetings(None).await.unwrap().len(), 1);
     scoped_search_room_instances_and_webhook_ids(&again).await;
     audit_log(&again).await;
+    media_queue(&again).await;
 }
 
 #[tokio::test]

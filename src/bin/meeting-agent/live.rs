@@ -45,8 +45,13 @@ pub async fn run_worker(config: Config) -> Result<()> {
             }
         });
     }
+    // Voice and video messages in the same process, when the store and captions are on.
+    let (media_stop, media_stopped) = watch::channel(false);
+    services.start_media_workers(media_stopped);
     let worker = Worker::new(config, Arc::new(services.session()));
-    worker.run(shutdown_rx).await.context("worker stopped")
+    let result = worker.run(shutdown_rx).await.context("worker stopped");
+    let _ = media_stop.send(true);
+    result
 }
 
 pub async fn run_join(config: Config, room: &str, identity: &str) -> Result<()> {

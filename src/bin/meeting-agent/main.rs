@@ -1,6 +1,7 @@
 //! The `meeting-agent` command line.
 
 mod live;
+mod media;
 mod process;
 mod recordings;
 mod store;
@@ -63,6 +64,11 @@ pub enum Command {
         #[command(subcommand)]
         action: recordings::RecordingsAction,
     },
+    /// Voice and video messages: queue attachments, see and re-run jobs, run a worker.
+    Media {
+        #[command(subcommand)]
+        action: media::MediaAction,
+    },
     /// Print a stored meeting's transcript.
     Export {
         /// The meeting id (`meeting-agent meetings` lists them).
@@ -97,6 +103,7 @@ fn run(cli: Cli) -> Result<()> {
             | Command::Export { .. }
             | Command::Process { .. }
             | Command::Recordings { .. }
+            | Command::Media { .. }
     ) {
         let config = Config::load_unvalidated(cli.config.as_deref())?;
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -105,6 +112,7 @@ fn run(cli: Cli) -> Result<()> {
         return runtime.block_on(async move {
             match cli.command {
                 Command::Recordings { action } => recordings::run(action, config).await,
+                Command::Media { action } => media::run(action, config).await,
                 Command::Process { dir, room } => {
                     let store = meeting_agent::services::connect_store(&config).await?;
                     process::process(&config, store, &dir, room).await
@@ -144,7 +152,8 @@ fn run(cli: Cli) -> Result<()> {
             | Command::Meetings { .. }
             | Command::Export { .. }
             | Command::Process { .. }
-            | Command::Recordings { .. } => unreachable!("handled before configuration"),
+            | Command::Recordings { .. }
+            | Command::Media { .. } => unreachable!("handled before configuration"),
         }
     })
 }

@@ -8,6 +8,7 @@ pub mod captions;
 pub mod controls;
 pub mod denoise;
 pub mod load;
+pub mod media;
 pub mod meeting;
 pub mod recording;
 pub mod search;

@@ -170,6 +170,13 @@ enum Bench {
         #[arg(long)]
         speech: bool,
     },
+    /// voice_msg_ready_p50_s, voice_msg_throughput_x_realtime: voice messages through the queue.
+    VoiceMessages {
+        #[arg(long, default_value_t = 10)]
+        count: usize,
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
+    },
     /// rec_cores_720p_grid4: CPU to record four cameras into a 720p grid live, vs gst-launch-1.0.
     RecCores {
         #[arg(long, default_value_t = 20)]
@@ -260,6 +267,9 @@ async fn run(cli: Cli) -> Result<()> {
         } => bench::controls::breakout_move_all(participants, rooms, speech).await,
         Bench::Controls { speakers, moves } => {
             bench::controls::action_latency(speakers, moves).await
+        }
+        Bench::VoiceMessages { count, workers } => {
+            bench::media::voice_messages(count, workers).await
         }
         Bench::RecLink { minutes } => bench::recording::link_after_end(minutes).await,
         Bench::RecSync { seconds, load_room } => {

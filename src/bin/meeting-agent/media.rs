@@ -1,0 +1,87 @@
+//! `meeting-agent media`: the voice and video message queue: enqueue an attachment, see jobs,
+//! re-run one, and run a worker.
+
+use anyhow::{Context, Result};
+use meeting_agent::config::Config;
+use meeting_agent::store::JobStatus;
+
+#[derive(clap::Subcommand)]
+pub enum MediaAction {
+    /// Queue a message's attachment: SOURCE is file:PATH (under `media_messages.dir`) or
+    /// s3:KEY (the recordings' bucket).
+    Enqueue { message: String, source: String },
+    /// Jobs as JSON lines: one message's, or all (newest first), or those with --status.
+    Status {
+        message: Option<String>,
+        /// queued, running, done or failed.
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// Queue a job again now, whatever happened to it.
+    Rerun { message: String },
+    /// Run a media worker until Ctrl-C (or, with --once, until the queue is empty).
+    Work {
+        #[arg(long)]
+        once: bool,
+    },
+}
+
+pub async fn run(action: MediaAction, config: Config) -> Result<()> {
+    config.validate_media()?;
+    let store = meeting_agent::services::connect_store(&config).await?;
+    let now = meeting_agent::captions::journal::unix_ms() as i64;
+    match action {
+        MediaAction::Enqueue { message, source } => {
+            meeting_agent::media_messages::check_job(&message, &source)?;
+            let added = store.enqueue_media(&message, &source, now).await?;
+            println!("{}", if added { "queued" } else { "already queued" });
+        }
+        MediaAction::Status { message, status } => {
+            let jobs = match message {
+                Some(m) => store.media_job(&m).await?.into_iter().collect(),
+                None => {
+                    let status = status.map(|s| parse_status(&s)).transpose()?;
+                    store.media_jobs(status).await?
+                }
+            };
+            for job in jobs {
+                println!("{}", serde_json::to_string(&job)?);
+            }
+        }
+        MediaAction::Rerun { message } => {
+            anyhow::ensure!(
+                store.requeue_media(&message, now).await?,
+                "no job for message {message:?}"
+            );
+            println!("queued");
+        }
+        MediaAction::Work { once } => {
+            meeting_agent::telemetry::init_logging(config.log.format, &config.log.filter);
+            let services = meeting_agent::services::Services::build(&config).await?;
+            let worker = services
+                .media_worker()
+                .context("a media worker needs the store and captions (captions.enabled)")?;
+            if once {
+                while worker.run_once().await?.is_some() {}
+            } else {
+                let (stop, stopped) = tokio::sync::watch::channel(false);
+                tokio::spawn(async move {
+                    let _ = tokio::signal::ctrl_c().await;
+                    let _ = stop.send(true);
+                });
+                worker.run(stopped).await;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn parse_status(s: &str) -> Result<JobStatus> {
+    Ok(match s {
+        "queued" => JobStatus::Queued,
+        "running" => JobStatus::Running,
+        "done" => JobStatus::Done,
+        "failed" => JobStatus::Failed,
+        _ => anyhow::bail!("--status: queued, running, done or failed"),
+    })
+}

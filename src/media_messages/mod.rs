@@ -1,0 +1,207 @@
+//! Voice and video messages: an attachment of a chat message is decoded (GStreamer), cut into
+//! utterances and transcribed as a meeting's microphone would be, and measured for the player
+//! (duration, waveform; a video's size and poster frame). Jobs come from the store's queue
+//! ([`crate::store::media_jobs`]); [`worker`] runs them.
+
+pub mod sniff;
+pub mod waveform;
+pub mod worker;
+
+use std::path::Path;
+
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::features::captions::Captioning;
+use crate::recording::graphs::Graphs;
+use crate::recording::offline::Decoder;
+pub use sniff::Container;
+
+/// Rate the attachment is decoded at (the live microphones' rate).
+const RATE: u32 = 48_000;
+
+#[derive(Debug, Error)]
+pub enum MediaError {
+    /// The file itself is the problem (format, corrupt, too long): retrying cannot help. The
+    /// text is what the sender is shown.
+    #[error("{0}")]
+    Bad(String),
+    /// Something around it failed (storage, database, recognizer): worth another attempt.
+    #[error("{0}")]
+    Transient(String),
+}
+
+/// What a job writes back to its message.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MediaResult {
+    pub container: Container,
+    /// `audio` or `video`.
+    pub kind: &'static str,
+    pub duration_ms: i64,
+    /// The transcript, utterances joined by spaces; empty when nothing was said.
+    pub transcript: String,
+    /// The language whisper heard (the configured one unless the model detects it).
+    pub language: String,
+    /// Peaks for the player, `media_messages.waveform_bars` of them.
+    pub waveform: Vec<f32>,
+    /// A video's picture size.
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+}
+
+/// Limits that bound what one attachment may cost.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_seconds: u64,
+    pub waveform_bars: usize,
+}
+
+/// Longest message id and source a job may name.
+pub const MAX_ID_CHARS: usize = 200;
+pub const MAX_SOURCE_CHARS: usize = 1024;
+
+/// Checks a job before it is queued: a message id of at most [`MAX_ID_CHARS`] printable
+/// characters, and a source `file:<relative path without ..>` or `s3:<key>`. Where a `file:`
+/// path really leads is checked again when the job runs.
+pub fn check_job(message_id: &str, source: &str) -> Result<(), MediaError> {
+    let printable = |s: &str| !s.chars().any(char::is_control);
+    if message_id.is_empty() || message_id.chars().count() > MAX_ID_CHARS || !printable(message_id)
+    {
+        return Err(MediaError::Bad(format!(
+            "message id: 1 to {MAX_ID_CHARS} printable characters"
+        )));
+    }
+    let bad_source = || {
+        MediaError::Bad(format!(
+            "source: file:<path in the media folder> or s3:<key>, at most {MAX_SOURCE_CHARS} characters"
+        ))
+    };
+    if source.chars().count() > MAX_SOURCE_CHARS || !printable(source) {
+        return Err(bad_source());
+    }
+    if let Some(path) = source.strip_prefix("file:") {
+        let path = Path::new(path);
+        if path.as_os_str().is_empty()
+            || !path
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_)))
+        {
+            return Err(bad_source());
+        }
+    } else if source.strip_prefix("s3:").is_none_or(str::is_empty) {
+        return Err(bad_source());
+    }
+    Ok(())
+}
+
+/// Decoded audio (48 kHz mono) and, for a video, its picture size.
+struct Decoded {
+    samples: Vec<i16>,
+    video: Option<(u32, u32)>,
+}
+
+/// Decodes `path` (sniffed first: only the supported containers reach GStreamer). Blocking.
+fn decode(path: &Path, limits: &Limits) -> Result<(Container, Decoded), MediaError> {
+    let mut head = [0u8; sniff::SNIFF_BYTES];
+    let read = {
+        use std::io::Read;
+        let mut file = std::fs::File::open(path)
+            .map_err(|e| MediaError::Transient(format!("cannot open the attachment: {e}")))?;
+        let mut n = 0;
+        while n < head.len() {
+            match file.read(&mut head[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) => return Err(MediaError::Transient(format!("cannot read: {e}"))),
+            }
+        }
+        n
+    };
+    let container = sniff::sniff(&head[..read])?;
+    crate::recording::pipeline::init()
+        .map_err(|e| MediaError::Transient(format!("GStreamer: {e}")))?;
+    let graphs = Graphs::builtin();
+    let undecodable = |e: crate::recording::RecordingError| {
+        MediaError::Bad(format!("the file cannot be decoded ({container:?}): {e}"))
+    };
+    let max_samples = limits.max_seconds as usize * RATE as usize;
+    let mut samples = Vec::new();
+    let audio = Decoder::open(path, &graphs.decode_audio).map_err(undecodable)?;
+    while let Some((_, bytes, _, _)) = audio.next().map_err(undecodable)? {
+        samples.extend(
+            bytes
+                .chunks_exact(2)
+                .map(|b| i16::from_le_bytes([b[0], b[1]])),
+        );
+        if samples.len() > max_samples {
+            return Err(MediaError::Bad(format!(
+                "longer than {} s, the most transcribed",
+                limits.max_seconds
+            )));
+        }
+    }
+    drop(audio);
+    let video = match container {
+        Container::WebM | Container::Mp4 => first_picture_size(path, &graphs),
+        _ => None,
+    };
+    if samples.is_empty() && video.is_none() {
+        return Err(MediaError::Bad("the file holds no audio".into()));
+    }
+    Ok((container, Decoded { samples, video }))
+}
+
+/// The size of a file's first video frame, if it has video.
+fn first_picture_size(path: &Path, graphs: &Graphs) -> Option<(u32, u32)> {
+    let decoder = Decoder::open(path, &graphs.decode_video).ok()?;
+    let (_, _, w, h) = decoder.next().ok()??;
+    (w > 0 && h > 0).then_some((w, h))
+}
+
+/// Everything a job produces for the attachment at `path`.
+pub async fn process(
+    path: &Path,
+    captioning: &Captioning,
+    limits: &Limits,
+) -> Result<MediaResult, MediaError> {
+    let (owned, bounds) = (path.to_path_buf(), limits.clone());
+    let (container, decoded) = tokio::task::spawn_blocking(move || decode(&owned, &bounds))
+        .await
+        .map_err(|e| MediaError::Transient(format!("decoder stopped: {e}")))??;
+    let duration_ms = decoded.samples.len() as i64 * 1000 / RATE as i64;
+    let utterances =
+        crate::offline::utterances_of(&decoded.samples, RATE, 1, true, &captioning.segmenter)
+            .map_err(|e| MediaError::Bad(format!("unsupported audio: {e}")))?;
+    let mut words = Vec::new();
+    let mut language = String::new();
+    for (audio, start_ms, end_ms, voice) in utterances {
+        let seconds = (end_ms - start_ms) as f32 / 1000.0;
+        let hypothesis = captioning
+            .recognizer
+            .final_(audio)
+            .await
+            .map_err(|_| MediaError::Transient("the recognizer stopped".into()))?
+            .map_err(|e| MediaError::Transient(format!("recognition failed: {e}")))?;
+        if language.is_empty() {
+            language = hypothesis.language.clone();
+        }
+        // The live captions' filter: no text for noise and hallucinations.
+        if let Ok(text) = crate::captions::filter::accept(&hypothesis, voice, seconds) {
+            words.push(text);
+        }
+    }
+    Ok(MediaResult {
+        container,
+        kind: if decoded.video.is_some() {
+            "video"
+        } else {
+            "audio"
+        },
+        duration_ms,
+        transcript: words.join(" "),
+        language,
+        waveform: waveform::peaks(&decoded.samples, limits.waveform_bars),
+        width: decoded.video.map(|(w, _)| w),
+        height: decoded.video.map(|(_, h)| h),
+    })
+}
