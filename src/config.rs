@@ -191,6 +191,40 @@ impl Default for CaptionsConfig {
     }
 }
 
+/// How long stored data is kept (0: for ever), globally and per room; the retention job
+/// deletes what is past it, every `interval_secs`, and writes each deletion in the audit log.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Meeting transcripts (segments and transcript messages), from the meeting's end.
+    pub transcripts_days: u32,
+    /// Voice and video messages' jobs, transcripts and posters, from the job's end.
+    pub media_days: u32,
+    /// Per room, stricter or looser than the defaults (recordings here are on top of
+    /// `recording.retention_days`, which applies to every room).
+    pub rooms: std::collections::BTreeMap<String, RoomRetention>,
+    pub interval_secs: u64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            transcripts_days: 0,
+            media_days: 0,
+            rooms: Default::default(),
+            interval_secs: 3600,
+        }
+    }
+}
+
+/// One room's retention; unset fields follow the defaults.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RoomRetention {
+    pub transcripts_days: Option<u32>,
+    pub recordings_days: Option<u32>,
+}
+
 /// Voice and video messages: the media job queue's workers (`meeting-agent media work`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -501,6 +535,7 @@ pub struct Config {
     pub api: ApiConfig,
     pub recording: RecordingConfig,
     pub media_messages: MediaMessagesConfig,
+    pub retention: RetentionConfig,
     pub log: LogConfig,
     pub engine: EngineConfig,
 }

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod audio;
 pub mod captions;
+pub mod compliance;
 pub mod config;
 pub mod features;
 /// The transport: LiveKit's engine through its own crate (`crates/livekit-ffi-client`).

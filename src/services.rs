@@ -68,6 +68,38 @@ impl Services {
             recorder.recover_in_background();
             recorder.retention_in_background();
         }
+        self.retention_in_background();
+    }
+
+    /// The retention job (`[retention]`) every `interval_secs`, when it has anything to do.
+    fn retention_in_background(&self) {
+        let policy = self.config.retention.clone();
+        let any = policy.transcripts_days > 0
+            || policy.media_days > 0
+            || policy.rooms.values().any(|r| {
+                r.transcripts_days.is_some_and(|d| d > 0)
+                    || r.recordings_days.is_some_and(|d| d > 0)
+            });
+        let Some(store) = self.store.clone().filter(|_| any) else {
+            return;
+        };
+        let services = self.clone();
+        tokio::spawn(async move {
+            let every = std::time::Duration::from_secs(policy.interval_secs.max(60));
+            loop {
+                let recorder = services.recorder.as_ref();
+                let pass = crate::compliance::retention::run_configured(
+                    &services.config,
+                    &store,
+                    recorder,
+                    false,
+                );
+                if let Err(e) = pass.await {
+                    tracing::warn!(error = %e, "retention pass failed; retried at the next one");
+                }
+                tokio::time::sleep(every).await;
+            }
+        });
     }
 
     /// A worker for the voice and video message queue: needs the store and captions.
@@ -77,25 +109,12 @@ impl Services {
         if let Err(e) = std::fs::create_dir_all(&dir) {
             tracing::error!(error = %e, dir = %dir.display(), "the media folder cannot be made");
         }
-        // `s3:` attachments are read from the recordings' bucket.
-        let s3 = match self.config.recording.storage {
-            crate::config::StorageKind::S3 => {
-                match crate::recording::s3::S3Store::new(&self.config.recording.s3) {
-                    Ok(s3) => Some(Arc::new(s3)),
-                    Err(e) => {
-                        tracing::error!(error = %e, "S3 attachments are unavailable");
-                        None
-                    }
-                }
-            }
-            crate::config::StorageKind::Local => None,
-        };
         Some(crate::media_messages::worker::MediaWorker::new(
             store,
             captioning,
             self.config.media_messages.clone(),
             dir,
-            s3,
+            crate::media_messages::attachments_bucket(&self.config),
             self.config.store.bot_user.clone(),
         ))
     }

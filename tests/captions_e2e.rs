@@ -1268,6 +1268,13 @@ async fn voice_and_video_messages_in_every_format_are_transcribed() {
                 (Some(320), Some(240)),
                 "{name}"
             );
+            // The poster: the first picture, a JPEG of the video's size, in the media folder.
+            let poster = result.poster.as_deref().expect("a poster");
+            let file = media.join(poster.strip_prefix("file:").expect("beside the attachment"));
+            let picture = image::open(&file).unwrap();
+            assert_eq!((picture.width(), picture.height()), (320, 240), "{name}");
+        } else {
+            assert_eq!(result.poster, None);
         }
         let job = store
             .media_job(&format!("msg-{name}"))

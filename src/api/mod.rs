@@ -20,6 +20,7 @@ use tokio::sync::Semaphore;
 use utoipa::IntoParams;
 
 pub mod auth;
+mod compliance;
 pub mod controls;
 mod media;
 pub mod metrics;
@@ -89,6 +90,8 @@ pub struct ApiState {
     uploads: tokio::sync::Mutex<()>,
     /// Serialises role changes (a read-modify-write of the room's roles) within the process.
     roles_lock: tokio::sync::Mutex<()>,
+    /// The whole configuration, for the retention pass (its policy, media folder and bucket).
+    config: crate::config::Config,
 }
 
 impl ApiState {
@@ -127,6 +130,7 @@ impl ApiState {
             webhooks_seen: Mutex::default(),
             uploads: tokio::sync::Mutex::new(()),
             roles_lock: tokio::sync::Mutex::new(()),
+            config: config.clone(),
         })
     }
 }
@@ -247,6 +251,15 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/v1/rooms/{room}/recording", put(recordings::switch))
         .route("/v1/rooms/{room}/settings", put(settings::room))
         .route("/v1/media-jobs", post(media::enqueue).get(media::list))
+        .route("/v1/retention/run", post(compliance::retention))
+        .route(
+            "/v1/meetings/{id}/archive",
+            get(compliance::meeting_archive),
+        )
+        .route(
+            "/v1/conversations/{id}/archive",
+            get(compliance::conversation_archive),
+        )
         .route("/v1/media-jobs/{message_id}", get(media::get))
         .route("/v1/media-jobs/{message_id}/rerun", post(media::rerun))
         .route(

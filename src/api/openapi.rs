@@ -61,6 +61,9 @@ pub const PATH: &str = "/v1/openapi.json";
         super::media::list,
         super::media::get,
         super::media::rerun,
+        super::compliance::retention,
+        super::compliance::meeting_archive,
+        super::compliance::conversation_archive,
     ),
     components(schemas(schema::ErrorBody, schema::TranscriptFormat)),
     modifiers(&SecuritySchemes),
@@ -73,6 +76,7 @@ pub const PATH: &str = "/v1/openapi.json";
         (name = "waiting room", description = "The waiting room: settings, admit, deny"),
         (name = "breakouts", description = "Breakout rooms"),
         (name = "media messages", description = "Voice and video messages: transcripts, waveforms"),
+        (name = "compliance", description = "Retention passes and compliance exports"),
         (name = "operations", description = "Health, metrics, LiveKit's webhook, this description"),
     )
 )]

@@ -47,13 +47,35 @@ pub struct MediaResult {
     /// A video's picture size.
     pub width: Option<u32>,
     pub height: Option<u32>,
+    /// A video's poster (its first picture, JPEG, at most [`POSTER_MAX_WIDTH`] wide), where
+    /// the worker stored it: `file:<path under the media folder>` or `s3:<key>`.
+    pub poster: Option<String>,
 }
+
+/// Widest poster kept; larger pictures are scaled down, keeping their shape.
+pub const POSTER_MAX_WIDTH: u32 = 640;
 
 /// Limits that bound what one attachment may cost.
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub max_seconds: u64,
     pub waveform_bars: usize,
+}
+
+/// The bucket `s3:` attachments are read from (the recordings' one), when S3 is configured.
+pub fn attachments_bucket(
+    config: &crate::config::Config,
+) -> Option<std::sync::Arc<crate::recording::s3::S3Store>> {
+    if config.recording.storage != crate::config::StorageKind::S3 {
+        return None;
+    }
+    match crate::recording::s3::S3Store::new(&config.recording.s3) {
+        Ok(s3) => Some(std::sync::Arc::new(s3)),
+        Err(e) => {
+            tracing::error!(error = %e, "S3 attachments are unavailable");
+            None
+        }
+    }
 }
 
 /// Longest message id and source a job may name.
@@ -94,10 +116,10 @@ pub fn check_job(message_id: &str, source: &str) -> Result<(), MediaError> {
     Ok(())
 }
 
-/// Decoded audio (48 kHz mono) and, for a video, its picture size.
+/// Decoded audio (48 kHz mono) and, for a video, its picture size and poster (JPEG).
 struct Decoded {
     samples: Vec<i16>,
-    video: Option<(u32, u32)>,
+    video: Option<(u32, u32, Vec<u8>)>,
 }
 
 /// Decodes `path` (sniffed first: only the supported containers reach GStreamer). Blocking.
@@ -142,7 +164,7 @@ fn decode(path: &Path, limits: &Limits) -> Result<(Container, Decoded), MediaErr
     }
     drop(audio);
     let video = match container {
-        Container::WebM | Container::Mp4 => first_picture_size(path, &graphs),
+        Container::WebM | Container::Mp4 => first_picture(path, &graphs),
         _ => None,
     };
     if samples.is_empty() && video.is_none() {
@@ -151,19 +173,35 @@ fn decode(path: &Path, limits: &Limits) -> Result<(Container, Decoded), MediaErr
     Ok((container, Decoded { samples, video }))
 }
 
-/// The size of a file's first video frame, if it has video.
-fn first_picture_size(path: &Path, graphs: &Graphs) -> Option<(u32, u32)> {
+/// A file's first video frame: its size and a JPEG poster of it, if it has video.
+fn first_picture(path: &Path, graphs: &Graphs) -> Option<(u32, u32, Vec<u8>)> {
     let decoder = Decoder::open(path, &graphs.decode_video).ok()?;
-    let (_, _, w, h) = decoder.next().ok()??;
-    (w > 0 && h > 0).then_some((w, h))
+    let (_, i420, w, h) = decoder.next().ok()??;
+    let frame = crate::media::VideoFrame::from_i420(w, h, i420, 0).ok()?;
+    Some((w, h, poster(&frame)?))
 }
 
-/// Everything a job produces for the attachment at `path`.
+/// `frame` as a JPEG at most [`POSTER_MAX_WIDTH`] wide.
+fn poster(frame: &crate::media::VideoFrame) -> Option<Vec<u8>> {
+    let out_w = frame.width.clamp(1, POSTER_MAX_WIDTH);
+    let out_h = (frame.height as u64 * out_w as u64 / frame.width.max(1) as u64).max(1) as u32;
+    let mut rgb = vec![0f32; out_w as usize * out_h as usize * 3];
+    crate::video::segmentation::downsample_rgb(frame, out_w as usize, out_h as usize, &mut rgb);
+    let bytes: Vec<u8> = rgb.iter().map(|v| (v * 255.0).round() as u8).collect();
+    let mut jpeg = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 80)
+        .encode(&bytes, out_w, out_h, image::ExtendedColorType::Rgb8)
+        .ok()?;
+    Some(jpeg)
+}
+
+/// Everything a job produces for the attachment at `path`, and a video's poster (JPEG) for the
+/// worker to store.
 pub async fn process(
     path: &Path,
     captioning: &Captioning,
     limits: &Limits,
-) -> Result<MediaResult, MediaError> {
+) -> Result<(MediaResult, Option<Vec<u8>>), MediaError> {
     let (owned, bounds) = (path.to_path_buf(), limits.clone());
     let (container, decoded) = tokio::task::spawn_blocking(move || decode(&owned, &bounds))
         .await
@@ -190,18 +228,20 @@ pub async fn process(
             words.push(text);
         }
     }
-    Ok(MediaResult {
+    let (size, poster) = match decoded.video {
+        Some((w, h, jpeg)) => (Some((w, h)), Some(jpeg)),
+        None => (None, None),
+    };
+    let result = MediaResult {
         container,
-        kind: if decoded.video.is_some() {
-            "video"
-        } else {
-            "audio"
-        },
+        kind: if size.is_some() { "video" } else { "audio" },
         duration_ms,
         transcript: words.join(" "),
         language,
         waveform: waveform::peaks(&decoded.samples, limits.waveform_bars),
-        width: decoded.video.map(|(w, _)| w),
-        height: decoded.video.map(|(_, h)| h),
-    })
+        width: size.map(|(w, _)| w),
+        height: size.map(|(_, h)| h),
+        poster: None,
+    };
+    Ok((result, poster))
 }

@@ -17,6 +17,8 @@ use crate::store::{Claim, Message, Store, StoreError};
 
 /// The kind of the message a transcript is posted as.
 pub const TRANSCRIPT_KIND: &str = "media_transcript";
+/// Where files made from attachments (posters) are kept, in the media folder or the bucket.
+pub const DERIVATIVES: &str = "derivatives";
 /// The longest delay between two attempts.
 const MAX_RETRY: Duration = Duration::from_secs(3600);
 
@@ -151,11 +153,14 @@ impl MediaWorker {
             waveform_bars: self.config.waveform_bars,
         };
         let (path, temporary) = self.fetch(&claim.source).await?;
-        let result = process(&path, &self.captioning, &limits).await;
+        let processed = process(&path, &self.captioning, &limits).await;
         if temporary {
             let _ = std::fs::remove_file(&path);
         }
-        let result = result?;
+        let (mut result, poster) = processed?;
+        if let Some(jpeg) = poster {
+            result.poster = Some(self.store_derivative(claim, "poster.jpg", jpeg).await?);
+        }
         let conversation = self
             .store
             .message_conversation(&claim.message_id)
@@ -259,6 +264,34 @@ impl MediaWorker {
         )))
     }
 
+    /// Keeps a file made from the attachment where the attachment came from: beside it in the
+    /// media folder (`derivatives/`), or in the bucket. Named by a hash of the message id, so
+    /// no id can name a path. Returns where it is, as a source.
+    async fn store_derivative(
+        &self,
+        claim: &Claim,
+        what: &str,
+        bytes: Vec<u8>,
+    ) -> Result<String, MediaError> {
+        let name = format!("{}-{what}", derivative_stem(&claim.message_id));
+        let failed = |e: String| MediaError::Transient(format!("cannot store the {what}: {e}"));
+        if claim.source.starts_with("s3:") {
+            let s3 = self
+                .s3
+                .as_ref()
+                .ok_or_else(|| failed("no S3 storage".into()))?;
+            let key = format!("{DERIVATIVES}/{name}");
+            s3.put_object(&key, bytes, "image/jpeg")
+                .await
+                .map_err(|e| failed(e.to_string()))?;
+            return Ok(format!("s3:{key}"));
+        }
+        let dir = self.dir.join(DERIVATIVES);
+        std::fs::create_dir_all(&dir).map_err(|e| failed(e.to_string()))?;
+        std::fs::write(dir.join(&name), bytes).map_err(|e| failed(e.to_string()))?;
+        Ok(format!("file:{DERIVATIVES}/{name}"))
+    }
+
     fn check_size(&self, size: u64) -> Result<(), MediaError> {
         if size > self.config.max_bytes {
             return Err(MediaError::Bad(format!(
@@ -268,6 +301,13 @@ impl MediaWorker {
         }
         Ok(())
     }
+}
+
+/// The start of a message's derivative files' names: a hash of its id.
+pub fn derivative_stem(message_id: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(message_id.as_bytes());
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// `relative` under `dir`, refused when it would leave it (`..`, an absolute path, a link

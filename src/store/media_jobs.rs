@@ -266,6 +266,24 @@ impl Store {
         Ok(rows.into_iter().map(job).collect())
     }
 
+    /// Finished jobs (done or failed) last changed before `cutoff_ms`, oldest first (at most
+    /// [`MAX_LISTED`] a call).
+    pub async fn media_jobs_finished_before(
+        &self,
+        cutoff_ms: i64,
+    ) -> Result<Vec<MediaJob>, StoreError> {
+        let sql_lite = format!(
+            "SELECT {COLUMNS} FROM media_jobs WHERE status IN ('done', 'failed') AND updated_at_ms < ?1 ORDER BY updated_at_ms LIMIT ?2"
+        );
+        let sql_pg = format!(
+            "SELECT {COLUMNS} FROM media_jobs WHERE status IN ('done', 'failed') AND updated_at_ms < $1 ORDER BY updated_at_ms LIMIT $2"
+        );
+        let rows: Vec<JobRow> = on_both!(
+            self, fetch_all, JobRow, &sql_lite, &sql_pg, cutoff_ms, MAX_LISTED
+        )?;
+        Ok(rows.into_iter().map(job).collect())
+    }
+
     /// The conversation a message belongs to, if the message exists.
     pub async fn message_conversation(
         &self,

@@ -14,6 +14,7 @@ pub mod audit;
 pub mod media_jobs;
 pub mod recordings;
 pub mod redact;
+pub mod retention;
 pub mod schema;
 pub mod search;
 

@@ -326,6 +326,61 @@ async fn media_jobs_need_an_operator_key_and_a_source_inside_the_media_folder() 
     );
 }
 
+/// Compliance exports and retention through the API stay in the key's rooms: another room's
+/// meeting is answered like one that does not exist, conversations and retention need a key for
+/// every room, and every export is in the audit log.
+#[tokio::test]
+async fn compliance_exports_stay_in_the_keys_rooms() {
+    let api = start(None, 30).await;
+    let weekly = format!("/v1/meetings/{}/archive", api.weekly.id);
+    let board = format!("/v1/meetings/{}/archive", api.board.id);
+    assert_eq!(api.get(&weekly, None).await.0, 401);
+    let (status, body) = api.get(&weekly, Some(WEEKLY_KEY)).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("transcript.vtt") && body.contains("Send the budget by Friday."));
+    assert!(!body.contains("confidential"), "only its own meeting");
+    assert_eq!(
+        api.get(&board, Some(WEEKLY_KEY)).await,
+        api.get("/v1/meetings/nope/archive", Some(WEEKLY_KEY)).await,
+        "another room's meeting is answered like one that does not exist"
+    );
+    assert_eq!(api.get(&board, Some(ADMIN_KEY)).await.0, 200);
+    let conversation = format!("/v1/conversations/{}/archive", api.weekly.id);
+    assert_eq!(api.get(&conversation, Some(WEEKLY_KEY)).await.0, 403);
+    assert_eq!(api.get(&conversation, Some(ADMIN_KEY)).await.0, 200);
+    assert_eq!(
+        api.get("/v1/conversations/nope/archive", Some(ADMIN_KEY))
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        api.post("/v1/retention/run", Some(WEEKLY_KEY), json!({}))
+            .await
+            .0,
+        403
+    );
+    let (status, report) = api
+        .post("/v1/retention/run", Some(ADMIN_KEY), json!({}))
+        .await;
+    assert_eq!(
+        (status, report["dry_run"].as_bool()),
+        (200, Some(true)),
+        "{report}"
+    );
+    let exports: Vec<_> = api
+        .store
+        .audit("weekly", 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == "export-archive")
+        .collect();
+    assert_eq!(exports.len(), 1, "{exports:?}");
+    assert!(exports[0].actor.starts_with("key:"), "{exports:?}");
+    assert_eq!(exports[0].target.as_deref(), Some(api.weekly.id.as_str()));
+}
+
 /// The OpenAPI description is served without a key, and real answers have the fields it
 /// requires.
 #[tokio::test]

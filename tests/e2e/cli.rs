@@ -514,3 +514,84 @@ fn process_with_microphones_only_writes_a_playable_recording() {
     assert!((fps - expected).abs() < 1.0, "{fps} frames/s");
     std::fs::remove_dir_all(dir.parent().unwrap()).ok();
 }
+
+/// The data's end of life from the command line: a retention dry run counts what is due and
+/// deletes nothing, a real one deletes it, `archive` writes the meeting's tar, and `media
+/// enqueue` refuses a source outside the media folder with a clear error.
+#[tokio::test]
+async fn retention_archive_and_media_commands_work_on_the_store() {
+    let dir = std::env::temp_dir().join(format!("cli-retention-{}", std::process::id()));
+    std::fs::remove_dir_all(&dir).ok();
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("sqlite:{}", dir.join("store.db").display());
+    let store = meeting_agent::store::Store::connect(&url).await.unwrap();
+    let mut meeting = meeting_agent::store::Meeting::new("weekly", 1_700_000_000_000);
+    store
+        .open_meeting(
+            &meeting,
+            &meeting.root_message("meeting-agent", "Weekly".into()),
+        )
+        .await
+        .unwrap();
+    let said = meeting_agent::store::Segment {
+        key: "SG_1".into(),
+        speaker: "sam".into(),
+        text: "Ship it on Friday.".into(),
+        start_ms: 0,
+        end_ms: 1_000,
+    };
+    store.add_segments(&meeting, &[said]).await.unwrap();
+    store
+        .end_meeting(&meeting.id, 1_700_000_100_000)
+        .await
+        .unwrap();
+    meeting.ended_at_ms = Some(1_700_000_100_000);
+    let config = dir.join("agent.toml");
+    std::fs::write(
+        &config,
+        format!("data_dir = {dir:?}\n[store]\nurl = {url:?}\n[retention]\ntranscripts_days = 30\n"),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        agent()
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .env_remove("MEETING_AGENT_DATABASE_URL")
+            .output()
+            .unwrap()
+    };
+    let tar = dir.join("weekly.tar");
+    let out = run(&["archive", &meeting.id, "-o", tar.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let archive = std::fs::read(&tar).unwrap();
+    assert!(String::from_utf8_lossy(&archive).contains("Ship it on Friday."));
+    let out = run(&["retention", "--dry-run"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (report["dry_run"].as_bool(), report["segments"].as_u64()),
+        (Some(true), Some(1))
+    );
+    assert_eq!(store.segments(&meeting.id).await.unwrap().len(), 1);
+    let out = run(&["retention"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["transcripts"], 1, "{report}");
+    assert!(store.segments(&meeting.id).await.unwrap().is_empty());
+    let out = run(&["media", "enqueue", "msg-1", "file:../secrets"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("source: file:<path in the media folder>"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&["media", "enqueue", "msg-1", "file:voice/msg-1.ogg"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "queued");
+    let out = run(&["media", "status", "msg-1"]);
+    let job: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(job["status"], "queued");
+    std::fs::remove_dir_all(&dir).ok();
+}

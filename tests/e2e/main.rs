@@ -18,6 +18,7 @@ mod control_api;
 mod api;
 mod captions_model;
 mod cli;
+mod compliance;
 mod denoise_quality;
 mod livekit_e2e;
 mod media_messages;

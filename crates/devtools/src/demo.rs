@@ -115,9 +115,14 @@ pub async fn run(mut config: Config) -> Result<()> {
     }
     alice.stop().await;
     println!("meeting over: closing the room");
-    server
+    // A room whose last participant left may have closed by itself already (404): the same end.
+    if let Err(e) = server
         .room_service("DeleteRoom", &serde_json::json!({"room": ROOM}))
-        .await?;
+        .await
+    {
+        anyhow::ensure!(e.to_string().contains("404"), e);
+        println!("the room had closed already");
+    }
 
     // The recording, once stored; the thread, once it has its summary.
     let until = Instant::now() + Duration::from_secs(90);

@@ -69,6 +69,23 @@ pub enum Command {
         #[command(subcommand)]
         action: media::MediaAction,
     },
+    /// Delete what is past `[retention]` now (with --dry-run: only count), as the worker does
+    /// every `retention.interval_secs`; deletions go into the audit log.
+    Retention {
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// The compliance export of a meeting (or, with --conversation, any conversation) as one tar
+    /// archive: transcript, summary, messages, recordings and links, media, audit entries.
+    Archive {
+        /// The meeting id, or with --conversation the conversation id.
+        id: String,
+        #[arg(long)]
+        conversation: bool,
+        /// Where to write it.
+        #[arg(long, short)]
+        output: PathBuf,
+    },
     /// Print a stored meeting's transcript.
     Export {
         /// The meeting id (`meeting-agent meetings` lists them).
@@ -104,6 +121,8 @@ fn run(cli: Cli) -> Result<()> {
             | Command::Process { .. }
             | Command::Recordings { .. }
             | Command::Media { .. }
+            | Command::Retention { .. }
+            | Command::Archive { .. }
     ) {
         let config = Config::load_unvalidated(cli.config.as_deref())?;
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -113,6 +132,12 @@ fn run(cli: Cli) -> Result<()> {
             match cli.command {
                 Command::Recordings { action } => recordings::run(action, config).await,
                 Command::Media { action } => media::run(action, config).await,
+                Command::Retention { dry_run } => media::retention(&config, dry_run).await,
+                Command::Archive {
+                    id,
+                    conversation,
+                    output,
+                } => media::archive(&config, &id, conversation, &output).await,
                 Command::Process { dir, room } => {
                     let store = meeting_agent::services::connect_store(&config).await?;
                     process::process(&config, store, &dir, room).await
@@ -153,7 +178,9 @@ fn run(cli: Cli) -> Result<()> {
             | Command::Export { .. }
             | Command::Process { .. }
             | Command::Recordings { .. }
-            | Command::Media { .. } => unreachable!("handled before configuration"),
+            | Command::Media { .. }
+            | Command::Retention { .. }
+            | Command::Archive { .. } => unreachable!("handled before configuration"),
         }
     })
 }

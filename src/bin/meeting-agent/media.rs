@@ -1,5 +1,5 @@
-//! `meeting-agent media`: the voice and video message queue: enqueue an attachment, see jobs,
-//! re-run one, and run a worker.
+//! `meeting-agent media`: the voice and video message queue (enqueue an attachment, see jobs,
+//! re-run one, run a worker); `retention` and `archive`, the data's end of life.
 
 use anyhow::{Context, Result};
 use meeting_agent::config::Config;
@@ -84,4 +84,42 @@ fn parse_status(s: &str) -> Result<JobStatus> {
         "failed" => JobStatus::Failed,
         _ => anyhow::bail!("--status: queued, running, done or failed"),
     })
+}
+
+/// `meeting-agent retention`: one pass now; prints what it deleted (or would).
+pub async fn retention(config: &Config, dry_run: bool) -> Result<()> {
+    let store = meeting_agent::services::connect_store(config).await?;
+    // Storage only: no GStreamer needed to list and delete recordings.
+    let recorder = meeting_agent::features::recording::Recorder::for_storage(config)
+        .ok()
+        .map(|r| r.with_store(store.clone()));
+    let report = meeting_agent::compliance::retention::run_configured(
+        config,
+        &store,
+        recorder.as_ref(),
+        dry_run,
+    )
+    .await?;
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
+}
+
+/// `meeting-agent archive`: the compliance export into `output` (0600).
+pub async fn archive(
+    config: &Config,
+    id: &str,
+    conversation: bool,
+    output: &std::path::Path,
+) -> Result<()> {
+    let store = meeting_agent::services::connect_store(config).await?;
+    let recorder = meeting_agent::features::recording::Recorder::for_storage(config).ok();
+    let archive = if conversation {
+        meeting_agent::compliance::archive::conversation(&store, id).await?
+    } else {
+        meeting_agent::compliance::archive::meeting(&store, recorder.as_ref(), id).await?
+    }
+    .with_context(|| format!("nothing stored for {id:?}"))?;
+    std::fs::write(output, archive)
+        .with_context(|| format!("cannot write {}", output.display()))?;
+    Ok(())
 }
