@@ -1360,3 +1360,105 @@ async fn voice_and_video_messages_in_every_format_are_transcribed() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A video message kept in S3 (s3s-fs, which checks signatures): the worker fetches it by key,
+/// transcribes it and puts its poster back into the bucket. With S3 gone the job is retried,
+/// not failed, and done once S3 is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_video_message_in_s3_is_transcribed_and_s3_going_away_loses_nothing() {
+    use meeting_agent::media_messages::worker::{MediaWorker, Outcome};
+    use meeting_agent::recording::s3::S3Store;
+    init();
+    let _serial = SERIAL.lock().await;
+    let mut s3 = meeting_agent_devtools::LocalS3::start().await.unwrap();
+    std::fs::create_dir_all(s3.dir.join("media")).unwrap();
+    let bucket = std::sync::Arc::new(S3Store::new(&s3.config("media")).unwrap());
+    let dir = std::env::temp_dir().join(format!("media-s3-{}", std::process::id()));
+    std::fs::remove_dir_all(&dir).ok();
+    std::fs::create_dir_all(&dir).unwrap();
+    let clip = dir.join("clip.mp4");
+    let speech = fixtures().join("speech.wav");
+    let graph = format!(
+        "videotestsrc num-buffers=240 ! video/x-raw,width=320,height=240,framerate=25/1 ! x264enc ! mux. \
+         filesrc location={} ! wavparse ! audioconvert ! audioresample ! voaacenc ! mux. \
+         mp4mux name=mux ! filesink location={}",
+        speech.display(),
+        clip.display()
+    );
+    let status = std::process::Command::new("gst-launch-1.0")
+        .arg("-q")
+        .args(graph.split_whitespace())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let bytes = std::fs::read(&clip).unwrap();
+    for key in ["uploads/a.mp4", "uploads/b.mp4"] {
+        bucket
+            .put_object(key, bytes.clone(), "video/mp4")
+            .await
+            .unwrap();
+    }
+    let store =
+        meeting_agent::store::Store::connect(&format!("sqlite:{}", dir.join("store.db").display()))
+            .await
+            .unwrap();
+    let mut config = Config {
+        data_dir: dir.clone(),
+        ..Default::default()
+    };
+    config.media_messages.retry_secs = 1;
+    let worker = MediaWorker::new(
+        store.clone(),
+        Captioning::from_config(&config).unwrap().unwrap(),
+        config.media_messages.clone(),
+        dir.join("media"),
+        Some(bucket.clone()),
+        "meeting-agent".into(),
+    );
+    store
+        .enqueue_media("msg-a", "s3:uploads/a.mp4", 1)
+        .await
+        .unwrap();
+    let (_, outcome) = worker.run_once().await.unwrap().unwrap();
+    let Outcome::Done(result) = outcome else {
+        panic!("{outcome:?}");
+    };
+    assert!(
+        result.transcript.contains("budget"),
+        "{}",
+        result.transcript
+    );
+    let poster = result.poster.as_deref().unwrap();
+    let key = poster
+        .strip_prefix("s3:")
+        .expect("the poster goes back to the bucket");
+    let picture = image::load_from_memory(&bucket.get_object(key).await.unwrap()).unwrap();
+    assert_eq!((picture.width(), picture.height()), (320, 240));
+    assert!(
+        std::fs::read_dir(dir.join("media").join(".work")).is_ok_and(|mut d| d.next().is_none()),
+        "the fetched copy is removed"
+    );
+
+    // S3 goes away: the job is retried, not failed; it is done once S3 is back.
+    s3.stop().await;
+    store
+        .enqueue_media("msg-b", "s3:uploads/b.mp4", 1)
+        .await
+        .unwrap();
+    let (_, outcome) = worker.run_once().await.unwrap().unwrap();
+    assert!(matches!(outcome, Outcome::Retry(_)), "{outcome:?}");
+    let job = store.media_job("msg-b").await.unwrap().unwrap();
+    assert_eq!(job.status, meeting_agent::store::JobStatus::Queued);
+    assert!(
+        job.error
+            .as_deref()
+            .is_some_and(|e| e.contains("cannot fetch")),
+        "{job:?}"
+    );
+    s3.resume().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let (_, outcome) = worker.run_once().await.unwrap().unwrap();
+    assert!(matches!(outcome, Outcome::Done(_)), "{outcome:?}");
+    assert_eq!(store.media_job("msg-b").await.unwrap().unwrap().attempts, 2);
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -13,19 +13,28 @@ use utoipa::ToSchema;
 
 use super::auth::Caller;
 use super::openapi::schema;
-use super::{ApiError, ApiState, err, store};
+use super::{ApiError, ApiState, err, every_room, store};
 use crate::captions::journal::unix_ms;
 use crate::store::AuditEntry;
 
-fn all_rooms(who: &Caller, what: &str) -> Result<(), ApiError> {
-    if who.all_rooms() {
-        Ok(())
-    } else {
-        Err(err(
-            StatusCode::FORBIDDEN,
-            format!("{what} needs a key for every room"),
-        ))
-    }
+/// Writes an export in the audit log: who took which archive.
+async fn audited(
+    store: &crate::store::Store,
+    room: &str,
+    who: &Caller,
+    id: &str,
+) -> Result<(), ApiError> {
+    store
+        .add_audit(&AuditEntry {
+            room: room.to_string(),
+            at_ms: unix_ms() as i64,
+            actor: format!("key:{}", who.id),
+            action: "export-archive".into(),
+            target: Some(id.to_string()),
+            result: "ok".into(),
+        })
+        .await?;
+    Ok(())
 }
 
 fn tar(archive: Vec<u8>, name: &str) -> Response {
@@ -82,7 +91,7 @@ pub(super) async fn retention(
     Extension(who): Extension<Caller>,
     Json(req): Json<RetentionRequest>,
 ) -> Result<Response, ApiError> {
-    all_rooms(&who, "retention")?;
+    every_room(&who, "retention passes")?;
     let report = crate::compliance::retention::run_configured(
         &state.config,
         store(&state)?,
@@ -122,16 +131,7 @@ pub(super) async fn meeting_archive(
         .await
         .map_err(archive_error)?
         .ok_or_else(|| err(StatusCode::NOT_FOUND, "no such meeting"))?;
-    store
-        .add_audit(&AuditEntry {
-            room: meeting.room.clone(),
-            at_ms: unix_ms() as i64,
-            actor: format!("key:{}", who.id),
-            action: "export-archive".into(),
-            target: Some(id.clone()),
-            result: "ok".into(),
-        })
-        .await?;
+    audited(store, &meeting.room, &who, &id).await?;
     Ok(tar(archive, &id))
 }
 
@@ -156,21 +156,12 @@ pub(super) async fn conversation_archive(
     Extension(who): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    all_rooms(&who, "a conversation's export")?;
+    every_room(&who, "conversations' exports")?;
     let store = store(&state)?;
     let archive = crate::compliance::archive::conversation(store, &id)
         .await
         .map_err(archive_error)?
         .ok_or_else(|| err(StatusCode::NOT_FOUND, "no messages in that conversation"))?;
-    store
-        .add_audit(&AuditEntry {
-            room: "*".into(),
-            at_ms: unix_ms() as i64,
-            actor: format!("key:{}", who.id),
-            action: "export-archive".into(),
-            target: Some(id.clone()),
-            result: "ok".into(),
-        })
-        .await?;
+    audited(store, "*", &who, &id).await?;
     Ok(tar(archive, "conversation"))
 }

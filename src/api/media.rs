@@ -13,20 +13,9 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Caller;
 use super::openapi::schema;
-use super::{ApiError, ApiState, err, store};
+use super::{ApiError, ApiState, err, every_room, store};
 use crate::captions::journal::unix_ms;
 use crate::store::JobStatus;
-
-fn all_rooms(who: &Caller) -> Result<(), ApiError> {
-    if who.all_rooms() {
-        Ok(())
-    } else {
-        Err(err(
-            StatusCode::FORBIDDEN,
-            "media jobs need a key for every room",
-        ))
-    }
-}
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -58,7 +47,7 @@ pub(super) async fn enqueue(
     Extension(who): Extension<Caller>,
     Json(req): Json<EnqueueRequest>,
 ) -> Result<Response, ApiError> {
-    all_rooms(&who)?;
+    every_room(&who, "media jobs")?;
     crate::media_messages::check_job(&req.message_id, &req.source)
         .map_err(|e| err(StatusCode::BAD_REQUEST, e.to_string()))?;
     let queued = store(&state)?
@@ -100,20 +89,13 @@ pub(super) async fn list(
     Extension(who): Extension<Caller>,
     Query(q): Query<StatusFilter>,
 ) -> Result<Response, ApiError> {
-    all_rooms(&who)?;
-    let status = match q.status.as_deref() {
-        None => None,
-        Some("queued") => Some(JobStatus::Queued),
-        Some("running") => Some(JobStatus::Running),
-        Some("done") => Some(JobStatus::Done),
-        Some("failed") => Some(JobStatus::Failed),
-        Some(_) => {
-            return Err(err(
-                StatusCode::BAD_REQUEST,
-                "status: queued, running, done or failed",
-            ));
-        }
-    };
+    every_room(&who, "media jobs")?;
+    let status = q
+        .status
+        .as_deref()
+        .map(str::parse::<JobStatus>)
+        .transpose()
+        .map_err(|e| err(StatusCode::BAD_REQUEST, e))?;
     Ok(Json(store(&state)?.media_jobs(status).await?).into_response())
 }
 
@@ -138,7 +120,7 @@ pub(super) async fn get(
     Extension(who): Extension<Caller>,
     Path(message_id): Path<String>,
 ) -> Result<Response, ApiError> {
-    all_rooms(&who)?;
+    every_room(&who, "media jobs")?;
     match store(&state)?.media_job(&message_id).await? {
         Some(job) => Ok(Json(job).into_response()),
         None => Err(err(StatusCode::NOT_FOUND, "no job for that message")),
@@ -166,7 +148,7 @@ pub(super) async fn rerun(
     Extension(who): Extension<Caller>,
     Path(message_id): Path<String>,
 ) -> Result<Response, ApiError> {
-    all_rooms(&who)?;
+    every_room(&who, "media jobs")?;
     if !store(&state)?
         .requeue_media(&message_id, unix_ms() as i64)
         .await?

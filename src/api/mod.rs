@@ -171,6 +171,19 @@ fn caller(state: &ApiState, headers: &HeaderMap) -> Result<Caller, ApiError> {
     })
 }
 
+/// For what belongs to no room (metrics, media jobs, retention, conversations): a key for
+/// every room (`rooms = ["*"]`) only.
+fn every_room(caller: &Caller, what: &str) -> Result<(), ApiError> {
+    if caller.all_rooms() {
+        Ok(())
+    } else {
+        Err(err(
+            StatusCode::FORBIDDEN,
+            format!("{what} need a key for every room (rooms = [\"*\"])"),
+        ))
+    }
+}
+
 fn room_allowed(caller: &Caller, room: &str) -> Result<(), ApiError> {
     if caller.may_use(room) {
         Ok(())
@@ -400,12 +413,7 @@ async fn metrics_text(
     State(state): State<Arc<ApiState>>,
     Extension(who): Extension<Caller>,
 ) -> Result<Response, ApiError> {
-    if !who.all_rooms() {
-        return Err(err(
-            StatusCode::FORBIDDEN,
-            "metrics are for keys of every room (rooms = [\"*\"])",
-        ));
-    }
+    every_room(&who, "metrics")?;
     Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         metrics::render(state.recorder.as_ref().map(|r| r.dir.as_path())),

@@ -34,12 +34,22 @@ impl JobStatus {
         }
     }
 
+    /// As the database holds it (it writes nothing else).
     fn parse(s: &str) -> Self {
+        s.parse().unwrap_or(JobStatus::Queued)
+    }
+}
+
+impl std::str::FromStr for JobStatus {
+    type Err = &'static str;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
-            "running" => JobStatus::Running,
-            "done" => JobStatus::Done,
-            "failed" => JobStatus::Failed,
-            _ => JobStatus::Queued,
+            "queued" => Ok(JobStatus::Queued),
+            "running" => Ok(JobStatus::Running),
+            "done" => Ok(JobStatus::Done),
+            "failed" => Ok(JobStatus::Failed),
+            _ => Err("status: queued, running, done or failed"),
         }
     }
 }

@@ -40,7 +40,9 @@ pub async fn run(action: MediaAction, config: Config) -> Result<()> {
             let jobs = match message {
                 Some(m) => store.media_job(&m).await?.into_iter().collect(),
                 None => {
-                    let status = status.map(|s| parse_status(&s)).transpose()?;
+                    let status = status
+                        .map(|s| s.parse::<JobStatus>().map_err(anyhow::Error::msg))
+                        .transpose()?;
                     store.media_jobs(status).await?
                 }
             };
@@ -74,16 +76,6 @@ pub async fn run(action: MediaAction, config: Config) -> Result<()> {
         }
     }
     Ok(())
-}
-
-fn parse_status(s: &str) -> Result<JobStatus> {
-    Ok(match s {
-        "queued" => JobStatus::Queued,
-        "running" => JobStatus::Running,
-        "done" => JobStatus::Done,
-        "failed" => JobStatus::Failed,
-        _ => anyhow::bail!("--status: queued, running, done or failed"),
-    })
 }
 
 /// `meeting-agent retention`: one pass now; prints what it deleted (or would).
