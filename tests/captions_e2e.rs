@@ -772,6 +772,16 @@ async fn meeting_thread_in(url: &str) {
     std::fs::remove_dir_all(data_dir).ok();
 }
 
+/// Runs a GStreamer graph to its end (the test media are made by GStreamer's encoders).
+fn gst_launch(graph: &str) {
+    let status = std::process::Command::new("gst-launch-1.0")
+        .arg("-q")
+        .args(graph.split_whitespace())
+        .status()
+        .expect("gst-launch-1.0 (scripts/setup.sh installs it)");
+    assert!(status.success(), "{graph}");
+}
+
 /// Polls `probe` every 500 ms until it gives a value or `limit` passes.
 async fn loop_until<T, F, Fut>(limit: Duration, mut probe: F) -> Option<T>
 where
@@ -1134,14 +1144,7 @@ async fn voice_and_video_messages_in_every_format_are_transcribed() {
         ),
     ];
     for (name, graph) in &made {
-        let out = media.join(name);
-        let graph = graph.replace("OUT", out.to_str().unwrap());
-        let status = std::process::Command::new("gst-launch-1.0")
-            .arg("-q")
-            .args(graph.split_whitespace())
-            .status()
-            .expect("gst-launch-1.0 (scripts/setup.sh installs it)");
-        assert!(status.success(), "{name}: {graph}");
+        gst_launch(&graph.replace("OUT", media.join(name).to_str().unwrap()));
     }
     std::fs::copy(speech, media.join("voice.wav")).unwrap();
     // An MP3 sent as .ogg: judged by its bytes.
@@ -1385,12 +1388,7 @@ async fn a_video_message_in_s3_is_transcribed_and_s3_going_away_loses_nothing() 
         speech.display(),
         clip.display()
     );
-    let status = std::process::Command::new("gst-launch-1.0")
-        .arg("-q")
-        .args(graph.split_whitespace())
-        .status()
-        .unwrap();
-    assert!(status.success());
+    gst_launch(&graph);
     let bytes = std::fs::read(&clip).unwrap();
     for key in ["uploads/a.mp4", "uploads/b.mp4"] {
         bucket

@@ -102,18 +102,22 @@ pub fn check_job(message_id: &str, source: &str) -> Result<(), MediaError> {
         return Err(bad_source());
     }
     if let Some(path) = source.strip_prefix("file:") {
-        let path = Path::new(path);
-        if path.as_os_str().is_empty()
-            || !path
-                .components()
-                .all(|c| matches!(c, std::path::Component::Normal(_)))
-        {
+        if !plain_relative(path) {
             return Err(bad_source());
         }
     } else if source.strip_prefix("s3:").is_none_or(str::is_empty) {
         return Err(bad_source());
     }
     Ok(())
+}
+
+/// A non-empty relative path of plain names only (no `..`, `.`, root or prefix): what a
+/// `file:` source may be, checked when a job is queued and again when it runs.
+pub fn plain_relative(path: &str) -> bool {
+    !path.is_empty()
+        && Path::new(path)
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)))
 }
 
 /// Decoded audio (48 kHz mono) and, for a video, its picture size and poster (JPEG).
@@ -124,22 +128,14 @@ struct Decoded {
 
 /// Decodes `path` (sniffed first: only the supported containers reach GStreamer). Blocking.
 fn decode(path: &Path, limits: &Limits) -> Result<(Container, Decoded), MediaError> {
-    let mut head = [0u8; sniff::SNIFF_BYTES];
-    let read = {
+    let mut head = Vec::with_capacity(sniff::SNIFF_BYTES);
+    {
         use std::io::Read;
-        let mut file = std::fs::File::open(path)
-            .map_err(|e| MediaError::Transient(format!("cannot open the attachment: {e}")))?;
-        let mut n = 0;
-        while n < head.len() {
-            match file.read(&mut head[n..]) {
-                Ok(0) => break,
-                Ok(k) => n += k,
-                Err(e) => return Err(MediaError::Transient(format!("cannot read: {e}"))),
-            }
-        }
-        n
-    };
-    let container = sniff::sniff(&head[..read])?;
+        std::fs::File::open(path)
+            .and_then(|f| f.take(sniff::SNIFF_BYTES as u64).read_to_end(&mut head))
+            .map_err(|e| MediaError::Transient(format!("cannot read the attachment: {e}")))?;
+    }
+    let container = sniff::sniff(&head)?;
     crate::recording::pipeline::init()
         .map_err(|e| MediaError::Transient(format!("GStreamer: {e}")))?;
     let graphs = Graphs::builtin();

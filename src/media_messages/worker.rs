@@ -5,9 +5,9 @@
 //! while a job runs; a bad file fails at once with its reason, anything else is retried with
 //! doubling delays up to `media_messages.max_attempts`.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use super::{Limits, MediaError, MediaResult, process};
 use crate::config::MediaMessagesConfig;
@@ -23,9 +23,7 @@ pub const DERIVATIVES: &str = "derivatives";
 const MAX_RETRY: Duration = Duration::from_secs(3600);
 
 fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+    crate::captions::journal::unix_ms() as i64
 }
 
 /// How one claimed job ended.
@@ -314,15 +312,14 @@ pub fn derivative_stem(message_id: &str) -> String {
 /// out of it).
 pub fn inside(dir: &Path, relative: &str) -> Result<PathBuf, MediaError> {
     let refused = || MediaError::Bad("the attachment path is not inside the media folder".into());
-    let rel = Path::new(relative);
-    if relative.is_empty() || !rel.components().all(|c| matches!(c, Component::Normal(_))) {
+    if !super::plain_relative(relative) {
         return Err(refused());
     }
     let root = dir
         .canonicalize()
         .map_err(|_| MediaError::Bad("the media folder is missing".into()))?;
     let path = root
-        .join(rel)
+        .join(relative)
         .canonicalize()
         .map_err(|_| MediaError::Bad("the attachment is missing".into()))?;
     if !path.starts_with(&root) {

@@ -21,8 +21,12 @@ fn now_s() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-pub async fn action_latency(speakers: usize, moves: usize) -> Result<()> {
-    let server = LocalLiveKitServer::start().await?;
+/// The configuration for `server` with the bench's operator key, and the control API on a free
+/// loopback port (its URL).
+async fn control_api(
+    server: &LocalLiveKitServer,
+    token_rate_per_minute: u32,
+) -> Result<(meeting_agent::config::Config, String)> {
     let mut config = meeting_agent::config::Config::default();
     config.livekit.url = server.ws_url();
     config.livekit.api_key = server.api_key.clone();
@@ -32,10 +36,20 @@ pub async fn action_latency(speakers: usize, moves: usize) -> Result<()> {
         rooms: vec!["*".into()],
         participant_attributes: false,
     }];
+    config.api.token_rate_per_minute = token_rate_per_minute;
     let state = meeting_agent::api::ApiState::new(&config, None, None);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let api = format!("http://{}", listener.local_addr()?);
     tokio::spawn(meeting_agent::api::serve_on(listener, state));
+    Ok((config, api))
+}
+
+pub async fn action_latency(speakers: usize, moves: usize) -> Result<()> {
+    let server = LocalLiveKitServer::start().await?;
+    let default_rate = meeting_agent::config::Config::default()
+        .api
+        .token_rate_per_minute;
+    let (_, api) = control_api(&server, default_rate).await?;
     let client = reqwest::Client::new();
 
     let quiet = ["--tone-hz", "0", "--video", "none"];
@@ -133,21 +147,8 @@ pub async fn action_latency(speakers: usize, moves: usize) -> Result<()> {
 pub async fn breakout_move_all(participants: usize, rooms: usize, speech: bool) -> Result<()> {
     meeting_agent::livekit::Engine::start(&meeting_agent::paths::engine_library())?;
     let server = LocalLiveKitServer::start().await?;
-    let mut config = meeting_agent::config::Config::default();
-    config.livekit.url = server.ws_url();
-    config.livekit.api_key = server.api_key.clone();
-    config.livekit.api_secret = server.api_secret.clone();
+    let (mut config, api) = control_api(&server, 1000).await?;
     config.agent.load_threshold = 1.0;
-    config.api.keys = vec![meeting_agent::config::ApiKey {
-        key: KEY.into(),
-        rooms: vec!["*".into()],
-        participant_attributes: false,
-    }];
-    config.api.token_rate_per_minute = 1000;
-    let state = meeting_agent::api::ApiState::new(&config, None, None);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let api = format!("http://{}", listener.local_addr()?);
-    tokio::spawn(meeting_agent::api::serve_on(listener, state));
     let mut features = meeting_agent::features::FeatureSet::new(config.audio);
     if speech {
         let captioning = meeting_agent::features::captions::Captioning::from_config(&config)?
