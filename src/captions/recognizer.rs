@@ -86,8 +86,13 @@ pub static FINALS_QUEUED: std::sync::LazyLock<prometheus::IntGauge> =
 /// Counters for capacity monitoring.
 #[derive(Debug, Default)]
 pub struct RecognizerStats {
-    /// Finals asked for; every one is transcribed (`finals` catches up once speech stops).
+    /// Finals asked for; every one is transcribed (`finals_transcribed` catches up once
+    /// speech stops).
     pub finals_requested: AtomicU64,
+    /// Finals whose text came back to the speaker that asked: counted where the answer
+    /// arrives, so a speculative final counts only when it became the real one.
+    pub finals_transcribed: AtomicU64,
+    /// Final decodes run, speculative ones included (those thrown away after they ran too).
     pub finals: AtomicU64,
     pub interims: AtomicU64,
     /// Interim requests replaced before they ran: each is one step of degraded cadence.

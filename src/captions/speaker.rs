@@ -315,7 +315,13 @@ impl SpeakerCaptions {
         // queue is full) is logged and journaled without text.
         tokio::spawn(async move {
             let hypothesis = match reply.await {
-                Ok(Ok(h)) => h,
+                Ok(Ok(h)) => {
+                    ctx.recognizer
+                        .stats
+                        .finals_transcribed
+                        .fetch_add(1, Ordering::Relaxed);
+                    h
+                }
                 Ok(Err(RecognizeError::Refused)) => {
                     let room = ctx.room().to_string();
                     return refused(&room, &ctx.publisher, ctx.journal, caption, had_interim).await;

@@ -193,7 +193,9 @@ impl RoomFeature for RoomCaptions {
         let stats = &self.recognizer.stats;
         let load = |v: &std::sync::atomic::AtomicU64| v.load(std::sync::atomic::Ordering::Relaxed);
         tracing::info!(
-            finals = load(&stats.finals),
+            finals_requested = load(&stats.finals_requested),
+            finals_transcribed = load(&stats.finals_transcribed),
+            final_decodes = load(&stats.finals),
             interims = load(&stats.interims),
             interims_superseded = load(&stats.interims_superseded),
             finals_fitted = load(&stats.finals_fitted),

@@ -153,13 +153,14 @@ pub async fn rooms_until_full(max_rooms: usize, settle_secs: u64) -> Result<Load
     // agent closes each speaker's last utterance when it sees them leave: a moment later.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let drain_until = Instant::now() + Duration::from_secs(60);
-    while stats.finals.load(Ordering::Relaxed) < stats.finals_requested.load(Ordering::Relaxed)
+    while stats.finals_transcribed.load(Ordering::Relaxed)
+        < stats.finals_requested.load(Ordering::Relaxed)
         && Instant::now() < drain_until
     {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     outcome.finals_requested = stats.finals_requested.load(Ordering::Relaxed);
-    outcome.finals_done = stats.finals.load(Ordering::Relaxed);
+    outcome.finals_done = stats.finals_transcribed.load(Ordering::Relaxed);
     outcome.finals_fitted = stats.finals_fitted.load(Ordering::Relaxed);
     outcome.interims_superseded = stats.interims_superseded.load(Ordering::Relaxed);
     let _ = shutdown.send(Shutdown::Terminate);
