@@ -58,6 +58,69 @@ const MEDIA_JOBS: &str = r#"CREATE TABLE IF NOT EXISTS media_jobs (
 
 CREATE INDEX IF NOT EXISTS media_jobs_due ON media_jobs (status, not_before_ms)"#;
 
+/// Version 7: the outbox (webhook deliveries and e-mails, delivered at least once and in order
+/// per `order_key`), webhook endpoints, e-mail opt-outs and the addresses the platform gives
+/// for its users. `$seq` is each database's own row number.
+macro_rules! outbox {
+    ($seq:literal) => {
+        concat!(
+            r#"CREATE TABLE IF NOT EXISTS webhook_endpoints (
+    id TEXT PRIMARY KEY,
+    url TEXT NOT NULL,
+    description TEXT NOT NULL,
+    secrets TEXT NOT NULL,
+    event_types TEXT NOT NULL,
+    rooms TEXT NOT NULL,
+    enabled BIGINT NOT NULL,
+    failures BIGINT NOT NULL DEFAULT 0,
+    retry_at_ms BIGINT NOT NULL DEFAULT 0,
+    created_at_ms BIGINT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS outbox (
+    seq "#,
+            $seq,
+            r#",
+    id TEXT NOT NULL UNIQUE,
+    event_id TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    target TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    room TEXT,
+    order_key TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempts BIGINT NOT NULL DEFAULT 0,
+    next_attempt_at_ms BIGINT NOT NULL,
+    claimed_by TEXT,
+    created_at_ms BIGINT NOT NULL,
+    updated_at_ms BIGINT NOT NULL,
+    delivered_at_ms BIGINT,
+    last_status BIGINT,
+    last_error TEXT
+);
+
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (status, next_attempt_at_ms);
+
+CREATE INDEX IF NOT EXISTS outbox_order ON outbox (order_key, seq);
+
+CREATE INDEX IF NOT EXISTS outbox_by_target ON outbox (target, seq);
+
+CREATE TABLE IF NOT EXISTS email_optouts (
+    room TEXT NOT NULL,
+    address TEXT NOT NULL,
+    at_ms BIGINT NOT NULL,
+    PRIMARY KEY (room, address)
+);
+
+CREATE TABLE IF NOT EXISTS user_emails (
+    identity TEXT PRIMARY KEY,
+    address TEXT NOT NULL
+)"#
+        )
+    };
+}
+
 /// (version, statements) for SQLite; statements are separated by `;\n\n`.
 pub const SQLITE: &[(i64, &str)] = &[
     (
@@ -133,6 +196,7 @@ CREATE INDEX IF NOT EXISTS meetings_by_room_sid ON meetings (room_sid)"#,
     ),
     (5, audit_log!("INTEGER PRIMARY KEY AUTOINCREMENT")),
     (6, MEDIA_JOBS),
+    (7, outbox!("INTEGER PRIMARY KEY AUTOINCREMENT")),
 ];
 
 /// (version, statements) for PostgreSQL.
@@ -196,4 +260,5 @@ CREATE INDEX IF NOT EXISTS meetings_by_room_sid ON meetings (room_sid)"#,
     ),
     (5, audit_log!("BIGSERIAL PRIMARY KEY")),
     (6, MEDIA_JOBS),
+    (7, outbox!("BIGSERIAL PRIMARY KEY")),
 ];
