@@ -225,6 +225,114 @@ pub struct RoomRetention {
     pub recordings_days: Option<u32>,
 }
 
+/// Outgoing webhooks (`/v1/webhooks`) and the outbox that delivers them and the e-mails.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhooksConfig {
+    /// Dispatchers in `meeting-agent worker` (0: none; `meeting-agent outbox work` runs one).
+    pub dispatchers: usize,
+    /// Endpoints there may be.
+    pub max_endpoints: usize,
+    /// Deliveries one endpoint (or address) may have waiting; more are dead-lettered as
+    /// `outbox full` (visible in its log) instead of growing the store without bound.
+    pub max_pending_per_target: i64,
+    /// A receiver that has not answered (2xx) within this is a failed attempt.
+    pub timeout_secs: u64,
+    /// A failing endpoint's first retry; each failure doubles it, up to `retry_max_ms`, with
+    /// jitter (a random 50-100 % of it), so many agents do not retry in step.
+    pub retry_base_ms: u64,
+    /// The longest wait between attempts at a failing endpoint: the most a receiver that came
+    /// back waits for its backlog.
+    pub retry_max_ms: u64,
+    /// A delivery is dead-lettered after this many attempts (0: no limit) ...
+    pub max_attempts: i64,
+    /// ... or once it has waited this long.
+    pub give_up_after_secs: u64,
+    /// Deliveries claimed at once (sent concurrently, one per order key).
+    pub batch: i64,
+    /// How long a claim holds a delivery before another dispatcher may take it.
+    pub lease_secs: u64,
+    /// How often an idle dispatcher looks (this process and PostgreSQL's NOTIFY also wake it).
+    pub poll_ms: u64,
+    /// Finished deliveries are kept in the log this long.
+    pub keep_days: u32,
+    /// Whether endpoints may be on loopback or private addresses. Off: an API caller could
+    /// otherwise make the agent call internal services.
+    pub allow_private_addresses: bool,
+    /// Whether endpoints may use plain `http://` (loopback tests); off: `https://` only.
+    pub allow_http: bool,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        Self {
+            dispatchers: 1,
+            max_endpoints: 100,
+            max_pending_per_target: 100_000,
+            timeout_secs: 10,
+            retry_base_ms: 500,
+            retry_max_ms: 5_000,
+            max_attempts: 0,
+            give_up_after_secs: 86_400,
+            batch: 16,
+            lease_secs: 60,
+            poll_ms: 1_000,
+            keep_days: 7,
+            allow_private_addresses: false,
+            allow_http: false,
+        }
+    }
+}
+
+/// Meeting follow-ups by e-mail (SMTP): the summary to each attendee with a known address.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmailConfig {
+    pub enabled: bool,
+    /// `smtp://host:port` (STARTTLS when offered... required unless `smtp_plaintext`),
+    /// `smtps://host:port` (TLS).
+    pub smtp_url: String,
+    pub username: String,
+    pub password: String,
+    /// Only for a relay on loopback (tests): no TLS at all.
+    pub smtp_plaintext: bool,
+    /// `Name <address>` the follow-ups come from.
+    pub from: String,
+    /// How long after a meeting its follow-up is sent (its recording is stored by then).
+    pub delay_secs: u64,
+    /// A participant attribute holding its address, trusted only for these domains (a
+    /// participant allowed to set its own attributes could otherwise have the meeting's
+    /// summary mailed anywhere). Addresses in the store's `user_emails` are always trusted.
+    pub address_attribute: String,
+    pub attribute_domains: Vec<String>,
+    /// Rooms whose meetings get no follow-up.
+    pub disabled_rooms: Vec<String>,
+    /// The public base URL of the control API, for the unsubscribe link
+    /// (`<base>/v1/email/unsubscribe?token=...`); empty: no link.
+    pub public_url: String,
+    /// Most recipients of one meeting's follow-up.
+    pub max_recipients: usize,
+}
+
+impl Default for EmailConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            smtp_url: String::new(),
+            username: String::new(),
+            password: String::new(),
+            smtp_plaintext: false,
+            from: "Meeting Agent <meeting-agent@localhost>".into(),
+            delay_secs: 30,
+            address_attribute: "email".into(),
+            attribute_domains: Vec::new(),
+            disabled_rooms: Vec::new(),
+            public_url: String::new(),
+            max_recipients: 100,
+        }
+    }
+}
+
 /// Voice and video messages: the media job queue's workers (`meeting-agent media work`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -536,6 +644,8 @@ pub struct Config {
     pub recording: RecordingConfig,
     pub media_messages: MediaMessagesConfig,
     pub retention: RetentionConfig,
+    pub webhooks: WebhooksConfig,
+    pub email: EmailConfig,
     pub log: LogConfig,
     pub engine: EngineConfig,
 }
@@ -559,6 +669,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("MEETING_AGENT_VIDEO_ENCODER", "recording.video_encoder"),
     ("MEETING_AGENT_S3_ACCESS_KEY", "recording.s3.access_key"),
     ("MEETING_AGENT_S3_SECRET_KEY", "recording.s3.secret_key"),
+    ("MEETING_AGENT_SMTP_PASSWORD", "email.password"),
     ("MEETING_AGENT_LOG_FORMAT", "log.format"),
     ("MEETING_AGENT_LOG", "log.filter"),
     ("LIVEKIT_LIB_PATH", "engine.library"),
@@ -750,6 +861,7 @@ impl Config {
             return invalid("agent.name", "must not contain whitespace");
         }
         self.validate_media()?;
+        self.validate_integrations()?;
         let store = &self.store.url;
         if !store.is_empty()
             && !["sqlite:", "postgres://", "postgresql://"]
@@ -878,6 +990,63 @@ impl Config {
         }
         if media.workers > 16 {
             return invalid("media_messages.workers", "must be at most 16");
+        }
+        Ok(())
+    }
+
+    /// `[webhooks]` and `[email]`.
+    pub fn validate_integrations(&self) -> Result<(), ConfigError> {
+        let invalid = |field, problem: &str| {
+            Err(ConfigError::Invalid {
+                field,
+                problem: problem.to_string(),
+            })
+        };
+        let w = &self.webhooks;
+        if w.dispatchers > 16 {
+            return invalid("webhooks.dispatchers", "must be at most 16");
+        }
+        if w.timeout_secs == 0 || w.lease_secs <= w.timeout_secs {
+            return invalid(
+                "webhooks.lease_secs",
+                "must be longer than webhooks.timeout_secs (at least 1)",
+            );
+        }
+        if w.retry_base_ms == 0 || w.retry_max_ms < w.retry_base_ms {
+            return invalid(
+                "webhooks.retry_max_ms",
+                "must be at least webhooks.retry_base_ms (at least 1)",
+            );
+        }
+        if !(1..=256).contains(&w.batch) || w.max_pending_per_target < 1 || w.poll_ms == 0 {
+            return invalid(
+                "webhooks",
+                "batch must be in 1..=256, max_pending_per_target and poll_ms at least 1",
+            );
+        }
+        if w.max_attempts < 0 {
+            return invalid("webhooks.max_attempts", "must be 0 (no limit) or more");
+        }
+        let e = &self.email;
+        if e.enabled {
+            if !(e.smtp_url.starts_with("smtp://") || e.smtp_url.starts_with("smtps://")) {
+                return invalid(
+                    "email.smtp_url",
+                    "must be smtp://HOST:PORT or smtps://HOST:PORT when e-mail is enabled",
+                );
+            }
+            if e.from.parse::<lettre::message::Mailbox>().is_err() {
+                return invalid(
+                    "email.from",
+                    "must be an address, optionally `Name <address>`",
+                );
+            }
+            if !self.store.enabled {
+                return invalid("email.enabled", "needs the store (its outbox)");
+            }
+        }
+        if e.max_recipients == 0 || e.max_recipients > 1000 {
+            return invalid("email.max_recipients", "must be in 1..=1000");
         }
         Ok(())
     }

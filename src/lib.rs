@@ -8,6 +8,7 @@ pub mod captions;
 pub mod compliance;
 pub mod config;
 pub mod features;
+pub mod integrations;
 /// The transport: LiveKit's engine through its own crate (`crates/livekit-ffi-client`).
 pub use livekit_ffi_client as livekit;
 pub mod media;

@@ -26,6 +26,24 @@ pub fn float_gauge(name: &str, help: &str) -> Gauge {
     gauge
 }
 
+/// A counter with labels (bounded values only: never an identity or a name from a room).
+pub fn counter_vec(name: &str, help: &str, labels: &[&str]) -> prometheus::IntCounterVec {
+    let counter = prometheus::IntCounterVec::new(prometheus::Opts::new(name, help), labels)
+        .expect("a valid metric name");
+    prometheus::register(Box::new(counter.clone())).expect("each metric registered once");
+    counter
+}
+
+/// A histogram registered under `name`, with these bucket bounds.
+pub fn histogram(name: &str, help: &str, buckets: Vec<f64>) -> prometheus::Histogram {
+    let histogram = prometheus::Histogram::with_opts(
+        prometheus::HistogramOpts::new(name, help).buckets(buckets),
+    )
+    .expect("a valid metric name");
+    prometheus::register(Box::new(histogram.clone())).expect("each metric registered once");
+    histogram
+}
+
 /// Everything registered, in Prometheus' text format.
 pub fn render_registered() -> String {
     use prometheus::Encoder;

@@ -42,6 +42,8 @@ pub struct Services {
     /// Segmentation for virtual backgrounds (`video.virtual_backgrounds`), when ONNX Runtime
     /// and the models are there.
     pub backgrounds: Option<Arc<SegmenterPool>>,
+    /// Webhook events into the store's outbox (with the store).
+    pub events: Option<crate::integrations::Events>,
 }
 
 impl Services {
@@ -52,10 +54,14 @@ impl Services {
         } else {
             None
         };
+        let events = store
+            .clone()
+            .map(|store| crate::integrations::Events::new(store, &config.webhooks));
         Ok(Self {
             store: store.clone(),
             captioning: Captioning::from_config(config)?,
-            recorder: recorder(config, store)?,
+            recorder: recorder(config, store, events.clone())?,
+            events,
             backgrounds: backgrounds(config),
             config: config.clone(),
         })
@@ -109,14 +115,17 @@ impl Services {
         if let Err(e) = std::fs::create_dir_all(&dir) {
             tracing::error!(error = %e, dir = %dir.display(), "the media folder cannot be made");
         }
-        Some(crate::media_messages::worker::MediaWorker::new(
-            store,
-            captioning,
-            self.config.media_messages.clone(),
-            dir,
-            crate::media_messages::attachments_bucket(&self.config),
-            self.config.store.bot_user.clone(),
-        ))
+        Some(
+            crate::media_messages::worker::MediaWorker::new(
+                store,
+                captioning,
+                self.config.media_messages.clone(),
+                dir,
+                crate::media_messages::attachments_bucket(&self.config),
+                self.config.store.bot_user.clone(),
+            )
+            .with_events(self.events.clone()),
+        )
     }
 
     /// `media_messages.workers` media workers in the background, until `shutdown` is true.
@@ -128,6 +137,37 @@ impl Services {
             };
             let shutdown = shutdown.clone();
             tokio::spawn(async move { worker.run(shutdown).await });
+        }
+    }
+
+    /// `webhooks.dispatchers` outbox dispatchers in the background (webhooks and e-mails),
+    /// until `shutdown` is true: they need the store.
+    pub fn start_outbox_dispatchers(&self, shutdown: tokio::sync::watch::Receiver<bool>) {
+        let Some(store) = self.store.clone() else {
+            return;
+        };
+        let mailer = if self.config.email.enabled {
+            match crate::integrations::email::Mailer::from_config(
+                &self.config,
+                self.recorder.clone(),
+            ) {
+                Ok(m) => Some(Arc::new(m)),
+                Err(e) => {
+                    tracing::error!(error = %e, "e-mail follow-ups cannot be sent; they wait in the outbox");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        for _ in 0..self.config.webhooks.dispatchers {
+            let dispatcher = crate::integrations::dispatcher::Dispatcher::new(
+                store.clone(),
+                self.config.webhooks.clone(),
+                mailer.clone(),
+            );
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move { dispatcher.run(shutdown).await });
         }
     }
 
@@ -149,11 +189,16 @@ pub async fn connect_store(config: &Config) -> Result<Store, ServicesError> {
 }
 
 /// Recording on request (or always, `recording.auto`), posting into `store`'s threads.
-fn recorder(config: &Config, store: Option<Store>) -> Result<Option<Recorder>, ServicesError> {
+fn recorder(
+    config: &Config,
+    store: Option<Store>,
+    events: Option<crate::integrations::Events>,
+) -> Result<Option<Recorder>, ServicesError> {
     match Recorder::from_config(config) {
-        Ok(recorder) => Ok(Some(match store {
-            Some(store) => recorder.with_store(store),
-            None => recorder,
+        Ok(recorder) => Ok(Some(match (store, events) {
+            (Some(store), Some(events)) => recorder.with_store(store).with_events(events),
+            (Some(store), None) => recorder.with_store(store),
+            _ => recorder,
         })),
         Err(e) if config.recording.auto => Err(e.into()),
         Err(e) => {

@@ -29,6 +29,7 @@ mod recordings;
 mod settings;
 pub mod tokens;
 pub mod webhook;
+mod webhooks;
 
 use auth::{Caller, Keys};
 use openapi::schema;
@@ -92,6 +93,8 @@ pub struct ApiState {
     roles_lock: tokio::sync::Mutex<()>,
     /// The whole configuration, for the retention pass (its policy, media folder and bucket).
     config: crate::config::Config,
+    /// `control.action` for webhooks (with the store).
+    events: Option<crate::integrations::Events>,
 }
 
 impl ApiState {
@@ -115,7 +118,7 @@ impl ApiState {
                 &config.livekit.api_secret,
             ),
             keys: Keys::new(&config.api.keys),
-            store,
+            store: store.clone(),
             livekit_api_key: config.livekit.api_key.clone(),
             livekit_api_secret: config.livekit.api_secret.clone(),
             token_max_ttl: Duration::from_secs(
@@ -130,6 +133,9 @@ impl ApiState {
             webhooks_seen: Mutex::default(),
             uploads: tokio::sync::Mutex::new(()),
             roles_lock: tokio::sync::Mutex::new(()),
+            events: store
+                .clone()
+                .map(|s| crate::integrations::Events::new(s, &config.webhooks)),
             config: config.clone(),
         })
     }
@@ -273,6 +279,19 @@ pub fn router(state: Arc<ApiState>) -> Router {
             "/v1/conversations/{id}/archive",
             get(compliance::conversation_archive),
         )
+        .route("/v1/webhooks", post(webhooks::create).get(webhooks::list))
+        .route(
+            "/v1/webhooks/{id}",
+            get(webhooks::get)
+                .put(webhooks::update)
+                .delete(webhooks::delete),
+        )
+        .route("/v1/webhooks/{id}/rotate-secret", post(webhooks::rotate))
+        .route("/v1/webhooks/{id}/deliveries", get(webhooks::deliveries))
+        .route(
+            "/v1/webhooks/{id}/deliveries/{delivery}/retry",
+            post(webhooks::retry),
+        )
         .route("/v1/media-jobs/{message_id}", get(media::get))
         .route("/v1/media-jobs/{message_id}/rerun", post(media::rerun))
         .route(
@@ -347,6 +366,11 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(ready))
         .route("/v1/openapi.json", get(openapi::serve))
+        // The signed link in a follow-up e-mail is its own authorisation.
+        .route(
+            "/v1/email/unsubscribe",
+            get(webhooks::unsubscribe).post(webhooks::unsubscribe_one_click),
+        )
         // Signed by LiveKit instead of an API key (checked before the body is read, too).
         .route("/v1/livekit/webhook", post(webhook::webhook))
         .merge(authenticated)

@@ -64,6 +64,16 @@ pub const PATH: &str = "/v1/openapi.json";
         super::compliance::retention,
         super::compliance::meeting_archive,
         super::compliance::conversation_archive,
+        super::webhooks::create,
+        super::webhooks::list,
+        super::webhooks::get,
+        super::webhooks::update,
+        super::webhooks::delete,
+        super::webhooks::rotate,
+        super::webhooks::deliveries,
+        super::webhooks::retry,
+        super::webhooks::unsubscribe,
+        super::webhooks::unsubscribe_one_click,
     ),
     components(schemas(schema::ErrorBody, schema::TranscriptFormat)),
     modifiers(&SecuritySchemes),
@@ -77,6 +87,7 @@ pub const PATH: &str = "/v1/openapi.json";
         (name = "breakouts", description = "Breakout rooms"),
         (name = "media messages", description = "Voice and video messages: transcripts, waveforms"),
         (name = "compliance", description = "Retention passes and compliance exports"),
+        (name = "webhooks", description = "Outgoing webhooks (Standard Webhooks signatures) and e-mail follow-ups"),
         (name = "operations", description = "Health, metrics, LiveKit's webhook, this description"),
     )
 )]
@@ -488,6 +499,24 @@ pub mod schema {
     #[derive(ToSchema)]
     pub struct BroadcastResult {
         pub rooms_reached: u64,
+    }
+
+    /// A new endpoint: its settings and its secret, shown this once.
+    #[derive(ToSchema)]
+    pub struct WebhookCreated {
+        #[schema(inline)]
+        pub endpoint: crate::store::outbox::WebhookEndpoint,
+        /// `whsec_...`: verifies `webhook-signature` (Standard Webhooks).
+        pub secret: String,
+    }
+
+    #[derive(ToSchema)]
+    pub struct WebhookSecret {
+        pub id: String,
+        /// The new `whsec_...`, shown this once.
+        pub secret: String,
+        /// The old secret signs beside the new one until then (Unix ms).
+        pub old_secrets_expire_at_ms: i64,
     }
 }
 

@@ -8,6 +8,7 @@ pub mod meeting_controls;
 pub mod meeting_log;
 pub mod noise_suppression;
 pub mod recording;
+pub mod room_events;
 pub mod talk_time;
 
 use std::sync::Arc;
@@ -49,6 +50,8 @@ pub struct FeatureSet {
     pub recorder: Option<Recorder>,
     /// LiveKit's RoomService with the server's secret: the meeting controls' side in the room.
     pub room_service: Option<crate::livekit::room_service::RoomService>,
+    /// Webhook events (and the e-mail settings the room hands addresses on with).
+    pub events: Option<(crate::integrations::Events, crate::config::EmailConfig)>,
 }
 
 impl FeatureSet {
@@ -64,10 +67,15 @@ impl FeatureSet {
         let config = &services.config;
         Self {
             audio: config.audio,
-            store: services
-                .store
+            store: services.store.clone().map(|store| {
+                let mut options = MeetingLogOptions::from_config(config);
+                options.events = services.events.clone();
+                (store, options)
+            }),
+            events: services
+                .events
                 .clone()
-                .map(|store| (store, MeetingLogOptions::from_config(config))),
+                .map(|events| (events, config.email.clone())),
             captioning: services.captioning.clone(),
             backgrounds: services
                 .backgrounds
@@ -128,6 +136,12 @@ impl FeatureSet {
                 store.clone(),
                 options.clone(),
             )));
+        }
+        if let Some((events, email)) = &self.events {
+            features.push(Arc::new(room_events::RoomEvents {
+                events: events.clone(),
+                email: email.clone(),
+            }));
         }
         if let Some(service) = &self.room_service {
             features.push(Arc::new(meeting_controls::MeetingControls {

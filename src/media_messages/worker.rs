@@ -46,6 +46,8 @@ pub struct MediaWorker {
     dir: PathBuf,
     s3: Option<Arc<S3Store>>,
     bot_user: String,
+    /// `media_message.transcribed` for webhooks.
+    events: Option<crate::integrations::Events>,
 }
 
 impl MediaWorker {
@@ -73,7 +75,13 @@ impl MediaWorker {
             dir,
             s3,
             bot_user,
+            events: None,
         }
+    }
+
+    pub fn with_events(mut self, events: Option<crate::integrations::Events>) -> Self {
+        self.events = events;
+        self
     }
 
     /// Works until `shutdown` turns true: a job at a time, idle ones polling every
@@ -198,6 +206,20 @@ impl MediaWorker {
                     .store
                     .finish_media(&claim.message_id, &self.id, &json, now)
                     .await?;
+                if let (true, Some(events)) = (kept, &self.events) {
+                    let mut data = serde_json::to_value(&done).unwrap_or_default();
+                    data["message_id"] = claim.message_id.clone().into();
+                    let event = crate::integrations::Event::new(
+                        "media_message.transcribed",
+                        None,
+                        &claim.message_id,
+                        now,
+                        data,
+                    );
+                    if let Err(e) = events.emit(&event, now).await {
+                        tracing::warn!(error = %e, "webhook event not written");
+                    }
+                }
                 (kept, Outcome::Done(done))
             }
             Err(MediaError::Bad(reason)) => {
@@ -343,7 +365,7 @@ fn outcome_name(outcome: &Outcome) -> &'static str {
     }
 }
 
-fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     std::fs::read_to_string("/etc/hostname")
         .map(|h| h.trim().to_string())
         .ok()

@@ -12,6 +12,7 @@ use thiserror::Error;
 
 pub mod audit;
 pub mod media_jobs;
+pub mod outbox;
 pub mod recordings;
 pub mod redact;
 pub mod retention;

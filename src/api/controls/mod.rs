@@ -185,6 +185,28 @@ async fn audit(
         },
     };
     tracing::info!(room, actor = %entry.actor, action, target, result = %entry.result, "meeting control");
+    if let Some(events) = &state.events {
+        let key = format!(
+            "{room}/{}/{action}/{}/{}",
+            entry.at_ms,
+            target.unwrap_or(""),
+            entry.actor
+        );
+        let data = serde_json::json!({
+            "room": room,
+            "actor": entry.actor,
+            "action": action,
+            "target": target,
+            "result": entry.result,
+        });
+        events.emit_in_background(crate::integrations::Event::new(
+            "control.action",
+            Some(room),
+            &key,
+            entry.at_ms,
+            data,
+        ));
+    }
     if let Some(store) = &state.store
         && let Err(e) = store.add_audit(&entry).await
     {

@@ -47,7 +47,9 @@ pub async fn run_worker(config: Config) -> Result<()> {
     }
     // Voice and video messages in the same process, when the store and captions are on.
     let (media_stop, media_stopped) = watch::channel(false);
-    services.start_media_workers(media_stopped);
+    services.start_media_workers(media_stopped.clone());
+    // Webhooks and e-mail follow-ups from the store's outbox.
+    services.start_outbox_dispatchers(media_stopped);
     let worker = Worker::new(config, Arc::new(services.session()));
     let result = worker.run(shutdown_rx).await.context("worker stopped");
     let _ = media_stop.send(true);

@@ -24,6 +24,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 enum LogEvent {
     Presence(Presence),
     Final(Segment),
+    /// An attendee's address, from a trusted attribute (for the follow-up e-mail).
+    Address(String, String),
 }
 
 /// The meeting's handle for pipelines: cheap to clone, never blocks.
@@ -41,6 +43,10 @@ pub struct MeetingLogOptions {
     pub flush_timeout: Duration,
     /// The model that writes key points; `None`: extractive.
     pub llm: Option<crate::summary::llm::LlmConfig>,
+    /// `transcript.ready` and `summary.ready` for webhooks.
+    pub events: Option<crate::integrations::Events>,
+    /// The follow-up e-mail (`[email]`).
+    pub email: crate::config::EmailConfig,
 }
 
 impl MeetingLogOptions {
@@ -50,6 +56,8 @@ impl MeetingLogOptions {
             bot_user: config.store.bot_user.clone(),
             flush_timeout: Duration::from_secs(config.store.flush_timeout_secs),
             llm: crate::summary::llm::LlmConfig::from_config(&config.summary),
+            events: None,
+            email: config.email.clone(),
         }
     }
 }
@@ -91,6 +99,13 @@ impl MeetingLog {
         }));
     }
 
+    /// `identity`'s address for the follow-up, from a trusted attribute.
+    pub fn attendee_address(&self, identity: &str, address: &str) {
+        let _ = self
+            .tx
+            .send(LogEvent::Address(identity.to_string(), address.to_string()));
+    }
+
     pub fn final_caption(&self, segment: Segment) {
         let _ = self.tx.send(LogEvent::Final(segment));
     }
@@ -116,6 +131,8 @@ struct Writer {
     batches: usize,
     all: Vec<Segment>,
     presence: Vec<Presence>,
+    /// Attendees' addresses from attributes (at most `email.max_recipients`).
+    addresses: std::collections::BTreeMap<String, String>,
     backoff: Duration,
     retry_at: Option<Instant>,
     /// The newest message's time: each message gets a later one, so the thread's order is the
@@ -136,6 +153,7 @@ impl Writer {
             batches: 0,
             all: Vec::new(),
             presence: Vec::new(),
+            addresses: Default::default(),
             backoff: Duration::from_millis(500),
             retry_at: None,
             last_created_ms: 0,
@@ -250,6 +268,13 @@ impl Writer {
                         self.pending.push(segment);
                     }
                     Some(LogEvent::Presence(p)) => self.presence.push(p),
+                    Some(LogEvent::Address(identity, address)) => {
+                        if self.addresses.len() < self.options.email.max_recipients
+                            || self.addresses.contains_key(&identity)
+                        {
+                            self.addresses.insert(identity, address);
+                        }
+                    }
                     None => break,
                 },
                 _ = tick.tick() => self.try_flush().await,
@@ -299,6 +324,7 @@ impl Writer {
             match result {
                 Ok(()) => {
                     tracing::info!(meeting = %self.meeting.id, segments = self.all.len(), "meeting thread and summary written");
+                    self.announce(ended_ms, &summary).await;
                     return;
                 }
                 Err(e) if Instant::now() + self.backoff < deadline => {
@@ -309,6 +335,80 @@ impl Writer {
                 Err(e) => {
                     return tracing::error!(meeting = %self.meeting.id, error = %e, unwritten = self.pending.len() + self.outbox.len(), "giving up on the messaging store; the transcript journal keeps every final caption");
                 }
+            }
+        }
+    }
+}
+
+impl Writer {
+    /// Once everything is written: `transcript.ready` and `summary.ready` for webhooks, and
+    /// the follow-up e-mails (their rows in the outbox).
+    async fn announce(&self, ended_ms: i64, summary: &summary::Summary) {
+        let (meeting, room) = (&self.meeting, Some(self.meeting.room.as_str()));
+        if let Some(events) = &self.options.events {
+            let common = serde_json::json!({
+                "meeting_id": meeting.id,
+                "room": meeting.room,
+                "thread_id": meeting.thread_id,
+                "started_at_ms": meeting.started_at_ms,
+                "ended_at_ms": ended_ms,
+            });
+            let mut transcript = common.clone();
+            transcript["segments"] = self.all.len().into();
+            transcript["export"] = format!("/v1/meetings/{}/transcript", meeting.id).into();
+            let mut summarised = common;
+            summarised["key_points"] = serde_json::json!(summary.key_points);
+            summarised["decisions"] = serde_json::json!(summary.decisions);
+            summarised["action_items"] = serde_json::json!(summary.action_items);
+            summarised["attendance"] = serde_json::json!(summary.attendance);
+            summarised["duration_ms"] = summary.duration_ms.into();
+            for (event_type, data) in [
+                ("transcript.ready", transcript),
+                ("summary.ready", summarised),
+            ] {
+                let event =
+                    crate::integrations::Event::new(event_type, room, &meeting.id, ended_ms, data);
+                if let Err(e) = events.emit(&event, ended_ms).await {
+                    tracing::warn!(error = %e, event = event_type, "webhook event not written");
+                }
+            }
+        }
+        if !self.options.email.enabled {
+            return;
+        }
+        // Each attendee's address: a trusted attribute's, else the platform's (`user_emails`).
+        let mut addresses = Vec::new();
+        for attendee in &summary.attendance {
+            let address = match self.addresses.get(&attendee.identity) {
+                Some(a) => Some(a.clone()),
+                None => self
+                    .store
+                    .user_email(&attendee.identity)
+                    .await
+                    .unwrap_or_else(|e| {
+                        tracing::warn!(error = %e, "an attendee's address could not be read");
+                        None
+                    }),
+            };
+            if let Some(address) = address {
+                addresses.push((attendee.identity.clone(), address));
+            }
+        }
+        match crate::integrations::email::enqueue_follow_ups(
+            &self.store,
+            &self.options.email,
+            meeting,
+            ended_ms,
+            summary,
+            &addresses,
+        )
+        .await
+        {
+            Ok(n) => {
+                tracing::info!(meeting = %meeting.id, recipients = n, "follow-up e-mails queued")
+            }
+            Err(e) => {
+                tracing::error!(error = %e, meeting = %meeting.id, "follow-up e-mails not queued")
             }
         }
     }

@@ -55,6 +55,8 @@ pub struct Recorder {
     pub store: Option<crate::store::Store>,
     /// Who posts the recording's link into the meeting's thread.
     pub bot_user: String,
+    /// `recording.started` and `recording.ready` for webhooks.
+    pub events: Option<crate::integrations::Events>,
 }
 
 impl Recorder {
@@ -78,12 +80,43 @@ impl Recorder {
             dir,
             store: None,
             bot_user: config.store.bot_user.clone(),
+            events: None,
         })
     }
 
     pub fn with_store(mut self, store: crate::store::Store) -> Self {
         self.store = Some(store);
         self
+    }
+
+    pub fn with_events(mut self, events: crate::integrations::Events) -> Self {
+        self.events = Some(events);
+        self
+    }
+
+    /// A `recording.*` webhook event about `meta` (the link comes from the control API:
+    /// `GET /v1/recordings/{id}/link`, with the receiver's own key).
+    fn event(&self, event_type: &'static str, meta: &RecordingMeta) {
+        if let Some(events) = &self.events {
+            let data = serde_json::json!({
+                "recording_id": meta.id,
+                "room": meta.room,
+                "started_at_ms": meta.started_unix_ms,
+                "ended_at_ms": meta.ended_unix_ms,
+                "duration_ms": meta.duration_ms,
+                "size_bytes": meta.size_bytes,
+                "layout": meta.layout,
+                "status": meta.status,
+                "link": format!("/v1/recordings/{}/link", meta.id),
+            });
+            events.emit_in_background(crate::integrations::Event::new(
+                event_type,
+                Some(&meta.room),
+                &meta.id,
+                unix_ms() as i64,
+                data,
+            ));
+        }
     }
 
     /// Posts the recording into the thread of the meeting it belongs to (the room's newest
@@ -193,6 +226,7 @@ impl Recorder {
     async fn delivered(&self, meta: RecordingMeta) {
         RECORDINGS_STORED.inc();
         tracing::info!(room = %meta.room, id = %meta.id, key = %meta.key, status = ?meta.status, size = meta.size_bytes, "recording stored");
+        self.event("recording.ready", &meta);
         let Some(store) = &self.store else { return };
         if let Err(e) = store.save_recording(&meta).await {
             tracing::error!(error = %e, id = %meta.id, "cannot save the recording's metadata in the store (it is kept beside the recording)");
@@ -407,6 +441,7 @@ impl RoomRecording {
             }
         });
         tracing::info!(%room, id = %meta.id, layout = %meta.layout, storage = %meta.storage, "recording started");
+        recorder.event("recording.started", &meta);
         let (commands, rx) = mpsc::unbounded_channel();
         let state = Control {
             pipeline,

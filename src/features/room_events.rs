@@ -1,0 +1,158 @@
+//! Room events for webhooks: the meeting starting and ending, participants joining and leaving,
+//! written into the outbox as they happen. It also hands the meeting log the addresses that
+//! participants' attributes give (for the follow-up e-mail), when `[email]` trusts their
+//! domain.
+
+use std::collections::HashMap;
+
+use serde_json::json;
+
+use crate::captions::journal::unix_ms;
+use crate::config::EmailConfig;
+use crate::features::meeting_log::MeetingLog;
+use crate::integrations::{Event, Events};
+use crate::session::feature::FinishFuture;
+use crate::session::{Feature, ParticipantChange, RoomContext, RoomFeature};
+use crate::store::Meeting;
+
+/// Participants a room remembers joins of (a room of guests coming and going cannot grow it).
+const MAX_TRACKED: usize = 10_000;
+
+pub struct RoomEvents {
+    pub events: Events,
+    pub email: EmailConfig,
+}
+
+impl Feature for RoomEvents {
+    fn name(&self) -> &'static str {
+        "room-events"
+    }
+
+    fn open(&self, room: &mut RoomContext) -> Option<Box<dyn RoomFeature>> {
+        let meeting = Meeting::new(&room.name, room.started_unix_ms as i64);
+        let opened = RoomEventsOpen {
+            events: self.events.clone(),
+            email: self.email.clone(),
+            meeting_id: meeting.id.clone(),
+            started_at_ms: meeting.started_at_ms,
+            joins: HashMap::new(),
+            seen: 0,
+        };
+        opened.emit(
+            "meeting.started",
+            &room.name,
+            &meeting.id,
+            json!({
+                "meeting_id": meeting.id,
+                "room": room.name,
+                "room_sid": room.room.sid,
+                "started_at_ms": meeting.started_at_ms,
+                "breakout_of": room.meeting.breakout_of,
+            }),
+        );
+        Some(Box::new(opened))
+    }
+}
+
+struct RoomEventsOpen {
+    events: Events,
+    email: EmailConfig,
+    meeting_id: String,
+    started_at_ms: i64,
+    /// Joins so far per identity: each join and leave is an event of its own.
+    joins: HashMap<String, u32>,
+    /// Everyone who joined, for `meeting.ended`.
+    seen: usize,
+}
+
+impl RoomEventsOpen {
+    fn emit(&self, event_type: &'static str, room: &str, key: &str, data: serde_json::Value) {
+        self.events.emit_in_background(Event::new(
+            event_type,
+            Some(room),
+            key,
+            unix_ms() as i64,
+            data,
+        ));
+    }
+}
+
+impl RoomFeature for RoomEventsOpen {
+    fn on_participant(&mut self, room: &RoomContext, change: &ParticipantChange) {
+        let (event_type, identity) = match change {
+            ParticipantChange::Joined { identity } => ("participant.joined", identity),
+            ParticipantChange::Left { identity } => ("participant.left", identity),
+        };
+        if !self.joins.contains_key(identity) && self.joins.len() >= MAX_TRACKED {
+            return tracing::warn!(room = %room.name, "participant events beyond {MAX_TRACKED} identities are not sent");
+        }
+        let joins = self.joins.entry(identity.clone()).or_default();
+        if event_type == "participant.joined" {
+            *joins += 1;
+            if *joins == 1 {
+                self.seen += 1;
+            }
+            self.hand_over_address(room, identity);
+        }
+        let key = format!("{}/{identity}/{}", self.meeting_id, self.joins[identity]);
+        self.emit(
+            event_type,
+            &room.name,
+            &key,
+            json!({
+                "meeting_id": self.meeting_id,
+                "room": room.name,
+                "identity": identity,
+                "name": room
+                    .room
+                    .participants()
+                    .into_iter()
+                    .find(|p| &p.identity == identity)
+                    .map(|p| p.name),
+            }),
+        );
+    }
+
+    fn finish(self: Box<Self>, room: &mut RoomContext) -> FinishFuture {
+        let ended = unix_ms() as i64;
+        self.emit(
+            "meeting.ended",
+            &room.name,
+            &self.meeting_id,
+            json!({
+                "meeting_id": self.meeting_id,
+                "room": room.name,
+                "started_at_ms": self.started_at_ms,
+                "ended_at_ms": ended,
+                "duration_ms": ended - self.started_at_ms,
+                "participants": self.seen,
+            }),
+        );
+        Box::pin(async {})
+    }
+}
+
+impl RoomEventsOpen {
+    /// The address in `identity`'s attribute, to the meeting log, if its domain is trusted.
+    fn hand_over_address(&self, room: &RoomContext, identity: &str) {
+        if !self.email.enabled || self.email.address_attribute.is_empty() {
+            return;
+        }
+        let Some(value) = room
+            .attributes_of(identity)
+            .get(&self.email.address_attribute)
+        else {
+            return;
+        };
+        match crate::integrations::email::trusted_attribute_address(&self.email, value) {
+            Some(address) => {
+                if let Some(log) = room.shared.get::<MeetingLog>() {
+                    log.attendee_address(identity, &address);
+                }
+            }
+            None => {
+                tracing::info!(room = %room.name, %identity, "an attribute address outside email.attribute_domains is ignored")
+            }
+        }
+    }
+}
