@@ -58,9 +58,10 @@ for entry in espeak-ng:espeak-ng sox:sox gst-launch-1.0:gstreamer1.0-tools gst-i
   fi
 done
 
-# --- Python venv: LiveKit SDK (test participant) + the wheel carrying liblivekit_ffi.so -----------
+# --- Python venv: LiveKit SDK (test participant) + the wheel carrying liblivekit_ffi.so, and the
+# tests' webhook receiver and SMTP server ----------------------------------------------------------
 venv="$cache/venv"
-want="livekit==$LIVEKIT_WHEEL_VERSION livekit-api==$LIVEKIT_API_PY_VERSION numpy==$NUMPY_VERSION"
+want="livekit==$LIVEKIT_WHEEL_VERSION livekit-api==$LIVEKIT_API_PY_VERSION numpy==$NUMPY_VERSION standardwebhooks==$STANDARDWEBHOOKS_VERSION aiosmtpd==$AIOSMTPD_VERSION"
 if [ ! -x "$venv/bin/python" ] || [ "$(cat "$venv/.meeting-agent-reqs" 2>/dev/null)" != "$want" ]; then
   log "creating Python venv at $venv ($want)"
   python3 -m venv "$venv"

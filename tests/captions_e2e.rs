@@ -58,6 +58,8 @@ async fn storing_worker(
                 bot_user: "meeting-agent".into(),
                 flush_timeout: Duration::from_secs(30),
                 llm: None,
+                events: None,
+                email: Default::default(),
             },
         );
     }

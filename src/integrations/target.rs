@@ -188,7 +188,7 @@ mod tests {
             .await
             .unwrap_err();
         assert!(
-            format!("{error:?}").contains("not a public address"),
+            format!("{error:?}").contains("Private(\"127.0.0.1\")"),
             "{error:?}"
         );
     }

@@ -634,6 +634,8 @@ async fn breakouts_spread_the_meeting_and_the_timer_brings_everyone_back() {
         bot_user: "meeting-agent".into(),
         flush_timeout: Duration::from_secs(10),
         llm: None,
+        events: None,
+        email: Default::default(),
     };
     let session = meeting_agent::features::FeatureSet::default()
         .with_store(api.store.clone(), options)

@@ -594,6 +594,8 @@ async fn flashes_and_beeps_stay_in_sync() {
                 bot_user: "meeting-agent".into(),
                 flush_timeout: Duration::from_secs(10),
                 llm: None,
+                events: None,
+                email: Default::default(),
             },
         )
         .with_recorder(recorder.clone())
