@@ -11,12 +11,18 @@ use crate::captions::journal::unix_ms;
 use crate::config::EmailConfig;
 use crate::features::meeting_log::MeetingLog;
 use crate::integrations::{Event, Events};
+
 use crate::session::feature::FinishFuture;
 use crate::session::{Feature, ParticipantChange, RoomContext, RoomFeature};
 use crate::store::Meeting;
 
 /// Participants a room remembers joins of (a room of guests coming and going cannot grow it).
 const MAX_TRACKED: usize = 10_000;
+/// Events of one room waiting to be written; more (the store away for long) are dropped, and
+/// said so.
+const MAX_WAITING: usize = 1_000;
+/// How long a room's end waits for its events to be written.
+const DRAIN: std::time::Duration = std::time::Duration::from_secs(15);
 
 pub struct RoomEvents {
     pub events: Events,
@@ -30,8 +36,20 @@ impl Feature for RoomEvents {
 
     fn open(&self, room: &mut RoomContext) -> Option<Box<dyn RoomFeature>> {
         let meeting = Meeting::new(&room.name, room.started_unix_ms as i64);
+        // One writer per room, so its events reach the outbox (and receivers) in the order
+        // they happened.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Event>(MAX_WAITING);
+        let events = self.events.clone();
+        let writer = tokio::spawn(async move {
+            while let Some(event) = rx.recv().await {
+                if let Err(e) = events.emit(&event, unix_ms() as i64).await {
+                    tracing::warn!(error = %e, event = event.event_type, id = %event.id, "webhook event not written");
+                }
+            }
+        });
         let opened = RoomEventsOpen {
-            events: self.events.clone(),
+            tx,
+            writer,
             email: self.email.clone(),
             meeting_id: meeting.id.clone(),
             started_at_ms: meeting.started_at_ms,
@@ -55,7 +73,8 @@ impl Feature for RoomEvents {
 }
 
 struct RoomEventsOpen {
-    events: Events,
+    tx: tokio::sync::mpsc::Sender<Event>,
+    writer: tokio::task::JoinHandle<()>,
     email: EmailConfig,
     meeting_id: String,
     started_at_ms: i64,
@@ -67,13 +86,14 @@ struct RoomEventsOpen {
 
 impl RoomEventsOpen {
     fn emit(&self, event_type: &'static str, room: &str, key: &str, data: serde_json::Value) {
-        self.events.emit_in_background(Event::new(
-            event_type,
-            Some(room),
-            key,
-            unix_ms() as i64,
-            data,
-        ));
+        let event = Event::new(event_type, Some(room), key, unix_ms() as i64, data);
+        if self.tx.try_send(event).is_err() {
+            tracing::warn!(
+                room,
+                event = event_type,
+                "webhook event dropped: {MAX_WAITING} are waiting to be written"
+            );
+        }
     }
 }
 
@@ -128,7 +148,14 @@ impl RoomFeature for RoomEventsOpen {
                 "participants": self.seen,
             }),
         );
-        Box::pin(async {})
+        let Self { tx, writer, .. } = *self;
+        drop(tx);
+        let name = room.name.clone();
+        Box::pin(async move {
+            if tokio::time::timeout(DRAIN, writer).await.is_err() {
+                tracing::warn!(room = %name, "the room's last webhook events were not written in time");
+            }
+        })
     }
 }
 

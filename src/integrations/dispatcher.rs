@@ -128,7 +128,13 @@ impl Dispatcher {
         let lease_ms = self.config.lease_secs as i64 * 1000;
         let items = self
             .store
-            .claim_outbox(&self.id, unix_ms() as i64, lease_ms, self.config.batch)
+            .claim_outbox(
+                &self.id,
+                unix_ms() as i64,
+                lease_ms,
+                self.config.batch,
+                self.mailer.is_some(),
+            )
             .await?;
         let n = items.len();
         let mut running = tokio::task::JoinSet::new();
@@ -171,6 +177,7 @@ impl Parts {
     async fn deliver(&self, item: &OutboxItem) -> Outcome {
         match item.channel.as_str() {
             "webhook" => self.post(item).await,
+            // Claimed only by a dispatcher with a mailer.
             "email" => match &self.mailer {
                 Some(mailer) => mailer.deliver(&self.store, item).await,
                 None => Outcome::Failed {

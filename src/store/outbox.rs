@@ -499,18 +499,26 @@ impl Store {
     }
 
     /// Claims up to `limit` due deliveries for `worker` until `now_ms + lease_ms`: each the
-    /// oldest unfinished one of its order key, of an endpoint not held back by its backoff.
+    /// oldest unfinished one of its order key, of an endpoint not held back by its backoff;
+    /// e-mails only for a worker that can send them (`email`).
     pub async fn claim_outbox(
         &self,
         worker: &str,
         now_ms: i64,
         lease_ms: i64,
         limit: i64,
+        email: bool,
     ) -> Result<Vec<OutboxItem>, StoreError> {
-        const DUE: &str = "SELECT o.seq FROM outbox o WHERE o.status IN ('pending', 'sending') AND o.next_attempt_at_ms <= {now} AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.order_key = o.order_key AND p.seq < o.seq AND p.status IN ('pending', 'sending')) AND NOT EXISTS (SELECT 1 FROM webhook_endpoints e WHERE o.channel = 'webhook' AND e.id = o.target AND e.retry_at_ms > {now}) ORDER BY o.seq LIMIT {limit}";
-        let due_lite = DUE.replace("{now}", "?2").replace("{limit}", "?4");
-        let due_pg =
-            DUE.replace("{now}", "$2").replace("{limit}", "$4") + " FOR UPDATE SKIP LOCKED";
+        const DUE: &str = "SELECT o.seq FROM outbox o WHERE o.status IN ('pending', 'sending') AND o.next_attempt_at_ms <= {now} AND (o.channel = 'webhook' OR {email} = 1) AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.order_key = o.order_key AND p.seq < o.seq AND p.status IN ('pending', 'sending')) AND NOT EXISTS (SELECT 1 FROM webhook_endpoints e WHERE o.channel = 'webhook' AND e.id = o.target AND e.retry_at_ms > {now}) ORDER BY o.seq LIMIT {limit}";
+        let due_lite = DUE
+            .replace("{now}", "?2")
+            .replace("{limit}", "?4")
+            .replace("{email}", "?5");
+        let due_pg = DUE
+            .replace("{now}", "$2")
+            .replace("{limit}", "$4")
+            .replace("{email}", "$5")
+            + " FOR UPDATE SKIP LOCKED";
         let claim = "UPDATE outbox SET status = 'sending', claimed_by = {worker}, attempts = attempts + 1, next_attempt_at_ms = {now} + {lease}, updated_at_ms = {now} WHERE seq IN ({due}) RETURNING seq, id, event_id, channel, target, event_type, room, payload, attempts, created_at_ms";
         let sql_lite = claim
             .replace("{worker}", "?1")
@@ -523,7 +531,16 @@ impl Store {
             .replace("{lease}", "$3")
             .replace("{due}", &due_pg);
         let mut rows: Vec<ItemRow> = on_both!(
-            self, fetch_all, ItemRow, &sql_lite, &sql_pg, worker, now_ms, lease_ms, limit
+            self,
+            fetch_all,
+            ItemRow,
+            &sql_lite,
+            &sql_pg,
+            worker,
+            now_ms,
+            lease_ms,
+            limit,
+            i64::from(email)
         )?;
         rows.sort_by_key(|r| r.0);
         Ok(rows

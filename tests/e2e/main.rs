@@ -31,3 +31,4 @@ mod segmentation;
 mod store;
 mod summary_llm;
 mod virtual_background_e2e;
+mod webhooks;

@@ -492,7 +492,6 @@ async fn media_queue(store: &Store) {
     assert_eq!((rerun.message_id.as_str(), rerun.attempt), ("m2", 1));
 }
 
-
 /// The outbox's rules, the same on both databases: one delivery at a time per order key, in
 /// the order written; a failing endpoint's deliveries wait out its backoff (other endpoints'
 /// do not); its first success makes its backlog due; a lost lease is claimed again; a claim
@@ -507,14 +506,29 @@ async fn outbox(store: &Store) {
         rooms: rooms.iter().map(|r| r.to_string()).collect(),
         enabled: true,
     };
-    store.add_webhook_endpoint("ep_a", &settings(&[]), "whsec_x", 0).await.unwrap();
-    store.add_webhook_endpoint("ep_b", &settings(&["r2"]), "whsec_y", 0).await.unwrap();
-    let events = Events::new(store.clone(), &meeting_agent::config::WebhooksConfig {
-        max_pending_per_target: 5,
-        ..Default::default()
-    });
+    store
+        .add_webhook_endpoint("ep_a", &settings(&[]), "whsec_x", 0)
+        .await
+        .unwrap();
+    store
+        .add_webhook_endpoint("ep_b", &settings(&["r2"]), "whsec_y", 0)
+        .await
+        .unwrap();
+    let events = Events::new(
+        store.clone(),
+        &meeting_agent::config::WebhooksConfig {
+            max_pending_per_target: 5,
+            ..Default::default()
+        },
+    );
     let event = |room: &str, n: u32| {
-        Event::new("participant.joined", Some(room), &format!("{room}/{n}"), 1000 + n as i64, serde_json::json!({"n": n}))
+        Event::new(
+            "participant.joined",
+            Some(room),
+            &format!("{room}/{n}"),
+            1000 + n as i64,
+            serde_json::json!({"n": n}),
+        )
     };
     // r1: 3 events for ep_a only; r2: 2 events for both endpoints.
     for n in 0..3 {
@@ -526,82 +540,242 @@ async fn outbox(store: &Store) {
     // The same event again writes nothing.
     assert_eq!(events.emit(&event("r1", 0), 1000).await.unwrap(), 0);
     // One per order key: ep_a/r1, ep_a/r2, ep_b/r2, each its oldest.
-    let first = store.claim_outbox("w1", 1000, 60_000, 10).await.unwrap();
-    let got: Vec<(String, String)> = first.iter().map(|i| (i.target.clone(), i.payload.clone())).collect();
+    let first = store
+        .claim_outbox("w1", 1000, 60_000, 10, false)
+        .await
+        .unwrap();
+    let got: Vec<(String, String)> = first
+        .iter()
+        .map(|i| (i.target.clone(), i.payload.clone()))
+        .collect();
     assert_eq!(first.len(), 3, "{got:?}");
-    assert!(first.iter().all(|i| i.payload.contains("\"n\":0") && i.attempt == 1), "{got:?}");
+    assert!(
+        first
+            .iter()
+            .all(|i| i.payload.contains("\"n\":0") && i.attempt == 1),
+        "{got:?}"
+    );
     // Nothing else is due while they are out.
-    assert!(store.claim_outbox("w2", 1000, 60_000, 10).await.unwrap().is_empty());
+    assert!(
+        store
+            .claim_outbox("w2", 1000, 60_000, 10, false)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // ep_a/r1 delivered: its next is due; ep_a/r2 fails and ep_a is held until 5000.
-    let a_r1 = first.iter().find(|i| i.target == "ep_a" && i.room.as_deref() == Some("r1")).unwrap();
-    let a_r2 = first.iter().find(|i| i.target == "ep_a" && i.room.as_deref() == Some("r2")).unwrap();
+    let a_r1 = first
+        .iter()
+        .find(|i| i.target == "ep_a" && i.room.as_deref() == Some("r1"))
+        .unwrap();
+    let a_r2 = first
+        .iter()
+        .find(|i| i.target == "ep_a" && i.room.as_deref() == Some("r2"))
+        .unwrap();
     let b_r2 = first.iter().find(|i| i.target == "ep_b").unwrap();
-    assert!(store.delivered(a_r1.seq, "w1", Some(200), 1100).await.unwrap());
-    assert!(!store.delivered(a_r1.seq, "w1", Some(200), 1100).await.unwrap(), "twice");
+    assert!(
+        store
+            .delivered(a_r1.seq, "w1", Some(200), 1100)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .delivered(a_r1.seq, "w1", Some(200), 1100)
+            .await
+            .unwrap(),
+        "twice"
+    );
     assert_eq!(store.webhook_endpoint_failed("ep_a").await.unwrap(), 1);
     store.hold_webhook_endpoint("ep_a", 5000).await.unwrap();
-    assert!(store.delivery_failed(a_r2.seq, "w1", Some(500), "500", Some(5000), 1100).await.unwrap());
+    assert!(
+        store
+            .delivery_failed(a_r2.seq, "w1", Some(500), "500", Some(5000), 1100)
+            .await
+            .unwrap()
+    );
     // ep_a is held: nothing of it before 5000, whatever key; ep_b is not (its r2 is out).
-    assert!(store.claim_outbox("w1", 1200, 60_000, 10).await.unwrap().is_empty());
-    assert!(store.delivered(b_r2.seq, "w1", Some(204), 1200).await.unwrap());
-    let next = store.claim_outbox("w1", 1300, 60_000, 10).await.unwrap();
+    assert!(
+        store
+            .claim_outbox("w1", 1200, 60_000, 10, false)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .delivered(b_r2.seq, "w1", Some(204), 1200)
+            .await
+            .unwrap()
+    );
+    let next = store
+        .claim_outbox("w1", 1300, 60_000, 10, false)
+        .await
+        .unwrap();
     assert_eq!(next.len(), 1);
-    assert_eq!((next[0].target.as_str(), next[0].room.as_deref()), ("ep_b", Some("r2")));
+    assert_eq!(
+        (next[0].target.as_str(), next[0].room.as_deref()),
+        ("ep_b", Some("r2"))
+    );
     assert!(next[0].payload.contains("\"n\":1"));
     // At 5000 ep_a's heads are due again: r1's second, r2's first (attempt 2).
-    let held = store.claim_outbox("w1", 5000, 60_000, 10).await.unwrap();
+    let held = store
+        .claim_outbox("w1", 5000, 60_000, 10, false)
+        .await
+        .unwrap();
     let ep_a: Vec<_> = held.iter().filter(|i| i.target == "ep_a").collect();
     assert_eq!(ep_a.len(), 2, "{held:?}");
-    let retried = ep_a.iter().find(|i| i.room.as_deref() == Some("r2")).unwrap();
+    let retried = ep_a
+        .iter()
+        .find(|i| i.room.as_deref() == Some("r2"))
+        .unwrap();
     assert_eq!(retried.attempt, 2);
     // A success clears ep_a's failures and makes its backlog due at once.
     store.hold_webhook_endpoint("ep_a", 90_000).await.unwrap();
-    assert!(store.delivery_failed(retried.seq, "w1", None, "refused", Some(90_000), 5100).await.unwrap());
-    let r1_second = ep_a.iter().find(|i| i.room.as_deref() == Some("r1")).unwrap();
-    assert!(store.delivered(r1_second.seq, "w1", Some(200), 5200).await.unwrap());
-    store.webhook_endpoint_recovered("ep_a", 5200).await.unwrap();
+    assert!(
+        store
+            .delivery_failed(retried.seq, "w1", None, "refused", Some(90_000), 5100)
+            .await
+            .unwrap()
+    );
+    let r1_second = ep_a
+        .iter()
+        .find(|i| i.room.as_deref() == Some("r1"))
+        .unwrap();
+    assert!(
+        store
+            .delivered(r1_second.seq, "w1", Some(200), 5200)
+            .await
+            .unwrap()
+    );
+    store
+        .webhook_endpoint_recovered("ep_a", 5200)
+        .await
+        .unwrap();
     let endpoint = store.webhook_endpoint("ep_a").await.unwrap().unwrap();
     assert_eq!((endpoint.failures, endpoint.retry_at_ms), (0, 0));
-    let after = store.claim_outbox("w1", 5300, 60_000, 10).await.unwrap();
+    let after = store
+        .claim_outbox("w1", 5300, 60_000, 10, false)
+        .await
+        .unwrap();
     assert!(after.iter().any(|i| i.seq == retried.seq), "{after:?}");
     // A lease that ran out is claimed again by another worker; the first one's word is void.
     let lost = after.iter().find(|i| i.seq == retried.seq).unwrap();
-    let again = store.claim_outbox("w2", 5300 + 60_000, 60_000, 10).await.unwrap();
-    assert!(again.iter().any(|i| i.seq == lost.seq && i.attempt == lost.attempt + 1));
-    assert!(!store.delivered(lost.seq, "w1", Some(200), 70_000).await.unwrap());
-    assert!(store.delivery_failed(lost.seq, "w2", Some(410), "gone", None, 70_000).await.unwrap());
-    let dead = store.deliveries(Some("ep_a"), Some(DeliveryStatus::Dead), 100).await.unwrap();
+    let again = store
+        .claim_outbox("w2", 5300 + 60_000, 60_000, 10, false)
+        .await
+        .unwrap();
+    assert!(
+        again
+            .iter()
+            .any(|i| i.seq == lost.seq && i.attempt == lost.attempt + 1)
+    );
+    assert!(
+        !store
+            .delivered(lost.seq, "w1", Some(200), 70_000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .delivery_failed(lost.seq, "w2", Some(410), "gone", None, 70_000)
+            .await
+            .unwrap()
+    );
+    let dead = store
+        .deliveries(Some("ep_a"), Some(DeliveryStatus::Dead), 100)
+        .await
+        .unwrap();
     assert_eq!(dead.len(), 1);
-    assert_eq!((dead[0].last_status, dead[0].last_error.as_deref()), (Some(410), Some("gone")));
+    assert_eq!(
+        (dead[0].last_status, dead[0].last_error.as_deref()),
+        (Some(410), Some("gone"))
+    );
     // Sent again on request, as a first attempt.
     assert!(store.redeliver(&dead[0].id, 80_000).await.unwrap());
-    assert!(!store.redeliver(&dead[0].id, 80_000).await.unwrap(), "already pending");
+    assert!(
+        !store.redeliver(&dead[0].id, 80_000).await.unwrap(),
+        "already pending"
+    );
     // The bound: ep_b may have 5 unfinished (one is out already): of 6 more, 2 are written
     // dead.
     for n in 10..16 {
         events.emit(&event("r2", n), 90_000).await.unwrap();
     }
-    let full = store.deliveries(Some("ep_b"), Some(DeliveryStatus::Dead), 100).await.unwrap();
+    let full = store
+        .deliveries(Some("ep_b"), Some(DeliveryStatus::Dead), 100)
+        .await
+        .unwrap();
     assert_eq!(full.len(), 2, "{full:?}");
-    assert!(full.iter().all(|d| d.last_error.as_deref() == Some("outbox full")));
+    assert!(
+        full.iter()
+            .all(|d| d.last_error.as_deref() == Some("outbox full"))
+    );
     // Deleting an endpoint dead-letters what it still had.
     assert!(store.delete_webhook_endpoint("ep_b", 95_000).await.unwrap());
-    assert!(store.deliveries(Some("ep_b"), Some(DeliveryStatus::Pending), 100).await.unwrap().is_empty());
+    assert!(
+        store
+            .deliveries(Some("ep_b"), Some(DeliveryStatus::Pending), 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert!(store.webhook_endpoint("ep_b").await.unwrap().is_none());
     // Pruning forgets finished rows only.
     let before = store.deliveries(None, None, 1000).await.unwrap().len();
     let pruned = store.prune_outbox(i64::MAX).await.unwrap() as usize;
     let left = store.deliveries(None, None, 1000).await.unwrap();
     assert_eq!(before - pruned, left.len());
-    assert!(left.iter().all(|d| matches!(d.status, DeliveryStatus::Pending | DeliveryStatus::Sending)));
+    assert!(
+        left.iter()
+            .all(|d| matches!(d.status, DeliveryStatus::Pending | DeliveryStatus::Sending))
+    );
+    // An e-mail is claimed only by a dispatcher that can send it.
+    let mail = meeting_agent::store::outbox::NewDelivery {
+        id: "mail-1".into(),
+        event_id: "msg_mail".into(),
+        channel: "email",
+        target: "bob@example.com".into(),
+        event_type: "meeting.follow_up".into(),
+        room: Some("r1".into()),
+        order_key: "email/mail-1".into(),
+        payload: "{}".into(),
+        not_before_ms: 100_000,
+    };
+    assert_eq!(
+        store.add_to_outbox(&[(mail, None)], 100_000).await.unwrap(),
+        1
+    );
+    let webhooks_only = store
+        .claim_outbox("w3", 100_000, 1000, 100, false)
+        .await
+        .unwrap();
+    assert!(webhooks_only.iter().all(|i| i.channel == "webhook"));
+    let with_mail = store
+        .claim_outbox("w4", 100_000, 1000, 100, true)
+        .await
+        .unwrap();
+    assert_eq!(with_mail.iter().filter(|i| i.channel == "email").count(), 1);
     // Opt-outs and the platform's addresses.
-    store.opt_out_email("r1", "bob@example.com", 1).await.unwrap();
-    store.opt_out_email("r1", "bob@example.com", 2).await.unwrap();
+    store
+        .opt_out_email("r1", "bob@example.com", 1)
+        .await
+        .unwrap();
+    store
+        .opt_out_email("r1", "bob@example.com", 2)
+        .await
+        .unwrap();
     assert!(store.opted_out("r1", "bob@example.com").await.unwrap());
     assert!(!store.opted_out("r2", "bob@example.com").await.unwrap());
     store.set_user_email("bob", "b@example.com").await.unwrap();
-    store.set_user_email("bob", "bob@example.com").await.unwrap();
-    assert_eq!(store.user_email("bob").await.unwrap().as_deref(), Some("bob@example.com"));
+    store
+        .set_user_email("bob", "bob@example.com")
+        .await
+        .unwrap();
+    assert_eq!(
+        store.user_email("bob").await.unwrap().as_deref(),
+        Some("bob@example.com")
+    );
     assert_eq!(store.user_email("eve").await.unwrap(), None);
 }
 

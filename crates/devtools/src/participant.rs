@@ -78,11 +78,17 @@ impl PythonParticipant {
         identity: &str,
         args: &[&str],
     ) -> std::io::Result<Self> {
+        let url = ["--url", &server.ws_url()];
+        Self::spawn_helper(script, identity, &[&url[..], args].concat())
+    }
+
+    /// Runs `tests/participants/<script>` with `args` alone: a helper that is no participant
+    /// (the webhook receiver, the SMTP server), read the same way.
+    pub fn spawn_helper(script: &str, identity: &str, args: &[&str]) -> std::io::Result<Self> {
         let mut command = Command::new(python());
         die_with_parent(&mut command);
         let mut child = command
             .arg(participants_dir().join(script))
-            .args(["--url", &server.ws_url()])
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -123,6 +129,11 @@ impl PythonParticipant {
         .await
         .ok()
         .flatten()
+    }
+
+    /// Every event printed so far and not yet read.
+    pub fn received(&mut self) -> Vec<Value> {
+        std::iter::from_fn(|| self.events.try_recv().ok()).collect()
     }
 
     /// Stops the participant gracefully (SIGTERM: it disconnects first).
