@@ -24,6 +24,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 enum LogEvent {
     Presence(Presence),
     Final(Segment),
+    /// A section a feature adds to the end of the summary (call quality).
+    Section(String),
 }
 
 /// The meeting's handle for pipelines: cheap to clone, never blocks.
@@ -95,6 +97,12 @@ impl MeetingLog {
         let _ = self.tx.send(LogEvent::Final(segment));
     }
 
+    /// Adds `text` (a titled section) to the end of the meeting's summary; sent before the
+    /// meeting ends (features finish before the log does).
+    pub fn summary_section(&self, text: String) {
+        let _ = self.tx.send(LogEvent::Section(text));
+    }
+
     /// This log as the place captions send their finals to.
     pub fn finals_sink(&self) -> crate::captions::speaker::FinalsSink {
         let log = self.clone();
@@ -116,6 +124,8 @@ struct Writer {
     batches: usize,
     all: Vec<Segment>,
     presence: Vec<Presence>,
+    /// Sections other features add to the summary, in the order they came.
+    sections: Vec<String>,
     backoff: Duration,
     retry_at: Option<Instant>,
     /// The newest message's time: each message gets a later one, so the thread's order is the
@@ -136,6 +146,7 @@ impl Writer {
             batches: 0,
             all: Vec::new(),
             presence: Vec::new(),
+            sections: Vec::new(),
             backoff: Duration::from_millis(500),
             retry_at: None,
             last_created_ms: 0,
@@ -250,6 +261,7 @@ impl Writer {
                         self.pending.push(segment);
                     }
                     Some(LogEvent::Presence(p)) => self.presence.push(p),
+                    Some(LogEvent::Section(text)) => self.sections.push(text),
                     None => break,
                 },
                 _ = tick.tick() => self.try_flush().await,
@@ -270,6 +282,9 @@ impl Writer {
         .await;
         let mut text = summary.to_message_text(&self.meeting.room);
         text.push_str(&breakout_section(&self.store, &self.meeting).await);
+        for section in &self.sections {
+            text.push_str(section);
+        }
         // Formed once the transcript is in, so it follows the last transcript message.
         let mut summary_messages: Option<Vec<Message>> = None;
         let deadline = Instant::now() + self.options.flush_timeout;
