@@ -30,7 +30,8 @@ pub struct QualitySample {
     pub frames: i64,
     pub width: i64,
     pub height: i64,
-    /// Video: freezes that ended in the interval, and their length.
+    /// Video: freezes that ended in the interval, and their length (0 where the LiveKit
+    /// library reports no freeze duration, as the pinned one does).
     pub freezes: i64,
     pub freeze_ms: i64,
     /// LiveKit's connection quality of the participant then: `excellent`, `good`, `poor`,

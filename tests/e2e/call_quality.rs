@@ -142,6 +142,7 @@ async fn a_stuttering_camera_shows_in_the_samples_at_its_time() {
             )
         })
         .collect();
+    eprintln!("alice's video samples, ms after the stutter began:{table}");
     assert!(video.len() >= 12 && audio >= 12, "{table}");
     assert!(
         video

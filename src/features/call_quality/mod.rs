@@ -472,7 +472,7 @@ impl Sampler {
         }
         self.ticks += 1;
         self.write().await;
-        if self.ticks % ENGAGEMENT_EVERY == 0 {
+        if self.ticks.is_multiple_of(ENGAGEMENT_EVERY) {
             let rows = {
                 let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
                 state.engagement(unix_ms() as i64)

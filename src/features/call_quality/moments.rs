@@ -183,10 +183,16 @@ fn describe(m: &Moment) -> String {
         } else {
             format!("{} times", m.freezes)
         };
-        what.push(format!(
-            "froze {times} ({:.1} s in all)",
-            m.freeze_ms as f64 / 1000.0
-        ));
+        // The library the agent runs on reports no freeze duration (always 0) in some
+        // versions: then the count alone.
+        what.push(if m.freeze_ms > 0 {
+            format!(
+                "froze {times} ({:.1} s in all)",
+                m.freeze_ms as f64 / 1000.0
+            )
+        } else {
+            format!("froze {times}")
+        });
     }
     if let (Some(min), Some(usual)) = (m.min_fps, m.usual_fps) {
         what.push(format!("dropped to {min:.0} fps (usually {usual:.0})"));
@@ -353,6 +359,13 @@ mod tests {
         }
         let kept = worst(moments(&many, &config));
         assert_eq!(kept.len(), MAX_MOMENTS);
+        let mut unknown_length = video("y", 0, 1800, 2);
+        unknown_length.freeze_ms = 0;
+        assert!(
+            moments(&[unknown_length], &config)[0]
+                .text
+                .starts_with("y's video froze 2 times between")
+        );
         assert!(
             kept.iter().all(|m| m.participant == "z"),
             "freezes weigh most"
