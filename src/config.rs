@@ -1261,6 +1261,38 @@ mod tests {
     }
 
     #[test]
+    fn call_quality_settings_are_checked() {
+        let ok = || Config::load_with_env(None, env(OK)).unwrap();
+        assert!(ok().validate().is_ok());
+        for (field, change) in [
+            (
+                "call_quality.interval_secs",
+                (|c: &mut Config| c.call_quality.interval_secs = 0) as fn(&mut Config),
+            ),
+            ("call_quality.max_samples_per_track", |c| {
+                c.call_quality.max_samples_per_track = 0
+            }),
+            ("call_quality.max_participants", |c| {
+                c.call_quality.max_participants = 0
+            }),
+            ("call_quality.loss_percent", |c| {
+                c.call_quality.loss_percent = 101.0
+            }),
+            ("call_quality.fps_drop_percent", |c| {
+                c.call_quality.fps_drop_percent = -1.0
+            }),
+            ("call_quality.jitter_ms", |c| {
+                c.call_quality.jitter_ms = f64::NAN
+            }),
+        ] {
+            let mut config = ok();
+            change(&mut config);
+            let e = config.validate().unwrap_err().to_string();
+            assert!(e.contains(field), "{field}: {e}");
+        }
+    }
+
+    #[test]
     fn store_summary_and_api_settings_are_checked() {
         let ok = || Config::load_with_env(None, env(OK)).unwrap();
         let problem = |c: Config| c.validate().unwrap_err().to_string();
