@@ -375,6 +375,41 @@ impl Default for MediaMessagesConfig {
     }
 }
 
+/// Call quality and engagement: what the agent receives of each participant, sampled from
+/// WebRTC's statistics of its subscriptions into the store (needs `[store]`), and the meeting
+/// summary's "Call quality" section when something was notable.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CallQualityConfig {
+    pub enabled: bool,
+    /// Seconds between two samples of every subscribed track.
+    pub interval_secs: u64,
+    /// Samples kept per track per meeting; later ones are counted in the metrics only.
+    pub max_samples_per_track: u32,
+    /// Participants followed per room (engagement and samples); later ones are not followed.
+    pub max_participants: usize,
+    /// A sample with more of its packets lost than this (per cent) is a bad moment.
+    pub loss_percent: f64,
+    /// A sample with more jitter than this (milliseconds) is a bad moment.
+    pub jitter_ms: f64,
+    /// A video sample below this share of the track's usual frame rate (per cent) is a bad moment.
+    pub fps_drop_percent: f64,
+}
+
+impl Default for CallQualityConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval_secs: 5,
+            max_samples_per_track: 2000,
+            max_participants: 200,
+            loss_percent: 5.0,
+            jitter_ms: 30.0,
+            fps_drop_percent: 50.0,
+        }
+    }
+}
+
 /// The messaging store (meeting threads, transcripts, summaries, search).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -646,6 +681,7 @@ pub struct Config {
     pub retention: RetentionConfig,
     pub webhooks: WebhooksConfig,
     pub email: EmailConfig,
+    pub call_quality: CallQualityConfig,
     pub log: LogConfig,
     pub engine: EngineConfig,
 }
@@ -951,6 +987,33 @@ impl Config {
             }
         }
         self.validate_recording()?;
+        let quality = &self.call_quality;
+        if !(1..=3600).contains(&quality.interval_secs) {
+            return invalid("call_quality.interval_secs", "must be between 1 and 3600");
+        }
+        if !(1..=100_000).contains(&quality.max_samples_per_track) {
+            return invalid(
+                "call_quality.max_samples_per_track",
+                "must be between 1 and 100000",
+            );
+        }
+        if !(1..=10_000).contains(&quality.max_participants) {
+            return invalid(
+                "call_quality.max_participants",
+                "must be between 1 and 10000",
+            );
+        }
+        for (field, value) in [
+            ("call_quality.loss_percent", quality.loss_percent),
+            ("call_quality.fps_drop_percent", quality.fps_drop_percent),
+        ] {
+            if !(0.0..=100.0).contains(&value) {
+                return invalid(field, "must be between 0 and 100");
+            }
+        }
+        if !(quality.jitter_ms >= 0.0 && quality.jitter_ms.is_finite()) {
+            return invalid("call_quality.jitter_ms", "must be 0 or more");
+        }
         for host in &self.video.background_url_hosts {
             if !valid_host_pattern(host) {
                 return Err(ConfigError::Invalid {
@@ -1364,6 +1427,38 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("livekit.url"), "{e}");
+    }
+
+    #[test]
+    fn call_quality_settings_are_checked() {
+        let ok = || Config::load_with_env(None, env(OK)).unwrap();
+        assert!(ok().validate().is_ok());
+        for (field, change) in [
+            (
+                "call_quality.interval_secs",
+                (|c: &mut Config| c.call_quality.interval_secs = 0) as fn(&mut Config),
+            ),
+            ("call_quality.max_samples_per_track", |c| {
+                c.call_quality.max_samples_per_track = 0
+            }),
+            ("call_quality.max_participants", |c| {
+                c.call_quality.max_participants = 0
+            }),
+            ("call_quality.loss_percent", |c| {
+                c.call_quality.loss_percent = 101.0
+            }),
+            ("call_quality.fps_drop_percent", |c| {
+                c.call_quality.fps_drop_percent = -1.0
+            }),
+            ("call_quality.jitter_ms", |c| {
+                c.call_quality.jitter_ms = f64::NAN
+            }),
+        ] {
+            let mut config = ok();
+            change(&mut config);
+            let e = config.validate().unwrap_err().to_string();
+            assert!(e.contains(field), "{field}: {e}");
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! [`counter`] and [`gauge`]; the control API's `/metrics` renders whatever is registered, so a
 //! new metric touches only the feature that keeps it. A metric appears with its first use.
 
-use prometheus::{Gauge, IntCounter, IntGauge};
+use prometheus::{Gauge, Histogram, HistogramOpts, IntCounter, IntGauge};
 
 /// A counter registered under `name` (registration of the same name twice is a bug).
 pub fn counter(name: &str, help: &str) -> IntCounter {
@@ -34,12 +34,10 @@ pub fn counter_vec(name: &str, help: &str, labels: &[&str]) -> prometheus::IntCo
     counter
 }
 
-/// A histogram registered under `name`, with these bucket bounds.
-pub fn histogram(name: &str, help: &str, buckets: Vec<f64>) -> prometheus::Histogram {
-    let histogram = prometheus::Histogram::with_opts(
-        prometheus::HistogramOpts::new(name, help).buckets(buckets),
-    )
-    .expect("a valid metric name");
+/// A histogram with `buckets` (upper bounds, ascending) registered under `name`.
+pub fn histogram(name: &str, help: &str, buckets: &[f64]) -> Histogram {
+    let histogram = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec()))
+        .expect("a valid metric name and buckets");
     prometheus::register(Box::new(histogram.clone())).expect("each metric registered once");
     histogram
 }

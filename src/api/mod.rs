@@ -25,6 +25,7 @@ pub mod controls;
 mod media;
 pub mod metrics;
 pub mod openapi;
+mod quality;
 mod recordings;
 mod settings;
 pub mod tokens;
@@ -258,6 +259,12 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/metrics", get(metrics_text))
         .route("/v1/meetings", get(meetings))
         .route("/v1/meetings/{id}/transcript", get(transcript))
+        .route("/v1/meetings/{id}/quality", get(quality::meeting_quality))
+        .route(
+            "/v1/meetings/{id}/engagement",
+            get(quality::meeting_engagement),
+        )
+        .route("/v1/analytics/usage", get(quality::usage))
         .route("/v1/search", get(search))
         .route("/v1/tokens", post(tokens::mint_token))
         .route("/v1/recordings", get(recordings::list))

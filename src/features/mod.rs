@@ -3,6 +3,7 @@
 //! write into it), noise suppression before what hears the microphones.
 
 pub mod backgrounds;
+pub mod call_quality;
 pub mod captions;
 pub mod meeting_controls;
 pub mod meeting_log;
@@ -31,6 +32,7 @@ pub fn register_metrics() {
     backgrounds::register_metrics();
     recording::register_metrics();
     talk_time::register_metrics();
+    call_quality::register_metrics();
 }
 
 /// Checks the configuration sections the features own, beyond what `Config::validate` checks
@@ -52,6 +54,8 @@ pub struct FeatureSet {
     pub room_service: Option<crate::livekit::room_service::RoomService>,
     /// Webhook events (and the e-mail settings the room hands addresses on with).
     pub events: Option<(crate::integrations::Events, crate::config::EmailConfig)>,
+    /// Call quality and engagement sampling (with the store only).
+    pub call_quality: Option<crate::config::CallQualityConfig>,
 }
 
 impl FeatureSet {
@@ -89,6 +93,10 @@ impl FeatureSet {
                     &config.livekit.api_secret,
                 )
             }),
+            call_quality: config
+                .call_quality
+                .enabled
+                .then(|| config.call_quality.clone()),
         }
     }
 
@@ -115,6 +123,12 @@ impl FeatureSet {
 
     pub fn with_recorder(mut self, recorder: Recorder) -> Self {
         self.recorder = Some(recorder);
+        self
+    }
+
+    /// Samples call quality and engagement into the store (see `with_store`).
+    pub fn with_call_quality(mut self, config: crate::config::CallQualityConfig) -> Self {
+        self.call_quality = Some(config);
         self
     }
 
@@ -164,6 +178,12 @@ impl FeatureSet {
             features.push(Arc::new(recorder.clone()));
         }
         features.push(Arc::new(talk_time::TalkTime));
+        if let (Some((store, _)), Some(config)) = (&self.store, &self.call_quality) {
+            features.push(Arc::new(call_quality::CallQuality {
+                store: store.clone(),
+                config: config.clone(),
+            }));
+        }
         features
     }
 

@@ -63,7 +63,9 @@ impl RoomFeature for RoomTalkTime {
     }
 }
 
-struct SpeechCounter(Arc<AtomicU64>);
+/// Counts a microphone's speech frames (10 ms each) into its atomic; call quality counts each
+/// participant's speaking time with it too.
+pub(crate) struct SpeechCounter(pub(crate) Arc<AtomicU64>);
 
 impl AudioSink for SpeechCounter {
     fn push(&mut self, audio: &HeardAudio) {

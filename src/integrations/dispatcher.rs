@@ -362,7 +362,7 @@ static LATENCY: std::sync::LazyLock<prometheus::Histogram> = std::sync::LazyLock
     crate::metrics::histogram(
         "meeting_agent_outbox_delivery_seconds",
         "From an event written to its delivery",
-        vec![0.05, 0.1, 0.2, 0.5, 1.0, 5.0, 30.0, 300.0, 3600.0],
+        &[0.05, 0.1, 0.2, 0.5, 1.0, 5.0, 30.0, 300.0, 3600.0],
     )
 });
 

@@ -10,17 +10,21 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use thiserror::Error;
 
+pub mod analytics;
 pub mod audit;
 pub mod media_jobs;
 pub mod outbox;
+pub mod quality;
 pub mod recordings;
 pub mod redact;
 pub mod retention;
 pub mod schema;
 pub mod search;
 
+pub use analytics::Usage;
 pub use audit::AuditEntry;
 pub use media_jobs::{Claim, JobStatus, MediaJob};
+pub use quality::{Engagement, QualitySample};
 pub use search::{SearchHit, SearchQuery};
 
 #[derive(Debug, Error)]
@@ -99,6 +103,7 @@ macro_rules! insert_each {
         }
     };
 }
+pub(crate) use insert_each;
 
 /// A meeting: one agent session in one room.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]

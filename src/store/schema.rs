@@ -58,6 +58,50 @@ const MEDIA_JOBS: &str = r#"CREATE TABLE IF NOT EXISTS media_jobs (
 
 CREATE INDEX IF NOT EXISTS media_jobs_due ON media_jobs (status, not_before_ms)"#;
 
+/// Version 8, the same in both databases: call quality samples (one row per subscribed track
+/// per interval, figures of that interval) and each participant's engagement per meeting.
+const CALL_QUALITY: &str = r#"CREATE TABLE IF NOT EXISTS quality_samples (
+    meeting_id TEXT NOT NULL,
+    room TEXT NOT NULL,
+    participant TEXT NOT NULL,
+    track_sid TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    source TEXT NOT NULL,
+    seq BIGINT NOT NULL,
+    at_ms BIGINT NOT NULL,
+    interval_ms BIGINT NOT NULL,
+    bytes BIGINT NOT NULL,
+    packets BIGINT NOT NULL,
+    packets_lost BIGINT NOT NULL,
+    jitter_us BIGINT NOT NULL,
+    frames BIGINT NOT NULL,
+    width BIGINT NOT NULL,
+    height BIGINT NOT NULL,
+    freezes BIGINT NOT NULL,
+    freeze_ms BIGINT NOT NULL,
+    quality TEXT NOT NULL,
+    PRIMARY KEY (meeting_id, track_sid, seq)
+);
+
+CREATE INDEX IF NOT EXISTS quality_samples_by_room ON quality_samples (room, at_ms);
+
+CREATE TABLE IF NOT EXISTS engagement (
+    meeting_id TEXT NOT NULL,
+    room TEXT NOT NULL,
+    participant TEXT NOT NULL,
+    speaking_ms BIGINT NOT NULL,
+    camera_ms BIGINT NOT NULL,
+    screen_ms BIGINT NOT NULL,
+    joins BIGINT NOT NULL,
+    leaves BIGINT NOT NULL,
+    first_seen_ms BIGINT NOT NULL,
+    last_seen_ms BIGINT NOT NULL,
+    bytes_received BIGINT NOT NULL,
+    PRIMARY KEY (meeting_id, participant)
+);
+
+CREATE INDEX IF NOT EXISTS engagement_by_room ON engagement (room, first_seen_ms)"#;
+
 /// Version 7: the outbox (webhook deliveries and e-mails, delivered at least once and in order
 /// per `order_key`), webhook endpoints, e-mail opt-outs and the addresses the platform gives
 /// for its users. `$seq` is each database's own row number.
@@ -197,6 +241,7 @@ CREATE INDEX IF NOT EXISTS meetings_by_room_sid ON meetings (room_sid)"#,
     (5, audit_log!("INTEGER PRIMARY KEY AUTOINCREMENT")),
     (6, MEDIA_JOBS),
     (7, outbox!("INTEGER PRIMARY KEY AUTOINCREMENT")),
+    (8, CALL_QUALITY),
 ];
 
 /// (version, statements) for PostgreSQL.
@@ -261,4 +306,5 @@ CREATE INDEX IF NOT EXISTS meetings_by_room_sid ON meetings (room_sid)"#,
     (5, audit_log!("BIGSERIAL PRIMARY KEY")),
     (6, MEDIA_JOBS),
     (7, outbox!("BIGSERIAL PRIMARY KEY")),
+    (8, CALL_QUALITY),
 ];

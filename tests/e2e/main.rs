@@ -16,6 +16,7 @@ mod common;
 mod control_api;
 
 mod api;
+mod call_quality;
 mod captions_model;
 mod cli;
 mod compliance;

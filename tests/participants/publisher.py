@@ -77,6 +77,11 @@ def parse_args() -> argparse.Namespace:
                    help="publish this raw RGBA picture (the --video size) as the camera, still")
     p.add_argument("--simulcast", action="store_true",
                    help="publish video with simulcast layers (default: one layer at full size)")
+    p.add_argument("--stutter", default=None, metavar="AT_S,FOR_S",
+                   help="call-quality fixture: from AT_S seconds after the video starts, for "
+                        "FOR_S seconds, send frames in 300 ms bursts after 700 ms gaps (each gap "
+                        "a freeze at the receiver; a longer one would be a pause); emits "
+                        "stutter_started and stutter_ended")
     p.add_argument("--duration", type=float, default=None,
                    help="seconds to stay in the room (default: until SIGTERM/SIGINT)")
     p.add_argument("--attributes", action="append", default=[], metavar="K=V",
@@ -97,6 +102,12 @@ def parse_args() -> argparse.Namespace:
         if w <= 0 or h <= 0 or w % 2 or h % 2:
             p.error("--video width and height must be positive and even")
         args.size = (w, h)
+    if args.stutter is not None:
+        try:
+            args.stutter = tuple(float(v) for v in args.stutter.split(","))
+            assert len(args.stutter) == 2 and min(args.stutter) >= 0
+        except (ValueError, AssertionError):
+            p.error(f"--stutter must be AT_S,FOR_S, got {args.stutter!r}")
     if any("=" not in kv for kv in args.attributes):
         p.error("--attributes takes K=V")
     args.attributes = dict(kv.split("=", 1) for kv in args.attributes)
@@ -165,8 +176,12 @@ async def run_wav(source: rtc.AudioSource, pcm: np.ndarray, channels: int, once:
         await source.capture_frame(rtc.AudioFrame(chunk.tobytes(), source.sample_rate, channels, n))
 
 
+STUTTER_PERIOD_S = 1.0
+STUTTER_BURST_S = 0.3
+
+
 async def run_pattern(source: rtc.VideoSource, width: int, height: int, fps: float,
-                      ended: asyncio.Future) -> None:
+                      ended: asyncio.Future, stutter=None) -> None:
     ramp = np.linspace(16, 96, width, dtype=np.uint8)
     background = np.zeros((height, width, 4), dtype=np.uint8)
     background[..., 0] = ramp
@@ -176,6 +191,7 @@ async def run_pattern(source: rtc.VideoSource, width: int, height: int, fps: flo
     cells = min(COUNTER_BITS, width // COUNTER_CELL)
     start = time.monotonic()
     frame_no = 0
+    state = "before"
     while not ended.done():
         img = background.copy()
         x = (frame_no * BAR_STEP) % width
@@ -184,7 +200,19 @@ async def run_pattern(source: rtc.VideoSource, width: int, height: int, fps: flo
             value = 255 if (frame_no >> bit) & 1 else 0
             img[:COUNTER_CELL, bit * COUNTER_CELL:(bit + 1) * COUNTER_CELL, :3] = value
         frame = rtc.VideoFrame(width, height, rtc.VideoBufferType.RGBA, img.tobytes())
-        source.capture_frame(frame)
+        send = True
+        if stutter is not None:
+            into = time.monotonic() - start - stutter[0]
+            if 0 <= into < stutter[1]:
+                if state != "stuttering":
+                    state = "stuttering"
+                    emit("stutter_started")
+                send = into % STUTTER_PERIOD_S < STUTTER_BURST_S
+            elif into >= stutter[1] and state == "stuttering":
+                state = "done"
+                emit("stutter_ended")
+        if send:
+            source.capture_frame(frame)
         frame_no += 1
         await asyncio.sleep(max(0.0, start + frame_no / fps - time.monotonic()))
 
@@ -421,7 +449,8 @@ async def main() -> int:
                 return 1
             media.append(asyncio.create_task(run_still(video, w, h, still, args.fps, ended)))
         else:
-            media.append(asyncio.create_task(run_pattern(video, w, h, args.fps, ended)))
+            media.append(asyncio.create_task(
+                run_pattern(video, w, h, args.fps, ended, args.stutter)))
 
     await asyncio.wait([ended], timeout=args.duration)
     if not ended.done():

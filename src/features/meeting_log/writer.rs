@@ -26,6 +26,8 @@ enum LogEvent {
     Final(Segment),
     /// An attendee's address, from a trusted attribute (for the follow-up e-mail).
     Address(String, String),
+    /// A section a feature adds to the end of the summary (call quality).
+    Section(String),
 }
 
 /// The meeting's handle for pipelines: cheap to clone, never blocks.
@@ -110,6 +112,12 @@ impl MeetingLog {
         let _ = self.tx.send(LogEvent::Final(segment));
     }
 
+    /// Adds `text` (a titled section) to the end of the meeting's summary; sent before the
+    /// meeting ends (features finish before the log does).
+    pub fn summary_section(&self, text: String) {
+        let _ = self.tx.send(LogEvent::Section(text));
+    }
+
     /// This log as the place captions send their finals to.
     pub fn finals_sink(&self) -> crate::captions::speaker::FinalsSink {
         let log = self.clone();
@@ -133,6 +141,8 @@ struct Writer {
     presence: Vec<Presence>,
     /// Attendees' addresses from attributes (at most `email.max_recipients`).
     addresses: std::collections::BTreeMap<String, String>,
+    /// Sections other features add to the summary, in the order they came.
+    sections: Vec<String>,
     backoff: Duration,
     retry_at: Option<Instant>,
     /// The newest message's time: each message gets a later one, so the thread's order is the
@@ -154,6 +164,7 @@ impl Writer {
             all: Vec::new(),
             presence: Vec::new(),
             addresses: Default::default(),
+            sections: Vec::new(),
             backoff: Duration::from_millis(500),
             retry_at: None,
             last_created_ms: 0,
@@ -275,6 +286,7 @@ impl Writer {
                             self.addresses.insert(identity, address);
                         }
                     }
+                    Some(LogEvent::Section(text)) => self.sections.push(text),
                     None => break,
                 },
                 _ = tick.tick() => self.try_flush().await,
@@ -295,6 +307,9 @@ impl Writer {
         .await;
         let mut text = summary.to_message_text(&self.meeting.room);
         text.push_str(&breakout_section(&self.store, &self.meeting).await);
+        for section in &self.sections {
+            text.push_str(section);
+        }
         // Formed once the transcript is in, so it follows the last transcript message.
         let mut summary_messages: Option<Vec<Message>> = None;
         let deadline = Instant::now() + self.options.flush_timeout;

@@ -269,6 +269,61 @@ impl Room {
     /// WebRTC's inbound-rtp running totals since the track started. `None` until the track
     /// has emitted anything.
     pub async fn receive_delay(&self, track_sid: &str) -> Result<Option<ReceiveTotals>, RoomError> {
+        Ok(self
+            .stats(track_sid)
+            .await?
+            .iter()
+            .find_map(|s| match &s.stats {
+                Some(proto::rtc_stats::Stats::InboundRtp(r))
+                    if r.inbound.jitter_buffer_emitted_count > 0 =>
+                {
+                    Some(ReceiveTotals {
+                        emitted: r.inbound.jitter_buffer_emitted_count,
+                        jitter_buffer_delay_s: r.inbound.jitter_buffer_delay,
+                        target_delay_s: r.inbound.jitter_buffer_target_delay,
+                        stretched_samples: (r.inbound.concealed_samples
+                            + r.inbound.inserted_samples_for_deceleration)
+                            as i64
+                            - r.inbound.removed_samples_for_acceleration as i64,
+                    })
+                }
+                _ => None,
+            }))
+    }
+
+    /// What the receiver has taken in of a subscribed track so far, as WebRTC's inbound-rtp
+    /// running totals (bytes, packets, losses, frames, freezes) and its current jitter, frame
+    /// rate and size. `None` until the track's first packet.
+    pub async fn inbound_stats(&self, track_sid: &str) -> Result<Option<InboundTotals>, RoomError> {
+        Ok(self
+            .stats(track_sid)
+            .await?
+            .iter()
+            .find_map(|s| match &s.stats {
+                Some(proto::rtc_stats::Stats::InboundRtp(r)) if r.received.packets_received > 0 => {
+                    let i = &r.inbound;
+                    Some(InboundTotals {
+                        bytes_received: i.bytes_received,
+                        packets_received: r.received.packets_received,
+                        // Negative while duplicates outnumber losses (RFC 3550): none lost.
+                        packets_lost: r.received.packets_lost.max(0) as u64,
+                        jitter_s: r.received.jitter,
+                        frames_decoded: u64::from(i.frames_decoded),
+                        frames_per_second: i.frames_per_second,
+                        frame_width: i.frame_width,
+                        frame_height: i.frame_height,
+                        freeze_count: u64::from(i.freeze_count),
+                        total_freeze_duration_s: i.total_freeze_duration,
+                        concealed_samples: i.concealed_samples,
+                        total_samples_received: i.total_samples_received,
+                    })
+                }
+                _ => None,
+            }))
+    }
+
+    /// WebRTC's statistics of a subscribed track (GetStats on its handle).
+    async fn stats(&self, track_sid: &str) -> Result<Vec<proto::RtcStats>, RoomError> {
         let handle = self.track_handle(track_sid)?;
         let cb = Engine::get()?
             .call(
@@ -285,28 +340,13 @@ impl Room {
                 },
             )
             .await?;
-        if let Some(message) = cb.error {
-            return Err(RoomError::Operation {
+        match cb.error {
+            Some(message) => Err(RoomError::Operation {
                 operation: "get stats",
                 message,
-            });
+            }),
+            None => Ok(cb.stats),
         }
-        Ok(cb.stats.iter().find_map(|s| match &s.stats {
-            Some(proto::rtc_stats::Stats::InboundRtp(r))
-                if r.inbound.jitter_buffer_emitted_count > 0 =>
-            {
-                Some(ReceiveTotals {
-                    emitted: r.inbound.jitter_buffer_emitted_count,
-                    jitter_buffer_delay_s: r.inbound.jitter_buffer_delay,
-                    target_delay_s: r.inbound.jitter_buffer_target_delay,
-                    stretched_samples: (r.inbound.concealed_samples
-                        + r.inbound.inserted_samples_for_deceleration)
-                        as i64
-                        - r.inbound.removed_samples_for_acceleration as i64,
-                })
-            }
-            _ => None,
-        }))
     }
 
     /// I420 frames of a subscribed video track.
@@ -438,4 +478,28 @@ pub struct ReceiveTotals {
     /// (speeding up). Each one moves all later sound by a sample against the count of
     /// samples handed over: exact, where the delay means above are only sampled.
     pub stretched_samples: i64,
+}
+
+/// A subscribed track's inbound-rtp figures: running totals since the track started (a window's
+/// figure is the difference of two readings) and the receiver's current estimates.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct InboundTotals {
+    pub bytes_received: u64,
+    pub packets_received: u64,
+    /// Packets expected but never received (RTCP's cumulative loss).
+    pub packets_lost: u64,
+    /// Interarrival jitter now, seconds.
+    pub jitter_s: f64,
+    /// Video: frames decoded.
+    pub frames_decoded: u64,
+    /// Video: the decoded frame rate over the last second, as WebRTC measures it.
+    pub frames_per_second: f64,
+    pub frame_width: u32,
+    pub frame_height: u32,
+    /// Video: freezes (a frame later than max(3 x the mean gap, mean + 150 ms)) and their time.
+    pub freeze_count: u64,
+    pub total_freeze_duration_s: f64,
+    /// Audio: samples made up for lost or late packets, and samples received.
+    pub concealed_samples: u64,
+    pub total_samples_received: u64,
 }
