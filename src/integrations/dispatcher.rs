@@ -81,7 +81,9 @@ impl Dispatcher {
                 pruned = tokio::time::Instant::now();
                 self.prune().await;
             }
-            if claimed as i64 >= self.config.batch {
+            // Something was sent: what it finished may have made the next of its order key
+            // due, so look again at once; wait only when nothing was.
+            if claimed > 0 {
                 continue;
             }
             let notified = async {
@@ -126,6 +128,7 @@ impl Dispatcher {
     /// Claims a batch and delivers it: the number claimed.
     pub async fn pass(&self) -> Result<usize, StoreError> {
         let lease_ms = self.config.lease_secs as i64 * 1000;
+        let started = std::time::Instant::now();
         let items = self
             .store
             .claim_outbox(
@@ -137,6 +140,7 @@ impl Dispatcher {
             )
             .await?;
         let n = items.len();
+        let claim_ms = started.elapsed().as_millis();
         let mut running = tokio::task::JoinSet::new();
         for item in items {
             let this = self.clone_parts();
@@ -149,6 +153,14 @@ impl Dispatcher {
             if let Ok(Err(e)) = done {
                 tracing::warn!(error = %e, "a delivery's outcome was not recorded; its lease will expire and it is sent again");
             }
+        }
+        if n > 0 {
+            tracing::debug!(
+                claimed = n,
+                claim_ms,
+                total_ms = started.elapsed().as_millis(),
+                "outbox pass"
+            );
         }
         Ok(n)
     }

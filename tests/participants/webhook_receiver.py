@@ -39,6 +39,9 @@ def main():
     verifiers = [Webhook(s) for s in args.secret]
 
     class Handler(BaseHTTPRequestHandler):
+        # Keep-alive, as a production receiver would (every answer has a content-length).
+        protocol_version = "HTTP/1.1"
+
         def log_message(self, *_):
             pass
 
@@ -74,6 +77,10 @@ def main():
             self.answer(204)
 
     ThreadingHTTPServer.allow_reuse_address = True
+    # socketserver's default backlog of 5 drops concurrent connections' SYNs, which the
+    # kernel retries a second later.
+    ThreadingHTTPServer.request_queue_size = 128
+    ThreadingHTTPServer.daemon_threads = True
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     say(event="listening", port=server.server_address[1])

@@ -16,6 +16,7 @@ pub mod speakers;
 pub mod summary;
 pub mod vad;
 pub mod vb;
+pub mod webhooks;
 
 pub use meeting::{dispatch, recv_cpu, room_memory, soak};
 

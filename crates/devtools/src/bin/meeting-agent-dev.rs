@@ -177,6 +177,21 @@ enum Bench {
         #[arg(long, default_value_t = 1)]
         workers: usize,
     },
+    /// webhook_delivery_p95_ms, webhook_outbox_recovery_s: webhooks through the outbox to a
+    /// local receiver that verifies them, and its backlog after an outage.
+    Webhooks {
+        #[arg(long, default_value_t = 200)]
+        events: usize,
+        /// Seconds the receiver is away.
+        #[arg(long, default_value_t = 60)]
+        outage: u64,
+        /// The outbox in PostgreSQL (a throwaway cluster) instead of SQLite.
+        #[arg(long)]
+        postgres: bool,
+        /// Busy loops holding this many cores meanwhile (the loaded rows).
+        #[arg(long, default_value_t = 0)]
+        busy: usize,
+    },
     /// rec_cores_720p_grid4: CPU to record four cameras into a 720p grid live, vs gst-launch-1.0.
     RecCores {
         #[arg(long, default_value_t = 20)]
@@ -271,6 +286,12 @@ async fn run(cli: Cli) -> Result<()> {
         Bench::VoiceMessages { count, workers } => {
             bench::media::voice_messages(count, workers).await
         }
+        Bench::Webhooks {
+            events,
+            outage,
+            postgres,
+            busy,
+        } => bench::webhooks::delivery(events, outage, postgres, busy).await,
         Bench::RecLink { minutes } => bench::recording::link_after_end(minutes).await,
         Bench::RecSync { seconds, load_room } => {
             bench::recording::live_sync(seconds, load_room).await
