@@ -10,6 +10,9 @@ pub const NS_CLEAN_TRACK: &str = "ns.clean_track";
 pub const CAPTIONS_ENABLED: &str = "captions.enabled";
 /// Participant attribute (or room switch) naming the language spoken (`de`, `german`, `auto`).
 pub const CAPTIONS_LANGUAGE: &str = "captions.language";
+/// Participant attribute (or room switch) captioning a screen share's sound too (off by
+/// default: a shared video's sound is not the presenter speaking).
+pub const CAPTIONS_SCREEN_SHARE: &str = "captions.screen_share";
 /// Room switch (in the room's metadata) starting and stopping the recording.
 pub const RECORDING_SWITCH: &str = "recording.enabled";
 /// The agent's participant attribute telling everyone whether it records (`active`, `off`).
@@ -23,17 +26,19 @@ pub const VB_IMAGE: &str = "vb.image";
 
 /// Switches a room's metadata may carry (for the whole room; a participant's attribute of the
 /// same name wins).
-pub const ROOM_SWITCHES: [&str; 5] = [
+pub const ROOM_SWITCHES: [&str; 6] = [
     CAPTIONS_ENABLED,
     CAPTIONS_LANGUAGE,
+    CAPTIONS_SCREEN_SHARE,
     NS_ENABLED,
     NS_CLEAN_TRACK,
     RECORDING_SWITCH,
 ];
 /// Attributes the control API may set on a participant.
-pub const PARTICIPANT_SWITCHES: [&str; 7] = [
+pub const PARTICIPANT_SWITCHES: [&str; 8] = [
     CAPTIONS_ENABLED,
     CAPTIONS_LANGUAGE,
+    CAPTIONS_SCREEN_SHARE,
     NS_ENABLED,
     NS_CLEAN_TRACK,
     VB_MODE,

@@ -269,6 +269,11 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/v1/tokens", post(tokens::mint_token))
         .route("/v1/recordings", get(recordings::list))
         .route("/v1/recordings/{id}/link", get(recordings::link))
+        .route("/v1/recordings/{id}/poster", get(recordings::poster))
+        .route(
+            "/v1/recordings/{id}/thumbnails.vtt",
+            get(recordings::thumbnails),
+        )
         .route(
             "/v1/recordings/{id}/playlist.m3u8",
             get(recordings::playlist),

@@ -37,6 +37,8 @@ pub const PATH: &str = "/v1/openapi.json";
         super::recordings::list,
         super::recordings::link,
         super::recordings::playlist,
+        super::recordings::poster,
+        super::recordings::thumbnails,
         super::recordings::delete,
         super::recordings::switch,
         super::settings::room,
@@ -290,6 +292,9 @@ pub mod schema {
         /// A whisper language code or name, or `auto`.
         #[serde(rename = "captions.language", default)]
         pub captions_language: String,
+        /// Caption a screen share's sound too (off: it is not the presenter speaking).
+        #[serde(rename = "captions.screen_share", default)]
+        pub captions_screen_share: bool,
         #[serde(rename = "ns.enabled", default)]
         pub ns_enabled: bool,
         #[serde(rename = "ns.clean_track", default)]
@@ -314,6 +319,9 @@ pub mod schema {
         /// A whisper language code or name, or `auto`.
         #[serde(rename = "captions.language", default)]
         pub captions_language: String,
+        /// Caption a screen share's sound too (off: it is not the presenter speaking).
+        #[serde(rename = "captions.screen_share", default)]
+        pub captions_screen_share: bool,
         #[serde(rename = "ns.enabled", default)]
         pub ns_enabled: bool,
         #[serde(rename = "ns.clean_track", default)]

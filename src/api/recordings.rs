@@ -178,6 +178,75 @@ pub(super) async fn playlist(
 }
 
 #[utoipa::path(
+    get,
+    path = "/v1/recordings/{id}/poster",
+    operation_id = "recording_poster",
+    tag = "recordings",
+    summary = "A link to the recording's poster (JPEG, its most detailed picture) that expires",
+    params(("id" = String, Path, description = "The recording's id")),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "The link", body = schema::RecordingLink),
+        schema::NoApiKey,
+        (
+            status = 404,
+            description = "No such recording in the key's rooms, or it has no poster",
+            body = schema::ErrorBody
+        ),
+        schema::RecordingErrors,
+    )
+)]
+pub(super) async fn poster(
+    State(state): State<Arc<ApiState>>,
+    Extension(who): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let meta = authorized(&state, &who, &id).await?;
+    let recorder = recorder(&state)?;
+    let expiry = Duration::from_secs(recorder.config.link_expiry_secs);
+    let url = recorder.storage.thumbnail_link(&meta, 0, expiry).await?;
+    Ok(Json(json!({"url": url, "expires_in_secs": expiry.as_secs()})).into_response())
+}
+
+/// `GET /v1/recordings/{id}/thumbnails.vtt`: the timeline thumbnails as a WebVTT track, each
+/// cue a region (`#xywh=`) of a sprite link that expires like `/link`'s.
+#[utoipa::path(
+    get,
+    path = "/v1/recordings/{id}/thumbnails.vtt",
+    operation_id = "recording_thumbnails",
+    tag = "recordings",
+    summary = "The recording's timeline thumbnails as a WebVTT track",
+    params(("id" = String, Path, description = "The recording's id")),
+    security(("api_key" = [])),
+    responses(
+        (
+            status = 200,
+            description = "WebVTT; each cue names a region of the sprite sheet (`#xywh=x,y,w,h`)",
+            body = String,
+            content_type = "text/vtt"
+        ),
+        schema::NoApiKey,
+        (
+            status = 404,
+            description = "No such recording in the key's rooms, or it has no thumbnails",
+            body = schema::ErrorBody
+        ),
+        schema::RecordingErrors,
+    )
+)]
+pub(super) async fn thumbnails(
+    State(state): State<Arc<ApiState>>,
+    Extension(who): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let meta = authorized(&state, &who, &id).await?;
+    let recorder = recorder(&state)?;
+    let expiry = Duration::from_secs(recorder.config.link_expiry_secs);
+    let text = recorder.storage.thumbnail_track(&meta, expiry).await?;
+    Ok(([(axum::http::header::CONTENT_TYPE, "text/vtt")], text).into_response())
+}
+
+#[utoipa::path(
     delete,
     path = "/v1/recordings/{id}",
     operation_id = "delete_recording",

@@ -24,6 +24,9 @@ pub struct Report {
     pub transcripts: usize,
     pub segments: u64,
     pub transcript_messages: u64,
+    /// Call-quality samples, which go with the transcript (engagement figures stay, as the
+    /// summary's speaking times do).
+    pub quality_samples: u64,
     pub media_jobs: usize,
     pub posters: usize,
     pub recordings: usize,
@@ -86,19 +89,32 @@ pub async fn run(
         if days == 0 || ended >= now_ms - days as i64 * DAY_MS {
             continue;
         }
-        let (segments, messages) = if dry_run {
-            store.transcript_size(&meeting.id).await?
+        let (segments, messages, samples) = if dry_run {
+            let (segments, messages) = store.transcript_size(&meeting.id).await?;
+            (
+                segments,
+                messages,
+                store.quality_sample_count(&meeting.id).await?,
+            )
         } else {
-            store.delete_transcript(&meeting.id).await?
+            let (segments, messages) = store.delete_transcript(&meeting.id).await?;
+            (
+                segments,
+                messages,
+                store.delete_quality_samples(&meeting.id).await?,
+            )
         };
-        if segments + messages == 0 {
+        if segments + messages + samples == 0 {
             continue;
         }
         report.transcripts += 1;
         report.segments += segments;
         report.transcript_messages += messages;
+        report.quality_samples += samples;
         if !dry_run {
-            let result = format!("ok: {segments} segments, {messages} messages ({days} days)");
+            let result = format!(
+                "ok: {segments} segments, {messages} messages, {samples} call-quality samples ({days} days)"
+            );
             store
                 .add_audit(&audit(
                     &meeting.room,

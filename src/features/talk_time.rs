@@ -9,7 +9,7 @@ use std::sync::{Arc, LazyLock};
 
 use prometheus::IntCounter;
 
-use crate::livekit::TrackKind;
+use crate::livekit::{TrackKind, TrackSource};
 use crate::session::feature::FinishFuture;
 use crate::session::media::{AudioSink, HeardAudio};
 use crate::session::{Feature, RoomContext, RoomFeature, TrackContext};
@@ -47,7 +47,9 @@ struct RoomTalkTime(HashMap<String, Arc<AtomicU64>>);
 
 impl RoomFeature for RoomTalkTime {
     fn on_track(&mut self, _room: &RoomContext, track: &mut TrackContext) {
-        if track.kind == TrackKind::KindAudio {
+        // A screen share's sound is not its presenter speaking.
+        if track.kind == TrackKind::KindAudio && track.source != TrackSource::SourceScreenshareAudio
+        {
             let frames = self.0.entry(track.participant.clone()).or_default();
             track.add_audio_sink(Box::new(SpeechCounter(frames.clone())));
         }

@@ -16,6 +16,7 @@ pub mod pipeline;
 pub mod s3;
 pub mod spool;
 pub mod storage;
+pub mod thumbnails;
 
 pub use layout::{Layout, SpeakerSelector};
 pub use meta::RecordingMeta;

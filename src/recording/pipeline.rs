@@ -87,7 +87,16 @@ impl PipelineSettings {
             ("video_encoder", &self.video_encoder()?),
             ("audio_caps", &audio_caps),
             ("audio_bps", &(self.audio_bitrate_kbps * 1000).to_string()),
+            ("thumb_secs", &THUMBNAIL_EVERY.as_secs().to_string()),
+            ("thumb_width", &self.thumbnail_size().0.to_string()),
+            ("thumb_height", &self.thumbnail_size().1.to_string()),
         ])
+    }
+
+    /// The thumbnails' size: [`THUMBNAIL_WIDTH`] wide, the recording's shape, even.
+    pub fn thumbnail_size(&self) -> (u32, u32) {
+        let height = (THUMBNAIL_WIDTH * self.height / self.width.max(1)).max(2) & !1;
+        (THUMBNAIL_WIDTH, height)
     }
 
     fn video_encoder(&self) -> Result<String, RecordingError> {
@@ -122,6 +131,9 @@ impl PipelineSettings {
 
 /// The elements of the recording graph the recorder drives by name.
 const COMPOSITE_ELEMENTS: &[&str] = &["vmix", "amix", "vout", "aout", "out"];
+/// A timeline thumbnail this often (the `thumbs` branch), this wide.
+pub const THUMBNAIL_EVERY: Duration = Duration::from_secs(10);
+pub const THUMBNAIL_WIDTH: u32 = 160;
 
 /// How long the mixers wait for late inputs in live mode: absorbs scheduling delays of a
 /// loaded machine between the engine's callback and the appsrc.
@@ -170,6 +182,8 @@ impl Drop for Shared {
 #[derive(Clone)]
 pub struct CompositePipeline {
     shared: Arc<Shared>,
+    /// The `thumbs` branch's pictures (empty when the graph has none).
+    thumbnails: Arc<super::thumbnails::Thumbnails>,
 }
 
 pub fn init() -> Result<(), RecordingError> {
@@ -220,6 +234,28 @@ impl CompositePipeline {
         let out = by_name("out")?
             .downcast::<gst_app::AppSink>()
             .map_err(|_| RecordingError::Pipeline("out is not an appsink".into()))?;
+        let (tw, th) = s.thumbnail_size();
+        let thumbnails = Arc::new(super::thumbnails::Thumbnails::new(tw, th));
+        if let Some(thumbs) = pipeline
+            .by_name("thumbs")
+            .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
+        {
+            let kept = thumbnails.clone();
+            thumbs.set_callbacks(
+                gst_app::AppSinkCallbacks::builder()
+                    .new_sample(move |appsink| {
+                        let sample = appsink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                        if let Some(buffer) = sample.buffer()
+                            && let Ok(map) = buffer.map_readable()
+                        {
+                            let at_ms = buffer.pts().map_or(0, |t| t.mseconds());
+                            kept.push_i420(at_ms, map.as_slice());
+                        }
+                        Ok(gst::FlowSuccess::Ok)
+                    })
+                    .build(),
+            );
+        }
         let sink = Mutex::new(sink);
         out.set_callbacks(
             gst_app::AppSinkCallbacks::builder()
@@ -262,7 +298,12 @@ impl CompositePipeline {
             stall_timeout_ms: AtomicU64::new(STALL_TIMEOUT.as_millis() as u64),
         });
         watch_bus(&shared);
-        Ok(Self { shared })
+        Ok(Self { shared, thumbnails })
+    }
+
+    /// The poster and timeline thumbnails taken so far.
+    pub fn thumbnails(&self) -> Arc<super::thumbnails::Thumbnails> {
+        self.thumbnails.clone()
     }
 
     /// An error the pipeline reported, if any: the recording has stopped.

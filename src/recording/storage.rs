@@ -603,19 +603,114 @@ impl Storage {
         Ok(super::hls::with_media(&stored, &media))
     }
 
+    /// Stores a recording's poster, thumbnail sprite and track beside it (files 0600 here, or
+    /// objects in the bucket).
+    pub async fn put_thumbnails(
+        &self,
+        meta: &RecordingMeta,
+        rendered: &super::thumbnails::Rendered,
+    ) -> Result<(), RecordingError> {
+        let [poster, sprite, vtt] = super::thumbnails::keys(&meta.key);
+        let items = [
+            (poster, rendered.poster_jpeg.clone(), "image/jpeg"),
+            (sprite, rendered.sprite_jpeg.clone(), "image/jpeg"),
+            (vtt, rendered.vtt.clone().into_bytes(), "text/vtt"),
+        ];
+        for (key, bytes, content_type) in items {
+            match self {
+                Storage::Local { dir } => {
+                    let path = dir.join(key_path(&key)?);
+                    if let Some(parent) = path.parent() {
+                        std::fs::create_dir_all(parent).map_err(|e| spool_err(parent, e))?;
+                    }
+                    write_atomic(&path, &bytes)?;
+                }
+                Storage::S3(s3) => s3.put_object(&key, bytes, content_type).await?,
+            }
+        }
+        Ok(())
+    }
+
+    /// A stored derivative (`poster`, `sprite` or `vtt`) of the recording: a link to it
+    /// (presigned for S3, like [`Storage::link`]).
+    pub async fn thumbnail_link(
+        &self,
+        meta: &RecordingMeta,
+        which: usize,
+        expiry: Duration,
+    ) -> Result<String, RecordingError> {
+        let key = super::thumbnails::keys(&meta.key)[which.min(2)].clone();
+        match self {
+            Storage::Local { dir } => {
+                let path = dir.join(key_path(&key)?);
+                let path = std::fs::canonicalize(&path).map_err(|e| {
+                    if e.kind() == std::io::ErrorKind::NotFound {
+                        RecordingError::NotFound(meta.id.clone())
+                    } else {
+                        spool_err(&path, e)
+                    }
+                })?;
+                Ok(format!("file://{}", percent_encode_path(&path)))
+            }
+            Storage::S3(s3) => {
+                if s3.head(&key).await?.is_none() {
+                    return Err(RecordingError::NotFound(meta.id.clone()));
+                }
+                Ok(s3.presign_get(&key, expiry).await?)
+            }
+        }
+    }
+
+    /// The thumbnail track with its sprite named by a fresh link (presigned for S3), as a
+    /// player fetches it.
+    pub async fn thumbnail_track(
+        &self,
+        meta: &RecordingMeta,
+        expiry: Duration,
+    ) -> Result<String, RecordingError> {
+        let [_, _, vtt] = super::thumbnails::keys(&meta.key);
+        let stored = match self {
+            Storage::Local { dir } => {
+                let path = dir.join(key_path(&vtt)?);
+                std::fs::read_to_string(&path).map_err(|e| {
+                    if e.kind() == std::io::ErrorKind::NotFound {
+                        RecordingError::NotFound(meta.id.clone())
+                    } else {
+                        spool_err(&path, e)
+                    }
+                })?
+            }
+            Storage::S3(s3) => {
+                if s3.head(&vtt).await?.is_none() {
+                    return Err(RecordingError::NotFound(meta.id.clone()));
+                }
+                String::from_utf8_lossy(&s3.get_object(&vtt).await?).into_owned()
+            }
+        };
+        let sprite = self.thumbnail_link(meta, 1, expiry).await?;
+        let name = super::thumbnails::sprite_name(&meta.key);
+        Ok(stored.replace(&format!("{name}#"), &format!("{sprite}#")))
+    }
+
     /// Deletes the recording and its metadata.
     pub async fn delete(&self, meta: &RecordingMeta) -> Result<(), RecordingError> {
         match self {
             Storage::Local { dir } => {
                 let mut found = false;
-                for key in [
+                let derivatives = super::thumbnails::keys(&meta.key);
+                for (i, key) in [
                     meta.key.clone(),
                     meta_key(&meta.key),
                     super::hls::playlist_key(&meta.key),
-                ] {
+                ]
+                .into_iter()
+                .chain(derivatives)
+                .enumerate()
+                {
                     let path = dir.join(key_path(&key)?);
                     match std::fs::remove_file(&path) {
-                        Ok(()) => found = true,
+                        // The poster and thumbnails alone do not make a recording.
+                        Ok(()) => found |= i < 3,
                         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                         Err(e) => return Err(spool_err(&path, e)),
                     }
@@ -631,6 +726,9 @@ impl Storage {
                 s3.delete_object(&meta_key(&meta.key)).await?;
                 s3.delete_object(&super::hls::playlist_key(&meta.key))
                     .await?;
+                for key in super::thumbnails::keys(&meta.key) {
+                    s3.delete_object(&key).await?;
+                }
                 Ok(())
             }
         }

@@ -1,6 +1,6 @@
 //! Deletions for retention: a meeting's transcript (its segments and transcript batches; the
-//! meeting, its thread's other messages and its summary stay), and a media job with its
-//! transcript reply. Each is idempotent: deleting again deletes nothing.
+//! meeting, its thread's other messages and its summary stay) and its call-quality samples, and
+//! a media job with its transcript reply. Each is idempotent: deleting again deletes nothing.
 
 use super::{Store, StoreError, exec_both};
 
@@ -58,5 +58,29 @@ impl Store {
             message_id
         )?;
         Ok(jobs > 0)
+    }
+
+    /// Deletes `meeting_id`'s call-quality samples; how many.
+    pub async fn delete_quality_samples(&self, meeting_id: &str) -> Result<u64, StoreError> {
+        exec_both!(
+            self,
+            "DELETE FROM quality_samples WHERE meeting_id = ?1",
+            "DELETE FROM quality_samples WHERE meeting_id = $1",
+            meeting_id
+        )
+        .map_err(Into::into)
+    }
+
+    /// How many call-quality samples `meeting_id` has.
+    pub async fn quality_sample_count(&self, meeting_id: &str) -> Result<u64, StoreError> {
+        let (n,): (i64,) = super::on_both!(
+            self,
+            fetch_one,
+            (i64,),
+            "SELECT COUNT(*) FROM quality_samples WHERE meeting_id = ?1",
+            "SELECT COUNT(*) FROM quality_samples WHERE meeting_id = $1",
+            meeting_id
+        )?;
+        Ok(n as u64)
     }
 }

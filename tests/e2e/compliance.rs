@@ -35,6 +35,29 @@ async fn meeting(store: &Store, room: &str, days: i64, said: &str) -> Meeting {
         end_ms: 3_000,
     };
     store.add_segments(&meeting, &[segment]).await.unwrap();
+    let sample = meeting_agent::store::quality::QualitySample {
+        participant: "sam".into(),
+        track_sid: "TR_1".into(),
+        kind: "audio".into(),
+        source: "microphone".into(),
+        seq: 0,
+        at_ms: start + 5_000,
+        interval_ms: 5_000,
+        bytes: 20_000,
+        packets: 250,
+        packets_lost: 0,
+        jitter_us: 2_000,
+        frames: 0,
+        width: 0,
+        height: 0,
+        freezes: 0,
+        freeze_ms: 0,
+        quality: "excellent".into(),
+    };
+    store
+        .add_quality_samples(&meeting.id, room, &[sample])
+        .await
+        .unwrap();
     let post = |kind: &str, text: &str| Message {
         id: format!("{}/{kind}", meeting.id),
         conversation_id: meeting.id.clone(),
@@ -144,11 +167,12 @@ async fn retention_deletes_what_is_due(store: &Store, dir: &std::path::Path) {
             dry.transcripts,
             dry.segments,
             dry.transcript_messages,
+            dry.quality_samples,
             dry.media_jobs,
             dry.posters,
             dry.recordings
         ),
-        (2, 2, 2, 1, 1, 1),
+        (2, 2, 2, 2, 1, 1, 1),
         "{dry:?}"
     );
     assert_eq!(
@@ -171,6 +195,7 @@ async fn retention_deletes_what_is_due(store: &Store, dir: &std::path::Path) {
     );
     for gone in [&old_weekly, &board] {
         assert!(store.segments(&gone.id).await.unwrap().is_empty());
+        assert_eq!(store.quality_sample_count(&gone.id).await.unwrap(), 0);
         let thread = store.thread(&gone.id).await.unwrap();
         assert!(thread.iter().all(|m| m.kind != "transcript"), "{thread:?}");
         assert!(

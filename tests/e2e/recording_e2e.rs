@@ -445,6 +445,86 @@ async fn three_participants_recorded_to_s3_play_back_from_the_link() {
             > decoded.audio.len() / 4,
         "the tones are in the mix"
     );
+    // The poster and the timeline thumbnails, stored beside it, served to the room's key only.
+    let vtt_url = format!("{api}/v1/recordings/{}/thumbnails.vtt", meta.id);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let vtt = loop {
+        let res = http
+            .get(&vtt_url)
+            .bearer_auth(ROOM_KEY)
+            .send()
+            .await
+            .unwrap();
+        if res.status() == 200 {
+            assert_eq!(res.headers()["content-type"], "text/vtt");
+            break res.text().await.unwrap();
+        }
+        assert!(Instant::now() < deadline, "no thumbnails: {}", res.status());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let cues: Vec<&str> = vtt.lines().filter(|l| l.contains("#xywh=")).collect();
+    let expected = (meeting / 10.0).ceil() as usize;
+    assert!(
+        cues.len().abs_diff(expected) <= 1,
+        "{} thumbnails for {meeting} s: {vtt}",
+        cues.len()
+    );
+    assert!(vtt.starts_with("WEBVTT\n\n00:00:00"), "{vtt}");
+    let sprite_url = cues[0].split('#').next().unwrap();
+    assert!(sprite_url.contains("X-Amz-Signature="), "{sprite_url}");
+    let sprite = image::load_from_memory(
+        &http
+            .get(sprite_url)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(sprite.width(), 160 * cues.len().min(10) as u32);
+    assert_eq!(sprite.height() % 90, 0);
+    let poster: serde_json::Value = http
+        .get(format!("{api}/v1/recordings/{}/poster", meta.id))
+        .bearer_auth(ROOM_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let poster = image::load_from_memory(
+        &http
+            .get(poster["url"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap(),
+    )
+    .unwrap()
+    .to_rgb8();
+    assert_eq!((poster.width(), poster.height()), (160, 90));
+    // Three coloured cameras in a grid, not a black frame.
+    let bright = poster
+        .pixels()
+        .filter(|p| p.0.iter().any(|&c| c > 120))
+        .count();
+    assert!(
+        bright * 4 > (160 * 90),
+        "the poster shows the cameras: {bright} bright pixels"
+    );
+    for path in ["poster", "thumbnails.vtt"] {
+        let res = http
+            .get(format!("{api}/v1/recordings/{}/{path}", meta.id))
+            .bearer_auth(OTHER_KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 404, "{path} of another room's recording");
+    }
     drain(worker, &dir);
 }
 
@@ -735,6 +815,78 @@ async fn a_meeting_with_microphones_only_is_recorded_playable() {
         decoded.frames.iter().all(|&(_, luma)| luma < 24.0),
         "nobody sent a picture: black"
     );
+    drain(worker, &dir);
+}
+
+/// A screen share's sound (a shared video, music) reaches the recording untouched: the agent
+/// runs no noise suppression on it and publishes no clean track of it, even when asked. Sent:
+/// speech in white noise at 5 dB SNR; as a microphone, RNNoise takes the noise between the
+/// words down by 15 dB and more (the clean-track test); as a share's sound it stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_screen_shares_sound_is_recorded_untouched() {
+    use meeting_agent::audio::quality::{mix_at_snr, noise_floor_dbfs};
+    init();
+    let server = LocalLiveKitServer::start().await.unwrap();
+    let dir = temp_dir("share-audio");
+    let mut config = recording_config(&server, None, &dir);
+    config.recording.auto = true;
+    let (mut worker, recorder) = start_recording_worker(&config).await;
+    let room = "rec-share-audio";
+    let load = |n: &str| meeting_agent_devtools::fixtures::load_f32(n).unwrap();
+    let mix = mix_at_snr(&load("speech.wav"), &load("noise-white.wav"), 5.0);
+    let wav = dir.join("noisy-speech.wav");
+    meeting_agent::audio::wav::write_i16(
+        &wav,
+        &mix.iter()
+            .map(|&s| s.round().clamp(-32768.0, 32767.0) as i16)
+            .collect::<Vec<_>>(),
+        48_000,
+        1,
+    )
+    .unwrap();
+    let mut sam = PythonParticipant::spawn(
+        &server,
+        room,
+        "sam",
+        &[
+            "--wav",
+            wav.to_str().unwrap(),
+            "--audio-source",
+            "screenshare_audio",
+            "--video",
+            "none",
+            "--attributes",
+            "ns.clean_track=true",
+        ],
+    )
+    .unwrap();
+    wait_announced(&mut sam, "active").await;
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    set_recording(&server, room, false).await;
+    wait_announced(&mut sam, "off").await;
+    sam.stop().await;
+    let meta = stored(&recorder, Duration::from_secs(30)).await;
+    let decoded = fetch_and_decode(&recorder, &meta, &[]).await;
+    // The middle of the recording: past the share's start, before its end.
+    let audio: Vec<f32> = decoded.audio[decoded.audio.len() / 4..decoded.audio.len() * 3 / 4]
+        .iter()
+        .map(|&s| f32::from(s))
+        .collect();
+    let (recorded, sent) = (noise_floor_dbfs(&audio), noise_floor_dbfs(&mix));
+    println!("screen share's noise floor: {recorded:.1} dBFS recorded, {sent:.1} dBFS sent");
+    assert!(
+        recorded > sent - 6.0,
+        "the share's sound was denoised: floor {recorded:.1} dBFS recorded, {sent:.1} dBFS sent"
+    );
+    let clean_tracks = std::iter::from_fn(|| worker.reports.try_recv().ok())
+        .filter(|r| {
+            matches!(
+                r,
+                meeting_agent::session::SessionReport::CleanTrackPublished { .. }
+            )
+        })
+        .count();
+    assert_eq!(clean_tracks, 0, "no clean track of a screen share's sound");
     drain(worker, &dir);
 }
 

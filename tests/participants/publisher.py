@@ -71,6 +71,8 @@ def parse_args() -> argparse.Namespace:
                    help="A/V sync fixture: black video and silence, except a white picture and "
                         "a 1 kHz beep for the first 100 ms of every period, from one clock")
     p.add_argument("--video-source", choices=["camera", "screenshare"], default="camera")
+    p.add_argument("--audio-source", choices=["microphone", "screenshare_audio"], default="microphone",
+                   help="publish the audio as a microphone or as a screen share's sound")
     p.add_argument("--wait-for-agent", type=float, default=None, metavar="SECONDS",
                    help="publish only once an agent participant is in the room (at most SECONDS)")
     p.add_argument("--image-rgba", default=None, metavar="PATH",
@@ -362,6 +364,12 @@ def watch_room(room: rtc.Room, topics: list[str], ended: asyncio.Future, readers
         room.register_text_stream_handler(topic, on_text)
 
 
+def audio_source(args):
+    if args.audio_source == "screenshare_audio":
+        return rtc.TrackSource.SOURCE_SCREENSHARE_AUDIO
+    return rtc.TrackSource.SOURCE_MICROPHONE
+
+
 async def main() -> int:
     args = parse_args()
     loop = asyncio.get_running_loop()
@@ -408,7 +416,7 @@ async def main() -> int:
         audio = rtc.AudioSource(args.sample_rate, 1, queue_size_ms=FLASH_BEEP_QUEUE_MS)
         track = rtc.LocalAudioTrack.create_audio_track("mic", audio)
         pub = await room.local_participant.publish_track(
-            track, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE))
+            track, rtc.TrackPublishOptions(source=audio_source(args)))
         emit("published", kind="audio", sid=pub.sid)
         media.append(asyncio.create_task(
             run_beep_audio(audio, args.flash_beep, args.fps, start, flash_clock, ended)))
@@ -418,7 +426,7 @@ async def main() -> int:
         audio = rtc.AudioSource(rate, channels, queue_size_ms=100)
         track = rtc.LocalAudioTrack.create_audio_track("mic", audio)
         pub = await room.local_participant.publish_track(
-            track, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE))
+            track, rtc.TrackPublishOptions(source=audio_source(args)))
         emit("published", kind="audio", sid=pub.sid)
         player = run_wav(audio, wav[0], channels, args.once, ended) if wav else run_tone(audio, args.tone_hz, ended)
         media.append(asyncio.create_task(player))

@@ -301,7 +301,9 @@ impl RoomFeature for RoomQuality {
         let Some(person) = state.person(&track.participant, max) else {
             return;
         };
-        if track.kind == TrackKind::KindAudio {
+        // A screen share's sound is not its presenter speaking.
+        if track.kind == TrackKind::KindAudio && track.source != TrackSource::SourceScreenshareAudio
+        {
             track.add_audio_sink(Box::new(SpeechCounter(person.speech.clone())));
         }
         let muted = room

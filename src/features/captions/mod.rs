@@ -18,8 +18,8 @@ use crate::captions::speaker::CaptionContext;
 use crate::captions::{CaptionLanguage, Recognizer};
 use crate::config::ConfigError;
 use crate::features::meeting_log::MeetingLog;
-use crate::livekit::TrackKind;
-use crate::protocol::{CAPTIONS_ENABLED, CAPTIONS_LANGUAGE};
+use crate::livekit::{TrackKind, TrackSource};
+use crate::protocol::{CAPTIONS_ENABLED, CAPTIONS_LANGUAGE, CAPTIONS_SCREEN_SHARE};
 use crate::session::feature::FinishFuture;
 use crate::session::switches::ParticipantSwitches;
 use crate::session::{ParticipantChange, RoomContext, RoomFeature, TrackContext};
@@ -165,6 +165,14 @@ impl RoomFeature for RoomCaptions {
 
     fn on_track(&mut self, room: &RoomContext, track: &mut TrackContext) {
         if track.kind != TrackKind::KindAudio {
+            return;
+        }
+        // A screen share's sound is captioned only when asked (`captions.screen_share`, for a
+        // share that starts after): a shared video is not its presenter speaking. When asked,
+        // its captions name its own track, so clients tell them from the microphone's.
+        if track.source == TrackSource::SourceScreenshareAudio
+            && !room.flag(&track.participant, CAPTIONS_SCREEN_SHARE, false)
+        {
             return;
         }
         let current = CaptionSettings::of(room, &track.participant);

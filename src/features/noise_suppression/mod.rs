@@ -8,7 +8,7 @@ mod stage;
 use std::collections::HashMap;
 
 use crate::config::AudioConfig;
-use crate::livekit::TrackKind;
+use crate::livekit::{TrackKind, TrackSource};
 use crate::protocol::{NS_CLEAN_TRACK, NS_ENABLED};
 use crate::session::switches::ParticipantSwitches;
 use crate::session::{Feature, ParticipantChange, RoomContext, RoomFeature, TrackContext};
@@ -79,7 +79,10 @@ impl RoomFeature for RoomNoiseSuppression {
     }
 
     fn on_track(&mut self, room: &RoomContext, track: &mut TrackContext) {
-        if track.kind != TrackKind::KindAudio {
+        // A screen share's sound (a shared video, music) is not a voice in a room's noise:
+        // RNNoise would take it apart. It reaches the recording untouched.
+        if track.kind != TrackKind::KindAudio || track.source == TrackSource::SourceScreenshareAudio
+        {
             return;
         }
         let current = self.settings_of(room, &track.participant);

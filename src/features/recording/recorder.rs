@@ -432,9 +432,24 @@ impl RoomRecording {
         })?;
         let storage = recorder.storage.clone();
         let delivering = recorder.clone();
+        // The poster and thumbnails, rendered when the recording ends (none after a crash:
+        // the recovered file is stored without them).
+        let (thumbs_tx, thumbs_rx) = tokio::sync::oneshot::channel();
         tokio::spawn(async move {
             match storage.deliver(follower).await {
-                Ok(meta) => delivering.delivered(meta).await,
+                Ok(meta) => {
+                    if let Ok(Some(rendered)) = thumbs_rx.await {
+                        match storage.put_thumbnails(&meta, &rendered).await {
+                            Ok(()) => {
+                                tracing::info!(id = %meta.id, thumbnails = rendered.count, "poster and thumbnails stored")
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, id = %meta.id, "poster and thumbnails not stored")
+                            }
+                        }
+                    }
+                    delivering.delivered(meta).await
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "recording delivery failed; the spool stays for the next start")
                 }
@@ -459,6 +474,7 @@ impl RoomRecording {
             audio_identity: HashMap::new(),
             delays: HashMap::new(),
             fixed_delay_us: c.audio_delay_ms as i64 * 1000,
+            thumbs: Some(thumbs_tx),
         };
         RECORDINGS_ACTIVE.inc();
         let task = tokio::spawn(state.run(rx, spool_tx));
@@ -542,6 +558,8 @@ struct Control {
     delays: HashMap<String, ReceiveDelay>,
     /// `recording.audio_delay_ms`.
     fixed_delay_us: i64,
+    /// Where the rendered poster and thumbnails go at the end.
+    thumbs: Option<tokio::sync::oneshot::Sender<Option<crate::recording::thumbnails::Rendered>>>,
 }
 
 impl Control {
@@ -599,6 +617,19 @@ impl Control {
         }
         RECORDINGS_ACTIVE.dec();
         tracing::info!(id = %meta.id, duration_ms = meta.duration_ms, participants = ?meta.participants, "recording ended");
+        // Rendered before the spool is finished, so its delivery finds them waiting.
+        let thumbnails = self.pipeline.thumbnails();
+        let (name, duration) = (
+            crate::recording::thumbnails::sprite_name(&meta.key),
+            meta.duration_ms.unwrap_or(0).max(0) as u64,
+        );
+        let rendered = tokio::task::spawn_blocking(move || thumbnails.render(&name, duration))
+            .await
+            .ok()
+            .flatten();
+        if let Some(tx) = self.thumbs.take() {
+            let _ = tx.send(rendered);
+        }
         let _ = spool.send(Spooled::Finish(Box::new(meta.clone())));
         meta
     }
