@@ -105,15 +105,9 @@ impl Dispatcher {
     }
 
     async fn listen(&self) -> Option<sqlx::postgres::PgListener> {
-        let Store::Postgres(pool) = &self.store else {
-            return None;
-        };
-        let mut listener = sqlx::postgres::PgListener::connect_with(pool).await.ok()?;
-        listener
-            .listen(crate::store::outbox::NOTIFY_CHANNEL)
+        self.store
+            .listener(crate::store::outbox::NOTIFY_CHANNEL)
             .await
-            .ok()?;
-        Some(listener)
     }
 
     async fn prune(&self) {

@@ -114,15 +114,9 @@ impl MediaWorker {
     }
 
     async fn listen(&self) -> Option<sqlx::postgres::PgListener> {
-        let Store::Postgres(pool) = &self.store else {
-            return None;
-        };
-        let mut listener = sqlx::postgres::PgListener::connect_with(pool).await.ok()?;
-        listener
-            .listen(crate::store::media_jobs::NOTIFY_CHANNEL)
+        self.store
+            .listener(crate::store::media_jobs::NOTIFY_CHANNEL)
             .await
-            .ok()?;
-        Some(listener)
     }
 
     /// Claims and runs one job; `None` when none is due.

@@ -552,9 +552,19 @@ impl Storage {
         meta: &RecordingMeta,
         expiry: Duration,
     ) -> Result<String, RecordingError> {
+        self.link_to(meta, &meta.key, expiry).await
+    }
+
+    /// A link to `key`, one of `meta`'s objects (NotFound as the recording's when absent).
+    async fn link_to(
+        &self,
+        meta: &RecordingMeta,
+        key: &str,
+        expiry: Duration,
+    ) -> Result<String, RecordingError> {
         match self {
             Storage::Local { dir } => {
-                let path = dir.join(key_path(&meta.key)?);
+                let path = dir.join(key_path(key)?);
                 let path = std::fs::canonicalize(&path).map_err(|e| {
                     if e.kind() == std::io::ErrorKind::NotFound {
                         RecordingError::NotFound(meta.id.clone())
@@ -565,10 +575,32 @@ impl Storage {
                 Ok(format!("file://{}", percent_encode_path(&path)))
             }
             Storage::S3(s3) => {
-                if s3.head(&meta.key).await?.is_none() {
+                if s3.head(key).await?.is_none() {
                     return Err(RecordingError::NotFound(meta.id.clone()));
                 }
-                Ok(s3.presign_get(&meta.key, expiry).await?)
+                Ok(s3.presign_get(key, expiry).await?)
+            }
+        }
+    }
+
+    /// The text of `key`, one of `meta`'s objects (NotFound as the recording's when absent).
+    async fn read_text(&self, meta: &RecordingMeta, key: &str) -> Result<String, RecordingError> {
+        match self {
+            Storage::Local { dir } => {
+                let path = dir.join(key_path(key)?);
+                std::fs::read_to_string(&path).map_err(|e| {
+                    if e.kind() == std::io::ErrorKind::NotFound {
+                        RecordingError::NotFound(meta.id.clone())
+                    } else {
+                        spool_err(&path, e)
+                    }
+                })
+            }
+            Storage::S3(s3) => {
+                if s3.head(key).await?.is_none() {
+                    return Err(RecordingError::NotFound(meta.id.clone()));
+                }
+                Ok(String::from_utf8_lossy(&s3.get_object(key).await?).into_owned())
             }
         }
     }
@@ -580,25 +612,9 @@ impl Storage {
         meta: &RecordingMeta,
         expiry: Duration,
     ) -> Result<String, RecordingError> {
-        let key = super::hls::playlist_key(&meta.key);
-        let stored = match self {
-            Storage::Local { dir } => {
-                let path = dir.join(key_path(&key)?);
-                std::fs::read_to_string(&path).map_err(|e| {
-                    if e.kind() == std::io::ErrorKind::NotFound {
-                        RecordingError::NotFound(meta.id.clone())
-                    } else {
-                        spool_err(&path, e)
-                    }
-                })?
-            }
-            Storage::S3(s3) => {
-                if s3.head(&key).await?.is_none() {
-                    return Err(RecordingError::NotFound(meta.id.clone()));
-                }
-                String::from_utf8_lossy(&s3.get_object(&key).await?).into_owned()
-            }
-        };
+        let stored = self
+            .read_text(meta, &super::hls::playlist_key(&meta.key))
+            .await?;
         let media = self.link(meta, expiry).await?;
         Ok(super::hls::with_media(&stored, &media))
     }
@@ -631,8 +647,8 @@ impl Storage {
         Ok(())
     }
 
-    /// A stored derivative (`poster`, `sprite` or `vtt`) of the recording: a link to it
-    /// (presigned for S3, like [`Storage::link`]).
+    /// A stored derivative (`poster`, `sprite` or `vtt`: 0, 1, 2) of the recording: a link to
+    /// it (presigned for S3, like [`Storage::link`]).
     pub async fn thumbnail_link(
         &self,
         meta: &RecordingMeta,
@@ -640,25 +656,7 @@ impl Storage {
         expiry: Duration,
     ) -> Result<String, RecordingError> {
         let key = super::thumbnails::keys(&meta.key)[which.min(2)].clone();
-        match self {
-            Storage::Local { dir } => {
-                let path = dir.join(key_path(&key)?);
-                let path = std::fs::canonicalize(&path).map_err(|e| {
-                    if e.kind() == std::io::ErrorKind::NotFound {
-                        RecordingError::NotFound(meta.id.clone())
-                    } else {
-                        spool_err(&path, e)
-                    }
-                })?;
-                Ok(format!("file://{}", percent_encode_path(&path)))
-            }
-            Storage::S3(s3) => {
-                if s3.head(&key).await?.is_none() {
-                    return Err(RecordingError::NotFound(meta.id.clone()));
-                }
-                Ok(s3.presign_get(&key, expiry).await?)
-            }
-        }
+        self.link_to(meta, &key, expiry).await
     }
 
     /// The thumbnail track with its sprite named by a fresh link (presigned for S3), as a
@@ -669,24 +667,7 @@ impl Storage {
         expiry: Duration,
     ) -> Result<String, RecordingError> {
         let [_, _, vtt] = super::thumbnails::keys(&meta.key);
-        let stored = match self {
-            Storage::Local { dir } => {
-                let path = dir.join(key_path(&vtt)?);
-                std::fs::read_to_string(&path).map_err(|e| {
-                    if e.kind() == std::io::ErrorKind::NotFound {
-                        RecordingError::NotFound(meta.id.clone())
-                    } else {
-                        spool_err(&path, e)
-                    }
-                })?
-            }
-            Storage::S3(s3) => {
-                if s3.head(&vtt).await?.is_none() {
-                    return Err(RecordingError::NotFound(meta.id.clone()));
-                }
-                String::from_utf8_lossy(&s3.get_object(&vtt).await?).into_owned()
-            }
-        };
+        let stored = self.read_text(meta, &vtt).await?;
         let sprite = self.thumbnail_link(meta, 1, expiry).await?;
         let name = super::thumbnails::sprite_name(&meta.key);
         Ok(stored.replace(&format!("{name}#"), &format!("{sprite}#")))

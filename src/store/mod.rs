@@ -105,6 +105,19 @@ macro_rules! insert_each {
 }
 pub(crate) use insert_each;
 
+impl Store {
+    /// A PostgreSQL listener on `channel` (workers woken by `NOTIFY`); `None` on SQLite, or
+    /// when it cannot connect (then the caller polls).
+    pub async fn listener(&self, channel: &str) -> Option<sqlx::postgres::PgListener> {
+        let Store::Postgres(pool) = self else {
+            return None;
+        };
+        let mut listener = sqlx::postgres::PgListener::connect_with(pool).await.ok()?;
+        listener.listen(channel).await.ok()?;
+        Some(listener)
+    }
+}
+
 /// A meeting: one agent session in one room.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Meeting {
