@@ -612,15 +612,25 @@ async fn a_meeting_is_announced_and_followed_up_by_email() {
         c.email.enabled = true;
         c.email.smtp_url = format!("smtp://127.0.0.1:{smtp_port}");
         c.email.smtp_plaintext = true;
-        c.email.delay_secs = 0;
+        // Sent once the recording is stored (a moment after the meeting).
+        c.email.delay_secs = 3;
+        c.recording.auto = true;
         c.email.attribute_domains = vec!["example.com".into()];
         c.email.public_url = "https://meet.example.com".into();
         c.livekit.api_secret = server.api_secret.clone();
     })
     .await;
+    // The meeting is recorded (local storage), and the follow-up links the recording.
+    let recorder = meeting_agent::features::recording::Recorder::from_config(&hooks.config)
+        .unwrap()
+        .with_store(hooks.store.clone())
+        .with_events(hooks.events.clone());
     // The mailer's dispatcher (the one `start` runs has none): a second, as a worker would.
-    let mailer =
-        meeting_agent::integrations::email::Mailer::from_config(&hooks.config, None).unwrap();
+    let mailer = meeting_agent::integrations::email::Mailer::from_config(
+        &hooks.config,
+        Some(recorder.clone()),
+    )
+    .unwrap();
     let (_stop, stopped) = tokio::sync::watch::channel(false);
     let dispatcher = Dispatcher::new(
         hooks.store.clone(),
@@ -647,8 +657,9 @@ async fn a_meeting_is_announced_and_followed_up_by_email() {
         meeting_agent::features::meeting_log::MeetingLogOptions::from_config(&hooks.config);
     options.flush_timeout = Duration::from_secs(10);
     options.events = Some(hooks.events.clone());
-    let mut features =
-        meeting_agent::features::FeatureSet::default().with_store(hooks.store.clone(), options);
+    let mut features = meeting_agent::features::FeatureSet::default()
+        .with_store(hooks.store.clone(), options)
+        .with_recorder(recorder);
     features.events = Some((hooks.events.clone(), hooks.config.email.clone()));
     let session = features.session();
     let _agent = crate::common::start_worker_with(
@@ -699,8 +710,29 @@ async fn a_meeting_is_announced_and_followed_up_by_email() {
         let want = got.len() + 1;
         collect(&mut r, &mut got, want, Duration::from_secs(60)).await;
     }
-    let types = types(&got);
-    println!("{types:?}");
+    // The recording's events come from the recorder, in their own order.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !types(&got).contains(&"recording.ready".to_string()) && Instant::now() < deadline {
+        let want = got.len() + 1;
+        collect(&mut r, &mut got, want, Duration::from_secs(30)).await;
+    }
+    let all = types(&got);
+    println!("{all:?}");
+    for t in ["recording.started", "recording.ready"] {
+        assert_eq!(all.iter().filter(|x| *x == t).count(), 1, "{t}: {all:?}");
+    }
+    let ready = got.iter().find(|e| e["type"] == "recording.ready").unwrap();
+    assert_eq!(ready["data"]["status"], "complete", "{ready}");
+    assert!(
+        ready["data"]["link"]
+            .as_str()
+            .unwrap()
+            .starts_with("/v1/recordings/rec-")
+    );
+    let types: Vec<String> = all
+        .into_iter()
+        .filter(|t| !t.starts_with("recording."))
+        .collect();
     let position = |t: &str| {
         types
             .iter()
@@ -770,6 +802,12 @@ async fn a_meeting_is_announced_and_followed_up_by_email() {
             "{text}"
         );
         assert!(html.contains("<h3>Attendees</h3>"), "{html}");
+        // The stored recording's link (local storage: a file:// path to the MP4).
+        assert!(
+            text.contains("\nRecording: file://") && text.contains(".mp4"),
+            "{text}"
+        );
+        assert!(html.contains("<h3>Recording</h3>"), "{html}");
         let unsubscribe = m["headers"]["List-Unsubscribe"].as_str().unwrap();
         assert!(
             unsubscribe.starts_with("<https://meet.example.com/v1/email/unsubscribe?token="),
