@@ -122,11 +122,8 @@ pub(super) async fn meeting_archive(
     Extension(who): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
+    let meeting = super::visible_meeting(&state, &who, &id).await?;
     let store = store(&state)?;
-    // Another room's meeting is answered like one that does not exist.
-    let Some(meeting) = store.meeting(&id).await?.filter(|m| who.may_use(&m.room)) else {
-        return Err(err(StatusCode::NOT_FOUND, "no such meeting"));
-    };
     let archive = crate::compliance::archive::meeting(store, state.recorder.as_ref(), &id)
         .await
         .map_err(archive_error)?

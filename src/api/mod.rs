@@ -480,6 +480,20 @@ fn not_found(what: &str) -> ApiError {
     err(StatusCode::NOT_FOUND, format!("no such {what}"))
 }
 
+/// The meeting `id` if `who` may use its room; another room's meeting is answered like one
+/// that does not exist.
+async fn visible_meeting(
+    state: &ApiState,
+    who: &Caller,
+    id: &str,
+) -> Result<crate::store::Meeting, ApiError> {
+    store(state)?
+        .meeting(id)
+        .await?
+        .filter(|m| who.may_use(&m.room))
+        .ok_or_else(|| not_found("meeting"))
+}
+
 #[utoipa::path(
     get,
     path = "/v1/meetings",
@@ -549,12 +563,8 @@ async fn transcript(
     Path(id): Path<String>,
     Query(q): Query<FormatQuery>,
 ) -> Result<Response, ApiError> {
+    let meeting = visible_meeting(&state, &who, &id).await?;
     let store = store(&state)?;
-    let meeting = store
-        .meeting(&id)
-        .await?
-        .filter(|m| who.may_use(&m.room))
-        .ok_or_else(|| not_found("meeting"))?;
     let format: crate::captions::export::Format = q
         .format
         .as_deref()

@@ -12,7 +12,7 @@ use utoipa::IntoParams;
 
 use super::auth::Caller;
 use super::openapi::schema;
-use super::{ApiError, ApiState, err, not_found, room_allowed, store};
+use super::{ApiError, ApiState, err, room_allowed, store, visible_meeting};
 use crate::features::call_quality::moments::{self, Moment};
 use crate::store::{Engagement, Meeting, QualitySample, Usage};
 
@@ -30,14 +30,6 @@ pub(crate) struct QualityReport {
     moments: Vec<Moment>,
     /// The summary's "Call quality" section (empty when nothing was notable).
     summary: String,
-}
-
-async fn meeting_of(state: &ApiState, who: &Caller, id: &str) -> Result<Meeting, ApiError> {
-    store(state)?
-        .meeting(id)
-        .await?
-        .filter(|m| who.may_use(&m.room))
-        .ok_or_else(|| not_found("meeting"))
 }
 
 #[utoipa::path(
@@ -60,7 +52,7 @@ pub(crate) async fn meeting_quality(
     Extension(who): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<QualityReport>, ApiError> {
-    let meeting = meeting_of(&state, &who, &id).await?;
+    let meeting = visible_meeting(&state, &who, &id).await?;
     let samples = store(&state)?.quality_samples(&meeting.id).await?;
     let config = &state.config.call_quality;
     Ok(Json(QualityReport {
@@ -91,7 +83,7 @@ pub(crate) async fn meeting_engagement(
     Extension(who): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<Vec<Engagement>>, ApiError> {
-    let meeting = meeting_of(&state, &who, &id).await?;
+    let meeting = visible_meeting(&state, &who, &id).await?;
     Ok(Json(store(&state)?.engagement(&meeting.id).await?))
 }
 

@@ -68,6 +68,22 @@ async fn authorized(state: &ApiState, who: &Caller, id: &str) -> Result<Recordin
         .ok_or_else(|| not_found("recording"))
 }
 
+/// What every link to a recording's objects needs: the recording (if the caller may see it),
+/// the recorder, and how long links last (`recording.link_expiry_secs`).
+async fn linkable<'a>(
+    state: &'a ApiState,
+    who: &Caller,
+    id: &str,
+) -> Result<(RecordingMeta, &'a Recorder, Duration), ApiError> {
+    let meta = authorized(state, who, id).await?;
+    let recorder = recorder(state)?;
+    Ok((
+        meta,
+        recorder,
+        Duration::from_secs(recorder.config.link_expiry_secs),
+    ))
+}
+
 #[utoipa::path(
     get,
     path = "/v1/recordings",
@@ -125,9 +141,7 @@ pub(super) async fn link(
     Extension(who): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let meta = authorized(&state, &who, &id).await?;
-    let recorder = recorder(&state)?;
-    let expiry = Duration::from_secs(recorder.config.link_expiry_secs);
+    let (meta, recorder, expiry) = linkable(&state, &who, &id).await?;
     let url = recorder.storage.link(&meta, expiry).await?;
     Ok(Json(json!({"url": url, "expires_in_secs": expiry.as_secs()})).into_response())
 }
@@ -163,9 +177,7 @@ pub(super) async fn playlist(
     Extension(who): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let meta = authorized(&state, &who, &id).await?;
-    let recorder = recorder(&state)?;
-    let expiry = Duration::from_secs(recorder.config.link_expiry_secs);
+    let (meta, recorder, expiry) = linkable(&state, &who, &id).await?;
     let text = recorder.storage.hls_playlist(&meta, expiry).await?;
     Ok((
         [(
@@ -201,9 +213,7 @@ pub(super) async fn poster(
     Extension(who): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let meta = authorized(&state, &who, &id).await?;
-    let recorder = recorder(&state)?;
-    let expiry = Duration::from_secs(recorder.config.link_expiry_secs);
+    let (meta, recorder, expiry) = linkable(&state, &who, &id).await?;
     let url = recorder.storage.thumbnail_link(&meta, 0, expiry).await?;
     Ok(Json(json!({"url": url, "expires_in_secs": expiry.as_secs()})).into_response())
 }
@@ -239,9 +249,7 @@ pub(super) async fn thumbnails(
     Extension(who): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let meta = authorized(&state, &who, &id).await?;
-    let recorder = recorder(&state)?;
-    let expiry = Duration::from_secs(recorder.config.link_expiry_secs);
+    let (meta, recorder, expiry) = linkable(&state, &who, &id).await?;
     let text = recorder.storage.thumbnail_track(&meta, expiry).await?;
     Ok(([(axum::http::header::CONTENT_TYPE, "text/vtt")], text).into_response())
 }

@@ -222,17 +222,10 @@ pub async fn enqueue_follow_ups(
             ended_at_ms,
         };
         let id = format!("followup.{}.{address}", meeting.id);
-        let event = super::events::Event::new(
-            "summary.ready",
-            Some(&meeting.room),
-            &id,
-            ended_at_ms,
-            serde_json::Value::Null,
-        );
         rows.push((
             NewDelivery {
+                event_id: super::events::event_id("summary.ready", &id),
                 id: id.clone(),
-                event_id: event.id,
                 channel: "email",
                 target: address,
                 event_type: "meeting.follow_up".into(),

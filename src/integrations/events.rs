@@ -67,7 +67,7 @@ impl Event {
 
 /// `msg_` and the first 24 hex digits of SHA-256 over type and key: stable and opaque (a room
 /// name or identity is not readable from it).
-fn event_id(event_type: &str, key: &str) -> String {
+pub(crate) fn event_id(event_type: &str, key: &str) -> String {
     use sha2::{Digest, Sha256};
     let digest = Sha256::new()
         .chain_update(event_type.as_bytes())

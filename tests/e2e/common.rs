@@ -154,3 +154,21 @@ pub fn audio_in_room(report: &SessionReport, room_name: &str) -> Option<f64> {
         _ => None,
     }
 }
+
+/// Speech in white noise at 5 dB SNR (the fixtures), written as a 16-bit 48 kHz WAV at `path`
+/// for a participant to publish; the mix is returned to compare against.
+pub fn noisy_speech_wav(path: &std::path::Path) -> Vec<f32> {
+    use meeting_agent::audio::quality::mix_at_snr;
+    let load = |n: &str| meeting_agent_devtools::fixtures::load_f32(n).unwrap();
+    let mix = mix_at_snr(&load("speech.wav"), &load("noise-white.wav"), 5.0);
+    meeting_agent::audio::wav::write_i16(
+        path,
+        &mix.iter()
+            .map(|&s| s.round().clamp(-32768.0, 32767.0) as i16)
+            .collect::<Vec<_>>(),
+        48_000,
+        1,
+    )
+    .unwrap();
+    mix
+}

@@ -5,29 +5,12 @@
 use std::time::Duration;
 
 use crate::common::*;
-use meeting_agent::audio::quality::{mix_at_snr, noise_floor_dbfs};
-use meeting_agent::audio::wav::write_i16;
+use meeting_agent::audio::quality::noise_floor_dbfs;
 use meeting_agent::livekit::{AudioStream, RoomEvent, TrackKind};
 use meeting_agent::session::SessionReport;
 use meeting_agent_devtools::{LocalLiveKitServer, PythonParticipant};
 
 const T: Duration = Duration::from_secs(30);
-
-fn noisy_speech_wav() -> std::path::PathBuf {
-    let load = |n: &str| meeting_agent_devtools::fixtures::load_f32(n).unwrap();
-    let mix = mix_at_snr(&load("speech.wav"), &load("noise-white.wav"), 5.0);
-    let path = std::env::temp_dir().join(format!("noisy-speech-{}.wav", std::process::id()));
-    write_i16(
-        &path,
-        &mix.iter()
-            .map(|&s| s.round().clamp(-32768.0, 32767.0) as i16)
-            .collect::<Vec<_>>(),
-        48_000,
-        1,
-    )
-    .unwrap();
-    path
-}
 
 async fn record(stream: &mut AudioStream, seconds: f64) -> Vec<f32> {
     let mut samples = Vec::new();
@@ -46,7 +29,8 @@ async fn a_requested_clean_track_has_a_much_lower_noise_floor() {
     init();
     let server = LocalLiveKitServer::start().await.unwrap();
     let mut worker = start_worker(config_for(&server, "")).await;
-    let wav = noisy_speech_wav();
+    let wav = std::env::temp_dir().join(format!("noisy-speech-{}.wav", std::process::id()));
+    noisy_speech_wav(&wav);
     let speaker = PythonParticipant::spawn(
         &server,
         "ns-room",

@@ -824,7 +824,7 @@ async fn a_meeting_with_microphones_only_is_recorded_playable() {
 /// words down by 15 dB and more (the clean-track test); as a share's sound it stays.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_screen_shares_sound_is_recorded_untouched() {
-    use meeting_agent::audio::quality::{mix_at_snr, noise_floor_dbfs};
+    use meeting_agent::audio::quality::noise_floor_dbfs;
     init();
     let server = LocalLiveKitServer::start().await.unwrap();
     let dir = temp_dir("share-audio");
@@ -832,18 +832,8 @@ async fn a_screen_shares_sound_is_recorded_untouched() {
     config.recording.auto = true;
     let (mut worker, recorder) = start_recording_worker(&config).await;
     let room = "rec-share-audio";
-    let load = |n: &str| meeting_agent_devtools::fixtures::load_f32(n).unwrap();
-    let mix = mix_at_snr(&load("speech.wav"), &load("noise-white.wav"), 5.0);
     let wav = dir.join("noisy-speech.wav");
-    meeting_agent::audio::wav::write_i16(
-        &wav,
-        &mix.iter()
-            .map(|&s| s.round().clamp(-32768.0, 32767.0) as i16)
-            .collect::<Vec<_>>(),
-        48_000,
-        1,
-    )
-    .unwrap();
+    let mix = noisy_speech_wav(&wav);
     let mut sam = PythonParticipant::spawn(
         &server,
         room,
