@@ -563,6 +563,13 @@ pub struct RecordingConfig {
     /// `vaapih264enc bitrate={video_kbps}`. Empty: `pipelines/video-encoder.gst` (x264).
     /// Tried on a test picture at start.
     pub video_encoder: String,
+    /// Live HLS while the meeting runs: two-second segments (from key frames) stored as
+    /// objects as they close, and a live playlist (`/v1/recordings/{id}/live.m3u8`) that
+    /// becomes the VOD one at the end. Doubles what is uploaded.
+    pub live_hls: bool,
+    /// Segments the live playlist lists while the meeting runs (the whole recording is
+    /// listed once it ends); 900 are 30 minutes to seek back in.
+    pub live_hls_window_segments: usize,
 }
 
 impl Default for RecordingConfig {
@@ -583,6 +590,8 @@ impl Default for RecordingConfig {
             audio_delay_ms: 40,
             pipelines_dir: PathBuf::new(),
             video_encoder: String::new(),
+            live_hls: true,
+            live_hls_window_segments: 900,
         }
     }
 }
@@ -1145,6 +1154,12 @@ impl Config {
         }
         if r.audio_delay_ms > 500 {
             return invalid("recording.audio_delay_ms", "must be at most 500");
+        }
+        if r.live_hls && !(3..=100_000).contains(&r.live_hls_window_segments) {
+            return invalid(
+                "recording.live_hls_window_segments",
+                "must be between 3 and 100000",
+            );
         }
         if r.link_expiry_secs == 0 || r.link_expiry_secs > 7 * 24 * 3600 {
             return invalid(

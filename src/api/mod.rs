@@ -22,6 +22,7 @@ use utoipa::IntoParams;
 pub mod auth;
 mod compliance;
 pub mod controls;
+mod live;
 mod media;
 pub mod metrics;
 pub mod openapi;
@@ -278,6 +279,8 @@ pub fn router(state: Arc<ApiState>) -> Router {
             "/v1/recordings/{id}/playlist.m3u8",
             get(recordings::playlist),
         )
+        .route("/v1/recordings/{id}/live.m3u8", get(live::playlist))
+        .route("/v1/recordings/{id}/live/{name}", get(live::object))
         .route("/v1/recordings/{id}", delete(recordings::delete))
         .route("/v1/rooms/{room}/recording", put(recordings::switch))
         .route("/v1/rooms/{room}/settings", put(settings::room))

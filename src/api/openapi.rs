@@ -37,6 +37,8 @@ pub const PATH: &str = "/v1/openapi.json";
         super::recordings::list,
         super::recordings::link,
         super::recordings::playlist,
+        super::live::playlist,
+        super::live::object,
         super::recordings::poster,
         super::recordings::thumbnails,
         super::recordings::delete,

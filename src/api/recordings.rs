@@ -70,7 +70,7 @@ async fn authorized(state: &ApiState, who: &Caller, id: &str) -> Result<Recordin
 
 /// What every link to a recording's objects needs: the recording (if the caller may see it),
 /// the recorder, and how long links last (`recording.link_expiry_secs`).
-async fn linkable<'a>(
+pub(super) async fn linkable<'a>(
     state: &'a ApiState,
     who: &Caller,
     id: &str,

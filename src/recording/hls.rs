@@ -27,11 +27,13 @@ pub struct Segment {
 pub const MEDIA_PLACEHOLDER: &str = "recording.mp4";
 
 #[derive(Debug)]
-struct Track {
-    id: u32,
-    timescale: u32,
-    video: bool,
-    default_duration: u32,
+pub(super) struct Track {
+    pub(super) id: u32,
+    pub(super) timescale: u32,
+    pub(super) video: bool,
+    pub(super) default_duration: u32,
+    /// `trex`'s default sample flags (whether a sample is a key frame, when nothing closer says).
+    pub(super) default_flags: u32,
 }
 
 fn bad(path: &Path, message: impl Into<String>) -> RecordingError {
@@ -41,12 +43,12 @@ fn bad(path: &Path, message: impl Into<String>) -> RecordingError {
     }
 }
 
-fn be32(b: &[u8], at: usize) -> Option<u32> {
+pub(super) fn be32(b: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?))
 }
 
 /// Child boxes of a box payload: (kind, payload).
-fn children(payload: &[u8]) -> Vec<([u8; 4], &[u8])> {
+pub(super) fn children(payload: &[u8]) -> Vec<([u8; 4], &[u8])> {
     let mut out = Vec::new();
     let mut at = 0;
     while at + 8 <= payload.len() {
@@ -61,14 +63,14 @@ fn children(payload: &[u8]) -> Vec<([u8; 4], &[u8])> {
     out
 }
 
-fn child<'a>(payload: &'a [u8], kind: &[u8; 4]) -> Option<&'a [u8]> {
+pub(super) fn child<'a>(payload: &'a [u8], kind: &[u8; 4]) -> Option<&'a [u8]> {
     children(payload)
         .into_iter()
         .find(|(k, _)| k == kind)
         .map(|(_, p)| p)
 }
 
-fn tracks(moov: &[u8]) -> Vec<Track> {
+pub(super) fn tracks(moov: &[u8]) -> Vec<Track> {
     let mut tracks: Vec<Track> = children(moov)
         .into_iter()
         .filter(|(k, _)| k == b"trak")
@@ -86,6 +88,7 @@ fn tracks(moov: &[u8]) -> Vec<Track> {
                 timescale,
                 video,
                 default_duration: 0,
+                default_flags: 0,
             })
         })
         .collect();
@@ -96,6 +99,7 @@ fn tracks(moov: &[u8]) -> Vec<Track> {
             };
             if let Some(t) = tracks.iter_mut().find(|t| t.id == id) {
                 t.default_duration = duration;
+                t.default_flags = be32(trex, 20).unwrap_or(0);
             }
         }
     }
@@ -105,10 +109,10 @@ fn tracks(moov: &[u8]) -> Vec<Track> {
 /// A `moof` as a player sees it: whether it carries video, and the earliest decode time
 /// (`tfdt`) and latest end of its track fragments, in seconds.
 #[derive(Debug, Clone, Copy, PartialEq)]
-struct Timing {
-    video: bool,
-    start: f64,
-    end: f64,
+pub(super) struct Timing {
+    pub(super) video: bool,
+    pub(super) start: f64,
+    pub(super) end: f64,
 }
 
 /// Decode time, duration (ticks) and track of one `traf`.
@@ -162,7 +166,7 @@ fn track_fragment(traf: &[u8], tracks: &[Track]) -> Option<(u64, u64, u32)> {
 
 /// Every track fragment of a `moof`, in seconds. Players read the time of a segment from
 /// its first `moof` this way (hlsdemux2 takes the smallest `tfdt` among its `traf`s).
-fn fragment_timing(moof: &[u8], tracks: &[Track]) -> Option<Timing> {
+pub(super) fn fragment_timing(moof: &[u8], tracks: &[Track]) -> Option<Timing> {
     let mut timing: Option<Timing> = None;
     for (_, traf) in children(moof).into_iter().filter(|(k, _)| k == b"traf") {
         let (start, duration, id) = track_fragment(traf, tracks)?;

@@ -10,6 +10,8 @@ pub mod graphs;
 pub mod hls;
 pub mod inspect;
 pub mod layout;
+pub mod live_hls;
+pub mod live_storage;
 pub mod meta;
 pub mod offline;
 pub mod pipeline;
@@ -19,6 +21,7 @@ pub mod storage;
 pub mod thumbnails;
 
 pub use layout::{Layout, SpeakerSelector};
+pub use live_storage::LiveHlsSettings;
 pub use meta::RecordingMeta;
 
 pub use crate::config::StorageKind;

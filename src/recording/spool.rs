@@ -267,8 +267,9 @@ impl Drop for SpoolWriter {
 }
 
 /// Follows one spool folder: the live writer's progress, or the state a previous process
-/// left on disk.
-#[derive(Debug)]
+/// left on disk. Clones follow the same spool (the upload and the live HLS side by side)
+/// and share its lock.
+#[derive(Debug, Clone)]
 pub struct SpoolFollower {
     dir: PathBuf,
     progress: watch::Receiver<SpoolProgress>,

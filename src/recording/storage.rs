@@ -90,7 +90,7 @@ pub fn meta_key(key: &str) -> String {
 }
 
 /// A key as a path under a folder: relative, no `..`.
-fn key_path(key: &str) -> Result<PathBuf, RecordingError> {
+pub(super) fn key_path(key: &str) -> Result<PathBuf, RecordingError> {
     let path = Path::new(key);
     let ok = !key.is_empty() && path.components().all(|c| matches!(c, Component::Normal(_)));
     if ok {
@@ -110,7 +110,7 @@ fn unix_ms(t: SystemTime) -> i64 {
 }
 
 /// Capped exponential backoff for retrying for ever.
-struct Backoff {
+pub(super) struct Backoff {
     next: Duration,
     initial: Duration,
     max: Duration,
@@ -118,7 +118,7 @@ struct Backoff {
 }
 
 impl Backoff {
-    fn new((initial, max): (Duration, Duration)) -> Self {
+    pub(super) fn new((initial, max): (Duration, Duration)) -> Self {
         Self {
             next: initial,
             initial,
@@ -127,7 +127,7 @@ impl Backoff {
         }
     }
 
-    async fn wait(&mut self, id: &str, error: &S3Error) {
+    pub(super) async fn wait(&mut self, id: &str, error: &S3Error) {
         self.failures += 1;
         if self.failures == 1 || self.failures.is_multiple_of(10) {
             tracing::warn!(recording = id, error = %error, attempt = self.failures, retry_in = ?self.next, "S3 unavailable; the recording stays in the spool");
@@ -138,7 +138,7 @@ impl Backoff {
         self.next = (self.next * 2).min(self.max);
     }
 
-    fn reset(&mut self) {
+    pub(super) fn reset(&mut self) {
         if self.failures > 0 {
             tracing::info!(
                 failures = self.failures,
@@ -497,6 +497,16 @@ impl Storage {
         &self,
         recordings_dir: &Path,
     ) -> Vec<Result<RecordingMeta, RecordingError>> {
+        self.recover_with_live(recordings_dir, None).await
+    }
+
+    /// [`Storage::recover`], finishing each recording's live HLS too (its playlist becomes
+    /// the VOD one) when `live` is given.
+    pub async fn recover_with_live(
+        &self,
+        recordings_dir: &Path,
+        live: Option<super::live_storage::LiveHlsSettings>,
+    ) -> Vec<Result<RecordingMeta, RecordingError>> {
         let root = spool_root(recordings_dir);
         let Ok(entries) = std::fs::read_dir(&root) else {
             return Vec::new();
@@ -543,7 +553,33 @@ impl Storage {
                 Err(e) => tracing::warn!(spool = %dir.display(), error = %e, "cannot open spool"),
             }
         }
-        futures_util::future::join_all(followers.into_iter().map(|f| self.deliver(f))).await
+        futures_util::future::join_all(
+            followers
+                .into_iter()
+                .map(|f| self.deliver_with_live(f, live)),
+        )
+        .await
+    }
+
+    /// [`Storage::deliver`] with the recording's live HLS published beside it (when `live`
+    /// is given); the delivery's result, whatever became of the live side.
+    pub async fn deliver_with_live(
+        &self,
+        follower: SpoolFollower,
+        live: Option<super::live_storage::LiveHlsSettings>,
+    ) -> Result<RecordingMeta, RecordingError> {
+        let Some(settings) = live else {
+            return self.deliver(follower).await;
+        };
+        let id = follower.meta().map(|m| m.id).unwrap_or_default();
+        let (delivered, published) = tokio::join!(
+            self.deliver(follower.clone()),
+            self.publish_live(follower, settings)
+        );
+        if let Err(e) = published {
+            tracing::warn!(recording = %id, error = %e, "live HLS stopped; the recording itself is delivered");
+        }
+        delivered
     }
 
     /// A playback link: presigned GET (S3) or `file://` path (local).
@@ -675,6 +711,7 @@ impl Storage {
 
     /// Deletes the recording and its metadata.
     pub async fn delete(&self, meta: &RecordingMeta) -> Result<(), RecordingError> {
+        self.delete_live(meta).await?;
         match self {
             Storage::Local { dir } => {
                 let mut found = false;

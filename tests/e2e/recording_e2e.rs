@@ -258,7 +258,21 @@ async fn three_participants_recorded_to_s3_play_back_from_the_link() {
     assert_eq!(switch(OTHER_KEY, true).await.unwrap().status(), 403);
     assert_eq!(switch(ROOM_KEY, true).await.unwrap().status(), 200);
     let started = wait_announced(&mut people[0], "active").await;
-    tokio::time::sleep(Duration::from_secs(meeting_secs())).await;
+    // Live HLS while the meeting runs: segments in the bucket and a live playlist (no end).
+    let live_after = Duration::from_secs(15);
+    tokio::time::sleep(live_after).await;
+    let live = live_playlist_in_bucket(&config).await;
+    assert!(
+        !live.contains("#EXT-X-ENDLIST") && !live.contains("PLAYLIST-TYPE"),
+        "live while the meeting runs: {live}"
+    );
+    let live_segments = live.matches(".m4s").count();
+    assert!(
+        (4..=8).contains(&live_segments),
+        "{live_segments} two-second segments after {live_after:?}: {live}"
+    );
+    assert!(live.contains("#EXT-X-INDEPENDENT-SEGMENTS"), "{live}");
+    tokio::time::sleep(Duration::from_secs(meeting_secs()).saturating_sub(live_after)).await;
     assert_eq!(switch(ROOM_KEY, false).await.unwrap().status(), 200);
     let stopped = wait_announced(&mut people[0], "off").await;
     let meta = stored(&recorder, Duration::from_secs(60)).await;
@@ -431,6 +445,7 @@ async fn three_participants_recorded_to_s3_play_back_from_the_link() {
         frames.abs_diff(in_file) <= in_file / 100 + 2,
         "HLS playback rendered {frames} frames, the file has {in_file}"
     );
+    check_live_hls(&http, &api, &meta, &decoded, &dir).await;
     let (_, frame) = &decoded.kept[0];
     for (color, rgb) in COLORS {
         let share = color_share(frame, rgb);
@@ -602,6 +617,105 @@ async fn the_spotlight_shows_its_participant_large_in_the_recording() {
     );
     assert!(grid(&shares[2]), "the grid again after: {shares:?}");
     drain(worker, &dir);
+}
+
+/// The live playlist of the one recording in the bucket, as stored.
+async fn live_playlist_in_bucket(config: &meeting_agent::config::Config) -> String {
+    let s3 = meeting_agent::recording::s3::S3Store::new(&config.recording.s3).unwrap();
+    let key = s3
+        .list("")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.key)
+        .find(|k| k.ends_with("/live/index.m3u8"))
+        .expect("a live playlist in the bucket while the meeting runs");
+    String::from_utf8(s3.get_object(&key).await.unwrap()).unwrap()
+}
+
+/// After the meeting the live playlist is the VOD one: its segments start at key frames,
+/// add up to the recording, play in GStreamer's HLS demuxer frame for frame, and are served
+/// through the API (`?via=api`) to the room's key only.
+async fn check_live_hls(
+    http: &reqwest::Client,
+    api: &str,
+    meta: &RecordingMeta,
+    decoded: &DecodedRecording,
+    dir: &std::path::Path,
+) {
+    let path = format!("{api}/v1/recordings/{}/live.m3u8", meta.id);
+    let get = |url: String, key: &'static str| http.get(url).bearer_auth(key).send();
+    assert_eq!(get(path.clone(), OTHER_KEY).await.unwrap().status(), 404);
+    let vod = get(path.clone(), ROOM_KEY)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        vod.contains("#EXT-X-PLAYLIST-TYPE:VOD") && vod.trim_end().ends_with("#EXT-X-ENDLIST"),
+        "{vod}"
+    );
+    let mut durations = Vec::new();
+    for line in vod.lines() {
+        if let Some(d) = line.strip_prefix("#EXTINF:") {
+            durations.push(d.trim_end_matches(',').parse::<f64>().unwrap());
+        }
+    }
+    let total: f64 = durations.iter().sum();
+    let meeting = meta.duration_ms.unwrap() as f64 / 1000.0;
+    assert!(
+        (total - meeting).abs() <= 0.5,
+        "live HLS {total} s vs {meeting} s"
+    );
+    let inner = &durations[..durations.len() - 1];
+    assert!(
+        inner.iter().all(|d| (1.5..=2.6).contains(d)),
+        "segments of about 2 s: {durations:?}"
+    );
+    let links: Vec<&str> = vod.lines().filter(|l| l.starts_with("http")).collect();
+    assert!(
+        links.iter().all(|l| l.contains("X-Amz-Signature=")),
+        "presigned"
+    );
+    let playlist_file = dir.join("live.m3u8");
+    std::fs::write(&playlist_file, &vod).unwrap();
+    let frames = tokio::task::spawn_blocking(move || frames_played_through(&playlist_file))
+        .await
+        .unwrap();
+    let in_file = decoded.frames.len();
+    assert!(
+        frames.abs_diff(in_file) <= in_file / 100 + 2,
+        "live HLS playback rendered {frames} frames, the file has {in_file}"
+    );
+    // Through the API, for a browser on its origin: the same bytes, the room's key only.
+    let via_api = get(format!("{path}?via=api"), ROOM_KEY)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        via_api.contains("#EXT-X-MAP:URI=\"live/init.mp4\""),
+        "{via_api}"
+    );
+    let object = format!("{api}/v1/recordings/{}/live/seg-00001.m4s", meta.id);
+    let served = get(object.clone(), ROOM_KEY).await.unwrap();
+    assert_eq!(served.status(), 200);
+    let presigned = http
+        .get(links[1])
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(served.bytes().await.unwrap(), presigned);
+    assert_eq!(get(object, OTHER_KEY).await.unwrap().status(), 404);
+    for hostile in ["..%2F..%2Fetc%2Fpasswd", "recording.mp4", "seg-1.m4s"] {
+        let url = format!("{api}/v1/recordings/{}/live/{hostile}", meta.id);
+        assert_eq!(get(url, ROOM_KEY).await.unwrap().status(), 404, "{hostile}");
+    }
 }
 
 /// Video frames a `playbin3` renders from an HLS playlist, as fast as it can.

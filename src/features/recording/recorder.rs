@@ -164,11 +164,27 @@ impl Recorder {
         store.post(&[message]).await.map_err(|e| e.to_string())
     }
 
+    /// How recordings are published as live HLS, if they are: two-second segments, the
+    /// encoder's key-frame interval (`pipelines/video-encoder.gst`'s `keyframe_frames`).
+    pub fn live_settings(&self) -> Option<crate::recording::LiveHlsSettings> {
+        self.config
+            .live_hls
+            .then(|| crate::recording::LiveHlsSettings {
+                segment_secs: LIVE_SEGMENT_SECS,
+                window: self.config.live_hls_window_segments,
+            })
+    }
+
     /// Delivers what earlier processes left in the spool (a crash, an upload cut short).
     pub fn recover_in_background(&self) -> JoinHandle<()> {
         let recorder = self.clone();
         tokio::spawn(async move {
-            for result in recorder.storage.recover(&recorder.dir).await {
+            let live = recorder.live_settings();
+            for result in recorder
+                .storage
+                .recover_with_live(&recorder.dir, live)
+                .await
+            {
                 match result {
                     Ok(meta) => recorder.delivered(meta).await,
                     Err(e) => tracing::error!(error = %e, "recovering a spooled recording failed"),
@@ -381,6 +397,8 @@ const FINISH_TIMEOUT: Duration = Duration::from_secs(15);
 /// and a correction that lags it puts the picture out of step meanwhile.
 const DELAY_EVERY_TICKS: u32 = 4;
 const MAX_VIDEO_DELAY_US: i64 = 600_000;
+/// Live HLS segments last the key-frame interval the recording graph asks the encoder for.
+const LIVE_SEGMENT_SECS: f64 = 2.0;
 
 impl RoomRecording {
     /// Starts recording `room`; with the `Room` itself, video is lined up with audio from the
@@ -435,8 +453,18 @@ impl RoomRecording {
         // The poster and thumbnails, rendered when the recording ends (none after a crash:
         // the recovered file is stored without them).
         let (thumbs_tx, thumbs_rx) = tokio::sync::oneshot::channel();
+        let live = recorder.live_settings();
+        // Listed (status `recording`) while it is written, so the live playlist can be found.
+        let listed = recorder.store.clone().map(|store| (store, meta.clone()));
         tokio::spawn(async move {
-            match storage.deliver(follower).await {
+            if let Some((store, meta)) = listed {
+                let saved =
+                    tokio::time::timeout(Duration::from_secs(5), store.save_recording(&meta));
+                if !matches!(saved.await, Ok(Ok(()))) {
+                    tracing::warn!(id = %meta.id, "the recording is not listed in the store until it is stored");
+                }
+            }
+            match storage.deliver_with_live(follower, live).await {
                 Ok(meta) => {
                     if let Ok(Some(rendered)) = thumbs_rx.await {
                         match storage.put_thumbnails(&meta, &rendered).await {
