@@ -243,10 +243,17 @@ async def run_flash_video(source: rtc.VideoSource, width: int, height: int, fps:
     black = black.tobytes()
     start = await clock
     frame_no = 0
+    was_on = False
     while not ended.done():
         t = frame_no / fps
         await asyncio.sleep(max(0.0, start + t - time.monotonic()))
-        data = white if flash_on(t, period, fps) else black
+        on = bool(flash_on(t, period, fps))
+        data = white if on else black
+        if on and not was_on:
+            # When the flash's first picture is captured, on the wall clock (for latency
+            # measured in another process, e.g. a browser playing the live recording).
+            emit("flash", epoch_ms=round((time.time() + start + t - time.monotonic()) * 1000, 1))
+        was_on = on
         # Stamped with the moment the picture belongs to on the microphone's clock
         # (time.monotonic is the engine's CLOCK_MONOTONIC), so a late wake-up of this loop
         # does not move the flash.

@@ -7,6 +7,7 @@ pub mod browser;
 pub mod captions;
 pub mod controls;
 pub mod denoise;
+pub mod hls;
 pub mod load;
 pub mod media;
 pub mod meeting;

@@ -64,10 +64,10 @@ async fn arrivals(
 }
 
 /// Busy loops holding `n` cores (the "loaded" rows), ended on drop.
-struct Busy(Vec<std::process::Child>);
+pub(crate) struct Busy(Vec<std::process::Child>);
 
 impl Busy {
-    fn start(n: usize) -> Result<Self> {
+    pub(crate) fn start(n: usize) -> Result<Self> {
         let children = (0..n)
             .map(|_| {
                 std::process::Command::new("sh")

@@ -192,6 +192,18 @@ enum Bench {
         #[arg(long, default_value_t = 0)]
         busy: usize,
     },
+    /// hls_live_latency_s: a flash in the meeting to the same flash on screen in Chromium,
+    /// hls.js following the recording's live playlist.
+    HlsLive {
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// hls.js `liveSyncDurationCount`: segments behind the live edge it plays.
+        #[arg(long, default_value_t = 2)]
+        sync_count: u32,
+        /// Busy loops holding this many cores meanwhile (the loaded row).
+        #[arg(long, default_value_t = 0)]
+        busy: usize,
+    },
     /// rec_cores_720p_grid4: CPU to record four cameras into a 720p grid live, vs gst-launch-1.0.
     RecCores {
         #[arg(long, default_value_t = 20)]
@@ -292,6 +304,11 @@ async fn run(cli: Cli) -> Result<()> {
             postgres,
             busy,
         } => bench::webhooks::delivery(events, outage, postgres, busy).await,
+        Bench::HlsLive {
+            seconds,
+            sync_count,
+            busy,
+        } => bench::hls::live_latency(seconds, sync_count, busy).await,
         Bench::RecLink { minutes } => bench::recording::link_after_end(minutes).await,
         Bench::RecSync { seconds, load_room } => {
             bench::recording::live_sync(seconds, load_room).await
