@@ -304,9 +304,11 @@ pub fn playlist(segments: &[Listed], window: usize, ended: bool) -> String {
     } else {
         &segments[segments.len().saturating_sub(window.max(3))..]
     };
+    // RFC 8216: each EXTINF rounded to the nearest integer is at most the target. Players
+    // hold back a multiple of it from the live edge, so it is not rounded up.
     let target = segments
         .iter()
-        .map(|s| s.seconds.ceil() as u64)
+        .map(|s| s.seconds.round() as u64)
         .max()
         .unwrap_or(2)
         .max(2);

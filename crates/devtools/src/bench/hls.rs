@@ -15,7 +15,7 @@ use meeting_agent::worker::{Shutdown, Worker};
 const KEY: &str = "bench-hls-live-key-0123456789abcdef";
 const ROOM: &str = "bench-hls";
 /// Longer than any latency worth measuring, so each flash on screen pairs with one capture.
-const FLASH_PERIOD_S: &str = "10";
+const FLASH_PERIOD_S: &str = "20";
 
 /// hls.js as the build embeds it for the console (`console/node_modules`, installed by
 /// scripts/setup.sh), or `MEETING_AGENT_HLS_JS`.

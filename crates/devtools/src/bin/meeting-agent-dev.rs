@@ -195,7 +195,7 @@ enum Bench {
     /// hls_live_latency_s: a flash in the meeting to the same flash on screen in Chromium,
     /// hls.js following the recording's live playlist.
     HlsLive {
-        #[arg(long, default_value_t = 60)]
+        #[arg(long, default_value_t = 90)]
         seconds: u64,
         /// hls.js `liveSyncDurationCount`: segments behind the live edge it plays.
         #[arg(long, default_value_t = 2)]
