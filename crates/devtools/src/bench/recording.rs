@@ -75,11 +75,36 @@ fn tone(i: usize, n: usize, freq: f32) -> Vec<i16> {
 /// rec_cores_720p_grid4: four 640x360@30 cameras and four microphones recorded live into a
 /// 1280x720@30 grid for `seconds`; CPU cores used, and the same graph in gst-launch-1.0.
 pub fn cores(seconds: u64) -> Result<()> {
+    use meeting_agent::recording::spool::SpoolWriter;
+    use meeting_agent::recording::storage::Storage;
     meeting_agent::recording::pipeline::init()?;
+    // As the recorder runs it: the muxer's bytes into a spool, and live HLS cut from the
+    // spool into segment files beside it (local storage: no network in the figure).
+    let dir = std::env::temp_dir().join(format!("ma-bench-rec-cores-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let meta = meeting_agent::recording::RecordingMeta::new("bench", 0, "grid", "local");
+    let writer = SpoolWriter::create(&dir, &meta)?;
+    let storage = Storage::Local {
+        dir: dir.join("stored"),
+    };
+    let follower = writer.follow();
+    let runtime = tokio::runtime::Handle::current();
+    let live = runtime.spawn(async move {
+        let settings = meeting_agent::recording::LiveHlsSettings {
+            segment_secs: 2.0,
+            window: 900,
+        };
+        storage.publish_live(follower, settings).await
+    });
     let bytes = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let counted = bytes.clone();
+    let spool = std::sync::Arc::new(std::sync::Mutex::new(writer));
+    let spooled = spool.clone();
     let pipeline = CompositePipeline::start(&settings(true), move |b: &[u8]| {
         counted.fetch_add(b.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        if let Err(e) = spooled.lock().unwrap().append(b) {
+            tracing::error!(error = %e, "spool");
+        }
     })?;
     let ids: Vec<String> = (0..4).map(|i| format!("cam{i}")).collect();
     let scene = Scene {
@@ -141,6 +166,13 @@ pub fn cores(seconds: u64) -> Result<()> {
         let _ = f.join();
     }
     pipeline.finish(Duration::from_secs(20))?;
+    let writer = std::sync::Arc::try_unwrap(spool)
+        .map_err(|_| anyhow::anyhow!("the pipeline still holds the spool"))?
+        .into_inner()
+        .unwrap();
+    writer.finish(&meta)?;
+    let segments = runtime.block_on(live)??;
+    let _ = std::fs::remove_dir_all(&dir);
     let reference = gst_launch_cores(seconds)?;
     let command = format!("meeting-agent-dev bench rec-cores --seconds {seconds}");
     row("rec_cores_720p_grid4", ours, "cores", "<= 1.0", &command);
@@ -159,7 +191,7 @@ pub fn cores(seconds: u64) -> Result<()> {
         &command,
     );
     eprintln!(
-        "{} MB written in {seconds} s",
+        "{} MB written in {seconds} s, spooled and cut into {segments} live HLS segments",
         bytes.load(std::sync::atomic::Ordering::Relaxed) / 1_000_000
     );
     Ok(())
