@@ -169,7 +169,7 @@ impl Recorder {
     pub fn live_settings(&self) -> Option<crate::recording::LiveHlsSettings> {
         self.config
             .live_hls
-            .then(|| crate::recording::LiveHlsSettings {
+            .then_some(crate::recording::LiveHlsSettings {
                 segment_secs: LIVE_SEGMENT_SECS,
                 window: self.config.live_hls_window_segments,
             })
