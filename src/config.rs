@@ -563,6 +563,9 @@ pub struct RecordingConfig {
     /// `vaapih264enc bitrate={video_kbps}`. Empty: `pipelines/video-encoder.gst` (x264).
     /// Tried on a test picture at start.
     pub video_encoder: String,
+    /// Per-participant recordings (`recording.per_participant`) one room may write at once;
+    /// microphones past this are not recorded on their own (a warning says whose).
+    pub max_participant_recordings: usize,
 }
 
 impl Default for RecordingConfig {
@@ -583,6 +586,7 @@ impl Default for RecordingConfig {
             audio_delay_ms: 40,
             pipelines_dir: PathBuf::new(),
             video_encoder: String::new(),
+            max_participant_recordings: 16,
         }
     }
 }
@@ -1145,6 +1149,12 @@ impl Config {
         }
         if r.audio_delay_ms > 500 {
             return invalid("recording.audio_delay_ms", "must be at most 500");
+        }
+        if r.max_participant_recordings > 256 {
+            return invalid(
+                "recording.max_participant_recordings",
+                "must be at most 256",
+            );
         }
         if r.link_expiry_secs == 0 || r.link_expiry_secs > 7 * 24 * 3600 {
             return invalid(
