@@ -16,8 +16,8 @@ use super::auth::Caller;
 use super::openapi::schema;
 use super::settings::room_service_error;
 use super::{ApiError, ApiState, RoomFilter, err, not_found, room_allowed};
-use crate::features::recording::Recorder;
 use crate::features::recording::PerParticipant;
+use crate::features::recording::Recorder;
 use crate::protocol::{RECORDING_PER_PARTICIPANT, RECORDING_SWITCH};
 use crate::recording::{RecordingError, RecordingMeta};
 

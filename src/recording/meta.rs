@@ -56,9 +56,7 @@ pub struct RecordingMeta {
 }
 
 /// What a recording holds.
-#[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema,
-)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RecordingKind {
     /// Every camera laid out and every microphone mixed: `<room>/<id>.mp4`.
@@ -236,7 +234,11 @@ mod tests {
             let name = &m.key[prefix.len()..];
             assert!(!name.contains('/') && !name.starts_with('.'), "{name:?}");
             assert!(name.ends_with(&format!("-{}.m4a", m.id)), "{name:?}");
-            assert!(m.key.len() < prefix.len() + 64 + m.id.len() + 6, "{}", m.key.len());
+            assert!(
+                m.key.len() < prefix.len() + 64 + m.id.len() + 6,
+                "{}",
+                m.key.len()
+            );
             assert!(
                 m.key
                     .chars()

@@ -190,15 +190,31 @@ async fn each_selected_participant_gets_an_m4a_with_only_their_own_sound() {
         .collect();
     own.sort_by_key(|m| m.participant.clone());
     let whose: Vec<_> = own.iter().map(|m| m.participant.as_deref()).collect();
-    assert_eq!(whose, vec![Some("../../bob"), Some("alice")], "carol was not asked for");
+    assert_eq!(
+        whose,
+        vec![Some("../../bob"), Some("alice")],
+        "carol was not asked for"
+    );
     for m in &own {
         assert_eq!(m.parent.as_deref(), Some(composite.id.as_str()));
         assert_eq!(m.room, ROOM);
         let prefix = format!("{ROOM}/{}/", composite.id);
-        assert!(m.key.starts_with(&prefix) && m.key.ends_with(".m4a"), "{}", m.key);
-        assert!(!m.key[prefix.len()..].contains('/') && !m.key.contains(".."), "{}", m.key);
+        assert!(
+            m.key.starts_with(&prefix) && m.key.ends_with(".m4a"),
+            "{}",
+            m.key
+        );
+        assert!(
+            !m.key[prefix.len()..].contains('/') && !m.key.contains(".."),
+            "{}",
+            m.key
+        );
         // The object is where its key says, inside the bucket's folder.
-        assert!(s3.dir.join("recordings").join(&m.key).is_file(), "{}", m.key);
+        assert!(
+            s3.dir.join("recordings").join(&m.key).is_file(),
+            "{}",
+            m.key
+        );
     }
     assert!(own[0].key.contains("/______bob-"), "{}", own[0].key);
     // Nothing escaped the bucket's folder.
@@ -215,8 +231,16 @@ async fn each_selected_participant_gets_an_m4a_with_only_their_own_sound() {
         .await
         .unwrap();
     let kinds: Vec<_> = listed.iter().map(|m| m["kind"].as_str().unwrap()).collect();
-    assert_eq!(kinds.iter().filter(|k| **k == "participant").count(), 2, "{listed:?}");
-    assert_eq!(kinds.iter().filter(|k| **k == "composite").count(), 1, "{listed:?}");
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "participant").count(),
+        2,
+        "{listed:?}"
+    );
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "composite").count(),
+        1,
+        "{listed:?}"
+    );
 
     // Each file: AAC, about as long as the recording ran, its owner's tone and not the others'.
     for m in own {
@@ -224,7 +248,10 @@ async fn each_selected_participant_gets_an_m4a_with_only_their_own_sound() {
         assert!(caps.contains("mpegversion=(int)4"), "AAC: {caps}");
         let secs = audio.len() as f64 / 48_000.0;
         println!("{}: {secs:.2} s of {recorded:.2} s recorded", m.key);
-        assert!(secs > recorded - 3.0 && secs < recorded + 1.5, "{secs:.2} s of {recorded:.2} s");
+        assert!(
+            secs > recorded - 3.0 && secs < recorded + 1.5,
+            "{secs:.2} s of {recorded:.2} s"
+        );
         let who = m.participant.as_deref().unwrap();
         let middle = &audio[audio.len() / 4..audio.len() * 3 / 4];
         let own_hz = PEOPLE.iter().find(|(i, _)| *i == who).unwrap().1;
@@ -233,7 +260,10 @@ async fn each_selected_participant_gets_an_m4a_with_only_their_own_sound() {
             let theirs = power_at(middle, *hz);
             let db = 10.0 * (mine / theirs.max(1e-9)).log10();
             println!("{who}'s file: its {own_hz} Hz is {db:.1} dB over {other}'s {hz} Hz");
-            assert!(db > 30.0, "{who}'s file holds {other}'s sound: only {db:.1} dB apart");
+            assert!(
+                db > 30.0,
+                "{who}'s file holds {other}'s sound: only {db:.1} dB apart"
+            );
         }
         assert!(
             middle.iter().any(|s| s.unsigned_abs() > 1000),
@@ -284,7 +314,10 @@ fn the_participant_audio_graph_writes_a_playable_m4a() {
     let bytes = std::mem::take(&mut *bytes.lock().unwrap());
     assert_eq!(complete_prefix_len(&bytes), bytes.len() as u64, "whole");
     let cut = complete_prefix_len(&bytes[..bytes.len() * 2 / 3]);
-    assert!(cut > 0 && cut < bytes.len() as u64, "a cut file keeps {cut} bytes");
+    assert!(
+        cut > 0 && cut < bytes.len() as u64,
+        "a cut file keeps {cut} bytes"
+    );
     let path = std::env::temp_dir().join(format!("ma-pp-graph-{}.m4a", std::process::id()));
     std::fs::write(&path, &bytes).unwrap();
     let (caps, audio) = inspect::decode_audio(&path).unwrap();
@@ -295,7 +328,10 @@ fn the_participant_audio_graph_writes_a_playable_m4a() {
     let secs = audio.len() as f64 / 48_000.0;
     assert!((secs - 5.0).abs() < 0.2, "{secs:.3} s");
     let partial_secs = partial.len() as f64 / 48_000.0;
-    assert!(partial_secs > 1.0 && partial_secs < secs, "{partial_secs:.3} s");
+    assert!(
+        partial_secs > 1.0 && partial_secs < secs,
+        "{partial_secs:.3} s"
+    );
     let middle = &audio[48_000..4 * 48_000];
     let db = 10.0 * (power_at(middle, 440.0) / power_at(middle, 1000.0).max(1e-9)).log10();
     assert!(db > 40.0, "the tone is 440 Hz: {db:.1} dB over 1 kHz");

@@ -62,9 +62,7 @@ impl PerParticipant {
             .iter()
             .any(|i| i.is_empty() || i.len() > MAX_IDENTITY_LEN)
         {
-            return Some(format!(
-                "identities are 1 to {MAX_IDENTITY_LEN} bytes long"
-            ));
+            return Some(format!("identities are 1 to {MAX_IDENTITY_LEN} bytes long"));
         }
         None
     }
@@ -154,7 +152,12 @@ mod tests {
 
     #[test]
     fn selection_starts_the_wanted_microphones_up_to_the_limit() {
-        let mics = [("m1", "alice"), ("m2", "bob"), ("m3", "carol"), ("m4", "alice")];
+        let mics = [
+            ("m1", "alice"),
+            ("m2", "bob"),
+            ("m3", "carol"),
+            ("m4", "alice"),
+        ];
         let none = HashSet::new();
         // Not asked for: nothing.
         assert_eq!(to_start(None, mics, &none, 16), (vec![], vec![]));

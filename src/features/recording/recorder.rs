@@ -991,12 +991,8 @@ impl Control {
             .collect();
         microphones.sort();
         let limit = self.recorder.config.max_participant_recordings;
-        let (start, refused) = per_participant::to_start(
-            self.selection.as_ref(),
-            microphones,
-            &running,
-            limit,
-        );
+        let (start, refused) =
+            per_participant::to_start(self.selection.as_ref(), microphones, &running, limit);
         for (sid, identity) in refused {
             tracing::warn!(id = %self.meta.id, %sid, %identity, limit, "not recorded on its own: the room has recording.max_participant_recordings running");
         }
@@ -1025,10 +1021,12 @@ impl Control {
         );
         let spool = spool_and_deliver(recorder, &meta, None)?;
         let bytes_tx = spool.clone();
-        let pipeline =
-            CompositePipeline::start_participant_audio(&recorder.pipeline, move |bytes: &[u8]| {
+        let pipeline = CompositePipeline::start_participant_audio(
+            &recorder.pipeline,
+            move |bytes: &[u8]| {
                 let _ = bytes_tx.send(Spooled::Bytes(bytes.to_vec()));
-            })?;
+            },
+        )?;
         let input = pipeline.add_audio("mic")?;
         tap.set_own(Some(input));
         tracing::info!(id = %meta.id, parent = %self.meta.id, %identity, key = %meta.key, "participant recording started");

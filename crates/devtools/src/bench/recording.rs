@@ -117,17 +117,17 @@ pub fn participant_audio_cores(seconds: u64, count: usize) -> Result<()> {
         pipeline.finish(Duration::from_secs(20))?;
     }
     let written = bytes.load(std::sync::atomic::Ordering::Relaxed);
-    anyhow::ensure!(
-        written > 0,
-        "the per-participant recordings wrote nothing"
+    anyhow::ensure!(written > 0, "the per-participant recordings wrote nothing");
+    let command = format!(
+        "meeting-agent-dev bench rec-participant-cores --seconds {seconds} --count {count}"
     );
-    let command =
-        format!("meeting-agent-dev bench rec-participant-cores --seconds {seconds} --count {count}");
     row(
         "rec_cores_per_participant_audio",
         cores / count as f64,
-        &format!("cores per recording ({count} at once: {cores:.3} cores; {:.0} kbit/s each)",
-            written as f64 * 8.0 / 1000.0 / (seconds as f64 + 2.0) / count as f64),
+        &format!(
+            "cores per recording ({count} at once: {cores:.3} cores; {:.0} kbit/s each)",
+            written as f64 * 8.0 / 1000.0 / (seconds as f64 + 2.0) / count as f64
+        ),
         "<= 0.05",
         &command,
     );
