@@ -68,6 +68,9 @@ impl PerParticipant {
     }
 }
 
+/// Microphones as (track sid, identity).
+pub type Microphones = Vec<(String, String)>;
+
 /// Whom to start recording on their own now: the microphones (sid, identity) not yet
 /// recorded that `selection` wants, in the order given, as far as `limit` allows with
 /// `running` already going. The rest are returned second (over the limit).
@@ -76,7 +79,7 @@ pub fn to_start<'a>(
     microphones: impl IntoIterator<Item = (&'a str, &'a str)>,
     running: &std::collections::HashSet<String>,
     limit: usize,
-) -> (Vec<(String, String)>, Vec<(String, String)>) {
+) -> (Microphones, Microphones) {
     let Some(selection) = selection else {
         return (Vec::new(), Vec::new());
     };
