@@ -336,3 +336,109 @@ fn the_participant_audio_graph_writes_a_playable_m4a() {
     let db = 10.0 * (power_at(middle, 440.0) / power_at(middle, 1000.0).max(1e-9)).log10();
     assert!(db > 40.0, "the tone is 440 Hz: {db:.1} dB over 1 kHz");
 }
+
+/// Comings and goings with the room at its limit (2 here): a third microphone is not recorded
+/// on its own while two are; when one owner leaves, that file ends there and the waiting
+/// microphone takes the place, in a file that holds its own sound. Asked for through the
+/// room's metadata directly (as RoomService or any server SDK would).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_leaver_s_file_ends_and_a_waiting_microphone_takes_the_place() {
+    init();
+    let server = LocalLiveKitServer::start().await.unwrap();
+    let dir = std::env::temp_dir().join(format!("ma-pp-e2e-limit-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut config = config_for(&server, "");
+    config.recording.dir = dir.clone();
+    config.recording.max_participant_recordings = 2;
+    config.validate().unwrap();
+    let (worker, recorder, _api) = start(&config).await;
+    let room = "rec-pp-limit";
+    let spawn = |identity: &'static str, hz: &'static str| {
+        PythonParticipant::spawn(
+            &server,
+            room,
+            identity,
+            &["--tone-hz", hz, "--video", "none"],
+        )
+        .unwrap()
+    };
+    let mut alice = spawn("alice", "440");
+    let mut bob = spawn("bob", "1000");
+    for p in [&mut alice, &mut bob] {
+        p.wait_for(T, |e| e["event"] == "published" && e["kind"] == "audio")
+            .await
+            .expect("publishes");
+    }
+    server
+        .room_service(
+            "UpdateRoomMetadata",
+            &json!({"room": room, "metadata": json!({
+                "recording.enabled": true,
+                "recording.per_participant": {"audio": true},
+            }).to_string()}),
+        )
+        .await
+        .unwrap();
+    wait_announced(&mut alice, "active").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut carol = spawn("carol", "1700");
+    carol
+        .wait_for(T, |e| e["event"] == "published" && e["kind"] == "audio")
+        .await
+        .expect("publishes");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    bob.stop().await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    server
+        .room_service(
+            "UpdateRoomMetadata",
+            &json!({"room": room, "metadata": json!({"recording.enabled": false}).to_string()}),
+        )
+        .await
+        .unwrap();
+    wait_announced(&mut alice, "off").await;
+    alice.stop().await;
+    carol.stop().await;
+
+    let all = stored(&recorder, 4, Duration::from_secs(60)).await;
+    let own = |who: &str| -> Vec<&RecordingMeta> {
+        all.iter()
+            .filter(|m| {
+                m.kind == RecordingKind::Participant && m.participant.as_deref() == Some(who)
+            })
+            .collect()
+    };
+    let (a, b, c) = (own("alice"), own("bob"), own("carol"));
+    assert_eq!((a.len(), b.len(), c.len()), (1, 1, 1), "{all:#?}");
+    let secs = |m: &RecordingMeta| m.duration_ms.unwrap_or(0) as f64 / 1000.0;
+    let (a, b, c) = (a[0], b[0], c[0]);
+    println!(
+        "alice {:.2} s, bob {:.2} s, carol {:.2} s (from {} ms after bob's end)",
+        secs(a),
+        secs(b),
+        secs(c),
+        c.started_unix_ms - b.ended_unix_ms.unwrap()
+    );
+    assert!(secs(a) > 8.0, "alice recorded throughout: {:.2} s", secs(a));
+    assert!(secs(b) < secs(a) - 3.0, "bob's file ended when he left");
+    assert!(
+        secs(c) < secs(a) - 3.0 && secs(c) > 3.0,
+        "carol from when bob left"
+    );
+    assert!(
+        (c.started_unix_ms - b.ended_unix_ms.unwrap()).abs() < 2_000,
+        "carol took bob's place when he left"
+    );
+    // Carol's file holds carol.
+    let path = dir.join(&c.key);
+    let (_, audio) = tokio::task::spawn_blocking(move || inspect::decode_audio(&path))
+        .await
+        .unwrap()
+        .unwrap();
+    let middle = &audio[audio.len() / 4..audio.len() * 3 / 4];
+    let db = 10.0 * (power_at(middle, 1700.0) / power_at(middle, 440.0).max(1e-9)).log10();
+    assert!(db > 30.0, "carol's tone over alice's: {db:.1} dB");
+    let _ = worker.shutdown.send(meeting_agent::worker::Shutdown::Drain);
+    let _ = std::fs::remove_dir_all(&dir);
+}
