@@ -570,6 +570,9 @@ pub struct RecordingConfig {
     /// Segments the live playlist lists while the meeting runs (the whole recording is
     /// listed once it ends); 900 are 30 minutes to seek back in.
     pub live_hls_window_segments: usize,
+    /// Per-participant recordings (`recording.per_participant`) one room may write at once;
+    /// microphones past this are not recorded on their own (a warning says whose).
+    pub max_participant_recordings: usize,
 }
 
 impl Default for RecordingConfig {
@@ -592,6 +595,7 @@ impl Default for RecordingConfig {
             video_encoder: String::new(),
             live_hls: true,
             live_hls_window_segments: 900,
+            max_participant_recordings: 16,
         }
     }
 }
@@ -1159,6 +1163,12 @@ impl Config {
             return invalid(
                 "recording.live_hls_window_segments",
                 "must be between 3 and 100000",
+            );
+        }
+        if r.max_participant_recordings > 256 {
+            return invalid(
+                "recording.max_participant_recordings",
+                "must be at most 256",
             );
         }
         if r.link_expiry_secs == 0 || r.link_expiry_secs > 7 * 24 * 3600 {

@@ -15,6 +15,10 @@ pub const CAPTIONS_LANGUAGE: &str = "captions.language";
 pub const CAPTIONS_SCREEN_SHARE: &str = "captions.screen_share";
 /// Room switch (in the room's metadata) starting and stopping the recording.
 pub const RECORDING_SWITCH: &str = "recording.enabled";
+/// Room switch (in the room's metadata) asking for per-participant recordings beside the
+/// composite, a JSON object (or that object as a string): `{"audio": true, "identities":
+/// ["alice"]}` (`features::recording::per_participant`). Set with the recording switch.
+pub const RECORDING_PER_PARTICIPANT: &str = "recording.per_participant";
 /// The agent's participant attribute telling everyone whether it records (`active`, `off`).
 pub const RECORDING_ATTRIBUTE: &str = "recording";
 /// Participant attribute asking for a virtual background: `blur`, `image` or `off`.

@@ -283,6 +283,8 @@ pub mod schema {
     pub struct RecordingSwitched {
         pub room: String,
         pub recording: bool,
+        /// The per-participant recordings asked for, when the request asked for some.
+        pub per_participant: Option<crate::features::recording::PerParticipant>,
     }
 
     /// Room-wide switches; at least one.

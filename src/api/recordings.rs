@@ -16,8 +16,9 @@ use super::auth::Caller;
 use super::openapi::schema;
 use super::settings::room_service_error;
 use super::{ApiError, ApiState, RoomFilter, err, not_found, room_allowed};
+use crate::features::recording::PerParticipant;
 use crate::features::recording::Recorder;
-use crate::protocol::RECORDING_SWITCH;
+use crate::protocol::{RECORDING_PER_PARTICIPANT, RECORDING_SWITCH};
 use crate::recording::{RecordingError, RecordingMeta};
 
 impl From<RecordingError> for ApiError {
@@ -286,10 +287,15 @@ pub(super) async fn delete(
 #[derive(Deserialize, ToSchema)]
 pub(super) struct RecordingSwitch {
     enabled: bool,
+    /// Also record each selected participant's microphone on its own (M4A), while the room
+    /// records; absent: unchanged. `{"audio": false}` stops asking for them.
+    #[serde(default)]
+    per_participant: Option<PerParticipant>,
 }
 
 /// `PUT /v1/rooms/{room}/recording {"enabled": true}`: sets the room's switch; the agent in
-/// the room starts or stops recording within a moment.
+/// the room starts or stops recording within a moment. With `"per_participant": {"audio":
+/// true, "identities": [...]}` it also records those participants' microphones on their own.
 #[utoipa::path(
     put,
     path = "/v1/rooms/{room}/recording",
@@ -314,10 +320,40 @@ pub(super) async fn switch(
     Json(body): Json<RecordingSwitch>,
 ) -> Result<Response, ApiError> {
     room_allowed(&who, &room)?;
+    let mut switches = vec![(RECORDING_SWITCH.to_string(), json!(body.enabled))];
+    if let Some(per_participant) = &body.per_participant {
+        if let Some(why) = per_participant.invalid() {
+            return Err(err(StatusCode::BAD_REQUEST, why));
+        }
+        if let Some(limit) = state
+            .recorder
+            .as_ref()
+            .map(|r| r.config.max_participant_recordings)
+            && per_participant.identities.len() > limit
+        {
+            return Err(err(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "at most {limit} participants are recorded on their own in a room \
+                     (recording.max_participant_recordings)"
+                ),
+            ));
+        }
+        let value = if per_participant.audio {
+            json!(per_participant)
+        } else {
+            json!(false)
+        };
+        switches.push((RECORDING_PER_PARTICIPANT.to_string(), value));
+    }
     state
         .room_service
-        .set_switches(&room, [(RECORDING_SWITCH.to_string(), json!(body.enabled))])
+        .set_switches(&room, switches)
         .await
         .map_err(room_service_error)?;
-    Ok(Json(json!({"room": room, "recording": body.enabled})).into_response())
+    let mut answer = json!({"room": room, "recording": body.enabled});
+    if let Some(p) = body.per_participant.filter(|p| p.audio) {
+        answer["per_participant"] = json!(p);
+    }
+    Ok(Json(answer).into_response())
 }

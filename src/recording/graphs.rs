@@ -22,6 +22,10 @@ const COMPOSITE: GraphFile = GraphFile {
     name: "recording.gst",
     builtin: include_str!("../../pipelines/recording.gst"),
 };
+const PARTICIPANT_AUDIO: GraphFile = GraphFile {
+    name: "participant-audio.gst",
+    builtin: include_str!("../../pipelines/participant-audio.gst"),
+};
 const LIVE_INPUTS: GraphFile = GraphFile {
     name: "recording-live-inputs.gst",
     builtin: include_str!("../../pipelines/recording-live-inputs.gst"),
@@ -48,6 +52,8 @@ const ENCODER_PROBE_TIMEOUT: Duration = Duration::from_secs(20);
 #[derive(Debug, Clone)]
 pub struct Graphs {
     pub composite: Graph,
+    /// One participant's microphone on its own (per-participant recordings).
+    pub participant_audio: Graph,
     pub live_inputs: Graph,
     pub video_encoder: Graph,
     pub decode_video: Graph,
@@ -104,6 +110,7 @@ impl Graphs {
         let graph = |f: &GraphFile| Graph::new(format!("pipelines/{}", f.name), f.builtin);
         Self {
             composite: graph(&COMPOSITE),
+            participant_audio: graph(&PARTICIPANT_AUDIO),
             live_inputs: graph(&LIVE_INPUTS),
             video_encoder: graph(&VIDEO_ENCODER),
             decode_video: graph(&DECODE_VIDEO),
@@ -124,6 +131,7 @@ impl Graphs {
             }
             for (file, graph) in [
                 (&COMPOSITE, &mut graphs.composite),
+                (&PARTICIPANT_AUDIO, &mut graphs.participant_audio),
                 (&LIVE_INPUTS, &mut graphs.live_inputs),
                 (&VIDEO_ENCODER, &mut graphs.video_encoder),
                 (&DECODE_VIDEO, &mut graphs.decode_video),

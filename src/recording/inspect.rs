@@ -189,6 +189,65 @@ pub fn decode(path: &Path, keep_at: &[Duration]) -> Result<DecodedRecording, Rec
     })
 }
 
+/// An audio-only recording (a per-participant M4A) decoded: the AAC stream's caps and its
+/// sound, 48 kHz mono. [`decode`] wants a video track too.
+pub fn decode_audio(path: &Path) -> Result<(String, Vec<i16>), RecordingError> {
+    super::pipeline::init()?;
+    let location = path.to_string_lossy().replace('"', "\\\"");
+    let description = format!(
+        "filesrc location=\"{location}\" ! qtdemux name=d \
+         d.audio_0 ! queue ! capsfilter name=acaps caps=audio/mpeg ! avdec_aac ! audioconvert \
+         ! audioresample ! audio/x-raw,format=S16LE,rate=48000,channels=1 ! appsink name=a sync=false"
+    );
+    let pipeline = gst::parse::launch(&description)?
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| RecordingError::Pipeline("not a pipeline".into()))?;
+    let sink = pipeline
+        .by_name("a")
+        .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
+        .ok_or_else(|| RecordingError::Pipeline("no appsink a".into()))?;
+    let acaps = pipeline
+        .by_name("acaps")
+        .ok_or_else(|| RecordingError::Pipeline("no element acaps".into()))?;
+    pipeline
+        .set_state(gst::State::Playing)
+        .map_err(|e| RecordingError::Pipeline(format!("cannot decode {}: {e}", path.display())))?;
+    let (mut caps, mut audio) = (String::new(), Vec::new());
+    let result = loop {
+        match sink.try_pull_sample(gst::ClockTime::from_seconds(60)) {
+            Some(sample) => {
+                if caps.is_empty()
+                    && let Some(c) = acaps.static_pad("src").and_then(|p| p.current_caps())
+                {
+                    caps = c.to_string();
+                }
+                if let Some(buffer) = sample.buffer()
+                    && let Ok(map) = buffer.map_readable()
+                {
+                    audio.extend(
+                        map.chunks_exact(2)
+                            .map(|b| i16::from_le_bytes([b[0], b[1]])),
+                    );
+                }
+            }
+            None if sink.is_eos() => break Ok(()),
+            None => {
+                let error = pipeline
+                    .bus()
+                    .and_then(|b| b.pop_filtered(&[gst::MessageType::Error]))
+                    .map(|m| format!("{m:?}"))
+                    .unwrap_or_else(|| "no sound within 60 s".into());
+                break Err(RecordingError::Pipeline(format!(
+                    "{}: {error}",
+                    path.display()
+                )));
+            }
+        }
+    };
+    let _ = pipeline.set_state(gst::State::Null);
+    result.map(|()| (caps, audio))
+}
+
 /// Times (µs) where the picture turns bright: mean luma crosses `threshold` upwards.
 pub fn flash_onsets(frames: &[(i64, f32)], threshold: f32) -> Vec<i64> {
     frames

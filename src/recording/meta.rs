@@ -43,7 +43,42 @@ pub struct RecordingMeta {
     /// missing from the picture.
     #[serde(default)]
     pub screen_shares: Vec<ShareSpan>,
+    /// The room's composite recording, or one participant's sound on its own.
+    #[serde(default)]
+    pub kind: RecordingKind,
+    /// Per-participant recordings: whose microphone it is (identity).
+    #[serde(default)]
+    pub participant: Option<String>,
+    /// Per-participant recordings: the id of the room's composite recording it was made
+    /// beside.
+    #[serde(default)]
+    pub parent: Option<String>,
 }
+
+/// What a recording holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordingKind {
+    /// Every camera laid out and every microphone mixed: `<room>/<id>.mp4`.
+    #[default]
+    Composite,
+    /// One participant's microphone (AAC in fragmented MP4):
+    /// `<room>/<composite id>/<identity>-<id>.m4a`.
+    Participant,
+}
+
+impl RecordingKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Composite => "composite",
+            Self::Participant => "participant",
+        }
+    }
+}
+
+/// How much of an identity goes into a per-participant recording's key: identities are
+/// chosen by clients, and the recording's own id keeps keys unique anyway.
+const IDENTITY_IN_KEY: usize = 64;
 
 /// A screen share as the recording saw it, in milliseconds into the recording.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -75,7 +110,38 @@ impl RecordingMeta {
             storage: storage.to_string(),
             status: RecordingStatus::Recording,
             screen_shares: Vec::new(),
+            kind: RecordingKind::Composite,
+            participant: None,
+            parent: None,
         }
+    }
+
+    /// A new recording of `identity`'s microphone on its own, beside the composite recording
+    /// `parent`; the key is `<room>/<parent id>/<identity, key-safe, at most 64 characters>-<id>.m4a`.
+    pub fn participant(
+        parent: &RecordingMeta,
+        identity: &str,
+        started_unix_ms: i64,
+        storage: &str,
+    ) -> Self {
+        let mut meta = Self::new(&parent.room, started_unix_ms, "audio", storage);
+        // No dots: the name never reads as `..` or a hidden file, whatever the identity.
+        let name: String = key_safe(identity)
+            .chars()
+            .take(IDENTITY_IN_KEY)
+            .map(|c| if c == '.' { '_' } else { c })
+            .collect();
+        meta.key = format!(
+            "{}/{}/{name}-{}.m4a",
+            key_safe(&parent.room),
+            key_safe(&parent.id),
+            meta.id
+        );
+        meta.kind = RecordingKind::Participant;
+        meta.participant = Some(identity.to_string());
+        meta.parent = Some(parent.id.clone());
+        meta.participants = vec![identity.to_string()];
+        meta
     }
 
     pub fn add_participant(&mut self, identity: &str) {
@@ -137,5 +203,59 @@ mod tests {
         assert_eq!(key_safe(".."), "_");
         let json = serde_json::to_string(&a).unwrap();
         assert_eq!(serde_json::from_str::<RecordingMeta>(&json).unwrap(), a);
+        assert_eq!(a.kind, RecordingKind::Composite);
+    }
+
+    #[test]
+    fn metadata_written_before_per_participant_recordings_reads_as_a_composite() {
+        let old = r#"{"id":"rec-1","room":"r","started_unix_ms":1,"ended_unix_ms":null,
+            "participants":[],"duration_ms":null,"size_bytes":null,"layout":"grid",
+            "format":"fmp4","storage":"s3","key":"r/rec-1.mp4","status":"complete"}"#;
+        let meta: RecordingMeta = serde_json::from_str(old).unwrap();
+        assert_eq!(meta.kind, RecordingKind::Composite);
+        assert_eq!((meta.participant, meta.parent), (None, None));
+    }
+
+    #[test]
+    fn a_hostile_identity_makes_a_short_safe_key_under_its_room_and_recording() {
+        let parent = RecordingMeta::new("team", 1_700_000_000_000, "grid", "s3");
+        for identity in [
+            "../../etc/passwd".to_string(),
+            "/abs".into(),
+            "..".into(),
+            "".into(),
+            "a\\b\0c\nd".into(),
+            "ü".repeat(300),
+            "x".repeat(5000),
+        ] {
+            let m = RecordingMeta::participant(&parent, &identity, 1_700_000_000_001, "s3");
+            let prefix = format!("team/{}/", parent.id);
+            assert!(m.key.starts_with(&prefix), "{:?}", m.key);
+            let name = &m.key[prefix.len()..];
+            assert!(!name.contains('/') && !name.starts_with('.'), "{name:?}");
+            assert!(name.ends_with(&format!("-{}.m4a", m.id)), "{name:?}");
+            assert!(
+                m.key.len() < prefix.len() + 64 + m.id.len() + 6,
+                "{}",
+                m.key.len()
+            );
+            assert!(
+                m.key
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+            );
+            assert!(
+                std::path::Path::new(&m.key)
+                    .components()
+                    .all(|c| matches!(c, std::path::Component::Normal(_)))
+            );
+            assert_eq!(m.participant.as_deref(), Some(identity.as_str()));
+            assert_eq!(m.parent.as_deref(), Some(parent.id.as_str()));
+            assert_eq!(m.kind, RecordingKind::Participant);
+        }
+        // Two identities that read alike still get keys of their own.
+        let a = RecordingMeta::participant(&parent, "a/b", 1, "s3");
+        let b = RecordingMeta::participant(&parent, "a_b", 1, "s3");
+        assert_ne!(a.key, b.key);
     }
 }

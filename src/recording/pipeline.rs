@@ -93,6 +93,29 @@ impl PipelineSettings {
         ])
     }
 
+    /// One participant's microphone on its own (`participant-audio.gst`), rendered.
+    pub fn participant_audio_description(&self) -> Result<String, RecordingError> {
+        let audio_caps = format!("audio/x-raw,format=S16LE,rate={AUDIO_RATE},channels=1");
+        let (live_base, latency) = if self.live {
+            (
+                format!(
+                    "audiotestsrc is-live=true wave=silence samplesperbuffer={} ! {audio_caps} \
+                     ! queue max-size-time=1000000000 max-size-buffers=0 max-size-bytes=0 ! amix.sink_0",
+                    AUDIO_RATE / 100
+                ),
+                LIVE_LATENCY.as_nanos(),
+            )
+        } else {
+            (String::new(), 0)
+        };
+        self.graphs.participant_audio.render(&[
+            ("live_base", &live_base),
+            ("latency_ns", &latency.to_string()),
+            ("audio_caps", &audio_caps),
+            ("audio_bps", &(self.audio_bitrate_kbps * 1000).to_string()),
+        ])
+    }
+
     /// The thumbnails' size: [`THUMBNAIL_WIDTH`] wide, the recording's shape, even.
     pub fn thumbnail_size(&self) -> (u32, u32) {
         let height = (THUMBNAIL_WIDTH * self.height / self.width.max(1)).max(2) & !1;
@@ -118,6 +141,11 @@ impl PipelineSettings {
             &self.description()?,
             COMPOSITE_ELEMENTS,
         )?);
+        drop(graphs::parse(
+            &self.graphs.participant_audio.source,
+            &self.participant_audio_description()?,
+            PARTICIPANT_AUDIO_ELEMENTS,
+        )?);
         for graph in [&self.graphs.decode_video, &self.graphs.decode_audio] {
             drop(graphs::parse(
                 &graph.source,
@@ -131,6 +159,8 @@ impl PipelineSettings {
 
 /// The elements of the recording graph the recorder drives by name.
 const COMPOSITE_ELEMENTS: &[&str] = &["vmix", "amix", "vout", "aout", "out"];
+/// The elements of the per-participant audio graph the recorder drives by name.
+const PARTICIPANT_AUDIO_ELEMENTS: &[&str] = &["amix", "aout", "out"];
 /// A timeline thumbnail this often (the `thumbs` branch), this wide.
 pub const THUMBNAIL_EVERY: Duration = Duration::from_secs(10);
 pub const THUMBNAIL_WIDTH: u32 = 160;
@@ -158,7 +188,8 @@ struct Input {
 
 struct Shared {
     pipeline: gst::Pipeline,
-    compositor: gst::Element,
+    /// None in an audio-only graph.
+    compositor: Option<gst::Element>,
     audiomixer: gst::Element,
     inputs: Mutex<HashMap<String, Input>>,
     /// monotonic_us() at the pipeline's running time 0 (live only).
@@ -178,7 +209,8 @@ impl Drop for Shared {
     }
 }
 
-/// A running recording pipeline. Inputs come and go while it runs.
+/// A running recording pipeline (the composite, or one participant's audio on its own).
+/// Inputs come and go while it runs.
 #[derive(Clone)]
 pub struct CompositePipeline {
     shared: Arc<Shared>,
@@ -218,18 +250,48 @@ impl CompositePipeline {
         sink: impl FnMut(&[u8]) + Send + 'static,
     ) -> Result<Self, RecordingError> {
         init()?;
+        let description = settings.description()?;
+        let pipeline = graphs::parse(
+            &settings.graphs.composite.source,
+            &description,
+            COMPOSITE_ELEMENTS,
+        )?;
+        Self::launch(settings, pipeline, sink)
+    }
+
+    /// Builds and starts one participant's audio-only graph (`participant-audio.gst`): AAC in
+    /// fragmented MP4, bytes to `sink` as for [`Self::start`]. It takes audio inputs only.
+    pub fn start_participant_audio(
+        settings: &PipelineSettings,
+        sink: impl FnMut(&[u8]) + Send + 'static,
+    ) -> Result<Self, RecordingError> {
+        init()?;
+        let description = settings.participant_audio_description()?;
+        let pipeline = graphs::parse(
+            &settings.graphs.participant_audio.source,
+            &description,
+            PARTICIPANT_AUDIO_ELEMENTS,
+        )?;
+        Self::launch(settings, pipeline, sink)
+    }
+
+    fn launch(
+        settings: &PipelineSettings,
+        pipeline: gst::Pipeline,
+        sink: impl FnMut(&[u8]) + Send + 'static,
+    ) -> Result<Self, RecordingError> {
         let s = settings;
-        let description = s.description()?;
-        let pipeline = graphs::parse(&s.graphs.composite.source, &description, COMPOSITE_ELEMENTS)?;
         let by_name = |n: &str| {
             pipeline
                 .by_name(n)
                 .ok_or_else(|| RecordingError::Pipeline(format!("no element {n}")))
         };
         for branch in ["vout", "aout"] {
-            guard_timestamps(&by_name(branch)?);
+            if let Some(queue) = pipeline.by_name(branch) {
+                guard_timestamps(&queue);
+            }
         }
-        let compositor = by_name("vmix")?;
+        let compositor = pipeline.by_name("vmix");
         let audiomixer = by_name("amix")?;
         let out = by_name("out")?
             .downcast::<gst_app::AppSink>()
@@ -405,7 +467,10 @@ impl CompositePipeline {
     /// A new video input, hidden until placed.
     pub fn add_video(&self, id: &str) -> Result<VideoInput, RecordingError> {
         let caps = i420_caps(16, 16);
-        let src = self.add_input(id, caps, &self.shared.compositor.clone())?;
+        let compositor = self.shared.compositor.clone().ok_or_else(|| {
+            RecordingError::Pipeline("an audio-only recording takes no video".into())
+        })?;
+        let src = self.add_input(id, caps, &compositor)?;
         if let Some(pad) = self.pad(id) {
             pad.set_property("alpha", 0.0f64);
             pad.set_property_from_str("sizing-policy", "keep-aspect-ratio");

@@ -568,7 +568,10 @@ impl Storage {
         follower: SpoolFollower,
         live: Option<super::live_storage::LiveHlsSettings>,
     ) -> Result<RecordingMeta, RecordingError> {
-        let Some(settings) = live else {
+        let composite = follower
+            .meta()
+            .is_ok_and(|m| m.kind == super::meta::RecordingKind::Composite);
+        let Some(settings) = live.filter(|_| composite) else {
             return self.deliver(follower).await;
         };
         let id = follower.meta().map(|m| m.id).unwrap_or_default();

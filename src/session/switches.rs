@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use tokio::sync::watch;
 
 use crate::config::parse_flag;
-use crate::protocol::ROOM_SWITCHES;
+use crate::protocol::{RECORDING_PER_PARTICIPANT, ROOM_SWITCHES};
 
 /// Switches set for a whole room in its metadata: a JSON object whose keys are the attribute
 /// names above (`{"captions.enabled": false, "captions.language": "de"}`), values `true`/`false`
@@ -18,10 +18,14 @@ pub fn room_switches(metadata: &str) -> HashMap<String, String> {
         return HashMap::new();
     };
     map.into_iter()
-        .filter(|(k, _)| ROOM_SWITCHES.contains(&k.as_str()))
+        .filter(|(k, _)| ROOM_SWITCHES.contains(&k.as_str()) || k == RECORDING_PER_PARTICIPANT)
         .filter_map(|(k, v)| match v {
             serde_json::Value::Bool(b) => Some((k, b.to_string())),
             serde_json::Value::String(s) => Some((k, s)),
+            // Per-participant recordings: an object, read by the recording feature.
+            serde_json::Value::Object(_) if k == RECORDING_PER_PARTICIPANT => {
+                Some((k, v.to_string()))
+            }
             other => {
                 tracing::warn!(key = %k, value = %other, "ignoring room switch: expected true or false");
                 None
@@ -120,5 +124,18 @@ mod tests {
         for not_switches in ["", "plain text", "[1, 2]", r#"{"captions.enabled": 3}"#] {
             assert!(room_switches(not_switches).is_empty(), "{not_switches:?}");
         }
+    }
+
+    #[test]
+    fn the_per_participant_request_is_the_one_switch_that_may_be_an_object() {
+        let room = room_switches(
+            r#"{"recording.enabled": true, "recording.per_participant": {"audio": true, "identities": ["a"]}}"#,
+        );
+        let request = crate::features::recording::PerParticipant::from_switch(
+            room.get(crate::protocol::RECORDING_PER_PARTICIPANT),
+        )
+        .expect("read back");
+        assert!(request.wants("a") && !request.wants("b"));
+        assert!(room_switches(r#"{"captions.enabled": {"x": 1}}"#).is_empty());
     }
 }

@@ -25,6 +25,7 @@ mod livekit_e2e;
 mod media_messages;
 mod meeting_controls;
 mod noise_suppression_e2e;
+mod per_participant_e2e;
 mod recording_e2e;
 mod recording_pipeline;
 mod recording_storage;

@@ -4,6 +4,7 @@
 //! recording (see `recorder`). The agent's `recording` attribute tells participants whether
 //! they are recorded.
 
+pub mod per_participant;
 pub mod recorder;
 
 use std::collections::HashMap;
@@ -16,6 +17,7 @@ use crate::protocol::{RECORDING_ATTRIBUTE, RECORDING_SWITCH};
 use crate::session::feature::FinishFuture;
 use crate::session::media::VideoSource;
 use crate::session::{Feature, ParticipantChange, RoomContext, RoomFeature, TrackContext};
+pub use per_participant::{PerParticipant, RECORDING_PER_PARTICIPANT};
 pub use recorder::{AudioTap, Recorder, RoomRecording};
 
 /// Decoded frames a recorded video track may have waiting.
@@ -50,8 +52,9 @@ struct RoomRecorder {
     recording: Option<RoomRecording>,
     /// Subscribed video tracks, for a recording started later: identity, source, frames.
     videos: HashMap<String, (String, TrackSource, VideoSource)>,
-    /// Every microphone's way into the recording, by track sid.
-    microphones: HashMap<String, (String, AudioTap)>,
+    /// Every audio track's way into the recording, by track sid: identity, tap, and whether
+    /// it is a microphone (not a screen share's sound).
+    microphones: HashMap<String, (String, AudioTap, bool)>,
     /// The latest recording state for the agent's `recording` attribute.
     announcer: Option<watch::Sender<bool>>,
 }
@@ -71,8 +74,9 @@ impl RoomRecorder {
                         for (sid, (identity, source, video)) in &self.videos {
                             r.add_video(sid, identity, *source, video.subscribe(VIDEO_QUEUE));
                         }
-                        for (sid, (identity, tap)) in &self.microphones {
-                            r.add_audio(sid, identity, tap.clone());
+                        r.per_participant(per_participant_request(room));
+                        for (sid, (identity, tap, microphone)) in &self.microphones {
+                            r.add_audio(sid, identity, tap.clone(), *microphone);
                         }
                         self.announce(&room.room, true);
                         self.recording = Some(r);
@@ -87,7 +91,12 @@ impl RoomRecorder {
                 self.announce(&room.room, false);
                 tokio::spawn(r.stop());
             }
-            (current, _) => self.recording = current,
+            (current, _) => {
+                if let Some(r) = &current {
+                    r.per_participant(per_participant_request(room));
+                }
+                self.recording = current
+            }
         }
     }
 
@@ -118,11 +127,14 @@ impl RoomFeature for RoomRecorder {
             TrackKind::KindAudio => {
                 let tap = AudioTap::default();
                 track.add_audio_sink(Box::new(tap.clone()));
+                let microphone = track.source == TrackSource::SourceMicrophone;
                 if let Some(r) = &self.recording {
-                    r.add_audio(&track.sid, &track.participant, tap.clone());
+                    r.add_audio(&track.sid, &track.participant, tap.clone(), microphone);
                 }
-                self.microphones
-                    .insert(track.sid.clone(), (track.participant.clone(), tap));
+                self.microphones.insert(
+                    track.sid.clone(),
+                    (track.participant.clone(), tap, microphone),
+                );
             }
             TrackKind::KindVideo => {
                 let video = track.video();
@@ -177,6 +189,11 @@ impl RoomFeature for RoomRecorder {
             }
         })
     }
+}
+
+/// The room's request for per-participant recordings (its `recording.per_participant` switch).
+fn per_participant_request(room: &RoomContext) -> Option<PerParticipant> {
+    PerParticipant::from_switch(room.switches.get(RECORDING_PER_PARTICIPANT))
 }
 
 /// Keeps the agent's `recording` attribute at the room's latest recording state. An update

@@ -26,6 +26,8 @@ use crate::recording::storage::Storage;
 use crate::recording::{RecordingError, RecordingMeta, SpeakerSelector};
 use crate::session::media::{AudioSink, HeardAudio};
 
+use super::per_participant::{self, PerParticipant};
+
 pub use crate::protocol::{RECORDING_ATTRIBUTE, RECORDING_SWITCH};
 
 /// Rooms being recorded now, and recordings delivered to storage (metrics).
@@ -107,6 +109,9 @@ impl Recorder {
                 "size_bytes": meta.size_bytes,
                 "layout": meta.layout,
                 "status": meta.status,
+                "kind": meta.kind,
+                "participant": meta.participant,
+                "parent": meta.parent,
                 "link": format!("/v1/recordings/{}/link", meta.id),
             });
             events.emit_in_background(crate::integrations::Event::new(
@@ -247,25 +252,40 @@ impl Recorder {
         if let Err(e) = store.save_recording(&meta).await {
             tracing::error!(error = %e, id = %meta.id, "cannot save the recording's metadata in the store (it is kept beside the recording)");
         }
+        // The thread gets the room's recording; per-participant files are listed beside it.
+        if meta.kind == crate::recording::meta::RecordingKind::Participant {
+            return;
+        }
         if let Err(e) = self.post_to_thread(store, &meta).await {
             tracing::warn!(error = %e, id = %meta.id, "cannot post the recording into the meeting's thread");
         }
     }
 }
 
-/// A microphone's way into the room's recording: empty while nothing records.
+/// A microphone's way into the room's recording, and into its own recording when the room
+/// asked for per-participant recordings: empty while nothing records.
 #[derive(Clone, Default)]
-pub struct AudioTap(Arc<Mutex<Option<AudioInput>>>);
+pub struct AudioTap(Arc<Mutex<TapInputs>>);
+
+#[derive(Default)]
+struct TapInputs {
+    composite: Option<AudioInput>,
+    own: Option<AudioInput>,
+}
 
 impl AudioTap {
     /// One 10 ms frame in i16 scale, as the meeting hears it.
     pub fn push(&self, frame: &[f32; FRAME], arrival_us: i64) {
         let mut slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(input) = slot.as_mut() {
-            let mut samples = [0i16; FRAME];
-            for (o, &s) in samples.iter_mut().zip(frame) {
-                *o = s.round().clamp(-32768.0, 32767.0) as i16;
-            }
+        if slot.composite.is_none() && slot.own.is_none() {
+            return;
+        }
+        let mut samples = [0i16; FRAME];
+        for (o, &s) in samples.iter_mut().zip(frame) {
+            *o = s.round().clamp(-32768.0, 32767.0) as i16;
+        }
+        let TapInputs { composite, own } = &mut *slot;
+        for input in [composite, own].into_iter().flatten() {
             if let Err(e) = input.push(&samples, arrival_us) {
                 tracing::debug!(error = %e, "recording audio push");
             }
@@ -273,7 +293,12 @@ impl AudioTap {
     }
 
     fn set(&self, input: Option<AudioInput>) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = input;
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).composite = input;
+    }
+
+    /// The microphone's own recording (per-participant), or none.
+    fn set_own(&self, input: Option<AudioInput>) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).own = input;
     }
 }
 
@@ -294,7 +319,10 @@ enum Command {
         sid: String,
         identity: String,
         tap: AudioTap,
+        /// A microphone (not a screen share's sound): what per-participant recordings take.
+        microphone: bool,
     },
+    PerParticipant(Option<PerParticipant>),
     Remove {
         sid: String,
     },
@@ -415,78 +443,24 @@ impl RoomRecording {
             c.layout.as_str(),
             recorder.storage.kind().as_str(),
         );
-        let mut writer = SpoolWriter::create(&recorder.dir, &meta)?;
-        let follower = writer.follow();
-        let (spool_tx, spool_rx) = std::sync::mpsc::channel::<Spooled>();
-        let id = meta.id.clone();
-        std::thread::Builder::new()
-            .name("rec-spool".into())
-            .spawn(move || {
-                let mut failed = false;
-                for item in spool_rx {
-                    match item {
-                        Spooled::Bytes(bytes) => {
-                            if let Err(e) = writer.append(&bytes)
-                                && !failed
-                            {
-                                failed = true;
-                                tracing::error!(error = %e, "recording spool write failed");
-                            }
-                        }
-                        Spooled::Finish(meta) => {
-                            if let Err(e) = writer.finish(&meta) {
-                                tracing::error!(error = %e, "cannot finish the recording spool");
-                            }
-                            return;
-                        }
-                    }
-                }
-                // Dropped without Finish: the follower sees the writer abandon the spool.
-            })
-            .map_err(|e| RecordingError::Pipeline(format!("spool thread: {e}")))?;
+        // The poster and thumbnails, rendered when the recording ends (none after a crash:
+        // the recovered file is stored without them).
+        let (thumbs_tx, thumbs_rx) = tokio::sync::oneshot::channel();
+        let spool_tx = spool_and_deliver(recorder, &meta, Some(thumbs_rx))?;
         let bytes_tx = spool_tx.clone();
         let pipeline = CompositePipeline::start(&recorder.pipeline, move |bytes: &[u8]| {
             let _ = bytes_tx.send(Spooled::Bytes(bytes.to_vec()));
         })?;
-        let storage = recorder.storage.clone();
-        let delivering = recorder.clone();
-        // The poster and thumbnails, rendered when the recording ends (none after a crash:
-        // the recovered file is stored without them).
-        let (thumbs_tx, thumbs_rx) = tokio::sync::oneshot::channel();
-        let live = recorder.live_settings();
-        // Listed (status `recording`) while it is written, so the live playlist can be found.
-        let listed = recorder.store.clone().map(|store| (store, meta.clone()));
-        tokio::spawn(async move {
-            if let Some((store, meta)) = listed {
-                let saved =
-                    tokio::time::timeout(Duration::from_secs(5), store.save_recording(&meta));
-                if !matches!(saved.await, Ok(Ok(()))) {
-                    tracing::warn!(id = %meta.id, "the recording is not listed in the store until it is stored");
-                }
-            }
-            match storage.deliver_with_live(follower, live).await {
-                Ok(meta) => {
-                    if let Ok(Some(rendered)) = thumbs_rx.await {
-                        match storage.put_thumbnails(&meta, &rendered).await {
-                            Ok(()) => {
-                                tracing::info!(id = %meta.id, thumbnails = rendered.count, "poster and thumbnails stored")
-                            }
-                            Err(e) => {
-                                tracing::warn!(error = %e, id = %meta.id, "poster and thumbnails not stored")
-                            }
-                        }
-                    }
-                    delivering.delivered(meta).await
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "recording delivery failed; the spool stays for the next start")
-                }
-            }
-        });
+        let id = meta.id.clone();
         tracing::info!(%room, id = %meta.id, layout = %meta.layout, storage = %meta.storage, "recording started");
         recorder.event("recording.started", &meta);
         let (commands, rx) = mpsc::unbounded_channel();
         let state = Control {
+            recorder: recorder.clone(),
+            selection: None,
+            own: HashMap::new(),
+            microphones: HashMap::new(),
+            finishing: Vec::new(),
             pipeline,
             meta,
             layout: c.layout,
@@ -525,12 +499,18 @@ impl RoomRecording {
         });
     }
 
-    pub fn add_audio(&self, sid: &str, identity: &str, tap: AudioTap) {
+    pub fn add_audio(&self, sid: &str, identity: &str, tap: AudioTap, microphone: bool) {
         let _ = self.commands.send(Command::Audio {
             sid: sid.into(),
             identity: identity.into(),
             tap,
+            microphone,
         });
+    }
+
+    /// Records the selected participants' microphones on their own too (None: no longer).
+    pub fn per_participant(&self, selection: Option<PerParticipant>) {
+        let _ = self.commands.send(Command::PerParticipant(selection));
     }
 
     pub fn remove(&self, sid: &str) {
@@ -567,7 +547,129 @@ impl RoomRecording {
     }
 }
 
+/// Spools a recording's bytes (sent as [`Spooled`]) on a thread of its own and hands the spool
+/// to storage, which uploads it while it is written; once delivered, the poster and
+/// thumbnails from `thumbs` (if any) are stored and the recording is announced.
+fn spool_and_deliver(
+    recorder: &Recorder,
+    meta: &RecordingMeta,
+    thumbs: Option<tokio::sync::oneshot::Receiver<Option<crate::recording::thumbnails::Rendered>>>,
+) -> Result<std::sync::mpsc::Sender<Spooled>, RecordingError> {
+    let mut writer = SpoolWriter::create(&recorder.dir, meta)?;
+    let follower = writer.follow();
+    let (spool_tx, spool_rx) = std::sync::mpsc::channel::<Spooled>();
+    std::thread::Builder::new()
+        .name("rec-spool".into())
+        .spawn(move || {
+            let mut failed = false;
+            for item in spool_rx {
+                match item {
+                    Spooled::Bytes(bytes) => {
+                        if let Err(e) = writer.append(&bytes)
+                            && !failed
+                        {
+                            failed = true;
+                            tracing::error!(error = %e, "recording spool write failed");
+                        }
+                    }
+                    Spooled::Finish(meta) => {
+                        if let Err(e) = writer.finish(&meta) {
+                            tracing::error!(error = %e, "cannot finish the recording spool");
+                        }
+                        return;
+                    }
+                }
+            }
+            // Dropped without Finish: the follower sees the writer abandon the spool.
+        })
+        .map_err(|e| RecordingError::Pipeline(format!("spool thread: {e}")))?;
+    let storage = recorder.storage.clone();
+    let delivering = recorder.clone();
+    // Live HLS is the composite's (a participant's file is for editing, not for watching).
+    let live = recorder
+        .live_settings()
+        .filter(|_| meta.kind == crate::recording::meta::RecordingKind::Composite);
+    // Listed (status `recording`) while it is written, so the live playlist can be found.
+    let listed = recorder.store.clone().map(|store| (store, meta.clone()));
+    tokio::spawn(async move {
+        if let Some((store, meta)) = listed {
+            let saved = tokio::time::timeout(Duration::from_secs(5), store.save_recording(&meta));
+            if !matches!(saved.await, Ok(Ok(()))) {
+                tracing::warn!(id = %meta.id, "the recording is not listed in the store until it is stored");
+            }
+        }
+        match storage.deliver_with_live(follower, live).await {
+            Ok(meta) => {
+                if let Some(thumbs) = thumbs
+                    && let Ok(Some(rendered)) = thumbs.await
+                {
+                    match storage.put_thumbnails(&meta, &rendered).await {
+                        Ok(()) => {
+                            tracing::info!(id = %meta.id, thumbnails = rendered.count, "poster and thumbnails stored")
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, id = %meta.id, "poster and thumbnails not stored")
+                        }
+                    }
+                }
+                delivering.delivered(meta).await
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "recording delivery failed; the spool stays for the next start")
+            }
+        }
+    });
+    Ok(spool_tx)
+}
+
+/// One microphone recorded on its own while the room's recording runs.
+struct OwnRecording {
+    pipeline: CompositePipeline,
+    meta: RecordingMeta,
+    spool: std::sync::mpsc::Sender<Spooled>,
+    tap: AudioTap,
+}
+
+impl OwnRecording {
+    /// Closes the file and hands it to storage; done when the muxer wrote its end.
+    fn stop(self) -> JoinHandle<()> {
+        let OwnRecording {
+            pipeline,
+            mut meta,
+            spool,
+            tap,
+        } = self;
+        tap.set_own(None);
+        meta.duration_ms = Some(pipeline.elapsed().as_millis() as i64);
+        meta.ended_unix_ms = Some(unix_ms() as i64);
+        tokio::spawn(async move {
+            let finished =
+                tokio::task::spawn_blocking(move || pipeline.finish(FINISH_TIMEOUT)).await;
+            let failure = match finished {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(e) => Some(format!("the end panicked: {e}")),
+            };
+            if let Some(error) = failure {
+                tracing::error!(id = %meta.id, %error, "participant recording did not end cleanly; stored as partial");
+                meta.status = crate::recording::meta::RecordingStatus::Partial;
+            }
+            tracing::info!(id = %meta.id, participant = ?meta.participant, duration_ms = meta.duration_ms, "participant recording ended");
+            let _ = spool.send(Spooled::Finish(Box::new(meta)));
+        })
+    }
+}
+
 struct Control {
+    recorder: Recorder,
+    /// Which microphones the room wants recorded on their own too.
+    selection: Option<PerParticipant>,
+    /// Those being recorded on their own, by microphone track sid.
+    own: HashMap<String, OwnRecording>,
+    /// Every microphone (not screen-share sound) being recorded: sid -> identity.
+    microphones: HashMap<String, String>,
+    /// Per-participant recordings still writing their end.
+    finishing: Vec<JoinHandle<()>>,
     pipeline: CompositePipeline,
     meta: RecordingMeta,
     layout: crate::recording::Layout,
@@ -623,6 +725,9 @@ impl Control {
         for tap in self.taps.values() {
             tap.set(None);
         }
+        for (_, own) in std::mem::take(&mut self.own) {
+            self.finishing.push(own.stop());
+        }
         for (_, slot) in std::mem::take(&mut self.videos) {
             slot.feeder.abort();
             self.share_ended(&slot);
@@ -659,6 +764,9 @@ impl Control {
             let _ = tx.send(rendered);
         }
         let _ = spool.send(Spooled::Finish(Box::new(meta.clone())));
+        for finishing in std::mem::take(&mut self.finishing) {
+            let _ = finishing.await;
+        }
         meta
     }
 
@@ -820,19 +928,51 @@ impl Control {
                 }
                 self.relayout();
             }
-            Command::Audio { sid, identity, tap } => match self.pipeline.add_audio(&sid) {
+            Command::Audio {
+                sid,
+                identity,
+                tap,
+                microphone,
+            } => match self.pipeline.add_audio(&sid) {
                 Ok(input) => {
                     tap.set(Some(input));
                     self.meta.add_participant(&identity);
+                    if microphone {
+                        self.microphones.insert(sid.clone(), identity.clone());
+                    }
                     self.audio_identity.insert(sid.clone(), identity);
                     self.taps.insert(sid, tap);
+                    self.start_own_recordings();
                 }
                 Err(e) => tracing::warn!(error = %e, %sid, "cannot record audio"),
             },
+            Command::PerParticipant(selection) => {
+                if self.selection != selection {
+                    tracing::info!(id = %self.meta.id, ?selection, "per-participant recordings");
+                    self.selection = selection;
+                    let unwanted: Vec<String> = self
+                        .own
+                        .iter()
+                        .filter(|(_, own)| {
+                            let who = own.meta.participant.as_deref().unwrap_or_default();
+                            !self.selection.as_ref().is_some_and(|s| s.wants(who))
+                        })
+                        .map(|(sid, _)| sid.clone())
+                        .collect();
+                    for sid in unwanted {
+                        self.stop_own(&sid);
+                    }
+                    self.start_own_recordings();
+                }
+            }
             Command::Remove { sid } => {
+                self.stop_own(&sid);
+                self.microphones.remove(&sid);
                 if let Some(tap) = self.taps.remove(&sid) {
                     tap.set(None);
                 }
+                // A place may have freed for a microphone over the limit.
+                self.start_own_recordings();
                 self.audio_identity.remove(&sid);
                 self.delays.remove(&sid);
                 if let Some(slot) = self.videos.remove(&sid) {
@@ -868,6 +1008,72 @@ impl Control {
                     self.relayout();
                 }
             }
+        }
+    }
+
+    /// Starts the per-participant recordings the room's selection wants and the limit allows.
+    fn start_own_recordings(&mut self) {
+        let running = self.own.keys().cloned().collect();
+        let mut microphones: Vec<(&str, &str)> = self
+            .microphones
+            .iter()
+            .map(|(sid, who)| (sid.as_str(), who.as_str()))
+            .collect();
+        microphones.sort();
+        let limit = self.recorder.config.max_participant_recordings;
+        let (start, refused) =
+            per_participant::to_start(self.selection.as_ref(), microphones, &running, limit);
+        for (sid, identity) in refused {
+            tracing::warn!(id = %self.meta.id, %sid, %identity, limit, "not recorded on its own: the room has recording.max_participant_recordings running");
+        }
+        for (sid, identity) in start {
+            let Some(tap) = self.taps.get(&sid).cloned() else {
+                continue;
+            };
+            match self.start_own(&identity, tap) {
+                Ok(own) => {
+                    self.own.insert(sid, own);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, %sid, %identity, "cannot start a participant recording")
+                }
+            }
+        }
+    }
+
+    fn start_own(&self, identity: &str, tap: AudioTap) -> Result<OwnRecording, RecordingError> {
+        let recorder = &self.recorder;
+        let meta = RecordingMeta::participant(
+            &self.meta,
+            identity,
+            unix_ms() as i64,
+            recorder.storage.kind().as_str(),
+        );
+        let spool = spool_and_deliver(recorder, &meta, None)?;
+        let bytes_tx = spool.clone();
+        let pipeline = CompositePipeline::start_participant_audio(
+            &recorder.pipeline,
+            move |bytes: &[u8]| {
+                let _ = bytes_tx.send(Spooled::Bytes(bytes.to_vec()));
+            },
+        )?;
+        let input = pipeline.add_audio("mic")?;
+        tap.set_own(Some(input));
+        tracing::info!(id = %meta.id, parent = %self.meta.id, %identity, key = %meta.key, "participant recording started");
+        recorder.event("recording.started", &meta);
+        Ok(OwnRecording {
+            pipeline,
+            meta,
+            spool,
+            tap,
+        })
+    }
+
+    /// Ends the per-participant recording of microphone `sid`, if there is one.
+    fn stop_own(&mut self, sid: &str) {
+        if let Some(own) = self.own.remove(sid) {
+            self.finishing.retain(|f| !f.is_finished());
+            self.finishing.push(own.stop());
         }
     }
 

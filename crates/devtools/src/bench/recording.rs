@@ -72,6 +72,68 @@ fn tone(i: usize, n: usize, freq: f32) -> Vec<i16> {
         .collect()
 }
 
+/// rec_cores_per_participant_audio: `count` per-participant audio recordings (the agent's
+/// `participant-audio.gst`: a live silent base and one microphone into audiomixer, AAC,
+/// fragmented MP4) running live at once, each fed a 10 ms tone frame every 10 ms as the
+/// meeting's audio taps do, for `seconds`; the CPU cores used per recording.
+pub fn participant_audio_cores(seconds: u64, count: usize) -> Result<()> {
+    meeting_agent::recording::pipeline::init()?;
+    let count = count.max(1);
+    let bytes = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut pipelines = Vec::new();
+    let mut mics = Vec::new();
+    for i in 0..count {
+        let counted = bytes.clone();
+        let pipeline =
+            CompositePipeline::start_participant_audio(&settings(true), move |b: &[u8]| {
+                counted.fetch_add(b.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            })?;
+        mics.push((i, pipeline.add_audio("mic")?));
+        pipelines.push(pipeline);
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopped = stop.clone();
+    // One thread for all of them, as the engine's audio callbacks would hand frames over.
+    let feeder = std::thread::spawn(move || {
+        let start = Instant::now();
+        let mut n = 0usize;
+        while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+            let now = monotonic_us();
+            for (i, mic) in mics.iter_mut() {
+                let _ = mic.push(&tone(*i, n, 200.0 + 50.0 * *i as f32), now);
+            }
+            n += 1;
+            let due = start + Duration::from_millis(10 * n as u64);
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        }
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let (c0, t0) = (cpu_seconds(), Instant::now());
+    std::thread::sleep(Duration::from_secs(seconds));
+    let cores = (cpu_seconds() - c0) / t0.elapsed().as_secs_f64();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = feeder.join();
+    for pipeline in pipelines {
+        pipeline.finish(Duration::from_secs(20))?;
+    }
+    let written = bytes.load(std::sync::atomic::Ordering::Relaxed);
+    anyhow::ensure!(written > 0, "the per-participant recordings wrote nothing");
+    let command = format!(
+        "meeting-agent-dev bench rec-participant-cores --seconds {seconds} --count {count}"
+    );
+    row(
+        "rec_cores_per_participant_audio",
+        cores / count as f64,
+        &format!(
+            "cores per recording ({count} at once: {cores:.3} cores; {:.0} kbit/s each)",
+            written as f64 * 8.0 / 1000.0 / (seconds as f64 + 2.0) / count as f64
+        ),
+        "<= 0.05",
+        &command,
+    );
+    Ok(())
+}
+
 /// rec_cores_720p_grid4: four 640x360@30 cameras and four microphones recorded live into a
 /// 1280x720@30 grid for `seconds`; CPU cores used, and the same graph in gst-launch-1.0.
 pub fn cores(seconds: u64) -> Result<()> {

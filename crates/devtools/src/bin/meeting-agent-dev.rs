@@ -209,6 +209,14 @@ enum Bench {
         #[arg(long, default_value_t = 20)]
         seconds: u64,
     },
+    /// rec_cores_per_participant_audio: CPU per live per-participant audio recording (AAC in
+    /// fragmented MP4), `--count` of them at once.
+    RecParticipantCores {
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        #[arg(long, default_value_t = 8)]
+        count: usize,
+    },
     /// rec_link_after_end_s: end of a recording streamed to S3 (s3s-fs) -> playable link.
     RecLink {
         #[arg(long, default_value_t = 1)]
@@ -284,6 +292,12 @@ async fn run(cli: Cli) -> Result<()> {
         Bench::Soak { minutes, streams } => bench::soak(minutes, streams).await,
         Bench::RecCores { seconds } => {
             tokio::task::spawn_blocking(move || bench::recording::cores(seconds)).await?
+        }
+        Bench::RecParticipantCores { seconds, count } => {
+            tokio::task::spawn_blocking(move || {
+                bench::recording::participant_audio_cores(seconds, count)
+            })
+            .await?
         }
         Bench::Load { max_rooms, settle } => bench::load::rooms_full(max_rooms, settle).await,
         Bench::ApiToken { rate, seconds } => bench::api::token_latency(rate, seconds).await,
