@@ -96,7 +96,11 @@ async fn the_console_plays_a_recorded_meeting_in_chromium() {
                 email: Default::default(),
             },
         )
-        .with_recorder(recorder.clone());
+        .with_recorder(recorder.clone())
+        .with_call_quality(meeting_agent::config::CallQualityConfig {
+            interval_secs: 1,
+            ..Default::default()
+        });
     let session = features.session();
     let mut worker = start_worker_with(
         config.clone(),

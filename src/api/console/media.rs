@@ -98,11 +98,7 @@ fn local_path(dir: &FsPath, key: &str) -> Result<PathBuf, ApiError> {
 }
 
 /// The text of one of the recording's objects (its stored playlist).
-pub(crate) async fn object_text(
-    storage: &Storage,
-    meta: &RecordingMeta,
-    key: &str,
-) -> Result<String, ApiError> {
+pub(crate) async fn object_text(storage: &Storage, key: &str) -> Result<String, ApiError> {
     match storage {
         Storage::Local { dir } => {
             let path = local_path(dir, key)?;
@@ -128,7 +124,6 @@ pub(crate) async fn object_text(
                 .get_object(key)
                 .await
                 .map_err(crate::recording::RecordingError::from)?;
-            let _ = meta;
             Ok(String::from_utf8_lossy(&bytes).into_owned())
         }
     }
@@ -139,12 +134,7 @@ pub(crate) async fn api_playlist(
     storage: &Storage,
     meta: &RecordingMeta,
 ) -> Result<String, ApiError> {
-    let stored = object_text(
-        storage,
-        meta,
-        &crate::recording::hls::playlist_key(&meta.key),
-    )
-    .await?;
+    let stored = object_text(storage, &crate::recording::hls::playlist_key(&meta.key)).await?;
     Ok(crate::recording::hls::with_media(&stored, "media"))
 }
 
@@ -201,7 +191,7 @@ pub(crate) async fn media(
                 .len();
             let (status, start, end) = match answer(range, len)? {
                 Some(r) => r,
-                None => return Ok(empty(len)),
+                None => return Ok(empty()),
             };
             file.seek(std::io::SeekFrom::Start(start))
                 .await
@@ -242,7 +232,7 @@ pub(crate) async fn media(
             let len = head.size;
             let (status, start, end) = match answer(range, len)? {
                 Some(r) => r,
-                None => return Ok(empty(len)),
+                None => return Ok(empty()),
             };
             let stream = s3
                 .get_object_range(&meta.key, start, end)
@@ -272,8 +262,7 @@ fn answer(range: Option<&str>, len: u64) -> Result<Option<(StatusCode, u64, u64)
     }
 }
 
-fn empty(len: u64) -> Response {
-    let _ = len;
+fn empty() -> Response {
     (
         [
             (header::CONTENT_TYPE, "video/mp4"),
@@ -295,10 +284,10 @@ fn respond(status: StatusCode, start: u64, end: u64, len: u64, body: Body) -> Re
         header::CACHE_CONTROL,
         HeaderValue::from_static("private, no-store"),
     );
-    if status == StatusCode::PARTIAL_CONTENT {
-        if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{end}/{len}")) {
-            h.insert(header::CONTENT_RANGE, v);
-        }
+    if status == StatusCode::PARTIAL_CONTENT
+        && let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{end}/{len}"))
+    {
+        h.insert(header::CONTENT_RANGE, v);
     }
     response
 }

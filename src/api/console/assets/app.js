@@ -291,7 +291,7 @@ function barChart(id, title, rows, unit) {
   // rows: [{label, value, text}] — bars with their values written beside them.
   const max = Math.max(1, ...rows.map((r) => r.value));
   const rowH = 24, labelW = 140, barW = 220, h = rows.length * rowH + 10;
-  const chart = svg('svg', { role: 'img', 'aria-labelledby': id + '-t', viewBox: `0 0 ${labelW + barW + 110} ${h}`, width: '100%' },
+  const chart = svg('svg', { role: 'img', 'aria-labelledby': id + '-t', viewBox: `0 0 ${labelW + barW + 300} ${h}`, width: '100%' },
     svg('title', { id: id + '-t' }, title),
     svg('defs', {}, svg('pattern', { id: 'hatch', width: '6', height: '6', patternUnits: 'userSpaceOnUse', patternTransform: 'rotate(45)' },
       svg('rect', { width: '2', height: '6', fill: 'currentColor' }))),
