@@ -3,7 +3,7 @@
 //
 //   node tests/browser/console.mjs --url http://127.0.0.1:PORT --key KEY --meeting ID
 //     [--other-meeting ID] [--phrase WORD] [--token JWT] [--other-token JWT]
-//     [--screenshot PATH] [--out result.json] [--chromium PATH]
+//     [--screenshot PATH] [--delete-recording] [--out result.json] [--chromium PATH]
 //
 // The console is opened with the key in the URL fragment (`#token=`; the page moves it into
 // sessionStorage and out of the address bar). On the meeting page: the video plays
@@ -28,6 +28,7 @@ const { values: opts } = parseArgs({
     phrase: { type: 'string', default: 'budget' },
     token: { type: 'string' },
     'other-token': { type: 'string' },
+    'delete-recording': { type: 'boolean', default: false },
     screenshot: { type: 'string' },
     out: { type: 'string' },
     bench: { type: 'string' },
@@ -164,6 +165,18 @@ try {
       }
       result.participant.recordings = await open(page, opts.token, '#/recordings', ['recordings', 'error']);
       result.participant.delete_buttons = await page.$$eval('#recordings button', (b) => b.length).catch(() => 0);
+    }
+    if (opts['delete-recording']) {
+      // Recordings management, last (it deletes the recording): the operator confirms.
+      step('delete the recording');
+      page.once('dialog', (d) => { result.delete_dialog = d.message(); d.accept(); });
+      const before = await open(page, opts.key, '#/recordings', ['recordings', 'error']);
+      result.recordings = { before: await page.$$eval('#recordings tbody tr', (r) => r.length), retention: await page.$eval('#retention', (p) => p.textContent), ready: before.ready };
+      await page.click('#recordings tbody tr button');
+      await page.waitForFunction(() => /Deleted recording/.test(document.getElementById('recordings-message').textContent), { timeout: 20_000 });
+      result.recordings.message = await page.$eval('#recordings-message', (p) => p.textContent);
+      await open(page, opts.key, '#/recordings', ['recordings', 'error']);
+      result.recordings.after = await page.$$eval('#recordings tbody tr', (r) => r.length).catch(() => 0);
     }
     ok = true;
   }

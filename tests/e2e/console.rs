@@ -263,6 +263,7 @@ async fn the_console_plays_a_recorded_meeting_in_chromium() {
         .args(["--url", &url, "--key", ROOM_KEY, "--meeting", &meeting.id])
         .args(["--other-meeting", &other.id, "--phrase", phrase])
         .args(["--token", &mine, "--other-token", &theirs])
+        .arg("--delete-recording")
         .arg("--screenshot")
         .arg(&screenshot)
         .arg("--out")
@@ -283,6 +284,11 @@ async fn the_console_plays_a_recorded_meeting_in_chromium() {
 
     // What the browser showed.
     assert_eq!(result["meeting"]["ready"], "meeting", "{result}");
+    assert_eq!(
+        result["meeting"]["address_has_token"], false,
+        "the key leaves the address bar"
+    );
+    assert_eq!(result["meeting"]["player"], "ready", "{result}");
     assert_eq!(result["meeting"]["lines"], segments.len(), "{result}");
     let (t0, t1) = (
         result["playback"]["t0"].as_f64().unwrap(),
@@ -322,11 +328,36 @@ async fn the_console_plays_a_recorded_meeting_in_chromium() {
     assert_eq!(result["participant"]["own"]["ready"], "meeting", "{result}");
     assert_eq!(result["participant"]["other_meeting"]["status"], "404");
     assert_eq!(result["participant"]["other_token"]["status"], "404");
+    assert_eq!(
+        result["participant"]["delete_buttons"], 0,
+        "a participant is offered no delete"
+    );
     assert!(
         result["participant"]["who"]
             .as_str()
             .unwrap()
             .contains("read-only")
+    );
+    // Recordings management: the operator deletes the recording after a confirmation.
+    assert_eq!(result["recordings"]["before"], 1, "{result}");
+    assert!(
+        result["recordings"]["retention"]
+            .as_str()
+            .unwrap()
+            .contains("30 days"),
+        "{result}"
+    );
+    assert!(
+        result["delete_dialog"]
+            .as_str()
+            .unwrap()
+            .contains(&recording.id),
+        "{result}"
+    );
+    assert_eq!(result["recordings"]["after"], 0, "{result}");
+    assert!(
+        store.recording(&recording.id).await.unwrap().is_none(),
+        "deleted from the store"
     );
     let _ = worker.shutdown.send(meeting_agent::worker::Shutdown::Drain);
     let _ = std::fs::remove_dir_all(&dir);

@@ -327,12 +327,13 @@ function qualityView(report) {
   if (!tracks.size) return el('p', { text: 'No call-quality samples for this meeting.' });
   const rows = [...tracks.entries()].map(([label, t]) => {
     const loss = t.packets + t.lost ? (100 * t.lost) / (t.packets + t.lost) : 0;
-    return { label, value: loss, text: `${loss.toFixed(1)} % lost, jitter ${(t.jitter / t.n / 1000).toFixed(1)} ms, ${t.ms ? Math.round((t.bytes * 8) / t.ms) : 0} kbit/s` };
+    const kbps = t.ms ? Math.round((t.bytes * 8) / t.ms) : 0;
+    return { label, value: kbps, text: `${kbps} kbit/s, ${loss.toFixed(1)} % lost, jitter ${(t.jitter / t.n / 1000).toFixed(1)} ms` };
   });
   const moments = report.moments.length
-    ? el('ul', {}, report.moments.map((m) => el('li', { text: JSON.stringify(m) })))
+    ? el('ul', { id: 'moments' }, report.moments.map((m) => el('li', { text: m.text || `${m.participant}: ${m.kind}` })))
     : el('p', { text: 'No bad moments.' });
-  return el('div', {}, barChart('quality-chart', 'Packet loss by received track', rows, 'Quality'),
+  return el('div', {}, barChart('quality-chart', 'Received bitrate, loss and jitter by track', rows, 'Quality'),
     el('h3', { text: 'Worst moments' }), moments);
 }
 
