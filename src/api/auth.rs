@@ -12,6 +12,9 @@ pub struct Caller {
     rooms: Vec<String>,
     /// Whether tokens this key mints may let participants set their own attributes.
     pub participant_attributes: bool,
+    /// A participant token of one room (the web console): reads that room's meetings and
+    /// recordings only ([`crate::api::console::access`] lists what it may call).
+    pub read_only: bool,
 }
 
 impl Caller {
@@ -21,6 +24,21 @@ impl Caller {
 
     pub fn all_rooms(&self) -> bool {
         self.rooms.iter().any(|r| r == "*")
+    }
+
+    /// The read-only caller of a verified participant token for `room`.
+    pub fn participant(room: &str, identity: &str) -> Self {
+        Self {
+            id: format!("participant:{identity}"),
+            rooms: vec![room.to_string()],
+            participant_attributes: false,
+            read_only: true,
+        }
+    }
+
+    /// The rooms this caller may read (`*`: every room).
+    pub fn rooms(&self) -> &[String] {
+        &self.rooms
     }
 }
 
@@ -54,6 +72,7 @@ impl Keys {
                 id: known[..4].iter().map(|b| format!("{b:02x}")).collect(),
                 rooms: rooms.clone(),
                 participant_attributes: *attributes,
+                read_only: false,
             })
         })
     }

@@ -21,6 +21,7 @@ use utoipa::IntoParams;
 
 pub mod auth;
 mod compliance;
+pub mod console;
 pub mod controls;
 mod live;
 mod media;
@@ -167,14 +168,18 @@ impl From<crate::store::StoreError> for ApiError {
     }
 }
 
+/// An API key's caller, else a participant token's (read-only, one room: the web console).
 fn caller(state: &ApiState, headers: &HeaderMap) -> Result<Caller, ApiError> {
     let authorization = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    state.keys.authenticate(authorization).ok_or_else(|| {
+    if let Some(caller) = state.keys.authenticate(authorization) {
+        return Ok(caller);
+    }
+    console::access::participant_caller(state, authorization).map_err(|_| {
         err(
             StatusCode::UNAUTHORIZED,
-            "a valid API key is required (Authorization: Bearer KEY)",
+            "a valid API key is required (Authorization: Bearer KEY), or a participant token of the room",
         )
     })
 }
@@ -221,6 +226,9 @@ async fn authenticate(
     next: Next,
 ) -> Result<Response, ApiError> {
     let who = caller(&state, req.headers())?;
+    if who.read_only && !console::access::read_only_may(req.method(), req.uri().path()) {
+        return Err(console::access::refused());
+    }
     req.extensions_mut().insert(who);
     Ok(next.run(req).await)
 }
@@ -270,6 +278,9 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/v1/tokens", post(tokens::mint_token))
         .route("/v1/recordings", get(recordings::list))
         .route("/v1/recordings/{id}/link", get(recordings::link))
+        .route("/v1/recordings/{id}/media", get(console::media::media))
+        .route("/v1/meetings/{id}/summary", get(console::summary))
+        .route("/v1/console/session", get(console::session))
         .route("/v1/recordings/{id}/poster", get(recordings::poster))
         .route(
             "/v1/recordings/{id}/thumbnails.vtt",
@@ -381,6 +392,10 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(ready))
         .route("/v1/openapi.json", get(openapi::serve))
+        // The web console's static page and assets (it asks for a key or token itself).
+        .route("/console", get(console::page))
+        .route("/console/", get(console::page_slash))
+        .route("/console/{file}", get(console::asset))
         // The signed link in a follow-up e-mail is its own authorisation.
         .route(
             "/v1/email/unsubscribe",
@@ -504,7 +519,7 @@ async fn visible_meeting(
     tag = "meetings",
     summary = "The key's rooms' meetings",
     params(RoomFilter),
-    security(("api_key" = [])),
+    security(("api_key" = []), ("participant_token" = [])),
     responses(
         (status = 200, description = "Meetings", body = [crate::store::Meeting]),
         schema::NoApiKey,
@@ -542,7 +557,7 @@ struct FormatQuery {
     tag = "meetings",
     summary = "A meeting's transcript",
     params(("id" = String, Path, description = "The meeting's id"), FormatQuery),
-    security(("api_key" = [])),
+    security(("api_key" = []), ("participant_token" = [])),
     responses(
         (status = 200, description = "The transcript in the format asked for", content(
             (String = "text/vtt"),
@@ -613,7 +628,7 @@ struct SearchParams {
     tag = "meetings",
     summary = "Full-text search over the meeting threads the agent wrote",
     params(SearchParams),
-    security(("api_key" = [])),
+    security(("api_key" = []), ("participant_token" = [])),
     responses(
         (status = 200, description = "Hits, best first", body = [crate::store::SearchHit]),
         (status = 400, description = "A bad date", body = schema::ErrorBody),

@@ -36,6 +36,12 @@ pub const PATH: &str = "/v1/openapi.json";
         super::tokens::mint_token,
         super::recordings::list,
         super::recordings::link,
+        super::console::media::media,
+        super::console::summary,
+        super::console::session,
+        super::console::page,
+        super::console::page_slash,
+        super::console::asset,
         super::recordings::playlist,
         super::live::playlist,
         super::live::object,
@@ -96,6 +102,7 @@ pub const PATH: &str = "/v1/openapi.json";
         (name = "compliance", description = "Retention passes and compliance exports"),
         (name = "webhooks", description = "Outgoing webhooks (Standard Webhooks signatures) and e-mail follow-ups"),
         (name = "operations", description = "Health, metrics, LiveKit's webhook, this description"),
+        (name = "console", description = "The web console: its page and assets, and what it reads"),
     )
 )]
 pub struct ApiDoc;
@@ -125,8 +132,9 @@ impl Modify for SecuritySchemes {
         components.add_security_scheme(
             "participant_token",
             bearer(
-                "The caller's own LiveKit participant token, signed by this server's LiveKit \
-                 secret, for the room the call names",
+                "A LiveKit participant token signed by this server's LiveKit secret: for meeting \
+                 controls, the caller's own, for the room the call names; elsewhere (the web \
+                 console), read-only access to that token's room",
                 Some("JWT"),
             ),
         );
@@ -717,6 +725,15 @@ mod tests {
                 .get(&(method.clone(), path.clone()))
                 .unwrap_or_else(|| panic!("{method} {path} is not documented"));
             let expected: &[&str] = match router.as_str() {
+                // Reading routes take a participant token too (read-only, its room).
+                "authenticated"
+                    if crate::api::console::access::read_only_may(
+                        &axum::http::Method::from_bytes(method.as_bytes()).unwrap(),
+                        &path.replace("{id}", "x"),
+                    ) =>
+                {
+                    &["api_key", "participant_token"]
+                }
                 "authenticated" => &["api_key"],
                 // Either: one requirement each.
                 "controls" => &["api_key", "participant_token"],
@@ -726,7 +743,7 @@ mod tests {
             };
             let expected: BTreeSet<String> = expected.iter().map(|s| s.to_string()).collect();
             assert_eq!(schemes(op), expected, "{method} {path}");
-            if router == "controls" {
+            if expected.len() == 2 {
                 assert_eq!(op["security"].as_array().map(Vec::len), Some(2), "{path}");
             }
         }

@@ -39,7 +39,7 @@ pub(crate) struct QualityReport {
     tag = "meetings",
     summary = "A meeting's call quality: samples per received track and the worst moments",
     params(("id" = String, Path, description = "The meeting's id")),
-    security(("api_key" = [])),
+    security(("api_key" = []), ("participant_token" = [])),
     responses(
         (status = 200, description = "Samples and moments", body = QualityReport),
         schema::NoApiKey,
@@ -70,7 +70,7 @@ pub(crate) async fn meeting_quality(
     tag = "meetings",
     summary = "Each participant's speaking, camera and screen-share time, joins and leaves",
     params(("id" = String, Path, description = "The meeting's id")),
-    security(("api_key" = [])),
+    security(("api_key" = []), ("participant_token" = [])),
     responses(
         (status = 200, description = "Engagement by participant", body = [Engagement]),
         schema::NoApiKey,

@@ -92,7 +92,7 @@ pub(super) async fn linkable<'a>(
     tag = "recordings",
     summary = "The key's rooms' recordings",
     params(super::RoomFilter),
-    security(("api_key" = [])),
+    security(("api_key" = []), ("participant_token" = [])),
     responses(
         (status = 200, description = "Recordings", body = [crate::recording::RecordingMeta]),
         schema::NoApiKey,
@@ -125,7 +125,7 @@ pub(super) async fn list(
     tag = "recordings",
     summary = "A link to the recording's file that expires",
     params(("id" = String, Path, description = "The recording's id")),
-    security(("api_key" = [])),
+    security(("api_key" = []), ("participant_token" = [])),
     responses(
         (status = 200, description = "The link", body = schema::RecordingLink),
         schema::NoApiKey,
@@ -147,6 +147,15 @@ pub(super) async fn link(
     Ok(Json(json!({"url": url, "expires_in_secs": expiry.as_secs()})).into_response())
 }
 
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct PlaylistQuery {
+    /// `link` (the default): the media is a link that expires (presigned, or `file://`);
+    /// `api`: the media is `/v1/recordings/{id}/media` (same origin, with the bearer: the
+    /// web console's player).
+    via: Option<String>,
+}
+
 /// `GET /v1/recordings/{id}/playlist.m3u8`: the recording as HLS (fMP4 byte ranges), its
 /// segments pointing into a link that expires like `/link`'s.
 #[utoipa::path(
@@ -155,8 +164,8 @@ pub(super) async fn link(
     operation_id = "recording_playlist",
     tag = "recordings",
     summary = "The recording as an HLS playlist",
-    params(("id" = String, Path, description = "The recording's id")),
-    security(("api_key" = [])),
+    params(("id" = String, Path, description = "The recording's id"), PlaylistQuery),
+    security(("api_key" = []), ("participant_token" = [])),
     responses(
         (
             status = 200,
@@ -164,6 +173,7 @@ pub(super) async fn link(
             body = String,
             content_type = "application/vnd.apple.mpegurl"
         ),
+        (status = 400, description = "`via` is neither `link` nor `api`", body = schema::ErrorBody),
         schema::NoApiKey,
         (
             status = 404,
@@ -177,9 +187,14 @@ pub(super) async fn playlist(
     State(state): State<Arc<ApiState>>,
     Extension(who): Extension<Caller>,
     Path(id): Path<String>,
+    Query(q): Query<PlaylistQuery>,
 ) -> Result<Response, ApiError> {
     let (meta, recorder, expiry) = linkable(&state, &who, &id).await?;
-    let text = recorder.storage.hls_playlist(&meta, expiry).await?;
+    let text = match q.via.as_deref() {
+        None | Some("link") => recorder.storage.hls_playlist(&meta, expiry).await?,
+        Some("api") => super::console::media::api_playlist(&recorder.storage, &meta).await?,
+        Some(_) => return Err(err(StatusCode::BAD_REQUEST, "via must be link or api")),
+    };
     Ok((
         [(
             axum::http::header::CONTENT_TYPE,
@@ -197,7 +212,7 @@ pub(super) async fn playlist(
     tag = "recordings",
     summary = "A link to the recording's poster (JPEG, its most detailed picture) that expires",
     params(("id" = String, Path, description = "The recording's id")),
-    security(("api_key" = [])),
+    security(("api_key" = []), ("participant_token" = [])),
     responses(
         (status = 200, description = "The link", body = schema::RecordingLink),
         schema::NoApiKey,
@@ -228,7 +243,7 @@ pub(super) async fn poster(
     tag = "recordings",
     summary = "The recording's timeline thumbnails as a WebVTT track",
     params(("id" = String, Path, description = "The recording's id")),
-    security(("api_key" = [])),
+    security(("api_key" = []), ("participant_token" = [])),
     responses(
         (
             status = 200,

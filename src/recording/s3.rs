@@ -605,3 +605,24 @@ fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     }
     parts.join(": ")
 }
+
+impl S3Store {
+    /// Bytes `start..=end` of an object, as a stream (the web console's ranged media reads).
+    pub async fn get_object_range(
+        &self,
+        key: &str,
+        start: u64,
+        end: u64,
+    ) -> Result<ByteStream, S3Error> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.full_key(key))
+            .range(format!("bytes={start}-{end}"))
+            .send()
+            .await
+            .map_err(|e| self.error("get object", e))?;
+        Ok(out.body)
+    }
+}

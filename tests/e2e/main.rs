@@ -20,6 +20,7 @@ mod call_quality;
 mod captions_model;
 mod cli;
 mod compliance;
+mod console;
 mod denoise_quality;
 mod livekit_e2e;
 mod media_messages;

@@ -5,6 +5,7 @@ pub mod api;
 pub mod asr;
 pub mod browser;
 pub mod captions;
+pub mod console;
 pub mod controls;
 pub mod denoise;
 pub mod hls;

@@ -102,6 +102,16 @@ enum Bench {
         #[arg(long, default_value = "real-speech")]
         fixture: String,
     },
+    /// console_meeting_page_ms: the web console's meeting page to interactive in Chromium,
+    /// with a 60-minute transcript.
+    ConsoleMeetingPage {
+        /// Loads measured (one more warms the browser's cache first).
+        #[arg(long, default_value_t = 10)]
+        loads: u32,
+        /// Transcript lines over the 60 minutes.
+        #[arg(long, default_value_t = 1000)]
+        lines: u32,
+    },
     /// clean_track_latency_ms: extra delay of `<identity>-clean` over the raw microphone.
     CleanTrackLatency {
         #[arg(long, default_value_t = 10.0)]
@@ -339,6 +349,9 @@ async fn run(cli: Cli) -> Result<()> {
         } => bench::captions::caption_latency(&fixture, load_room, threads).await,
         Bench::CaptionBrowser { seconds, fixture } => {
             bench::browser::caption_browser(seconds, &fixture).await
+        }
+        Bench::ConsoleMeetingPage { loads, lines } => {
+            bench::console::meeting_page(loads, lines).await
         }
         Bench::CaptionSpeakers { max, seconds } => {
             bench::speakers::speakers_realtime(max, seconds).await
