@@ -99,6 +99,7 @@ try {
     result.meeting.address_has_token = result.meeting.address.includes('token=');
     await page.waitForFunction(() => ['ready', 'missing', 'failed', 'none', 'unsupported'].includes(document.getElementById('player').dataset.player), { timeout: 30_000 });
     result.meeting.player = await page.$eval('#player', (v) => v.dataset.player);
+    result.meeting.source = await page.$eval('#player', (v) => v.dataset.source || null);
     step('playback');
     await page.$eval('#player', (v) => { v.muted = true; return v.play(); });
     await page.waitForFunction(() => document.getElementById('player').currentTime > 0.2, { timeout: 30_000 });

@@ -289,6 +289,13 @@ async fn the_console_plays_a_recorded_meeting_in_chromium() {
         "the key leaves the address bar"
     );
     assert_eq!(result["meeting"]["player"], "ready", "{result}");
+    // The segmented live-HLS playlist (VOD once the meeting ended), served through the API.
+    assert!(
+        result["meeting"]["source"]
+            .as_str()
+            .is_some_and(|s| s.ends_with("/live.m3u8?via=api")),
+        "{result}"
+    );
     assert_eq!(result["meeting"]["lines"], segments.len(), "{result}");
     let (t0, t1) = (
         result["playback"]["t0"].as_f64().unwrap(),

@@ -257,15 +257,19 @@ async function attachPlayer(video, recording, status) {
     return;
   }
   const base = `/v1/recordings/${encodeURIComponent(recording.id)}`;
-  const sources = recording.status === 'recording' || recording.status === 'uploading'
-    ? [`${base}/live.m3u8`, `${base}/playlist.m3u8?via=api`] : [`${base}/playlist.m3u8?via=api`];
+  // The segmented playlist (live while the meeting runs, VOD after); recordings made before
+  // live HLS, or with it off, have only the byte-range one over the single file.
+  const sources = [`${base}/live.m3u8?via=api`, `${base}/playlist.m3u8?via=api`];
   const tryNext = () => {
     const src = sources.shift();
     if (!src) { status.textContent = 'The recording cannot be played.'; video.dataset.player = 'failed'; return; }
     if (hls) hls.destroy();
+    video.dataset.source = src;
     hls = new window.Hls({
       xhrSetup: (xhr) => xhr.setRequestHeader('Authorization', 'Bearer ' + credential()),
       enableWorker: true,
+      // Two 2 s segments behind the live edge: hls_live_latency_s in BENCHMARKS.md.
+      liveSyncDurationCount: 2,
     });
     hls.on(window.Hls.Events.ERROR, (_, data) => {
       if (data.fatal) {
