@@ -172,3 +172,21 @@ pub fn noisy_speech_wav(path: &std::path::Path) -> Vec<f32> {
     .unwrap();
     mix
 }
+
+/// A worker that records (the configuration's recording settings), its storage checked.
+pub async fn start_recording_worker(
+    config: &Config,
+) -> (RunningWorker, meeting_agent::features::recording::Recorder) {
+    let recorder = meeting_agent::features::recording::Recorder::from_config(config).unwrap();
+    recorder.storage.check().await.unwrap();
+    let session = meeting_agent::features::FeatureSet::default()
+        .with_recorder(recorder.clone())
+        .session();
+    let worker = start_worker_with(
+        config.clone(),
+        Arc::new(session.clone()),
+        session.subscribe(),
+    )
+    .await;
+    (worker, recorder)
+}

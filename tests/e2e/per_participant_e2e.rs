@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 use meeting_agent::config::Config;
-use meeting_agent::features::FeatureSet;
 use meeting_agent::features::recording::Recorder;
 use meeting_agent::recording::meta::{RecordingKind, RecordingStatus};
 use meeting_agent::recording::{RecordingMeta, StorageKind, inspect};
@@ -77,17 +76,7 @@ async fn fetch_audio(recorder: &Recorder, meta: &RecordingMeta) -> (String, Vec<
 }
 
 async fn start(config: &Config) -> (RunningWorker, Recorder, String) {
-    let recorder = Recorder::from_config(config).unwrap();
-    recorder.storage.check().await.unwrap();
-    let session = FeatureSet::default()
-        .with_recorder(recorder.clone())
-        .session();
-    let worker = start_worker_with(
-        config.clone(),
-        Arc::new(session.clone()),
-        session.subscribe(),
-    )
-    .await;
+    let (worker, recorder) = start_recording_worker(config).await;
     let mut api_config = config.clone();
     api_config.api.keys = vec![meeting_agent::config::ApiKey {
         key: KEY.into(),

@@ -45,21 +45,6 @@ fn recording_config(
     config
 }
 
-async fn start_recording_worker(config: &Config) -> (RunningWorker, Recorder) {
-    let recorder = Recorder::from_config(config).unwrap();
-    recorder.storage.check().await.unwrap();
-    let session = FeatureSet::default()
-        .with_recorder(recorder.clone())
-        .session();
-    let worker = start_worker_with(
-        config.clone(),
-        Arc::new(session.clone()),
-        session.subscribe(),
-    )
-    .await;
-    (worker, recorder)
-}
-
 async fn set_recording(server: &LocalLiveKitServer, room: &str, on: bool) {
     server
         .room_service(
@@ -435,16 +420,7 @@ async fn three_participants_recorded_to_s3_play_back_from_the_link() {
         segment.frames.len()
     );
     // And a player plays it: GStreamer's HLS demuxer over the presigned byte ranges.
-    let playlist_file = dir.join("recording.m3u8");
-    std::fs::write(&playlist_file, &playlist).unwrap();
-    let frames = tokio::task::spawn_blocking(move || frames_played_through(&playlist_file))
-        .await
-        .unwrap();
-    let in_file = decoded.frames.len();
-    assert!(
-        frames.abs_diff(in_file) <= in_file / 100 + 2,
-        "HLS playback rendered {frames} frames, the file has {in_file}"
-    );
+    plays_every_frame(dir.join("recording.m3u8"), &playlist, &decoded).await;
     check_live_hls(&http, &api, &meta, &decoded, &dir).await;
     let (_, frame) = &decoded.kept[0];
     for (color, rgb) in COLORS {
@@ -678,16 +654,7 @@ async fn check_live_hls(
         links.iter().all(|l| l.contains("X-Amz-Signature=")),
         "presigned"
     );
-    let playlist_file = dir.join("live.m3u8");
-    std::fs::write(&playlist_file, &vod).unwrap();
-    let frames = tokio::task::spawn_blocking(move || frames_played_through(&playlist_file))
-        .await
-        .unwrap();
-    let in_file = decoded.frames.len();
-    assert!(
-        frames.abs_diff(in_file) <= in_file / 100 + 2,
-        "live HLS playback rendered {frames} frames, the file has {in_file}"
-    );
+    plays_every_frame(dir.join("live.m3u8"), &vod, decoded).await;
     // Through the API, for a browser on its origin: the same bytes, the room's key only.
     let via_api = get(format!("{path}?via=api"), ROOM_KEY)
         .await
@@ -716,6 +683,21 @@ async fn check_live_hls(
         let url = format!("{api}/v1/recordings/{}/live/{hostile}", meta.id);
         assert_eq!(get(url, ROOM_KEY).await.unwrap().status(), 404, "{hostile}");
     }
+}
+
+/// `playlist`, written to `file`, plays in GStreamer's HLS demuxer with every frame the
+/// recording has (within 1 %).
+async fn plays_every_frame(file: PathBuf, playlist: &str, decoded: &DecodedRecording) {
+    std::fs::write(&file, playlist).unwrap();
+    let name = file.display().to_string();
+    let frames = tokio::task::spawn_blocking(move || frames_played_through(&file))
+        .await
+        .unwrap();
+    let in_file = decoded.frames.len();
+    assert!(
+        frames.abs_diff(in_file) <= in_file / 100 + 2,
+        "{name}: HLS playback rendered {frames} frames, the file has {in_file}"
+    );
 }
 
 /// Video frames a `playbin3` renders from an HLS playlist, as fast as it can.
