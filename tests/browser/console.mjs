@@ -107,6 +107,28 @@ try {
     await sleep(2000);
     const t1 = await page.$eval('#player', (v) => v.currentTime);
     result.playback = { t0, t1, tracks: await page.$eval('#player', (v) => v.textTracks.length) };
+    // The byte-range playlist over the single file plays in hls.js too (the console falls back
+    // to it for recordings without live HLS).
+    step('byte-range playback');
+    result.byte_range = await page.evaluate(async (key) => {
+      const src = document.getElementById('player').dataset.source.replace('/live.m3u8?', '/playlist.m3u8?');
+      const video = document.createElement('video');
+      video.muted = true;
+      document.body.append(video);
+      const hls = new window.Hls({ xhrSetup: (xhr) => xhr.setRequestHeader('Authorization', 'Bearer ' + key) });
+      const errors = [];
+      hls.on(window.Hls.Events.ERROR, (_, d) => errors.push(d.details));
+      hls.loadSource(src);
+      hls.attachMedia(video);
+      await new Promise((r) => hls.on(window.Hls.Events.MANIFEST_PARSED, r));
+      await video.play();
+      const until = Date.now() + 20000;
+      while (video.currentTime < 1.5 && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
+      const out = { src, current_time: video.currentTime, errors };
+      hls.destroy();
+      video.remove();
+      return out;
+    }, opts.key);
 
     // Seek by a click on one line, and by Enter on another.
     const lines = await page.$$eval('#transcript li', (lis) => lis.map((li) => ({

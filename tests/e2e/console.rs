@@ -289,6 +289,15 @@ async fn the_console_plays_a_recorded_meeting_in_chromium() {
         "the key leaves the address bar"
     );
     assert_eq!(result["meeting"]["player"], "ready", "{result}");
+    // The byte-range playlist plays in hls.js as well.
+    let byte_range = &result["byte_range"];
+    assert!(
+        byte_range["src"]
+            .as_str()
+            .is_some_and(|s| s.ends_with("/playlist.m3u8?via=api"))
+            && byte_range["current_time"].as_f64().unwrap_or(0.0) >= 1.5,
+        "{result}"
+    );
     // The segmented live-HLS playlist (VOD once the meeting ended), served through the API.
     assert!(
         result["meeting"]["source"]
