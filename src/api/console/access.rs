@@ -67,6 +67,10 @@ pub fn read_only_may(method: &Method, path: &str) -> bool {
                     "link" | "poster" | "thumbnails.vtt" | "playlist.m3u8" | "live.m3u8" | "media"
                 )
         }
+        // The live playlist's segments, served through the API to the console's player.
+        ["", "v1", "recordings", id, "live", name] => {
+            !id.is_empty() && crate::recording::live_hls::valid_name(name)
+        }
         _ => false,
     }
 }
@@ -182,9 +186,13 @@ mod tests {
             "/v1/recordings/r1/media",
             "/v1/recordings/r1/playlist.m3u8",
             "/v1/recordings/r1/poster",
+            "/v1/recordings/r1/live.m3u8",
+            "/v1/recordings/r1/live/init.mp4",
+            "/v1/recordings/r1/live/seg-00012.m4s",
         ] {
             assert!(read_only_may(&Method::GET, path), "{path}");
         }
+        assert!(!read_only_may(&Method::GET, "/v1/recordings/r1/live/other.mp4"));
         assert!(!read_only_may(&Method::DELETE, "/v1/recordings/r1"));
         assert!(!read_only_may(&Method::GET, "/v1/recordings/r1"));
         for path in [
