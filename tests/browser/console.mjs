@@ -180,6 +180,12 @@ try {
       result.participant = {};
       result.participant.own = await open(page, opts.token, `#/meetings/${encodeURIComponent(opts.meeting)}`, ['meeting', 'error']);
       result.participant.who = result.participant.own.who;
+      // Its player plays the live-HLS playlist's segments with the participant's token.
+      await page.waitForFunction(() => ['ready', 'missing', 'failed', 'none', 'unsupported'].includes(document.getElementById('player')?.dataset.player), { timeout: 30_000 });
+      await page.$eval('#player', (v) => { v.muted = true; return v.play().catch(() => {}); });
+      await page.waitForFunction(() => document.getElementById('player').currentTime > 0.2, { timeout: 30_000 }).catch(() => {});
+      result.participant.source = await page.$eval('#player', (v) => v.dataset.source || null);
+      result.participant.played_s = await page.$eval('#player', (v) => v.currentTime);
       if (opts['other-meeting']) {
         result.participant.other_meeting = await open(page, opts.token, `#/meetings/${encodeURIComponent(opts['other-meeting'])}`, ['error', 'meeting']);
       }

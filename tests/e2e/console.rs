@@ -342,6 +342,13 @@ async fn the_console_plays_a_recorded_meeting_in_chromium() {
         "{result}"
     );
     assert_eq!(result["participant"]["own"]["ready"], "meeting", "{result}");
+    assert!(
+        result["participant"]["source"]
+            .as_str()
+            .is_some_and(|s| s.ends_with("/live.m3u8?via=api"))
+            && result["participant"]["played_s"].as_f64().unwrap_or(0.0) > 0.2,
+        "a participant's player plays the live-HLS segments: {result}"
+    );
     assert_eq!(result["participant"]["other_meeting"]["status"], "404");
     assert_eq!(result["participant"]["other_token"]["status"], "404");
     assert_eq!(
