@@ -144,6 +144,15 @@ impl RecordingMeta {
         meta
     }
 
+    /// A per-participant recording with the participant's camera: MP4 rather than M4A.
+    pub fn with_video(mut self) -> Self {
+        if let Some(stem) = self.key.strip_suffix(".m4a") {
+            self.key = format!("{stem}.mp4");
+        }
+        self.layout = "camera".into();
+        self
+    }
+
     pub fn add_participant(&mut self, identity: &str) {
         if !self.participants.iter().any(|p| p == identity) {
             self.participants.push(identity.to_string());

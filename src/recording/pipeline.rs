@@ -93,6 +93,19 @@ impl PipelineSettings {
         ])
     }
 
+    /// One participant's camera and microphone on their own (per-participant video): the
+    /// composite graph on a canvas of half the composite's size (640x360 by default), at half
+    /// its bitrate, with that one camera filling it.
+    pub fn for_participant_video(&self) -> Self {
+        let even = |v: u32| (v / 2).max(64) & !1;
+        Self {
+            width: even(self.width),
+            height: even(self.height),
+            video_bitrate_kbps: (self.video_bitrate_kbps / 2).max(100),
+            ..self.clone()
+        }
+    }
+
     /// One participant's microphone on its own (`participant-audio.gst`), rendered.
     pub fn participant_audio_description(&self) -> Result<String, RecordingError> {
         let audio_caps = format!("audio/x-raw,format=S16LE,rate={AUDIO_RATE},channels=1");

@@ -143,9 +143,9 @@ async fn each_selected_participant_gets_an_m4a_with_only_their_own_sound() {
             .await
             .expect("publishes its microphone");
     }
-    // Refused: video (not built), more identities than the room may record on their own.
+    // Refused: video without audio, more identities than the room may record on their own.
     for body in [
-        json!({"enabled": true, "per_participant": {"audio": true, "video": true}}),
+        json!({"enabled": true, "per_participant": {"video": true}}),
         json!({"enabled": true, "per_participant": {"audio": true, "identities": ["a", "b", "c"]}}),
         json!({"enabled": true, "per_participant": {"audio": true, "identities": ["x".repeat(300)]}}),
     ] {
@@ -259,6 +259,111 @@ async fn each_selected_participant_gets_an_m4a_with_only_their_own_sound() {
             "{who}'s sound is in the file"
         );
     }
+    let _ = worker.shutdown.send(meeting_agent::worker::Shutdown::Drain);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// With `"video": true` a participant's own recording is an MP4 of their camera (filling a
+/// 640x360 picture) and their sound; live HLS stays the composite's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_participant_asked_with_video_gets_an_mp4_of_their_camera_and_sound() {
+    init();
+    let server = LocalLiveKitServer::start().await.unwrap();
+    let dir = std::env::temp_dir().join(format!("ma-pp-e2e-video-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut config = config_for(&server, "");
+    config.recording.dir = dir.clone();
+    config.validate().unwrap();
+    let (worker, recorder, api) = start(&config).await;
+    let mut vera = PythonParticipant::spawn(
+        &server,
+        ROOM,
+        "vera",
+        &[
+            "--tone-hz",
+            "440",
+            "--color",
+            "220,40,40",
+            "--video",
+            "640x360",
+        ],
+    )
+    .unwrap();
+    vera.wait_for(T, |e| e["event"] == "published" && e["kind"] == "video")
+        .await
+        .expect("publishes its camera");
+    let r = reqwest::Client::new()
+        .put(format!("{api}/v1/rooms/{ROOM}/recording"))
+        .bearer_auth(KEY)
+        .json(&json!({"enabled": true, "per_participant": {"audio": true, "video": true}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    wait_announced(&mut vera, "active").await;
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let off = reqwest::Client::new()
+        .put(format!("{api}/v1/rooms/{ROOM}/recording"))
+        .bearer_auth(KEY)
+        .json(&json!({"enabled": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(off.status(), 200);
+    wait_announced(&mut vera, "off").await;
+    vera.stop().await;
+
+    let all = stored(&recorder, 2, Duration::from_secs(60)).await;
+    let own = all
+        .iter()
+        .find(|m| m.kind == RecordingKind::Participant)
+        .expect("vera's own recording");
+    assert!(
+        own.key.ends_with(".mp4") && own.layout == "camera",
+        "{own:?}"
+    );
+    assert!(
+        !dir.join(meeting_agent::recording::live_hls::live_prefix(&own.key))
+            .exists(),
+        "no live HLS of a participant's file"
+    );
+    let link = recorder
+        .storage
+        .link(own, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let path = std::path::PathBuf::from(link.strip_prefix("file://").unwrap());
+    let decoded =
+        tokio::task::spawn_blocking(move || inspect::decode(&path, &[Duration::from_secs(4)]))
+            .await
+            .unwrap()
+            .unwrap();
+    assert!(
+        decoded.video_caps.contains("width=(int)640")
+            && decoded.video_caps.contains("height=(int)360"),
+        "{}",
+        decoded.video_caps
+    );
+    assert!(
+        decoded.frames.len() > 150,
+        "{} frames",
+        decoded.frames.len()
+    );
+    // Vera's red fills the picture: chroma as 220,40,40 gives it (BT.601: U ~101, V ~207).
+    let (_, frame) = &decoded.kept[0];
+    let (_, u, v) = frame.planes();
+    let mean = |p: &[u8]| p.iter().map(|&x| f64::from(x)).sum::<f64>() / p.len() as f64;
+    let (mu, mv) = (mean(u), mean(v));
+    assert!(
+        mv > 180.0 && mu < 115.0,
+        "U {mu:.0}, V {mv:.0}: not vera's red"
+    );
+    let middle = &decoded.audio[decoded.audio.len() / 4..decoded.audio.len() * 3 / 4];
+    assert!(
+        power_at(middle, 440.0) > 1000.0 * power_at(middle, 1000.0).max(1e-9),
+        "vera's tone is in the file"
+    );
     let _ = worker.shutdown.send(meeting_agent::worker::Shutdown::Drain);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -192,7 +192,10 @@ mod tests {
         ] {
             assert!(read_only_may(&Method::GET, path), "{path}");
         }
-        assert!(!read_only_may(&Method::GET, "/v1/recordings/r1/live/other.mp4"));
+        assert!(!read_only_may(
+            &Method::GET,
+            "/v1/recordings/r1/live/other.mp4"
+        ));
         assert!(!read_only_may(&Method::DELETE, "/v1/recordings/r1"));
         assert!(!read_only_may(&Method::GET, "/v1/recordings/r1"));
         for path in [

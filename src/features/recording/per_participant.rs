@@ -1,7 +1,7 @@
 //! Per-participant recordings: which microphones a room asked to have recorded on their own
 //! (`recording.per_participant` in its metadata, set through `PUT /v1/rooms/{room}/recording`),
 //! beside its composite recording. Each selected microphone becomes one M4A file (AAC in
-//! fragmented MP4) from when the track is recorded until it ends (unpublished, its owner
+//! fragmented MP4; with `video`, an MP4 with the owner's camera too) from when the track is recorded until it ends (unpublished, its owner
 //! left) or the recording stops; a participant who comes back gets a new file.
 
 use serde::{Deserialize, Serialize};
@@ -19,7 +19,8 @@ pub struct PerParticipant {
     /// Record each selected participant's microphone on its own (AAC in fragmented MP4).
     #[serde(default)]
     pub audio: bool,
-    /// Their camera too: not built yet; a request for it is refused.
+    /// Their camera too: H.264 + AAC in fragmented MP4 (half the composite's size) instead of
+    /// an M4A.
     #[serde(default)]
     pub video: bool,
     /// Only these identities; empty: everyone in the room.
@@ -51,8 +52,9 @@ impl PerParticipant {
 
     /// Why the control API refuses this request, if it does.
     pub fn invalid(&self) -> Option<String> {
-        if self.video {
-            return Some("per-participant video is not available yet: ask for audio".into());
+        if self.video && !self.audio {
+            // A participant's file follows their microphone; the camera joins it.
+            return Some("\"video\" comes with \"audio\": ask for both".into());
         }
         if self.identities.len() > MAX_IDENTITIES {
             return Some(format!("at most {MAX_IDENTITIES} identities"));
@@ -125,7 +127,7 @@ mod tests {
     }
 
     #[test]
-    fn the_api_refuses_video_and_oversized_requests() {
+    fn the_api_refuses_video_alone_and_oversized_requests() {
         let ok = PerParticipant {
             audio: true,
             ..Default::default()
@@ -135,7 +137,12 @@ mod tests {
             video: true,
             ..ok.clone()
         };
-        assert!(video.invalid().unwrap().contains("video"));
+        assert_eq!(video.invalid(), None);
+        let video_alone = PerParticipant {
+            audio: false,
+            ..video
+        };
+        assert!(video_alone.invalid().unwrap().contains("video"));
         let many = PerParticipant {
             identities: (0..=MAX_IDENTITIES).map(|i| i.to_string()).collect(),
             ..ok.clone()

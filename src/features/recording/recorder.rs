@@ -302,6 +302,30 @@ impl AudioTap {
     }
 }
 
+/// A camera's way into its owner's own recording (per-participant video): empty unless one
+/// runs with video.
+#[derive(Clone, Default)]
+struct VideoTap(Arc<Mutex<Option<crate::recording::pipeline::VideoInput>>>);
+
+impl VideoTap {
+    /// `frame` at its render time, held back by the composite's alignment delay `delay_us`.
+    fn push(&self, frame: &VideoFrame, delay_us: i64) {
+        let mut slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(input) = slot.as_mut() {
+            input
+                .delay()
+                .store(delay_us, std::sync::atomic::Ordering::Relaxed);
+            if let Err(e) = input.push(frame, frame.timestamp_us) {
+                tracing::debug!(error = %e, "participant recording video push");
+            }
+        }
+    }
+
+    fn set(&self, input: Option<crate::recording::pipeline::VideoInput>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = input;
+    }
+}
+
 impl AudioSink for AudioTap {
     fn push(&mut self, audio: &HeardAudio) {
         AudioTap::push(self, audio.samples, audio.arrival_us);
@@ -353,6 +377,8 @@ struct VideoSlot {
     screen: bool,
     muted: bool,
     feeder: JoinHandle<()>,
+    /// Into its owner's own recording, when that records video.
+    own: VideoTap,
     delay_us: Arc<std::sync::atomic::AtomicI64>,
     /// Milliseconds into the recording of its first picture (0: none yet).
     first_frame_ms: Arc<std::sync::atomic::AtomicU64>,
@@ -628,6 +654,10 @@ struct OwnRecording {
     meta: RecordingMeta,
     spool: std::sync::mpsc::Sender<Spooled>,
     tap: AudioTap,
+    /// With the owner's camera (a canvas of this size), or audio only.
+    video: Option<(u32, u32)>,
+    /// Camera track sids feeding it.
+    cameras: Vec<String>,
 }
 
 impl OwnRecording {
@@ -638,6 +668,7 @@ impl OwnRecording {
             mut meta,
             spool,
             tap,
+            ..
         } = self;
         tap.set_own(None);
         meta.duration_ms = Some(pipeline.elapsed().as_millis() as i64);
@@ -726,6 +757,7 @@ impl Control {
             tap.set(None);
         }
         for (_, own) in std::mem::take(&mut self.own) {
+            self.detach_cameras(&own);
             self.finishing.push(own.stop());
         }
         for (_, slot) in std::mem::take(&mut self.videos) {
@@ -880,10 +912,14 @@ impl Control {
                 let first_frame_ms = Arc::new(std::sync::atomic::AtomicU64::new(0));
                 let first = first_frame_ms.clone();
                 let started = self.started;
+                let own = VideoTap::default();
+                let own_tap = own.clone();
+                let delay = delay_us.clone();
                 let feeder = tokio::spawn(async move {
                     // Each frame at its render time from the engine (capture-derived), not
                     // at the moment this task gets to it on a busy machine.
                     while let Some(frame) = stream.recv().await {
+                        own_tap.push(&frame, delay.load(std::sync::atomic::Ordering::Relaxed));
                         match input.push(&frame, frame.timestamp_us) {
                             Ok(()) => {
                                 let now = (started.elapsed().as_millis() as u64).max(1);
@@ -913,18 +949,22 @@ impl Control {
                 }
                 self.meta.add_participant(&identity);
                 if let Some(old) = self.videos.insert(
-                    sid,
+                    sid.clone(),
                     VideoSlot {
-                        identity,
+                        identity: identity.clone(),
                         screen,
                         muted: false,
                         feeder,
+                        own,
                         delay_us,
                         first_frame_ms,
                         reported_late: false,
                     },
                 ) {
                     old.feeder.abort();
+                }
+                if !screen {
+                    self.attach_camera(&identity, &sid);
                 }
                 self.relayout();
             }
@@ -977,6 +1017,13 @@ impl Control {
                 self.delays.remove(&sid);
                 if let Some(slot) = self.videos.remove(&sid) {
                     slot.feeder.abort();
+                    slot.own.set(None);
+                    for own in self.own.values_mut() {
+                        if own.cameras.contains(&sid) {
+                            own.pipeline.remove(&sid);
+                            own.cameras.retain(|c| *c != sid);
+                        }
+                    }
                     self.share_ended(&slot);
                     self.cameras_in_order.retain(|s| *s != sid);
                     self.pipeline.remove(&sid);
@@ -1033,6 +1080,16 @@ impl Control {
             match self.start_own(&identity, tap) {
                 Ok(own) => {
                     self.own.insert(sid, own);
+                    // Cameras already there go in at once; later ones when they arrive.
+                    let cameras: Vec<String> = self
+                        .videos
+                        .iter()
+                        .filter(|(_, v)| v.identity == identity && !v.screen)
+                        .map(|(sid, _)| sid.clone())
+                        .collect();
+                    for camera in cameras {
+                        self.attach_camera(&identity, &camera);
+                    }
                 }
                 Err(e) => {
                     tracing::error!(error = %e, %sid, %identity, "cannot start a participant recording")
@@ -1049,14 +1106,21 @@ impl Control {
             unix_ms() as i64,
             recorder.storage.kind().as_str(),
         );
+        let with_video = self.selection.as_ref().is_some_and(|s| s.video);
+        let meta = if with_video { meta.with_video() } else { meta };
         let spool = spool_and_deliver(recorder, &meta, None)?;
         let bytes_tx = spool.clone();
-        let pipeline = CompositePipeline::start_participant_audio(
-            &recorder.pipeline,
-            move |bytes: &[u8]| {
-                let _ = bytes_tx.send(Spooled::Bytes(bytes.to_vec()));
-            },
-        )?;
+        let sink = move |bytes: &[u8]| {
+            let _ = bytes_tx.send(Spooled::Bytes(bytes.to_vec()));
+        };
+        let (pipeline, video) = if with_video {
+            let settings = recorder.pipeline.for_participant_video();
+            let size = (settings.width, settings.height);
+            (CompositePipeline::start(&settings, sink)?, Some(size))
+        } else {
+            let pipeline = CompositePipeline::start_participant_audio(&recorder.pipeline, sink)?;
+            (pipeline, None)
+        };
         let input = pipeline.add_audio("mic")?;
         tap.set_own(Some(input));
         tracing::info!(id = %meta.id, parent = %self.meta.id, %identity, key = %meta.key, "participant recording started");
@@ -1066,12 +1130,59 @@ impl Control {
             meta,
             spool,
             tap,
+            video,
+            cameras: Vec::new(),
         })
+    }
+
+    /// Feeds camera `sid` of `identity` into that participant's own recording too, when it
+    /// records video (its camera fills the picture; the latest camera is on top).
+    fn attach_camera(&mut self, identity: &str, sid: &str) {
+        let Some(slot) = self.videos.get(sid) else {
+            return;
+        };
+        for own in self.own.values_mut() {
+            let Some((width, height)) = own.video else {
+                continue;
+            };
+            if own.meta.participant.as_deref() != Some(identity)
+                || own.cameras.iter().any(|c| c == sid)
+            {
+                continue;
+            }
+            match own.pipeline.add_video(sid) {
+                Ok(input) => {
+                    let full = crate::recording::layout::Rect {
+                        x: 0,
+                        y: 0,
+                        width: width as i32,
+                        height: height as i32,
+                    };
+                    own.pipeline
+                        .place(sid, Some(full), own.cameras.len() as u32);
+                    slot.own.set(Some(input));
+                    own.cameras.push(sid.to_string());
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, %sid, %identity, "cannot record the camera on its own")
+                }
+            }
+        }
+    }
+
+    /// Stops feeding cameras into `own` (before it ends).
+    fn detach_cameras(&self, own: &OwnRecording) {
+        for sid in &own.cameras {
+            if let Some(slot) = self.videos.get(sid) {
+                slot.own.set(None);
+            }
+        }
     }
 
     /// Ends the per-participant recording of microphone `sid`, if there is one.
     fn stop_own(&mut self, sid: &str) {
         if let Some(own) = self.own.remove(sid) {
+            self.detach_cameras(&own);
             self.finishing.retain(|f| !f.is_finished());
             self.finishing.push(own.stop());
         }
