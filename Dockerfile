@@ -23,6 +23,8 @@ RUN . scripts/versions.env \
  && cp "/tmp/ort/onnxruntime/capi/libonnxruntime.so.${ONNXRUNTIME_VERSION}" /opt/meeting-agent/onnxruntime/libonnxruntime.so \
  && bash models/fetch_models.sh whisper-tiny-en selfie-segmentation \
  && rm -rf /opt/meeting-agent/downloads /tmp/ort
+# The web console's player (hls.js, pinned in console/package-lock.json) is embedded by build.rs.
+RUN bash scripts/console_setup.sh
 # The agent's binary only (the workspace's crates/ and proto/ came with `COPY . .`; the dev
 # binary, meeting-agent-dev, stays out of the image).
 RUN cargo build --locked --release -p meeting-agent
