@@ -29,7 +29,7 @@ pub(super) struct LiveQuery {
     tag = "recordings",
     summary = "The recording as segmented HLS: live while it is recorded, VOD once it ends",
     params(("id" = String, Path, description = "The recording's id"), LiveQuery),
-    security(("api_key" = [])),
+    security(("api_key" = []), ("participant_token" = [])),
     responses(
         (
             status = 200,
@@ -101,7 +101,7 @@ fn names(stored: &str) -> Vec<String> {
         ("id" = String, Path, description = "The recording's id"),
         ("name" = String, Path, description = "`init.mp4`, `seg-NNNNN.m4s` or `index.m3u8`")
     ),
-    security(("api_key" = [])),
+    security(("api_key" = []), ("participant_token" = [])),
     responses(
         (status = 200, description = "The object", body = Vec<u8>, content_type = "video/mp4"),
         schema::NoApiKey,

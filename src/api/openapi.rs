@@ -729,7 +729,7 @@ mod tests {
                 "authenticated"
                     if crate::api::console::access::read_only_may(
                         &axum::http::Method::from_bytes(method.as_bytes()).unwrap(),
-                        &path.replace("{id}", "x"),
+                        &path.replace("{id}", "x").replace("{name}", "init.mp4"),
                     ) =>
                 {
                     &["api_key", "participant_token"]

@@ -63,8 +63,9 @@ struct Open {
     start_ms: i64,
     end_ms: i64,
     end: u64,
-    has_video: bool,
-    independent: bool,
+    /// Whether its first video fragment starts with a key frame (`None`: no video in it yet;
+    /// audio the muxer wrote before the first picture may lead a segment).
+    first_video_key: Option<bool>,
 }
 
 /// A `moof` read, waiting for its `mdat`.
@@ -199,7 +200,9 @@ impl Cutter {
             Some(open) if !starts_segment(open) => {
                 open.end = end;
                 open.end_ms = open.end_ms.max(end_ms);
-                open.has_video |= moof.timing.video;
+                if moof.timing.video && open.first_video_key.is_none() {
+                    open.first_video_key = Some(moof.key_frame);
+                }
                 None
             }
             slot => {
@@ -208,14 +211,13 @@ impl Cutter {
                     start_ms,
                     end_ms,
                     end,
-                    has_video: moof.timing.video,
-                    independent: moof.key_frame || !self.has_video_track,
+                    first_video_key: moof.timing.video.then_some(moof.key_frame),
                 };
                 slot.replace(next).map(|closed| Cut {
                     offset: closed.offset,
                     len: moof.offset - closed.offset,
                     seconds: (start_ms - closed.start_ms).max(0) as f64 / 1000.0,
-                    independent: closed.independent,
+                    independent: closed.first_video_key.unwrap_or(true),
                 })
             }
         }
@@ -227,7 +229,7 @@ impl Cutter {
             offset: open.offset,
             len: open.end - open.offset,
             seconds: (open.end_ms - open.start_ms).max(0) as f64 / 1000.0,
-            independent: open.independent,
+            independent: open.first_video_key.unwrap_or(true),
         })
     }
 }
@@ -387,11 +389,14 @@ mod tests {
     }
 
     /// Fragments of a second, key frames every two: a segment per two seconds, each from a
-    /// key frame, with the audio written after a video fragment inside its segment.
+    /// key frame, with the audio written after a video fragment inside its segment; audio the
+    /// muxer wrote before the first picture leads the first segment, which is still
+    /// independent (its first picture is a key frame).
     #[test]
     fn segments_start_at_key_frames_about_every_two_seconds() {
         let mut c = cutter_with_video();
         let mut cuts = Vec::new();
+        assert!(c.fragment(moof(60, false, 0.0, 0.5, false), 100).is_none());
         let mut offset = 100;
         for i in 0..6u64 {
             let t = i as f64;
@@ -403,8 +408,8 @@ mod tests {
         assert_eq!(
             cuts[0],
             Cut {
-                offset: 100,
-                len: 800,
+                offset: 60,
+                len: 840,
                 seconds: 2.0,
                 independent: true
             }
