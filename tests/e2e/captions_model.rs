@@ -140,7 +140,9 @@ async fn the_multilingual_model_detects_the_language_and_translates() {
         (
             "speech-de.wav",
             "de",
-            ["guten morgen", "jahr"],
+            // Not the sentence's last word: on some machines (AVX-512 kernels) the base model
+            // garbles the espeak voice's "für das nächste Jahr" ("für passende Hände").
+            ["guten morgen", "heute"],
             ["morning", "today"],
         ),
         (
