@@ -29,6 +29,8 @@ pub struct LoadOutcome {
     pub finals_requested: u64,
     /// Finals transcribed once the speakers stopped (at most a minute later).
     pub finals_done: u64,
+    /// Finals the recognizer's bounded queue refused (journaled without text).
+    pub finals_refused: u64,
     pub finals_fitted: u64,
     pub interims_superseded: u64,
     /// Largest resident set of the process seen while the rooms ran.
@@ -154,6 +156,7 @@ pub async fn rooms_until_full(max_rooms: usize, settle_secs: u64) -> Result<Load
     tokio::time::sleep(Duration::from_secs(3)).await;
     let drain_until = Instant::now() + Duration::from_secs(60);
     while stats.finals_transcribed.load(Ordering::Relaxed)
+        + stats.finals_refused.load(Ordering::Relaxed)
         < stats.finals_requested.load(Ordering::Relaxed)
         && Instant::now() < drain_until
     {
@@ -161,6 +164,7 @@ pub async fn rooms_until_full(max_rooms: usize, settle_secs: u64) -> Result<Load
     }
     outcome.finals_requested = stats.finals_requested.load(Ordering::Relaxed);
     outcome.finals_done = stats.finals_transcribed.load(Ordering::Relaxed);
+    outcome.finals_refused = stats.finals_refused.load(Ordering::Relaxed);
     outcome.finals_fitted = stats.finals_fitted.load(Ordering::Relaxed);
     outcome.interims_superseded = stats.interims_superseded.load(Ordering::Relaxed);
     let _ = shutdown.send(Shutdown::Terminate);
