@@ -190,3 +190,17 @@ pub async fn start_recording_worker(
     .await;
     (worker, recorder)
 }
+
+/// Waits (30 s at most) until `p` sees the agent announce `recording=<value>`; when it did.
+pub async fn wait_announced(
+    p: &mut meeting_agent_devtools::PythonParticipant,
+    value: &str,
+) -> std::time::Instant {
+    p.wait_for(Duration::from_secs(30), |e| {
+        (e["event"] == "participant_attributes_changed" && e["changed"]["recording"] == value)
+            || (e["event"] == "participant_connected" && e["attributes"]["recording"] == value)
+    })
+    .await
+    .unwrap_or_else(|| panic!("the agent never announced recording={value}"));
+    std::time::Instant::now()
+}

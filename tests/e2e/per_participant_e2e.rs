@@ -90,16 +90,6 @@ async fn start(config: &Config) -> (RunningWorker, Recorder, String) {
     (worker, recorder, url)
 }
 
-async fn wait_announced(p: &mut PythonParticipant, value: &str) -> Instant {
-    p.wait_for(T, |e| {
-        (e["event"] == "participant_attributes_changed" && e["changed"]["recording"] == value)
-            || (e["event"] == "participant_connected" && e["attributes"]["recording"] == value)
-    })
-    .await
-    .unwrap_or_else(|| panic!("the agent never announced recording={value}"));
-    Instant::now()
-}
-
 /// Who sends which tone; the hostile identity must not name a path in the bucket.
 const PEOPLE: [(&str, f64); 3] = [("alice", 440.0), ("../../bob", 1000.0), ("carol", 1700.0)];
 

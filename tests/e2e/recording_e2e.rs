@@ -61,17 +61,6 @@ fn drain(worker: RunningWorker, dir: &std::path::Path) {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// Waits until `p` sees the agent announce `recording=<value>`.
-async fn wait_announced(p: &mut PythonParticipant, value: &str) -> Instant {
-    p.wait_for(T, |e| {
-        (e["event"] == "participant_attributes_changed" && e["changed"]["recording"] == value)
-            || (e["event"] == "participant_connected" && e["attributes"]["recording"] == value)
-    })
-    .await
-    .unwrap_or_else(|| panic!("the agent never announced recording={value}"));
-    Instant::now()
-}
-
 /// The first stored recording, once storage has it whole.
 async fn stored(recorder: &Recorder, within: Duration) -> RecordingMeta {
     let deadline = Instant::now() + within;
