@@ -10,7 +10,13 @@ dir="$here/../console"
 cache="${MEETING_AGENT_CACHE:-$HOME/.cache/meeting-agent}"
 log() { printf 'console_setup: %s\n' "$*" >&2; }
 
-command -v npm >/dev/null || { log "error: npm is required (Debian package npm)"; exit 1; }
+# npm from Debian when the machine has none (a fresh machine: the main job's setup runs this).
+if ! command -v npm >/dev/null; then
+  log "installing Debian package: npm"
+  sudo_cmd=(); [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends npm
+fi
 stamp="$dir/node_modules/.meeting-agent-lock.sha256"
 want="$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)"
 if [ ! -d "$dir/node_modules" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
