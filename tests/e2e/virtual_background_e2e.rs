@@ -96,12 +96,19 @@ async fn watch(
 ) -> (Room, VideoStream, VideoStream) {
     let (room, mut events) = join_room(server, room_name, "viewer").await;
     let (mut raw, mut processed) = (None, None);
+    let mut seen = Vec::new();
     while raw.is_none() || processed.is_none() {
         // Tracks can take long to come on a 2-core machine busy with another test's whisper.
-        let event = tokio::time::timeout(TRACKS, events.recv())
-            .await
-            .expect("both tracks arrive")
-            .unwrap();
+        let Ok(event) = tokio::time::timeout(TRACKS, events.recv()).await else {
+            panic!(
+                "both tracks arrive: camera {}, {who}-vb {}; events seen: {seen:?}; subscribed: {:?}",
+                raw.is_some(),
+                processed.is_some(),
+                room.subscribed_tracks()
+            );
+        };
+        let event = event.expect("the room's events go on");
+        seen.push(format!("{event:?}").chars().take(160).collect::<String>());
         if let RoomEvent::TrackSubscribed(t) = event {
             if t.kind != TrackKind::KindVideo {
                 continue;
@@ -166,7 +173,15 @@ impl Scene {
         for a in attributes {
             args.extend(["--attributes", a]);
         }
-        let participant = PythonParticipant::spawn(&server, room_name, who, &args).unwrap();
+        let mut participant = PythonParticipant::spawn(&server, room_name, who, &args).unwrap();
+        // The camera is on before the viewer comes (a failed start says so here, not as a
+        // silent viewer later).
+        participant
+            .wait_for(TRACKS, |e| {
+                e["event"] == "published" && e["kind"] == "video"
+            })
+            .await
+            .unwrap_or_else(|| panic!("{who} never published its camera"));
         Self {
             server,
             _worker: worker,

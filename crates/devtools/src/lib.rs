@@ -6,6 +6,7 @@
 
 pub mod bench;
 pub mod browser;
+pub mod deepfilter_reference;
 pub mod demo;
 pub mod fixtures;
 pub mod livekit_server;

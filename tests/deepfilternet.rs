@@ -1,0 +1,78 @@
+//! DeepFilterNet3 through the project's own signal path and streaming graph, compared with
+//! libDF's own library (the same export run by tract) on the same noisy speech, and its
+//! behaviour on odd input.
+
+use std::sync::Arc;
+
+use meeting_agent::audio::deepfilter::{DeepFilter, DeepFilterModel, deepfilter_clip};
+use meeting_agent::audio::quality::{mix_at_snr, snr_db};
+use meeting_agent_devtools::deepfilter_reference::reference_clip;
+use meeting_agent_devtools::fixtures::load_f32;
+
+fn model() -> Arc<DeepFilterModel> {
+    let config = meeting_agent::config::Config::default();
+    let env = meeting_agent::onnx::environment(&config.video.onnxruntime).unwrap();
+    DeepFilterModel::load_dir(&env, &config.video.models_dir, 1).unwrap()
+}
+
+/// SNR (dB) of `b` measured against `a` as the truth.
+fn agreement_db(a: &[f32], b: &[f32]) -> f64 {
+    let (signal, error) = a.iter().zip(b).fold((0f64, 0f64), |(s, e), (&x, &y)| {
+        (s + (x as f64).powi(2), e + (x as f64 - y as f64).powi(2))
+    });
+    10.0 * (signal / error.max(1e-9)).log10()
+}
+
+#[test]
+fn the_signal_path_matches_libdf_on_noisy_speech() {
+    let model = model();
+    let speech = load_f32("real-speech.wav").unwrap();
+    let speech = &speech[..speech.len().min(48_000 * 8)];
+    for noise in ["noise-pink.wav", "noise-babble.wav"] {
+        let noise = load_f32(noise).unwrap();
+        let mix = mix_at_snr(speech, &noise, 5.0);
+        let ours = deepfilter_clip(&model, &mix).unwrap();
+        let reference = reference_clip(&mix, model.delay_samples()).unwrap();
+        let agreement = agreement_db(&reference, &ours);
+        let (gain_ours, gain_ref) = (
+            snr_db(speech, &ours, 0, 4800) - snr_db(speech, &mix, 0, 4800),
+            snr_db(speech, &reference, 0, 4800) - snr_db(speech, &mix, 0, 4800),
+        );
+        println!(
+            "agreement with libDF {agreement:.1} dB; SI-SNR gain ours {gain_ours:+.2}, libDF {gain_ref:+.2}"
+        );
+        assert!(
+            agreement > 20.0,
+            "ours and libDF's outputs differ: {agreement:.1} dB"
+        );
+        assert!(
+            (gain_ours - gain_ref).abs() < 1.0,
+            "{gain_ours:.2} vs {gain_ref:.2}"
+        );
+    }
+}
+
+#[test]
+fn silence_costs_nothing_and_odd_frames_are_refused() {
+    let model = model();
+    let mut df = DeepFilter::new(model.clone());
+    let (input, mut output) = (vec![0f32; 480], vec![1f32; 480]);
+    for _ in 0..50 {
+        df.process_frame(&input, &mut output).unwrap();
+    }
+    assert!(output.iter().all(|&s| s == 0.0));
+    assert!(
+        df.frames <= 6,
+        "the network ran {} times on silence",
+        df.frames
+    );
+    assert!(df.process_frame(&input[..100], &mut output).is_err());
+    // Full scale, NaN and infinity keep the output finite.
+    let mut odd = vec![32767f32; 480];
+    odd[3] = f32::NAN;
+    odd[7] = f32::INFINITY;
+    for _ in 0..20 {
+        df.process_frame(&odd, &mut output).unwrap();
+        assert!(output.iter().all(|s| s.is_finite()));
+    }
+}
