@@ -28,9 +28,13 @@ fn the_signal_path_matches_libdf_on_noisy_speech() {
     let model = model();
     let speech = load_f32("real-speech.wav").unwrap();
     let speech = &speech[..speech.len().min(48_000 * 8)];
-    for noise in ["noise-pink.wav", "noise-babble.wav"] {
+    for (noise, snr) in [
+        ("noise-pink.wav", 5.0),
+        ("noise-babble.wav", 5.0),
+        ("noise-hum.wav", 10.0),
+    ] {
         let noise = load_f32(noise).unwrap();
-        let mix = mix_at_snr(speech, &noise, 5.0);
+        let mix = mix_at_snr(speech, &noise, snr);
         let ours = deepfilter_clip(&model, &mix).unwrap();
         let reference = reference_clip(&mix, model.delay_samples()).unwrap();
         let agreement = agreement_db(&reference, &ours);

@@ -51,7 +51,7 @@ impl DfParams {
         let hop_size = num("df", "hop_size", 8192)?;
         let nb_erb = num("df", "nb_erb", 256)?;
         let nb_df = num("df", "nb_df", 4096)?;
-        let df_order = num("df", "df_order", 64)?;
+        let df_order = num("df", "df_order", super::MAX_ORDER)?;
         let min_nb_erb_freqs = num("df", "min_nb_erb_freqs", 64)?;
         let df_lookahead = ini
             .get("df", "df_lookahead")

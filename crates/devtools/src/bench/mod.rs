@@ -7,6 +7,7 @@ pub mod browser;
 pub mod captions;
 pub mod console;
 pub mod controls;
+pub mod deepfilter;
 pub mod denoise;
 pub mod hls;
 pub mod load;

@@ -63,6 +63,27 @@ enum Bench {
     },
     /// denoise_snr_gain_db: SNR gain on speech with stationary noise.
     DenoiseSnr,
+    /// denoise_snr_gain_db_dfn, denoise_pesq_gain_*: RNNoise and DeepFilterNet3 on the same sets.
+    DenoiseModels,
+    /// dfn_x_realtime: DeepFilterNet3 per stream on one thread, beside libDF's own library.
+    Dfn {
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
+    /// caption_wer_noisy_<snr>db_pct_*: captions on noisy speech, raw / RNNoise / DeepFilterNet3.
+    CaptionWerNoisy {
+        /// `real-speech` (a human speaker) or `wer-set` (twenty sentences).
+        #[arg(long, default_value = "real-speech")]
+        fixture: String,
+        /// white, pink, hum or babble.
+        #[arg(long, default_value = "pink")]
+        noise: String,
+        #[arg(long, default_value_t = 5.0)]
+        snr: f64,
+        /// whisper model (default: the captions model of the default configuration).
+        #[arg(long)]
+        model: Option<PathBuf>,
+    },
     /// asr_rtf_<name>: whisper's real-time factor and WER on the caption fixture.
     Asr {
         #[arg(long)]
@@ -342,6 +363,18 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Bench::Denoise { rounds, streams } => bench::denoise::throughput(rounds, streams),
         Bench::DenoiseSnr => bench::denoise::snr_gain(),
+        Bench::DenoiseModels => bench::deepfilter::quality(),
+        Bench::Dfn { rounds } => bench::deepfilter::throughput(rounds),
+        Bench::CaptionWerNoisy {
+            fixture,
+            noise,
+            snr,
+            model,
+        } => {
+            let model =
+                model.unwrap_or_else(|| meeting_agent::config::Config::default().captions.model);
+            bench::deepfilter::caption_wer(&model, &fixture, &noise, snr).await
+        }
         Bench::CaptionLatency {
             fixture,
             load_room,
