@@ -80,3 +80,22 @@ fn silence_costs_nothing_and_odd_frames_are_refused() {
         assert!(output.iter().all(|s| s.is_finite()));
     }
 }
+
+#[test]
+fn an_attenuation_limit_keeps_that_much_of_the_noise() {
+    let model = model();
+    let noise = load_f32("noise-white.wav").unwrap();
+    let noise: Vec<f32> = noise[..48_000 * 2].iter().map(|s| s * 0.3).collect();
+    let level = |x: &[f32]| {
+        let tail = &x[x.len() / 2..];
+        10.0 * (tail.iter().map(|&s| (s as f64).powi(2)).sum::<f64>() / tail.len() as f64).log10()
+    };
+    let input = level(&noise);
+    let free = level(&meeting_agent::audio::deepfilter::deepfilter_clip(&model, &noise).unwrap()) - input;
+    let limited = level(
+        &meeting_agent::audio::deepfilter::deepfilter_clip_limited(&model, &noise, Some(6.0)).unwrap(),
+    ) - input;
+    println!("noise alone: {free:.1} dB without a limit, {limited:.1} dB with 6 dB");
+    assert!(free < -15.0, "DeepFilterNet removes noise: {free:.1} dB");
+    assert!((-8.0..-4.0).contains(&limited), "at most 6 dB removed: {limited:.1} dB");
+}

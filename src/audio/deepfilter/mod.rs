@@ -134,6 +134,8 @@ pub struct DeepFilter {
     coefs: Vec<f32>,
     out: Vec<Complex32>,
     silent: u32,
+    /// Mix of the unprocessed spectrum kept in the output (0: none), from an attenuation limit.
+    keep_noisy: f32,
     /// The network's local SNR estimate for the latest frame (dB).
     pub lsnr: f32,
     /// Frames the network ran on.
@@ -156,10 +158,20 @@ impl DeepFilter {
             coefs: vec![0.0; 2 * p.nb_df * p.df_order],
             out: vec![Complex32::default(); freqs],
             silent: 0,
+            keep_noisy: 0.0,
             lsnr: 0.0,
             frames: 0,
             model,
         }
+    }
+
+    /// Removes at most `db` of noise (libDF's attenuation limit): the output keeps
+    /// `10^(-db/20)` of the unprocessed signal. `None` (or 100 dB and more): no limit.
+    pub fn set_attenuation_limit(&mut self, db: Option<f32>) {
+        self.keep_noisy = match db {
+            Some(db) if db.is_finite() && db > 0.0 && db < 100.0 => 10f32.powf(-db / 20.0),
+            _ => 0.0,
+        };
     }
 
     /// Denoises one frame (`hop` samples, i16 scale) into `output`, which is always filled:
@@ -223,6 +235,12 @@ impl DeepFilter {
                 let frames: [&[Complex32]; MAX_ORDER] =
                     std::array::from_fn(|k| self.spectra[frame(k.min(order - 1))].as_slice());
                 deep_filter(&frames[..order], &self.coefs, &mut self.out);
+                if self.keep_noisy > 0.0 {
+                    let keep = self.keep_noisy;
+                    for (o, &x) in self.out.iter_mut().zip(&self.spectra[target]) {
+                        *o = *o * (1.0 - keep) + x * keep;
+                    }
+                }
                 Ok(lsnr)
             }
             Err(e) => Err(e),
@@ -242,9 +260,19 @@ pub fn deepfilter_clip(
     model: &Arc<DeepFilterModel>,
     input: &[f32],
 ) -> Result<Vec<f32>, DeepFilterError> {
+    deepfilter_clip_limited(model, input, None)
+}
+
+/// As [`deepfilter_clip`], removing at most `limit_db` of noise.
+pub fn deepfilter_clip_limited(
+    model: &Arc<DeepFilterModel>,
+    input: &[f32],
+    limit_db: Option<f32>,
+) -> Result<Vec<f32>, DeepFilterError> {
     let hop = model.hop();
     let delay = model.delay_samples();
     let mut filter = DeepFilter::new(model.clone());
+    filter.set_attenuation_limit(limit_db);
     let mut out = Vec::with_capacity(input.len() + delay + hop);
     let mut frame = vec![0f32; hop];
     let mut chunk = vec![0f32; hop];

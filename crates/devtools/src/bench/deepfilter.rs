@@ -379,7 +379,23 @@ pub async fn caption_wer(
         ("raw", mix.clone()),
         ("rnnoise", rnnoise_aligned(&mix)),
         ("dfn", deepfilter_clip(&model, &mix)?),
+        (
+            "dfn_limit12db",
+            meeting_agent::audio::deepfilter::deepfilter_clip_limited(&model, &mix, Some(12.0))?,
+        ),
+        (
+            "dfn_limit20db",
+            meeting_agent::audio::deepfilter::deepfilter_clip_limited(&model, &mix, Some(20.0))?,
+        ),
     ];
+    let only = std::env::var("BENCH_VARIANTS").ok();
+    let variants: Vec<_> = variants
+        .into_iter()
+        .filter(|(n, _)| {
+            only.as_deref()
+                .is_none_or(|o| o.split(',').any(|v| v == *n))
+        })
+        .collect();
     let cmd = format!(
         "meeting-agent-dev bench caption-wer-noisy --fixture {fixture_name} --noise {noise} --snr {snr}"
     );
