@@ -91,11 +91,16 @@ fn an_attenuation_limit_keeps_that_much_of_the_noise() {
         10.0 * (tail.iter().map(|&s| (s as f64).powi(2)).sum::<f64>() / tail.len() as f64).log10()
     };
     let input = level(&noise);
-    let free = level(&meeting_agent::audio::deepfilter::deepfilter_clip(&model, &noise).unwrap()) - input;
+    let free =
+        level(&meeting_agent::audio::deepfilter::deepfilter_clip(&model, &noise).unwrap()) - input;
     let limited = level(
-        &meeting_agent::audio::deepfilter::deepfilter_clip_limited(&model, &noise, Some(6.0)).unwrap(),
+        &meeting_agent::audio::deepfilter::deepfilter_clip_limited(&model, &noise, Some(6.0))
+            .unwrap(),
     ) - input;
     println!("noise alone: {free:.1} dB without a limit, {limited:.1} dB with 6 dB");
     assert!(free < -15.0, "DeepFilterNet removes noise: {free:.1} dB");
-    assert!((-8.0..-4.0).contains(&limited), "at most 6 dB removed: {limited:.1} dB");
+    assert!(
+        (-8.0..-4.0).contains(&limited),
+        "at most 6 dB removed: {limited:.1} dB"
+    );
 }
