@@ -21,7 +21,7 @@ RUN . scripts/versions.env \
  && /opt/meeting-agent/venv/bin/python -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extract(sys.argv[2], "/tmp/ort")' \
       "/tmp/ort/${ONNXRUNTIME_WHEEL}" "onnxruntime/capi/libonnxruntime.so.${ONNXRUNTIME_VERSION}" \
  && cp "/tmp/ort/onnxruntime/capi/libonnxruntime.so.${ONNXRUNTIME_VERSION}" /opt/meeting-agent/onnxruntime/libonnxruntime.so \
- && bash models/fetch_models.sh whisper-tiny-en selfie-segmentation \
+ && bash models/fetch_models.sh whisper-tiny-en selfie-segmentation deepfilternet \
  && rm -rf /opt/meeting-agent/downloads /tmp/ort
 # The web console's player (hls.js, pinned in console/package-lock.json) is embedded by build.rs.
 RUN bash scripts/console_setup.sh

