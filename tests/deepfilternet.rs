@@ -104,3 +104,52 @@ fn an_attenuation_limit_keeps_that_much_of_the_noise() {
         "at most 6 dB removed: {limited:.1} dB"
     );
 }
+
+/// Counts each thread's heap allocations (for the per-frame check below; other tests run on
+/// other threads).
+struct Counting;
+thread_local! {
+    static ALLOCATIONS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+// SAFETY: forwards to the system allocator, only counting (a const thread-local Cell needs
+// no allocation itself).
+unsafe impl std::alloc::GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        ALLOCATIONS.with(|c| c.set(c.get() + 1));
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+}
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Per frame, the signal path allocates nothing; the network run allocates the `ort` crate's
+/// small wrappers around ONNX Runtime's call (11 with ort 2.0.0-rc.15), and silence (the
+/// network skipped) allocates nothing at all.
+#[test]
+fn frames_allocate_only_the_network_calls_wrappers() {
+    let model = model();
+    let mut df = DeepFilter::new(model);
+    let noise = load_f32("noise-white.wav").unwrap();
+    let mut out = vec![0f32; 480];
+    let count = |df: &mut DeepFilter, frames: &[f32], out: &mut [f32]| {
+        let before = ALLOCATIONS.with(|c| c.get());
+        for c in frames.chunks_exact(480) {
+            df.process_frame(c, out).unwrap();
+        }
+        (ALLOCATIONS.with(|c| c.get()) - before) as f64 / (frames.len() / 480) as f64
+    };
+    count(&mut df, &noise[..4800], &mut out);
+    let per_frame = count(&mut df, &noise[4800..4800 + 480 * 100], &mut out);
+    println!("{per_frame} heap allocations per frame");
+    assert!(per_frame <= 12.0, "{per_frame} allocations per frame");
+    let silence = vec![0f32; 480 * 20];
+    count(&mut df, &silence, &mut out);
+    assert_eq!(
+        count(&mut df, &silence, &mut out),
+        0.0,
+        "silence allocates nothing"
+    );
+}
