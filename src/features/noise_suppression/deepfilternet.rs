@@ -119,3 +119,56 @@ fn calibration_audio() -> Vec<f32> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audio::deepfilter::{CONFIG_FILE, MODEL_FILE};
+
+    #[test]
+    fn the_budget_is_measured_or_configured() {
+        let mut config = Config::default();
+        config.deepfilternet.max_streams = 2;
+        let dfn = DeepFilterNet::from_config(&config).unwrap();
+        assert_eq!(dfn.admission.max(), 2);
+        let x_realtime = measure_x_realtime(&dfn.model).unwrap();
+        assert!(
+            x_realtime.is_finite() && x_realtime > 0.5,
+            "{x_realtime}x real time"
+        );
+        config.deepfilternet.max_streams = 0;
+        config.deepfilternet.cpu_share = 1.0;
+        let measured = DeepFilterNet::from_config(&config).unwrap();
+        let cores = std::thread::available_parallelism().unwrap().get() as f64;
+        // Within a factor of three of this measurement (the machine is shared: speeds vary).
+        let expected = cores * x_realtime * super::super::admission::SAFETY;
+        let got = measured.admission.max() as f64;
+        assert!(
+            got >= (expected / 3.0).floor() && got <= (expected * 3.0).ceil(),
+            "{got} streams, {expected:.1} expected"
+        );
+    }
+
+    #[test]
+    fn a_missing_or_corrupt_model_is_an_error_not_a_panic() {
+        let dir = std::env::temp_dir().join(format!("dfn-corrupt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut config = Config::default();
+        config.deepfilternet.models_dir = dir.clone();
+        let missing = DeepFilterNet::from_config(&config).err().unwrap();
+        assert!(missing.to_string().contains(MODEL_FILE), "{missing}");
+        let real = Config::default().deepfilternet_dir();
+        std::fs::copy(real.join(CONFIG_FILE), dir.join(CONFIG_FILE)).unwrap();
+        std::fs::write(dir.join(MODEL_FILE), b"not an onnx graph").unwrap();
+        assert!(DeepFilterNet::from_config(&config).is_err());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        assert!(rt.block_on(DeepFilterNet::load(&config)).is_none());
+        config.deepfilternet.enabled = false;
+        config.deepfilternet.models_dir = real;
+        assert!(rt.block_on(DeepFilterNet::load(&config)).is_none());
+        std::fs::remove_dir_all(dir).ok();
+    }
+}

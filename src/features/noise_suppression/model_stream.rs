@@ -1,21 +1,16 @@
 //! Which model one microphone's meeting audio comes from: DeepFilterNet while the participant
 //! asks for it and holds a slot of the process's budget, RNNoise otherwise. Refused (over
-//! budget, or no model loaded), the microphone gets RNNoise and tries again now and then; the
-//! participant hears of each change (a data message on `ns.model`), the session's reports and
-//! the log too. Dropping the stream gives its slot back.
+//! budget, or no model loaded), the microphone gets RNNoise and tries again now and then. Each
+//! change is handed to the stage to announce; refusals are counted and logged here. Dropping
+//! the stream gives its slot back.
 
 use std::sync::Arc;
-
-use serde_json::json;
 
 use super::admission::{DFN_ERRORS, DFN_REFUSALS, Slot};
 use super::deepfilternet::DeepFilterNet;
 use crate::audio::deepfilter::DeepFilter;
 use crate::audio::denoise::FRAME;
 use crate::config::NsModel;
-use crate::livekit::Room;
-use crate::protocol::NS_MODEL_TOPIC;
-use crate::session::SessionReport;
 
 /// RNNoise's algorithmic delay.
 pub(super) const RNNOISE_DELAY_US: i64 = 10_000;
@@ -26,10 +21,11 @@ const RETRY_FRAMES: u64 = 500;
 
 /// The model a microphone runs, what it asked for, and why it did not get it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct ModelState {
-    model: NsModel,
-    requested: NsModel,
-    refused: Option<&'static str>,
+pub(super) struct ModelState {
+    pub model: NsModel,
+    pub requested: NsModel,
+    /// `busy` (over budget) or `unavailable` (no model loaded).
+    pub refused: Option<&'static str>,
 }
 
 /// A microphone's DeepFilterNet: its state, its slot and its output buffer.
@@ -41,13 +37,11 @@ struct DeepFilterStream {
 }
 
 pub(super) struct ModelStream {
-    room: Arc<Room>,
+    /// For the log.
     participant: String,
-    sid: String,
-    reports: tokio::sync::broadcast::Sender<SessionReport>,
     deepfilter: Option<Arc<DeepFilterNet>>,
     stream: Option<DeepFilterStream>,
-    /// What the participant was last told (nothing while it has the default and asked for no other).
+    /// The last change handed out (none while the default runs and no other was asked for).
     announced: Option<ModelState>,
     /// Calls to `reconcile` (frames), and the one at which a refused microphone asks again.
     frames: u64,
@@ -56,18 +50,9 @@ pub(super) struct ModelStream {
 }
 
 impl ModelStream {
-    pub(super) fn new(
-        room: Arc<Room>,
-        participant: String,
-        sid: String,
-        reports: tokio::sync::broadcast::Sender<SessionReport>,
-        deepfilter: Option<Arc<DeepFilterNet>>,
-    ) -> Self {
+    pub(super) fn new(participant: String, deepfilter: Option<Arc<DeepFilterNet>>) -> Self {
         Self {
-            room,
             participant,
-            sid,
-            reports,
             deepfilter,
             stream: None,
             announced: None,
@@ -79,7 +64,8 @@ impl ModelStream {
 
     /// Follows the participant's choice, once per frame: takes or gives back a slot. `heard`:
     /// whether any denoised audio is used (otherwise DeepFilterNet would run for nothing).
-    pub(super) fn reconcile(&mut self, requested: NsModel, heard: bool) {
+    /// Returns the new state when it changed, for the participant to be told.
+    pub(super) fn reconcile(&mut self, requested: NsModel, heard: bool) -> Option<ModelState> {
         self.frames += 1;
         let wanted = heard && requested == NsModel::Deepfilternet;
         let mut refused = None;
@@ -117,9 +103,27 @@ impl ModelStream {
             requested: NsModel::Rnnoise,
             refused: None,
         };
-        if self.announced.unwrap_or(default) != state {
-            self.announce(state);
+        if self.announced.unwrap_or(default) == state {
+            return None;
         }
+        self.announced = Some(state);
+        if let Some(reason) = state.refused {
+            DFN_REFUSALS.inc();
+            // At warn once per microphone: a participant toggling its attribute is not worth a
+            // warning each time.
+            if !std::mem::replace(&mut self.refusals_logged, true) {
+                tracing::warn!(participant = %self.participant, reason, "DeepFilterNet refused: this microphone gets RNNoise");
+            } else {
+                tracing::debug!(participant = %self.participant, reason, "DeepFilterNet refused again");
+            }
+        }
+        Some(state)
+    }
+
+    /// Whether DeepFilterNet runs (tests).
+    #[cfg(test)]
+    fn running(&self) -> bool {
+        self.stream.is_some()
     }
 
     fn admit(&self) -> Result<DeepFilterStream, &'static str> {
@@ -155,50 +159,95 @@ impl ModelStream {
         }
         (&stream.out, DEEPFILTER_DELAY_US)
     }
+}
 
-    /// Tells the participant (data message), the session (report) and the log.
-    fn announce(&mut self, state: ModelState) {
-        self.announced = Some(state);
-        let (room, participant) = (&self.room.name, &self.participant);
-        let (model, requested) = (state.model.name(), state.requested.name());
-        match state.refused {
-            Some(reason) => {
-                DFN_REFUSALS.inc();
-                // Once per microphone at warn: a participant toggling its attribute is not
-                // worth a warning each time.
-                if !std::mem::replace(&mut self.refusals_logged, true) {
-                    tracing::warn!(%room, %participant, sid = %self.sid, reason, "DeepFilterNet refused: this microphone gets RNNoise");
-                } else {
-                    tracing::debug!(%room, %participant, sid = %self.sid, reason, "DeepFilterNet refused again");
-                }
-            }
-            None => {
-                tracing::info!(%room, %participant, sid = %self.sid, model, requested, "noise-suppression model")
-            }
-        }
-        let _ = self.reports.send(SessionReport::NoiseModel {
-            room: room.clone(),
-            participant: participant.clone(),
-            sid: self.sid.clone(),
-            model: state.model,
-            requested: state.requested,
-            refused: state.refused,
-        });
-        let payload = json!({
-            "track": self.sid,
-            "model": model,
-            "requested": requested,
-            "refused": state.refused,
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audio::deepfilter::DeepFilterModel;
+
+    /// The model models/fetch_models.sh deepfilternet puts in the default models folder.
+    fn deepfilternet(max_streams: usize) -> Arc<DeepFilterNet> {
+        let config = crate::config::Config::default();
+        let env = crate::onnx::environment(&config.video.onnxruntime).unwrap();
+        let model = DeepFilterModel::load_dir(&env, &config.deepfilternet_dir(), 1).unwrap();
+        Arc::new(DeepFilterNet::new(model, max_streams).unwrap())
+    }
+
+    fn noisy_frame(i: usize) -> [f32; FRAME] {
+        std::array::from_fn(|j| {
+            let t = (i * FRAME + j) as f32;
+            (t * 0.031).sin() * 3000.0 + ((t * 12.9898).sin() * 43758.547).fract() * 1500.0
         })
-        .to_string();
-        let (live, to) = (self.room.clone(), vec![participant.clone()]);
-        tokio::spawn(async move {
-            if let Err(e) = live
-                .publish_data(payload.as_bytes(), Some(NS_MODEL_TOPIC), true, &to)
-                .await
-            {
-                tracing::debug!(error = %e, "cannot tell the participant its noise-suppression model");
-            }
-        });
+    }
+
+    #[test]
+    fn over_budget_falls_back_to_rnnoise_until_a_slot_is_free() {
+        let dfn = deepfilternet(1);
+        let (mut alice, mut bob) = (
+            ModelStream::new("alice".into(), Some(dfn.clone())),
+            ModelStream::new("bob".into(), Some(dfn.clone())),
+        );
+        let refusals = DFN_REFUSALS.get();
+        let want = NsModel::Deepfilternet;
+        assert_eq!(
+            alice.reconcile(want, true),
+            Some(ModelState {
+                model: want,
+                requested: want,
+                refused: None
+            })
+        );
+        assert_eq!(
+            bob.reconcile(want, true),
+            Some(ModelState {
+                model: NsModel::Rnnoise,
+                requested: want,
+                refused: Some("busy")
+            })
+        );
+        assert!(DFN_REFUSALS.get() > refusals);
+        assert_eq!(dfn.admission.running(), 1);
+        // The refused microphone hears RNNoise's frame, and is not told again every frame.
+        let (input, rnnoise) = (noisy_frame(0), [7.0; FRAME]);
+        let (heard, delay) = bob.denoise(&input, &rnnoise);
+        assert_eq!((heard, delay), (&rnnoise, RNNOISE_DELAY_US));
+        assert_eq!(bob.reconcile(want, true), None);
+        // The admitted one hears DeepFilterNet: a frame out for every frame in.
+        for i in 0..20 {
+            let (heard, delay) = alice.denoise(&noisy_frame(i), &rnnoise);
+            assert_eq!(delay, DEEPFILTER_DELAY_US);
+            assert!(heard.iter().all(|s| s.is_finite()) && heard != &rnnoise);
+        }
+        // Alice switches back: her slot is free, and Bob takes it at his next try.
+        assert_eq!(
+            alice.reconcile(NsModel::Rnnoise, true).map(|s| s.model),
+            Some(NsModel::Rnnoise)
+        );
+        assert!(!alice.running());
+        assert_eq!(dfn.admission.running(), 0);
+        let admitted = (0..=RETRY_FRAMES).find_map(|_| bob.reconcile(want, true));
+        assert_eq!(admitted.map(|s| (s.model, s.refused)), Some((want, None)));
+        assert!(bob.running());
+        // Leaving gives the slot back.
+        drop(bob);
+        assert_eq!(dfn.admission.running(), 0);
+    }
+
+    #[test]
+    fn without_the_model_or_without_use_there_is_no_deepfilternet() {
+        let mut stream = ModelStream::new("carol".into(), None);
+        let state = stream.reconcile(NsModel::Deepfilternet, true).unwrap();
+        assert_eq!(state.model, NsModel::Rnnoise);
+        assert_eq!(state.refused, Some("unavailable"));
+        // The default asked for and running: nothing to tell.
+        let mut quiet = ModelStream::new("dave".into(), None);
+        assert_eq!(quiet.reconcile(NsModel::Rnnoise, true), None);
+        // Nobody hears denoised audio (suppression off, no clean track): no slot is taken.
+        let dfn = deepfilternet(4);
+        let mut idle = ModelStream::new("erin".into(), Some(dfn.clone()));
+        let state = idle.reconcile(NsModel::Deepfilternet, false).unwrap();
+        assert_eq!((state.model, state.refused), (NsModel::Rnnoise, None));
+        assert_eq!(dfn.admission.running(), 0);
     }
 }

@@ -13,12 +13,13 @@ use tokio::task::JoinHandle;
 
 use super::NsSettings;
 use super::deepfilternet::DeepFilterNet;
-use super::model_stream::ModelStream;
+use super::model_stream::{ModelState, ModelStream};
 use crate::audio::Denoiser;
 use crate::audio::denoise::{FRAME, RATE, to_i16};
 use crate::livekit::engine::monotonic_us;
 use crate::livekit::{Room, TrackSource};
 use crate::media::AudioFrame;
+use crate::protocol::NS_MODEL_TOPIC;
 use crate::session::SessionReport;
 use crate::session::feature::FinishFuture;
 use crate::session::media::{AudioStage, HeardAudio};
@@ -142,6 +143,7 @@ pub(super) struct DenoiseStage {
     raw: [f32; FRAME],
     /// Which model the meeting hears, DeepFilterNet's admission and its stream.
     model: ModelStream,
+    sid: String,
 }
 
 impl DenoiseStage {
@@ -151,13 +153,7 @@ impl DenoiseStage {
         deepfilter: Option<Arc<DeepFilterNet>>,
     ) -> Self {
         let current = *settings.borrow_and_update();
-        let model = ModelStream::new(
-            context.room.clone(),
-            context.participant.clone(),
-            context.sid,
-            context.reports.clone(),
-            deepfilter,
-        );
+        let model = ModelStream::new(context.participant.clone(), deepfilter);
         Self {
             room: context.room,
             participant: context.participant,
@@ -168,7 +164,39 @@ impl DenoiseStage {
             clean: Clean::Off,
             raw: [0f32; FRAME],
             model,
+            sid: context.sid,
         }
+    }
+
+    /// Tells the participant which model its microphone got (a reliable data message on
+    /// `ns.model`, to it alone), the session (a report) and the log.
+    fn announce(&self, state: ModelState) {
+        let (model, requested) = (state.model.name(), state.requested.name());
+        tracing::info!(room = %self.room.name, participant = %self.participant, sid = %self.sid, model, requested, refused = state.refused, "noise-suppression model");
+        let _ = self.reports.send(SessionReport::NoiseModel {
+            room: self.room.name.clone(),
+            participant: self.participant.clone(),
+            sid: self.sid.clone(),
+            model: state.model,
+            requested: state.requested,
+            refused: state.refused,
+        });
+        let payload = serde_json::json!({
+            "track": self.sid,
+            "model": model,
+            "requested": requested,
+            "refused": state.refused,
+        })
+        .to_string();
+        let (room, to) = (self.room.clone(), vec![self.participant.clone()]);
+        tokio::spawn(async move {
+            if let Err(e) = room
+                .publish_data(payload.as_bytes(), Some(NS_MODEL_TOPIC), true, &to)
+                .await
+            {
+                tracing::debug!(error = %e, "cannot tell the participant its noise-suppression model");
+            }
+        });
     }
 
     /// Follows the switches: publishes or withdraws the clean track.
@@ -231,8 +259,12 @@ impl AudioStage for DenoiseStage {
         self.reconcile_clean_track();
         let settings = self.current;
         // DeepFilterNet only where its output is heard: the meeting's audio or the clean track.
-        self.model
-            .reconcile(settings.model, settings.denoise || settings.clean_track);
+        if let Some(state) = self
+            .model
+            .reconcile(settings.model, settings.denoise || settings.clean_track)
+        {
+            self.announce(state);
+        }
         // RNNoise runs when anything needs it: captions use its voice probability.
         self.denoiser
             .set_enabled(settings.denoise || settings.clean_track || voice_wanted);
