@@ -103,14 +103,16 @@ impl Default for EngineConfig {
 }
 
 /// Microphone processing defaults; participants override them with attributes
-/// (`ns.enabled`, `ns.clean_track`).
+/// (`ns.enabled`, `ns.clean_track`, `ns.model`).
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AudioConfig {
-    /// RNNoise on every microphone, in front of captions and recordings.
+    /// Noise suppression on every microphone, in front of captions and recordings.
     pub noise_suppression: bool,
     /// Publish every microphone's denoised audio as `<identity>-clean`, not only on request.
     pub clean_tracks: bool,
+    /// The suppression model a microphone gets unless its room or participant asks otherwise.
+    pub ns_model: NsModel,
 }
 
 impl Default for AudioConfig {
@@ -118,6 +120,66 @@ impl Default for AudioConfig {
         Self {
             noise_suppression: true,
             clean_tracks: false,
+            ns_model: NsModel::default(),
+        }
+    }
+}
+
+/// A noise-suppression model (`audio.ns_model`, switch `ns.model`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NsModel {
+    /// RNNoise: cheap enough for every microphone.
+    #[default]
+    Rnnoise,
+    /// DeepFilterNet3: better suppression at several times the CPU, admitted within a budget.
+    Deepfilternet,
+}
+
+impl NsModel {
+    pub fn name(self) -> &'static str {
+        match self {
+            NsModel::Rnnoise => "rnnoise",
+            NsModel::Deepfilternet => "deepfilternet",
+        }
+    }
+
+    /// The model a switch's value names (ASCII case and surrounding blanks ignored).
+    pub fn parse(value: &str) -> Option<Self> {
+        let value = value.trim();
+        [NsModel::Rnnoise, NsModel::Deepfilternet]
+            .into_iter()
+            .find(|m| m.name().eq_ignore_ascii_case(value))
+    }
+}
+
+/// DeepFilterNet3 (`[deepfilternet]`): loaded once per process when `enabled` and its
+/// files are there; microphones asking for it beyond the admission budget get RNNoise.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeepFilterNetConfig {
+    /// Load the model at start (off: every request for it gets RNNoise).
+    pub enabled: bool,
+    /// Folder of `deepfilternet3_stream.onnx` and `deepfilternet3_config.ini`; empty:
+    /// `video.models_dir` (`models/fetch_models.sh deepfilternet` makes them).
+    pub models_dir: PathBuf,
+    /// ONNX Runtime sessions: streams that can run the network at the same moment.
+    pub sessions: usize,
+    /// Microphones running DeepFilterNet at once, process-wide; 0: from the speed measured at
+    /// start (`cpu_share` of the cores).
+    pub max_streams: usize,
+    /// Share of the machine's cores DeepFilterNet may take when `max_streams` is 0.
+    pub cpu_share: f64,
+}
+
+impl Default for DeepFilterNetConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            models_dir: PathBuf::new(),
+            sessions: 1,
+            max_streams: 0,
+            cpu_share: 0.5,
         }
     }
 }
@@ -684,6 +746,7 @@ pub struct Config {
     pub livekit: LiveKitConfig,
     pub agent: AgentConfig,
     pub audio: AudioConfig,
+    pub deepfilternet: DeepFilterNetConfig,
     pub captions: CaptionsConfig,
     pub store: StoreConfig,
     pub summary: SummaryConfig,
@@ -714,6 +777,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("MEETING_AGENT_WHISPER_MODEL", "captions.model"),
     ("MEETING_AGENT_NOISE_SUPPRESSION", "audio.noise_suppression"),
     ("MEETING_AGENT_CLEAN_TRACKS", "audio.clean_tracks"),
+    ("MEETING_AGENT_NS_MODEL", "audio.ns_model"),
     ("MEETING_AGENT_RECORD", "recording.auto"),
     ("MEETING_AGENT_VIDEO_ENCODER", "recording.video_encoder"),
     ("MEETING_AGENT_S3_ACCESS_KEY", "recording.s3.access_key"),
@@ -836,6 +900,11 @@ impl Config {
                     self.audio.clean_tracks = parse_flag(&value)
                         .ok_or_else(|| invalid(format!("must be true or false, got {value:?}")))?
                 }
+                "audio.ns_model" => {
+                    self.audio.ns_model = NsModel::parse(&value).ok_or_else(|| {
+                        invalid(format!("must be rnnoise or deepfilternet, got {value:?}"))
+                    })?
+                }
                 "data_dir" => self.data_dir = PathBuf::from(value),
                 "captions.enabled" => {
                     self.captions.enabled = parse_flag(&value)
@@ -908,6 +977,16 @@ impl Config {
         }
         if self.agent.name.chars().any(|c| c.is_whitespace()) {
             return invalid("agent.name", "must not contain whitespace");
+        }
+        let dfn = &self.deepfilternet;
+        if !(1..=16).contains(&dfn.sessions) {
+            return invalid("deepfilternet.sessions", "must be between 1 and 16");
+        }
+        if !(dfn.cpu_share > 0.0 && dfn.cpu_share <= 1.0) {
+            return invalid("deepfilternet.cpu_share", "must be in (0, 1]");
+        }
+        if dfn.max_streams > 10_000 {
+            return invalid("deepfilternet.max_streams", "must be at most 10000");
         }
         self.validate_media()?;
         self.validate_integrations()?;
@@ -1210,6 +1289,16 @@ impl Config {
         }
     }
 
+    /// The folder DeepFilterNet's files are read from.
+    pub fn deepfilternet_dir(&self) -> PathBuf {
+        let dir = &self.deepfilternet.models_dir;
+        if dir.as_os_str().is_empty() {
+            self.video.models_dir.clone()
+        } else {
+            dir.clone()
+        }
+    }
+
     /// Where `file:` attachments of voice and video messages are read from.
     pub fn media_dir(&self) -> PathBuf {
         if self.media_messages.dir.as_os_str().is_empty() {
@@ -1452,6 +1541,47 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("livekit.url"), "{e}");
+    }
+
+    #[test]
+    fn the_noise_model_settings_are_read_and_checked() {
+        let config = Config::from_toml_str(
+            "[audio]\nns_model = \"deepfilternet\"\n[deepfilternet]\nmax_streams = 3\nmodels_dir = \"/m\"\n",
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        assert_eq!(config.audio.ns_model, NsModel::Deepfilternet);
+        assert_eq!(config.deepfilternet.max_streams, 3);
+        assert_eq!(config.deepfilternet_dir(), PathBuf::from("/m"));
+        let defaults = Config::default();
+        assert_eq!(defaults.audio.ns_model, NsModel::Rnnoise);
+        assert_eq!(defaults.deepfilternet_dir(), defaults.video.models_dir);
+        assert!(
+            Config::from_toml_str("[audio]\nns_model = \"nope\"\n", Path::new("t.toml")).is_err()
+        );
+        let mut vars = OK.to_vec();
+        vars.push(("MEETING_AGENT_NS_MODEL", "DeepFilterNet"));
+        let c = Config::load_with_env(None, env(&vars)).unwrap();
+        assert_eq!(c.audio.ns_model, NsModel::Deepfilternet);
+        vars.push(("MEETING_AGENT_NS_MODEL", "x"));
+        assert!(Config::load_with_env(None, env(&vars)).is_err());
+        for (field, change) in [
+            (
+                "deepfilternet.sessions",
+                (|c: &mut Config| c.deepfilternet.sessions = 0) as fn(&mut Config),
+            ),
+            ("deepfilternet.cpu_share", |c| {
+                c.deepfilternet.cpu_share = 0.0
+            }),
+            ("deepfilternet.cpu_share", |c| {
+                c.deepfilternet.cpu_share = f64::NAN
+            }),
+        ] {
+            let mut config = Config::load_with_env(None, env(OK)).unwrap();
+            change(&mut config);
+            let e = config.validate().unwrap_err().to_string();
+            assert!(e.contains(field), "{field}: {e}");
+        }
     }
 
     #[test]

@@ -6,6 +6,11 @@
 pub const NS_ENABLED: &str = "ns.enabled";
 /// Participant attribute asking the agent to publish the denoised microphone as `<identity>-clean`.
 pub const NS_CLEAN_TRACK: &str = "ns.clean_track";
+/// Participant attribute (or room switch) choosing the suppression model: `rnnoise` or
+/// `deepfilternet` (within the agent's budget; otherwise RNNoise, and the agent says so).
+pub const NS_MODEL: &str = "ns.model";
+/// Data topic of the agent's notices to a participant about the model its microphone got.
+pub const NS_MODEL_TOPIC: &str = "ns.model";
 /// Participant attribute (or room switch) switching captions on or off.
 pub const CAPTIONS_ENABLED: &str = "captions.enabled";
 /// Participant attribute (or room switch) naming the language spoken (`de`, `german`, `auto`).
@@ -30,21 +35,23 @@ pub const VB_IMAGE: &str = "vb.image";
 
 /// Switches a room's metadata may carry (for the whole room; a participant's attribute of the
 /// same name wins).
-pub const ROOM_SWITCHES: [&str; 6] = [
+pub const ROOM_SWITCHES: [&str; 7] = [
     CAPTIONS_ENABLED,
     CAPTIONS_LANGUAGE,
     CAPTIONS_SCREEN_SHARE,
     NS_ENABLED,
     NS_CLEAN_TRACK,
+    NS_MODEL,
     RECORDING_SWITCH,
 ];
 /// Attributes the control API may set on a participant.
-pub const PARTICIPANT_SWITCHES: [&str; 8] = [
+pub const PARTICIPANT_SWITCHES: [&str; 9] = [
     CAPTIONS_ENABLED,
     CAPTIONS_LANGUAGE,
     CAPTIONS_SCREEN_SHARE,
     NS_ENABLED,
     NS_CLEAN_TRACK,
+    NS_MODEL,
     VB_MODE,
     VB_BLUR,
     VB_IMAGE,

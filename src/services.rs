@@ -44,6 +44,9 @@ pub struct Services {
     pub backgrounds: Option<Arc<SegmenterPool>>,
     /// Webhook events into the store's outbox (with the store).
     pub events: Option<crate::integrations::Events>,
+    /// DeepFilterNet (`[deepfilternet]`), when enabled and its model loads; otherwise
+    /// microphones asking for it get RNNoise.
+    pub deepfilter: Option<Arc<crate::features::noise_suppression::DeepFilterNet>>,
 }
 
 impl Services {
@@ -63,6 +66,7 @@ impl Services {
             recorder: recorder(config, store, events.clone())?,
             events,
             backgrounds: backgrounds(config),
+            deepfilter: crate::features::noise_suppression::DeepFilterNet::load(config).await,
             config: config.clone(),
         })
     }

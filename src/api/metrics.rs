@@ -107,4 +107,19 @@ mod tests {
         value("meeting_agent_caption_finals_queued");
         assert!(out.contains("# TYPE meeting_agent_caption_finals_refused_total counter"));
     }
+
+    #[test]
+    fn deepfilternet_metrics_are_listed_before_any_stream() {
+        let out = super::render(None);
+        for (name, kind) in [
+            ("meeting_agent_deepfilternet_streams", "gauge"),
+            ("meeting_agent_deepfilternet_refusals_total", "counter"),
+            ("meeting_agent_deepfilternet_errors_total", "counter"),
+        ] {
+            assert!(
+                out.contains(&format!("# TYPE {name} {kind}")),
+                "{name}: {out}"
+            );
+        }
+    }
 }

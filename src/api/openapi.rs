@@ -311,6 +311,10 @@ pub mod schema {
         pub ns_enabled: bool,
         #[serde(rename = "ns.clean_track", default)]
         pub ns_clean_track: bool,
+        /// The suppression model (`rnnoise` unless configured otherwise); `deepfilternet`
+        /// beyond the agent's budget gets `rnnoise`.
+        #[serde(rename = "ns.model", default)]
+        pub ns_model: NsModel,
         #[serde(rename = "recording.enabled", default)]
         pub recording_enabled: bool,
     }
@@ -338,6 +342,10 @@ pub mod schema {
         pub ns_enabled: bool,
         #[serde(rename = "ns.clean_track", default)]
         pub ns_clean_track: bool,
+        /// The suppression model (`rnnoise` unless configured otherwise); `deepfilternet`
+        /// beyond the agent's budget gets `rnnoise`.
+        #[serde(rename = "ns.model", default)]
+        pub ns_model: NsModel,
         #[serde(rename = "vb.mode", default)]
         pub vb_mode: VbMode,
         /// Blur strength.
@@ -347,6 +355,13 @@ pub mod schema {
         /// An upload of this room (`upload:<sha256>.png|jpg`) or an allow-listed https URL.
         #[serde(rename = "vb.image", default)]
         pub vb_image: String,
+    }
+
+    #[derive(ToSchema)]
+    #[serde(rename_all = "lowercase")]
+    pub enum NsModel {
+        Rnnoise,
+        Deepfilternet,
     }
 
     #[derive(ToSchema)]

@@ -21,7 +21,7 @@ use super::openapi::schema;
 use super::{ApiError, ApiState, err, room_allowed};
 use crate::captions::CaptionLanguage;
 use crate::livekit::room_service::RoomServiceError;
-use crate::protocol::{CAPTIONS_LANGUAGE, VB_BLUR, VB_IMAGE, VB_MODE};
+use crate::protocol::{CAPTIONS_LANGUAGE, NS_MODEL, VB_BLUR, VB_IMAGE, VB_MODE};
 use crate::video::background_source::{SourcePolicy, is_upload_file_name, upload_id};
 
 use crate::protocol::{PARTICIPANT_SWITCHES as PARTICIPANT_KEYS, ROOM_SWITCHES as ROOM_KEYS};
@@ -49,7 +49,7 @@ pub(super) fn room_service_error(e: RoomServiceError) -> ApiError {
     }
 }
 
-/// A JSON object of allowed keys with boolean (or, for `vb.*` and the caption language,
+/// A JSON object of allowed keys with boolean (or, for `vb.*`, the caption language and `ns.model`,
 /// string/number) values, as the strings the agent parses.
 fn settings(body: &Value, allowed: &[&str]) -> Result<Vec<(String, Value)>, ApiError> {
     let Some(object) = body.as_object().filter(|o| !o.is_empty()) else {
@@ -76,6 +76,9 @@ fn settings(body: &Value, allowed: &[&str]) -> Result<Vec<(String, Value)>, ApiE
                 CAPTIONS_LANGUAGE => v
                     .as_str()
                     .is_some_and(|s| s.len() < 32 && CaptionLanguage::parse(s).is_ok()),
+                NS_MODEL => v
+                    .as_str()
+                    .is_some_and(|s| s.len() < 32 && crate::config::NsModel::parse(s).is_some()),
                 _ => v.is_boolean(),
             };
             if !ok {
@@ -483,6 +486,28 @@ mod tests {
         assert!(policy.check("weekly", &id).is_ok());
         assert!(policy.check("board", &id).is_err());
         std::fs::remove_dir_all(root).ok();
+    }
+
+    #[test]
+    fn the_model_switch_takes_only_known_models() {
+        let body = |v: Value| serde_json::json!({ "ns.model": v });
+        for ok in ["rnnoise", "deepfilternet", "DeepFilterNet"] {
+            assert!(settings(&body(ok.into()), &ROOM_KEYS).is_ok(), "{ok}");
+            assert!(
+                settings(&body(ok.into()), &PARTICIPANT_KEYS).is_ok(),
+                "{ok}"
+            );
+        }
+        for bad in [
+            Value::from(""),
+            Value::from("deepfilternet2"),
+            Value::from("d".repeat(4096)),
+            Value::from("rnnoise\u{202e}"),
+            Value::from(true),
+            Value::from(3),
+        ] {
+            assert!(settings(&body(bad.clone()), &ROOM_KEYS).is_err(), "{bad}");
+        }
     }
 
     #[test]

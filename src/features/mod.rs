@@ -56,6 +56,8 @@ pub struct FeatureSet {
     pub events: Option<(crate::integrations::Events, crate::config::EmailConfig)>,
     /// Call quality and engagement sampling (with the store only).
     pub call_quality: Option<crate::config::CallQualityConfig>,
+    /// DeepFilterNet for microphones that ask for it (`ns.model`); without it they get RNNoise.
+    pub deepfilter: Option<Arc<noise_suppression::DeepFilterNet>>,
 }
 
 impl FeatureSet {
@@ -71,6 +73,7 @@ impl FeatureSet {
         let config = &services.config;
         Self {
             audio: config.audio,
+            deepfilter: services.deepfilter.clone(),
             store: services.store.clone().map(|store| {
                 let mut options = MeetingLogOptions::from_config(config);
                 options.events = services.events.clone();
@@ -126,6 +129,12 @@ impl FeatureSet {
         self
     }
 
+    /// DeepFilterNet for microphones that ask for it.
+    pub fn with_deepfilter(mut self, deepfilter: Arc<noise_suppression::DeepFilterNet>) -> Self {
+        self.deepfilter = Some(deepfilter);
+        self
+    }
+
     /// Samples call quality and engagement into the store (see `with_store`).
     pub fn with_call_quality(mut self, config: crate::config::CallQualityConfig) -> Self {
         self.call_quality = Some(config);
@@ -164,6 +173,7 @@ impl FeatureSet {
         }
         features.push(Arc::new(noise_suppression::NoiseSuppression {
             defaults: self.audio,
+            deepfilter: self.deepfilter.clone(),
         }));
         if let Some(captioning) = &self.captioning {
             features.push(Arc::new(captioning.clone()));

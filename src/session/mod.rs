@@ -80,6 +80,17 @@ pub enum SessionReport {
         participant: String,
         sid: String,
     },
+    /// The suppression model one of `participant`'s microphones runs, when it asked for
+    /// another than the default or that changed: `refused` says why it did not get the one it
+    /// asked for (`busy`: over the process's budget; `unavailable`: the model is not loaded).
+    NoiseModel {
+        room: String,
+        participant: String,
+        sid: String,
+        model: crate::config::NsModel,
+        requested: crate::config::NsModel,
+        refused: Option<&'static str>,
+    },
     Left {
         room: String,
         reason: String,

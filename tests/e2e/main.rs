@@ -21,6 +21,7 @@ mod captions_model;
 mod cli;
 mod compliance;
 mod console;
+mod deepfilternet_e2e;
 mod denoise_quality;
 mod livekit_e2e;
 mod media_messages;
