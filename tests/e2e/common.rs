@@ -204,3 +204,19 @@ pub async fn wait_announced(
     .unwrap_or_else(|| panic!("the agent never announced recording={value}"));
     std::time::Instant::now()
 }
+
+/// `seconds` of a 48 kHz mono stream's samples (each frame within 30 s).
+pub async fn record_audio(
+    stream: &mut meeting_agent::livekit::AudioStream,
+    seconds: f64,
+) -> Vec<f32> {
+    let mut samples = Vec::new();
+    while (samples.len() as f64) < seconds * 48_000.0 {
+        let frame = tokio::time::timeout(Duration::from_secs(30), stream.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        samples.extend(frame.samples.iter().map(|&s| s as f32));
+    }
+    samples
+}

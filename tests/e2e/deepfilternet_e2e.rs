@@ -11,7 +11,7 @@ use crate::common::*;
 use meeting_agent::audio::quality::noise_floor_dbfs;
 use meeting_agent::config::NsModel;
 use meeting_agent::features::noise_suppression::{DFN_REFUSALS, DeepFilterNet};
-use meeting_agent::livekit::{AudioStream, RoomEvent, TrackKind};
+use meeting_agent::livekit::{RoomEvent, TrackKind};
 use meeting_agent::session::SessionReport;
 use meeting_agent_devtools::{LocalLiveKitServer, PythonParticipant};
 
@@ -99,18 +99,6 @@ async fn clean_sid(worker: &mut RunningWorker, identity: &str) -> String {
     sid
 }
 
-async fn record(stream: &mut AudioStream, seconds: f64) -> Vec<f32> {
-    let mut samples = Vec::new();
-    while (samples.len() as f64) < seconds * 48_000.0 {
-        let frame = tokio::time::timeout(T, stream.recv())
-            .await
-            .unwrap()
-            .unwrap();
-        samples.extend(frame.samples.iter().map(|&s| s as f32));
-    }
-    samples
-}
-
 /// A listener's view of `identity`'s microphone and its clean track: the two noise floors
 /// (dBFS) and the clean track's level, over the same seconds.
 async fn floors(
@@ -140,7 +128,8 @@ async fn floors(
         }
     }
     let (mut raw, mut clean) = (raw.unwrap(), clean.unwrap());
-    let (raw_audio, clean_audio) = tokio::join!(record(&mut raw, 8.0), record(&mut clean, 8.0));
+    let (raw_audio, clean_audio) =
+        tokio::join!(record_audio(&mut raw, 8.0), record_audio(&mut clean, 8.0));
     let level = 10.0
         * (clean_audio
             .iter()

@@ -6,23 +6,11 @@ use std::time::Duration;
 
 use crate::common::*;
 use meeting_agent::audio::quality::noise_floor_dbfs;
-use meeting_agent::livekit::{AudioStream, RoomEvent, TrackKind};
+use meeting_agent::livekit::{RoomEvent, TrackKind};
 use meeting_agent::session::SessionReport;
 use meeting_agent_devtools::{LocalLiveKitServer, PythonParticipant};
 
 const T: Duration = Duration::from_secs(30);
-
-async fn record(stream: &mut AudioStream, seconds: f64) -> Vec<f32> {
-    let mut samples = Vec::new();
-    while (samples.len() as f64) < seconds * 48_000.0 {
-        let frame = tokio::time::timeout(T, stream.recv())
-            .await
-            .unwrap()
-            .unwrap();
-        samples.extend(frame.samples.iter().map(|&s| s as f32));
-    }
-    samples
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_requested_clean_track_has_a_much_lower_noise_floor() {
@@ -78,7 +66,8 @@ async fn a_requested_clean_track_has_a_much_lower_noise_floor() {
     }
     let (mut raw, mut clean) = (raw.unwrap(), clean.unwrap());
     // Both streams over the same stretch of the looping clip (it has pauses between sentences).
-    let (raw_audio, clean_audio) = tokio::join!(record(&mut raw, 8.0), record(&mut clean, 8.0));
+    let (raw_audio, clean_audio) =
+        tokio::join!(record_audio(&mut raw, 8.0), record_audio(&mut clean, 8.0));
     let (raw_floor, clean_floor) = (noise_floor_dbfs(&raw_audio), noise_floor_dbfs(&clean_audio));
     let clean_level = 10.0
         * (clean_audio
