@@ -403,9 +403,18 @@ async fn two_speakers_taking_turns_are_each_captioned_under_their_own_name() {
         )
     };
     let (wer_ann, wer_bob) = (wer("ann", &lines[..3]), wer("bob", &lines[3..]));
-    println!("{heard:#?}\nWER ann {wer_ann:.3}, bob {wer_bob:.3}");
+    let (ann_as_bob, bob_as_ann) = (wer("ann", &lines[3..]), wer("bob", &lines[..3]));
+    println!(
+        "{heard:#?}\nWER ann {wer_ann:.3} (against bob's lines {ann_as_bob:.3}), bob {wer_bob:.3} (against ann's {bob_as_ann:.3})"
+    );
+    // Attribution is what this test is about: each name carries its own sentences, far closer
+    // to them than to the other speaker's. Whisper's own slips on the synthetic voice ("ready
+    // for review" heard as "ready for the new" on some machines) are the WER tests' business.
     assert!(
-        wer_ann <= 0.2 && wer_bob <= 0.2,
+        wer_ann <= 0.35
+            && wer_bob <= 0.35
+            && wer_ann + 0.4 < ann_as_bob
+            && wer_bob + 0.4 < bob_as_ann,
         "each speaker's own sentences under their name: {heard:?}"
     );
     assert_eq!(heard.len(), 2, "only the two speakers: {heard:?}");
