@@ -220,3 +220,52 @@ pub async fn record_audio(
     }
     samples
 }
+
+/// A listener's streams of `identity`'s microphone and of its clean track `clean_sid` (which
+/// must be `<identity>-clean`, published by the agent), once both are subscribed.
+pub async fn raw_and_clean_streams(
+    room: &meeting_agent::livekit::Room,
+    events: &mut tokio::sync::mpsc::UnboundedReceiver<meeting_agent::livekit::RoomEvent>,
+    identity: &str,
+    clean_sid: &str,
+) -> (
+    meeting_agent::livekit::AudioStream,
+    meeting_agent::livekit::AudioStream,
+) {
+    use meeting_agent::livekit::{RoomEvent, TrackKind};
+    let (mut raw, mut clean) = (None, None);
+    while raw.is_none() || clean.is_none() {
+        if let RoomEvent::TrackSubscribed(t) =
+            tokio::time::timeout(Duration::from_secs(30), events.recv())
+                .await
+                .unwrap()
+                .unwrap()
+        {
+            if t.kind != TrackKind::KindAudio {
+                continue;
+            }
+            if t.participant == identity {
+                raw = Some(room.audio_stream(&t.sid, 48_000, 1, 10).unwrap());
+            } else if t.sid == clean_sid {
+                assert_eq!(t.name, format!("{identity}-clean"));
+                assert!(
+                    t.participant.starts_with("agent-"),
+                    "published by the agent: {}",
+                    t.participant
+                );
+                clean = Some(room.audio_stream(&t.sid, 48_000, 1, 10).unwrap());
+            }
+        }
+    }
+    (raw.unwrap(), clean.unwrap())
+}
+
+/// Mean level of `samples` (i16 scale) in dBFS.
+pub fn level_dbfs(samples: &[f32]) -> f64 {
+    10.0 * (samples
+        .iter()
+        .map(|&s| (s as f64 / 32768.0).powi(2))
+        .sum::<f64>()
+        / samples.len() as f64)
+        .log10()
+}

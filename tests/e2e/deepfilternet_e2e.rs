@@ -11,7 +11,6 @@ use crate::common::*;
 use meeting_agent::audio::quality::noise_floor_dbfs;
 use meeting_agent::config::NsModel;
 use meeting_agent::features::noise_suppression::{DFN_REFUSALS, DeepFilterNet};
-use meeting_agent::livekit::{RoomEvent, TrackKind};
 use meeting_agent::session::SessionReport;
 use meeting_agent_devtools::{LocalLiveKitServer, PythonParticipant};
 
@@ -109,34 +108,10 @@ async fn floors(
 ) -> (f64, f64, f64) {
     let listener = format!("listener-{identity}");
     let (room, mut events) = join_room(server, room_name, &listener).await;
-    let (mut raw, mut clean) = (None, None);
-    while raw.is_none() || clean.is_none() {
-        if let RoomEvent::TrackSubscribed(t) = tokio::time::timeout(T, events.recv())
-            .await
-            .unwrap()
-            .unwrap()
-        {
-            if t.kind != TrackKind::KindAudio {
-                continue;
-            }
-            if t.participant == identity {
-                raw = Some(room.audio_stream(&t.sid, 48_000, 1, 10).unwrap());
-            } else if t.sid == clean_sid {
-                assert_eq!(t.name, format!("{identity}-clean"));
-                clean = Some(room.audio_stream(&t.sid, 48_000, 1, 10).unwrap());
-            }
-        }
-    }
-    let (mut raw, mut clean) = (raw.unwrap(), clean.unwrap());
+    let (mut raw, mut clean) = raw_and_clean_streams(&room, &mut events, identity, clean_sid).await;
     let (raw_audio, clean_audio) =
         tokio::join!(record_audio(&mut raw, 8.0), record_audio(&mut clean, 8.0));
-    let level = 10.0
-        * (clean_audio
-            .iter()
-            .map(|&s| (s as f64 / 32768.0).powi(2))
-            .sum::<f64>()
-            / clean_audio.len() as f64)
-            .log10();
+    let level = level_dbfs(&clean_audio);
     drop((raw, clean));
     room.disconnect().await.unwrap();
     (

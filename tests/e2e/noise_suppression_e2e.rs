@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use crate::common::*;
 use meeting_agent::audio::quality::noise_floor_dbfs;
-use meeting_agent::livekit::{RoomEvent, TrackKind};
 use meeting_agent::session::SessionReport;
 use meeting_agent_devtools::{LocalLiveKitServer, PythonParticipant};
 
@@ -41,41 +40,12 @@ async fn a_requested_clean_track_has_a_much_lower_noise_floor() {
     };
 
     let (room, mut events) = join_room(&server, "ns-room", "listener").await;
-    let (mut raw, mut clean) = (None, None);
-    while raw.is_none() || clean.is_none() {
-        if let RoomEvent::TrackSubscribed(t) = tokio::time::timeout(T, events.recv())
-            .await
-            .unwrap()
-            .unwrap()
-        {
-            if t.kind != TrackKind::KindAudio {
-                continue;
-            }
-            if t.participant == "pat" {
-                raw = Some(room.audio_stream(&t.sid, 48_000, 1, 10).unwrap());
-            } else if t.sid == clean_sid {
-                assert_eq!(t.name, "pat-clean");
-                assert!(
-                    t.participant.starts_with("agent-"),
-                    "published by the agent: {}",
-                    t.participant
-                );
-                clean = Some(room.audio_stream(&t.sid, 48_000, 1, 10).unwrap());
-            }
-        }
-    }
-    let (mut raw, mut clean) = (raw.unwrap(), clean.unwrap());
+    let (mut raw, mut clean) = raw_and_clean_streams(&room, &mut events, "pat", &clean_sid).await;
     // Both streams over the same stretch of the looping clip (it has pauses between sentences).
     let (raw_audio, clean_audio) =
         tokio::join!(record_audio(&mut raw, 8.0), record_audio(&mut clean, 8.0));
     let (raw_floor, clean_floor) = (noise_floor_dbfs(&raw_audio), noise_floor_dbfs(&clean_audio));
-    let clean_level = 10.0
-        * (clean_audio
-            .iter()
-            .map(|&s| (s as f64 / 32768.0).powi(2))
-            .sum::<f64>()
-            / clean_audio.len() as f64)
-            .log10();
+    let clean_level = level_dbfs(&clean_audio);
     println!(
         "noise floor: raw {raw_floor:.1} dBFS, clean {clean_floor:.1} dBFS; clean level {clean_level:.1} dBFS"
     );

@@ -62,6 +62,30 @@ pub fn to_16k(samples: &[i16]) -> Vec<f32> {
     out
 }
 
+/// Each utterance's final, in order; with `prompt`, the finals before it as whisper's prompt,
+/// as the live captions do.
+pub async fn finals(
+    recognizer: &Recognizer,
+    pieces: Vec<Vec<f32>>,
+    prompt: bool,
+) -> Result<Vec<String>> {
+    let mut texts: Vec<String> = Vec::new();
+    for audio in pieces {
+        let context = texts.join(" ");
+        let request = meeting_agent::captions::recognizer::Request {
+            prompt: (prompt && !context.is_empty()).then_some(context),
+            ..meeting_agent::captions::recognizer::Request::new(audio, Default::default())
+        };
+        let hypothesis = recognizer
+            .final_request("", request)
+            .await
+            .context("recognizer stopped")?
+            .map_err(|e| anyhow::anyhow!(e))?;
+        texts.push(hypothesis.text);
+    }
+    Ok(texts)
+}
+
 /// How `bench asr` transcribes each utterance.
 pub struct AsrOptions {
     pub threads: usize,
@@ -97,21 +121,7 @@ pub async fn asr(model_path: &Path, name: &str, fixture: &str, options: AsrOptio
         },
     )
     .map_err(|e| anyhow::anyhow!(e))?;
-    let pieces = utterances(&samples);
-    let mut texts: Vec<String> = Vec::new();
-    for audio in pieces {
-        let context = texts.join(" ");
-        let request = meeting_agent::captions::recognizer::Request {
-            prompt: (prompt && !context.is_empty()).then_some(context),
-            ..meeting_agent::captions::recognizer::Request::new(audio, Default::default())
-        };
-        let hypothesis = recognizer
-            .final_request("", request)
-            .await
-            .context("recognizer stopped")?
-            .map_err(|e| anyhow::anyhow!(e))?;
-        texts.push(hypothesis.text);
-    }
+    let texts = finals(&recognizer, utterances(&samples), prompt).await?;
     let heard = texts.join(" ");
     let wer = word_error_rate(&expected, &heard);
     let busy = recognizer.stats.busy_ms.load(Ordering::Relaxed) as f64;

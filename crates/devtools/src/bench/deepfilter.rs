@@ -448,7 +448,7 @@ fn utterances_heard(mic: &[f32], heard: &[f32]) -> Vec<Vec<f32>> {
 /// Each utterance's final through whisper (English, two threads), the finals before it as
 /// its prompt, as the live captions do.
 async fn transcribe(model_path: &std::path::Path, pieces: Vec<Vec<f32>>) -> Result<String> {
-    use meeting_agent::captions::recognizer::{RecognizerOptions, Request};
+    use meeting_agent::captions::recognizer::RecognizerOptions;
     let model = meeting_agent::captions::WhisperModel::load(model_path, None)?;
     let recognizer = meeting_agent::captions::Recognizer::start(
         model,
@@ -460,19 +460,7 @@ async fn transcribe(model_path: &std::path::Path, pieces: Vec<Vec<f32>>) -> Resu
         },
     )
     .map_err(|e| anyhow::anyhow!(e))?;
-    let mut texts: Vec<String> = Vec::new();
-    for audio in pieces {
-        let context = texts.join(" ");
-        let request = Request {
-            prompt: (!context.is_empty()).then_some(context),
-            ..Request::new(audio, Default::default())
-        };
-        let hypothesis = recognizer
-            .final_request("", request)
-            .await
-            .context("recognizer stopped")?
-            .map_err(|e| anyhow::anyhow!(e))?;
-        texts.push(hypothesis.text);
-    }
-    Ok(texts.join(" "))
+    Ok(super::asr::finals(&recognizer, pieces, true)
+        .await?
+        .join(" "))
 }
