@@ -694,10 +694,7 @@ async fn meeting_thread_in(url: &str) {
     // The last final needs the end-of-utterance silence and a whisper run.
     tokio::time::sleep(Duration::from_secs(4)).await;
     sam.stop().await;
-    server
-        .room_service("DeleteRoom", &serde_json::json!({"room": room}))
-        .await
-        .unwrap();
+    server.close_room(room).await.unwrap();
 
     let meeting = loop_until(Duration::from_secs(40), || async {
         let meetings = store.meetings(Some(room)).await.ok()?;
@@ -1074,10 +1071,7 @@ async fn the_agent_captions_each_breakout_room() {
         p.stop().await;
     }
     hanna.stop().await;
-    server
-        .room_service("DeleteRoom", &serde_json::json!({"room": ROOM}))
-        .await
-        .unwrap();
+    server.close_room(ROOM).await.unwrap();
     let main = loop_until(Duration::from_secs(60), || async {
         api.store
             .meetings(Some(ROOM))

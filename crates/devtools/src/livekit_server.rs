@@ -236,4 +236,17 @@ impl LocalLiveKitServer {
         }
         serde_json::from_str(payload).map_err(std::io::Error::other)
     }
+
+    /// Ends `room`. A room whose last participant left may have closed by itself already
+    /// (DeleteRoom answers 404): the same end, and `Ok(false)` says so.
+    pub async fn close_room(&self, room: &str) -> std::io::Result<bool> {
+        match self
+            .room_service("DeleteRoom", &serde_json::json!({ "room": room }))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if e.to_string().contains("404") => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
 }
