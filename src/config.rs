@@ -53,6 +53,14 @@ pub struct AgentConfig {
     pub status_interval_secs: f32,
     /// Seconds a draining worker waits for running jobs before leaving them.
     pub drain_timeout_secs: u64,
+    /// Workers sharing a store give a room whose worker died an agent again (room leases in
+    /// the store, src/worker/failover.rs).
+    pub failover: bool,
+    /// Milliseconds between a worker's heartbeats (and failover sweeps).
+    pub failover_heartbeat_ms: u64,
+    /// On SQLite, a worker silent this long is taken for dead and its rooms for orphaned
+    /// (PostgreSQL sees a worker dead the moment its liveness lock's connection closes).
+    pub failover_stale_ms: u64,
 }
 
 impl Default for AgentConfig {
@@ -64,6 +72,9 @@ impl Default for AgentConfig {
             max_jobs: 0,
             status_interval_secs: 2.5,
             drain_timeout_secs: 1800,
+            failover: true,
+            failover_heartbeat_ms: 500,
+            failover_stale_ms: 2000,
         }
     }
 }
@@ -920,6 +931,7 @@ impl Config {
                 "recording.s3.access_key" => self.recording.s3.access_key = value,
                 "recording.s3.secret_key" => self.recording.s3.secret_key = value,
                 "summary.api_key" => self.summary.api_key = value,
+                "email.password" => self.email.password = value,
                 "log.filter" => self.log.filter = value,
                 "engine.library" => self.engine.library = PathBuf::from(value),
                 _ => unreachable!("every ENV_VARS field is handled"),
@@ -971,6 +983,17 @@ impl Config {
         }
         if !(self.agent.load_threshold > 0.0 && self.agent.load_threshold <= 1.0) {
             return invalid("agent.load_threshold", "must be in (0, 1]");
+        }
+        if !(50..=10_000).contains(&self.agent.failover_heartbeat_ms) {
+            return invalid("agent.failover_heartbeat_ms", "must be between 50 and 10000");
+        }
+        if self.agent.failover_stale_ms < 2 * self.agent.failover_heartbeat_ms
+            || self.agent.failover_stale_ms > 600_000
+        {
+            return invalid(
+                "agent.failover_stale_ms",
+                "must be at least twice agent.failover_heartbeat_ms and at most 600000",
+            );
         }
         if !(self.agent.status_interval_secs >= 0.1 && self.agent.status_interval_secs <= 60.0) {
             return invalid("agent.status_interval_secs", "must be between 0.1 and 60");
@@ -1444,6 +1467,21 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn every_environment_variable_is_read_without_a_panic() {
+        // A variable listed but not handled used to reach `unreachable!` at start-up.
+        for (var, field) in ENV_VARS {
+            for value in ["1", "true", "x"] {
+                let mut config = Config::default();
+                let one = [(*var, value)];
+                let _ = config.apply_env(env(&one));
+                if value == "x" && field.ends_with("password") {
+                    assert_eq!(config.email.password, "x", "{var}");
+                }
+            }
+        }
     }
 
     #[test]

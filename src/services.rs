@@ -179,6 +179,18 @@ impl Services {
     pub fn session(&self) -> MeetingSession {
         crate::features::FeatureSet::from_services(self).session()
     }
+
+    /// The agent worker running [`Self::session`] in each room it is given; with the store
+    /// and `agent.failover`, it shares room leases with the other workers on that store.
+    pub fn worker(&self) -> crate::worker::Worker {
+        let worker = crate::worker::Worker::new(self.config.clone(), Arc::new(self.session()));
+        match &self.store {
+            Some(store) if self.config.agent.failover => worker.with_room_leases(Arc::new(
+                crate::worker::failover::RoomLeases::new(&self.config, store.clone()),
+            )),
+            _ => worker,
+        }
+    }
 }
 
 /// The store at `store.url` (SQLite by default), whatever `store.enabled` says.

@@ -90,6 +90,17 @@ pub enum Ready {
 
 static NEXT_SPEAKER: AtomicU64 = AtomicU64::new(1);
 
+/// From the end of an utterance (the endpoint) to its final caption in the room: the queue
+/// and the recognition, what grows first when the machine is short of CPU.
+pub static FINAL_DELAY: std::sync::LazyLock<prometheus::Histogram> =
+    std::sync::LazyLock::new(|| {
+        crate::metrics::histogram(
+            "meeting_agent_caption_final_delay_seconds",
+            "Seconds from an utterance's end to its final caption being published.",
+            &[0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0],
+        )
+    });
+
 /// What a room's microphones share for captioning.
 #[derive(Clone)]
 pub struct CaptionContext {
@@ -116,11 +127,27 @@ impl CaptionContext {
     }
 }
 
+fn base36(mut n: u64) -> String {
+    let mut digits = Vec::new();
+    loop {
+        digits.push(b"0123456789abcdefghijklmnopqrstuvwxyz"[(n % 36) as usize]);
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    digits.reverse();
+    String::from_utf8(digits).expect("ASCII digits")
+}
+
 pub struct SpeakerCaptions {
     ctx: CaptionContext,
     key: u64,
     participant: String,
     track_sid: String,
+    /// When these captions began (Unix ms, base 36): segment ids stay unique in a meeting that
+    /// another agent continues after this one (its utterances count from 0 again).
+    epoch: String,
     /// Offset of this track's first frame from the meeting start.
     origin_ms: u64,
     segmenter: Segmenter,
@@ -151,6 +178,7 @@ impl SpeakerCaptions {
             key: NEXT_SPEAKER.fetch_add(1, Ordering::Relaxed),
             participant: participant.to_string(),
             track_sid: track_sid.to_string(),
+            epoch: base36(crate::captions::journal::unix_ms()),
             origin_ms,
             stabilizer: Stabilizer::default(),
             utterance: 0,
@@ -203,7 +231,7 @@ impl SpeakerCaptions {
     }
 
     fn segment_id(&self) -> String {
-        format!("SG_{}_{}", self.track_sid, self.utterance)
+        format!("SG_{}_{}_{}", self.track_sid, self.epoch, self.utterance)
     }
 
     /// One 10 ms frame at 48 kHz (i16 scale) with its voice probability.
@@ -313,6 +341,7 @@ impl SpeakerCaptions {
         let seconds = (end_ms - start_ms) as f32 / 1000.0;
         // Finals run on their own task so audio keeps flowing; one the recognizer refuses (its
         // queue is full) is logged and journaled without text.
+        let endpointed = std::time::Instant::now();
         tokio::spawn(async move {
             let hypothesis = match reply.await {
                 Ok(Ok(h)) => {
@@ -360,6 +389,7 @@ impl SpeakerCaptions {
             if let Err(e) = ctx.publisher.publish(&caption).await {
                 tracing::warn!(error = %e, "cannot publish a final caption");
             }
+            FINAL_DELAY.observe(endpointed.elapsed().as_secs_f64());
             if let (Some(finals), false) = (&ctx.finals, caption.text.is_empty()) {
                 finals(crate::store::Segment {
                     key: caption.segment_id.clone(),

@@ -153,7 +153,21 @@ impl MeetingSession {
         &self,
         url: &str,
         token: &str,
+        terminate: watch::Receiver<bool>,
+    ) -> Result<(), JobError> {
+        self.run_in_room_since(url, token, terminate, None).await
+    }
+
+    /// [`Self::run_in_room`] for a meeting that began at `meeting_start_unix_ms` (the room
+    /// instance's creation, from the job): the meeting is the room instance, not this agent,
+    /// so an agent that takes over from one that died continues the same meeting (its id,
+    /// thread and times).
+    pub async fn run_in_room_since(
+        &self,
+        url: &str,
+        token: &str,
         mut terminate: watch::Receiver<bool>,
+        meeting_start_unix_ms: Option<u64>,
     ) -> Result<(), JobError> {
         let (room, mut events) = Room::connect(url, token, ConnectOptions::default()).await?;
         let room = Arc::new(room);
@@ -163,13 +177,14 @@ impl MeetingSession {
             room: room_name.clone(),
             identity: room.identity.clone(),
         });
+        let (started, started_unix_ms) = meeting_clock(meeting_start_unix_ms);
         let mut ctx = RoomContext {
             name: room_name.clone(),
             switches: switches::room_switches(&room.metadata),
             meeting: crate::meeting::MeetingState::from_metadata(&room.metadata),
             room: room.clone(),
-            started: std::time::Instant::now(),
-            started_unix_ms: crate::captions::journal::unix_ms(),
+            started,
+            started_unix_ms,
             attributes: HashMap::new(),
             shared: Default::default(),
             reports: self.reports.clone(),
@@ -390,12 +405,38 @@ impl MeetingSession {
     }
 }
 
+/// Meetings older than this are not believed to have started at the room's creation time (a
+/// wrong clock): they start when the agent joins.
+const MAX_MEETING_AGE_MS: u64 = 7 * 24 * 3600 * 1000;
+
+/// The meeting's start as an instant and in Unix ms: `start_unix_ms` when it is plausible (in
+/// the past, within a week), else now.
+fn meeting_clock(start_unix_ms: Option<u64>) -> (std::time::Instant, u64) {
+    let now_ms = crate::captions::journal::unix_ms();
+    let now = std::time::Instant::now();
+    start_unix_ms
+        .filter(|&start| start > 0 && start <= now_ms && now_ms - start <= MAX_MEETING_AGE_MS)
+        .and_then(|start| {
+            now.checked_sub(std::time::Duration::from_millis(now_ms - start))
+                .map(|instant| (instant, start))
+        })
+        .unwrap_or((now, now_ms))
+}
+
 impl JobHandler for MeetingSession {
     fn run(&self, ctx: JobContext) -> JobFuture {
         let session = self.clone();
+        // The room instance's creation (ms when the server gives it, else seconds).
+        let created_ms = ctx.job.room.as_ref().map(|r| {
+            if r.creation_time_ms > 0 {
+                r.creation_time_ms as u64
+            } else {
+                (r.creation_time.max(0) as u64) * 1000
+            }
+        });
         Box::pin(async move {
             session
-                .run_in_room(&ctx.url, &ctx.token, ctx.terminate.clone())
+                .run_in_room_since(&ctx.url, &ctx.token, ctx.terminate.clone(), created_ms)
                 .await
         })
     }

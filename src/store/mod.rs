@@ -18,6 +18,7 @@ pub mod quality;
 pub mod recordings;
 pub mod redact;
 pub mod retention;
+pub mod room_leases;
 pub mod schema;
 pub mod search;
 
@@ -208,6 +209,54 @@ type MessageRow = (
     i64,
 );
 
+/// Key of the advisory lock that makes workers starting together migrate one at a time
+/// (`CREATE TABLE IF NOT EXISTS` racing itself fails on PostgreSQL's catalog).
+const MIGRATION_LOCK: i64 = 0x6d61_6d69_6772;
+
+/// PostgreSQL's migrations, on one connection holding [`MIGRATION_LOCK`].
+async fn migrate_postgres(pool: &PgPool) -> Result<(), StoreError> {
+    let mut conn = pool.acquire().await?;
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(MIGRATION_LOCK)
+        .execute(&mut *conn)
+        .await?;
+    let result = apply_postgres_migrations(&mut conn).await;
+    let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(MIGRATION_LOCK)
+        .execute(&mut *conn)
+        .await;
+    result?;
+    unlocked?;
+    Ok(())
+}
+
+async fn apply_postgres_migrations(conn: &mut sqlx::PgConnection) -> Result<(), StoreError> {
+    sqlx::query("CREATE TABLE IF NOT EXISTS meeting_agent_migrations (version BIGINT PRIMARY KEY)")
+        .execute(&mut *conn)
+        .await?;
+    for &(version, statements) in schema::POSTGRES {
+        let applied: Option<(i64,)> =
+            sqlx::query_as("SELECT version FROM meeting_agent_migrations WHERE version = $1")
+                .bind(version)
+                .fetch_optional(&mut *conn)
+                .await?;
+        if applied.is_some() {
+            continue;
+        }
+        // One transaction per migration: a failure leaves the schema as it was.
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        for statement in statements.split(";\n\n") {
+            sqlx::query(statement).execute(&mut *tx).await?;
+        }
+        sqlx::query("INSERT INTO meeting_agent_migrations (version) VALUES ($1)")
+            .bind(version)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+    }
+    Ok(())
+}
+
 impl Store {
     /// Connects and brings the schema up to date. `url`: `sqlite:PATH` (created if missing) or
     /// `postgres://...`.
@@ -244,6 +293,9 @@ impl Store {
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
+        if let Store::Postgres(pool) = self {
+            return migrate_postgres(pool).await;
+        }
         let (migrations, create) = match self {
             Store::Sqlite(_) => (
                 schema::SQLITE,
@@ -280,17 +332,7 @@ impl Store {
                         .await?;
                     tx.commit().await?;
                 }
-                Store::Postgres(pool) => {
-                    let mut tx = pool.begin().await?;
-                    for statement in statements.split(";\n\n") {
-                        sqlx::query(statement).execute(&mut *tx).await?;
-                    }
-                    sqlx::query("INSERT INTO meeting_agent_migrations (version) VALUES ($1)")
-                        .bind(version)
-                        .execute(&mut *tx)
-                        .await?;
-                    tx.commit().await?;
-                }
+                Store::Postgres(_) => unreachable!("migrated by migrate_postgres"),
             }
         }
         Ok(())

@@ -23,6 +23,26 @@ const WEBHOOK_EVENTS: &str = r#"CREATE TABLE IF NOT EXISTS webhook_events (
 
 CREATE INDEX IF NOT EXISTS webhook_events_by_time ON webhook_events (received_at_ms)"#;
 
+/// Version 9, the same in both databases: which worker serves which room instance, for
+/// failover (src/worker/failover.rs). A worker's heartbeat says it is alive; a room whose
+/// worker stopped beating (or let go of it) gets an agent again.
+const ROOM_LEASES: &str = r#"CREATE TABLE IF NOT EXISTS agent_workers (
+    worker_id TEXT PRIMARY KEY,
+    heartbeat_ms BIGINT NOT NULL,
+    draining BOOLEAN NOT NULL DEFAULT FALSE
+);
+
+CREATE TABLE IF NOT EXISTS agent_rooms (
+    room_sid TEXT PRIMARY KEY,
+    room TEXT NOT NULL,
+    worker_id TEXT,
+    claimed_ms BIGINT NOT NULL,
+    ended BOOLEAN NOT NULL DEFAULT FALSE,
+    redispatched_ms BIGINT
+);
+
+CREATE INDEX IF NOT EXISTS agent_rooms_open ON agent_rooms (ended, worker_id)"#;
+
 /// Version 5: the audit log of meeting controls; `$id` is each database's own row number.
 macro_rules! audit_log {
     ($id:literal) => {
@@ -242,6 +262,7 @@ CREATE INDEX IF NOT EXISTS meetings_by_room_sid ON meetings (room_sid)"#,
     (6, MEDIA_JOBS),
     (7, outbox!("INTEGER PRIMARY KEY AUTOINCREMENT")),
     (8, CALL_QUALITY),
+    (9, ROOM_LEASES),
 ];
 
 /// (version, statements) for PostgreSQL.
@@ -307,4 +328,5 @@ CREATE INDEX IF NOT EXISTS meetings_by_room_sid ON meetings (room_sid)"#,
     (6, MEDIA_JOBS),
     (7, outbox!("BIGSERIAL PRIMARY KEY")),
     (8, CALL_QUALITY),
+    (9, ROOM_LEASES),
 ];

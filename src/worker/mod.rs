@@ -3,6 +3,7 @@
 //! status, drains on shutdown and re-registers with backoff when the server goes away.
 
 pub mod connection;
+pub mod failover;
 pub mod load;
 
 use std::collections::HashMap;
@@ -19,7 +20,9 @@ use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::config::Config;
 use crate::livekit::token;
+use crate::store::room_leases::Release;
 use connection::{AgentSocket, ConnectionError};
+use failover::SharedLeases;
 use load::CpuLoad;
 
 pub type JobError = Box<dyn std::error::Error + Send + Sync>;
@@ -107,6 +110,17 @@ pub enum WorkerError {
 struct RunningJob {
     room: String,
     terminate: Arc<watch::Sender<bool>>,
+    /// Set when this worker ends the job before its meeting is over (drain timeout, forced
+    /// stop): the room still needs an agent.
+    cut_short: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl RunningJob {
+    fn cut_short(&self) {
+        self.cut_short
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = self.terminate.send(true);
+    }
 }
 
 struct JobDone {
@@ -162,6 +176,9 @@ pub struct Worker {
     /// The load of the last report: availability answers use it rather than re-sampling.
     last_load: f32,
     status_seq: u64,
+    /// Room leases shared with the other workers on the same store (failover).
+    leases: Option<SharedLeases>,
+    draining_tx: watch::Sender<bool>,
 }
 
 /// Why a connection ended.
@@ -186,7 +203,16 @@ impl Worker {
             cpu: CpuLoad::default(),
             last_load: 0.0,
             status_seq: 0,
+            leases: None,
+            draining_tx: watch::channel(false).0,
         }
+    }
+
+    /// Claims each room in the store's room leases and takes over rooms whose worker died
+    /// (src/worker/failover.rs).
+    pub fn with_room_leases(mut self, leases: SharedLeases) -> Self {
+        self.leases = Some(leases);
+        self
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<WorkerEvent> {
@@ -230,7 +256,25 @@ impl Worker {
     }
 
     /// Runs until drained after a shutdown request, or until a fatal error (bad credentials).
-    pub async fn run(mut self, mut shutdown: watch::Receiver<Shutdown>) -> Result<(), WorkerError> {
+    pub async fn run(self, shutdown: watch::Receiver<Shutdown>) -> Result<(), WorkerError> {
+        let Some(leases) = self.leases.clone() else {
+            return self.run_connected(shutdown).await;
+        };
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let draining = self.draining_tx.subscribe();
+        // Alive in the others' eyes before the first job can come.
+        let liveness = leases.hold_liveness().await;
+        let keeper = tokio::spawn(async move { leases.keep(liveness, draining, stop_rx).await });
+        let result = self.run_connected(shutdown).await;
+        let _ = stop_tx.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(5), keeper).await;
+        result
+    }
+
+    async fn run_connected(
+        mut self,
+        mut shutdown: watch::Receiver<Shutdown>,
+    ) -> Result<(), WorkerError> {
         let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
         loop {
             if self.draining && self.jobs.is_empty() {
@@ -290,21 +334,31 @@ impl Worker {
                 "draining: finishing running jobs, accepting none"
             );
             self.draining = true;
-            // Jobs still running after the drain timeout are terminated (no new ones can start).
+            let _ = self.draining_tx.send(true);
+            // Jobs still running after the drain timeout are terminated (no new ones can start);
+            // their rooms are left to another worker.
             let timeout = Duration::from_secs(self.config.agent.drain_timeout_secs);
-            let running: Vec<_> = self.jobs.values().map(|j| j.terminate.clone()).collect();
+            let running: Vec<_> = self
+                .jobs
+                .values()
+                .map(|j| RunningJob {
+                    room: j.room.clone(),
+                    terminate: j.terminate.clone(),
+                    cut_short: j.cut_short.clone(),
+                })
+                .collect();
             tokio::spawn(async move {
                 tokio::time::sleep(timeout).await;
-                for terminate in running.iter().filter(|t| !t.is_closed()) {
-                    tracing::warn!(?timeout, "drain timeout: terminating a job");
-                    let _ = terminate.send(true);
+                for job in running.iter().filter(|j| !j.terminate.is_closed()) {
+                    tracing::warn!(?timeout, room = %job.room, "drain timeout: terminating a job");
+                    job.cut_short();
                 }
             });
         }
         if level == Shutdown::Terminate {
             tracing::warn!(running_jobs = self.jobs.len(), "terminating running jobs");
             for job in self.jobs.values() {
-                let _ = job.terminate.send(true);
+                job.cut_short();
             }
         }
     }
@@ -455,6 +509,10 @@ impl Worker {
             full,
             jobs: self.jobs.len(),
         });
+        metrics::LOAD.set(load as f64);
+        metrics::JOBS.set(self.jobs.len() as i64);
+        metrics::FULL.set(full as i64);
+        metrics::DRAINING.set(self.draining as i64);
         self.status_seq += 1;
         // livekit-server weighs available workers by 1 - load and dispatches nothing when that
         // sums to 0: a saturated machine reporting 1.0 would get no job although its status
@@ -534,7 +592,14 @@ impl Worker {
             .as_ref()
             .map(|r| r.name.clone())
             .unwrap_or_default();
+        let room_sid = job
+            .room
+            .as_ref()
+            .map(|r| r.sid.clone())
+            .unwrap_or_default();
         let (terminate, terminate_rx) = watch::channel(false);
+        let terminate = Arc::new(terminate);
+        let job_terminate = terminate.clone();
         let ctx = JobContext {
             identity: format!("agent-{job_id}"),
             job,
@@ -542,12 +607,48 @@ impl Worker {
             token,
             terminate: terminate_rx,
         };
-        // The job runs in its own task: a panic or error there ends that job only.
-        let task = tokio::spawn(self.handler.run(ctx));
+        let cut_short = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let handler = self.handler.clone();
+        let leases = self.leases.clone();
         let done_tx = self.done_tx.clone();
         let id = job_id.clone();
+        let room_name = room.clone();
+        let job_cut_short = cut_short.clone();
         tokio::spawn(async move {
-            let (status, error) = match task.await {
+            // One live agent per room instance: another worker's agent may already serve it
+            // (a re-dispatch racing a worker that came back).
+            if let Some(leases) = &leases
+                && !leases.claim(&room_sid, &room_name).await
+            {
+                tracing::info!(room = %room_name, "another live agent serves this room; leaving the job");
+                let _ = done_tx.send(JobDone {
+                    job_id: id,
+                    status: lkp::JobStatus::JsSuccess,
+                    error: "another agent serves this room".into(),
+                });
+                return;
+            }
+            // The job runs in its own task: a panic or error there ends that job only.
+            let mut task = tokio::spawn(handler.run(ctx));
+            // A room another worker has claimed since (this one looked dead) is left to it.
+            let mut replaced = false;
+            let mut hold_check = tokio::time::interval(failover::HOLD_CHECK);
+            hold_check.tick().await;
+            let joined = loop {
+                tokio::select! {
+                    joined = &mut task => break joined,
+                    _ = hold_check.tick(), if leases.is_some() && !replaced => {
+                        if let Some(leases) = &leases
+                            && !leases.still_holds(&room_sid).await
+                        {
+                            tracing::warn!(room = %room_name, "another worker took this room over; leaving it");
+                            replaced = true;
+                            let _ = job_terminate.send(true);
+                        }
+                    }
+                }
+            };
+            let (status, error) = match joined {
                 Ok(Ok(())) => (lkp::JobStatus::JsSuccess, String::new()),
                 Ok(Err(e)) => (lkp::JobStatus::JsFailed, e.to_string()),
                 Err(e) if e.is_panic() => (
@@ -556,6 +657,16 @@ impl Worker {
                 ),
                 Err(e) => (lkp::JobStatus::JsFailed, e.to_string()),
             };
+            if let Some(leases) = leases.as_ref().filter(|_| !replaced) {
+                let over = status == lkp::JobStatus::JsSuccess
+                    && !job_cut_short.load(std::sync::atomic::Ordering::Relaxed);
+                let how = if over {
+                    Release::Ended
+                } else {
+                    Release::Orphaned
+                };
+                leases.release(&room_sid, how).await;
+            }
             let _ = done_tx.send(JobDone {
                 job_id: id,
                 status,
@@ -566,11 +677,44 @@ impl Worker {
             job_id.clone(),
             RunningJob {
                 room: room.clone(),
-                terminate: Arc::new(terminate),
+                terminate,
+                cut_short,
             },
         );
         self.emit(WorkerEvent::JobAccepted { job_id, room });
     }
+}
+
+/// The worker's state as last reported to the server (the autoscaler's signal).
+mod metrics {
+    use std::sync::LazyLock;
+
+    use prometheus::{Gauge, IntGauge};
+
+    pub static LOAD: LazyLock<Gauge> = LazyLock::new(|| {
+        crate::metrics::float_gauge(
+            "meeting_agent_worker_load",
+            "The load (0..1) the worker last reported to the server.",
+        )
+    });
+    pub static JOBS: LazyLock<IntGauge> = LazyLock::new(|| {
+        crate::metrics::gauge(
+            "meeting_agent_worker_jobs",
+            "Rooms (jobs) the worker is serving.",
+        )
+    });
+    pub static FULL: LazyLock<IntGauge> = LazyLock::new(|| {
+        crate::metrics::gauge(
+            "meeting_agent_worker_full",
+            "1 while the worker reports itself full (load, job limit or draining).",
+        )
+    });
+    pub static DRAINING: LazyLock<IntGauge> = LazyLock::new(|| {
+        crate::metrics::gauge(
+            "meeting_agent_worker_draining",
+            "1 once the worker drains (finishes its rooms, accepts none).",
+        )
+    });
 }
 
 fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {

@@ -9,6 +9,7 @@ pub mod browser;
 pub mod deepfilter_reference;
 pub mod demo;
 pub mod fixtures;
+pub mod fleet;
 pub mod livekit_server;
 pub mod participant;
 pub mod postgres;

@@ -166,6 +166,17 @@ impl RoomService {
         room: &str,
         body: Value,
     ) -> Result<Value, RoomServiceError> {
+        self.call_service("RoomService", method, room, body).await
+    }
+
+    /// A Twirp call to `livekit.<service>/<method>` with an admin token for `room`.
+    async fn call_service(
+        &self,
+        service: &'static str,
+        method: &'static str,
+        room: &str,
+        body: Value,
+    ) -> Result<Value, RoomServiceError> {
         let fail = |message: String| RoomServiceError::Call { method, message };
         let token = AccessToken::with_api_key(&self.api_key, &self.api_secret)
             .with_grants(VideoGrants {
@@ -186,7 +197,7 @@ impl RoomService {
         let response = self
             .client
             .post(format!(
-                "{}/twirp/livekit.RoomService/{method}",
+                "{}/twirp/livekit.{service}/{method}",
                 self.http_url
             ))
             .bearer_auth(token)
@@ -326,6 +337,45 @@ impl RoomService {
         )
         .await
         .map(|_| ())
+    }
+
+    /// The room instance's sid and its number of participants, or `None` when no room of
+    /// that name exists now.
+    pub async fn room_instance(&self, room: &str) -> Result<Option<(String, u32)>, RoomServiceError> {
+        let rooms = match self.call("ListRooms", room, json!({"names": [room]})).await {
+            Ok(rooms) => rooms,
+            Err(RoomServiceError::NoSuchRoom(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        Ok(rooms["rooms"]
+            .as_array()
+            .and_then(|r| r.iter().find(|r| r["name"] == room))
+            .map(|r| {
+                (
+                    r["sid"].as_str().unwrap_or_default().to_string(),
+                    r["num_participants"].as_u64().unwrap_or(0) as u32,
+                )
+            }))
+    }
+
+    /// Asks the server to dispatch the agent registered as `agent_name` (empty: the
+    /// automatically dispatched one) into `room` (AgentDispatchService); the dispatch's id.
+    /// The server creates the room when it does not exist, so callers check first.
+    pub async fn create_dispatch(
+        &self,
+        room: &str,
+        agent_name: &str,
+        metadata: &str,
+    ) -> Result<String, RoomServiceError> {
+        let created = self
+            .call_service(
+                "AgentDispatchService",
+                "CreateDispatch",
+                room,
+                json!({"room": room, "agent_name": agent_name, "metadata": metadata}),
+            )
+            .await?;
+        Ok(created["id"].as_str().unwrap_or_default().to_string())
     }
 
     /// Deletes the room (everyone in it is disconnected).

@@ -1,12 +1,11 @@
 //! The commands that join LiveKit: `worker` (take jobs until SIGTERM) and `join` (one room).
 
-use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use meeting_agent::config::Config;
 use meeting_agent::livekit::{Engine, token};
 use meeting_agent::services::Services;
-use meeting_agent::worker::{Shutdown, Worker};
+use meeting_agent::worker::Shutdown;
 use tokio::sync::watch;
 
 /// `check-config`: the configuration without its secrets.
@@ -50,7 +49,7 @@ pub async fn run_worker(config: Config) -> Result<()> {
     services.start_media_workers(media_stopped.clone());
     // Webhooks and e-mail follow-ups from the store's outbox.
     services.start_outbox_dispatchers(media_stopped);
-    let worker = Worker::new(config, Arc::new(services.session()));
+    let worker = services.worker();
     let result = worker.run(shutdown_rx).await.context("worker stopped");
     let _ = media_stop.send(true);
     result

@@ -233,6 +233,7 @@ impl Writer {
                 ),
             );
             self.store.open_meeting(&self.meeting, &root).await?;
+            self.resume().await?;
             self.root_posted = true;
         }
         if !self.pending.is_empty() {
@@ -246,6 +247,36 @@ impl Writer {
             self.store.post(&self.outbox).await?;
             self.outbox.clear();
         }
+        Ok(())
+    }
+
+    /// A meeting another agent served until it died goes on where it left off: the summary
+    /// covers what was said before, and transcript batches are numbered after the earlier ones.
+    async fn resume(&mut self) -> Result<(), StoreError> {
+        let earlier = self.store.segments(&self.meeting.id).await?;
+        if earlier.is_empty() {
+            return Ok(());
+        }
+        let prefix = format!("{}/transcript/", self.meeting.id);
+        let next_batch = self
+            .store
+            .thread(&self.meeting.id)
+            .await?
+            .iter()
+            .filter_map(|m| m.id.strip_prefix(&prefix)?.split('/').next()?.parse().ok())
+            .map(|n: usize| n + 1)
+            .max()
+            .unwrap_or(0);
+        self.batches = self.batches.max(next_batch);
+        let known: std::collections::HashSet<String> =
+            self.all.iter().map(|s| s.key.clone()).collect();
+        let mut all: Vec<Segment> = earlier
+            .into_iter()
+            .filter(|s| !known.contains(&s.key))
+            .collect();
+        tracing::info!(meeting = %self.meeting.id, earlier_segments = all.len(), next_batch, "continuing a meeting another agent served");
+        all.append(&mut self.all);
+        self.all = all;
         Ok(())
     }
 
