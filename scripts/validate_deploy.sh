@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# Validates the deployment under deploy/, idempotently:
+#   - the Helm chart: `helm lint --strict` and `helm template` with the default values and with
+#     each deploy/helm/meeting-agent/ci/*-values.yaml (every option on; the other branches), each
+#     rendering checked by `kubeconform -strict` against the schemas of Kubernetes
+#     $KUBERNETES_SCHEMA_VERSION (and the ServiceMonitor CRD); the render-time checks must refuse
+#     a grace period not longer than the drain timeout, and kubeconform a broken manifest;
+#   - the rendered config.toml + API keys with the agent's own `check-config`, when a built
+#     binary newer than src/ is there (it is not built here);
+#   - deploy/prometheus/alerts.yaml (`promtool check rules` when promtool is built) and
+#     deploy/grafana/meeting-agent.json: valid, and every meeting_agent_* metric they query is
+#     registered in the Rust source (scripts/check_deploy_metrics.py).
+# Tools (pinned in scripts/versions.env) are built with `go install` from the Go module proxy
+# into $MEETING_AGENT_CACHE/tools/ when missing; the Kubernetes JSON schemas are made there from
+# the OpenAPI v3 documents of the k8s.io/kubernetes module (scripts/k8s_json_schemas.py), so
+# nothing is fetched from GitHub. Exits non-zero when any check fails.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+source scripts/versions.env
+cache="${MEETING_AGENT_CACHE:-$HOME/.cache/meeting-agent}"
+tools="$cache/tools"
+chart="deploy/helm/meeting-agent"
+log() { printf 'validate_deploy: %s\n' "$*" >&2; }
+fail() { log "FAILED: $*"; exit 1; }
+
+# --- Tools: Go builds under the cache ------------------------------------------------------------
+go_cmd="$(command -v go || echo /usr/local/go/bin/go)"
+[ -x "$go_cmd" ] || fail "go is required (Go >= 1.26; scripts/setup.sh)"
+export GOPATH="$tools/go" GOMODCACHE="$tools/go/pkg/mod" GOCACHE="$tools/go/build-cache"
+export GOFLAGS="-buildvcs=false -modcacherw" GOTOOLCHAIN=local
+# Helm's own state (repositories, plugins, cache) stays out of $HOME.
+export HELM_CACHE_HOME="$tools/helm-home/cache" HELM_CONFIG_HOME="$tools/helm-home/config"
+export HELM_DATA_HOME="$tools/helm-home/data"
+
+go_tool() { # NAME VERSION PACKAGE: $tools/NAME-VERSION/bin/NAME, built once
+  local dir="$tools/$1-$2/bin"
+  if [ ! -x "$dir/$1" ]; then
+    log "building $1 $2 (go install, once; helm takes a few minutes on 2 cores)"
+    local start=$SECONDS
+    mkdir -p "$dir"
+    (cd /tmp && GOBIN="$dir" "$go_cmd" install "$3@$2") >&2
+    log "built $1 in $((SECONDS - start)) s"
+  fi
+  printf '%s\n' "$dir/$1"
+}
+helm="$(go_tool helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm)"
+kubeconform="$(go_tool kubeconform "$KUBECONFORM_VERSION" github.com/yannh/kubeconform/cmd/kubeconform)"
+# promtool is optional: one built before is used; it is built only with VALIDATE_DEPLOY_PROMTOOL=1
+# (the Prometheus module is large; see scripts/versions.env).
+promtool="$tools/promtool-$PROMTOOL_VERSION/bin/promtool"
+if [ ! -x "$promtool" ] && [ "${VALIDATE_DEPLOY_PROMTOOL:-0}" = 1 ]; then
+  promtool="$(go_tool promtool "$PROMTOOL_VERSION" github.com/prometheus/prometheus/cmd/promtool)"
+fi
+
+# PyYAML for the checks, in a venv of its own.
+venv="$tools/deploy-venv-pyyaml-$PYYAML_VERSION"
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import yaml' 2>/dev/null; then
+  log "creating $venv (PyYAML $PYYAML_VERSION)"
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check "pyyaml==$PYYAML_VERSION"
+fi
+py="$venv/bin/python"
+
+# --- Kubernetes JSON schemas (OpenAPI v3 from the k8s.io/kubernetes module; CRDs) ----------------
+converter_sum="$(sha256sum scripts/k8s_json_schemas.py | cut -c1-12)"
+schemas="$tools/k8s-schemas-$KUBERNETES_SCHEMA_VERSION-$PROMETHEUS_OPERATOR_VERSION-$converter_sum"
+k8s_version="${KUBERNETES_SCHEMA_VERSION#v}"
+schema_dir="$schemas/$KUBERNETES_SCHEMA_VERSION-standalone-strict"
+if [ ! -f "$schemas/.complete" ]; then
+  log "making Kubernetes $KUBERNETES_SCHEMA_VERSION JSON schemas (module download, once)"
+  k8s_mod="$(cd /tmp && "$go_cmd" mod download -json "k8s.io/kubernetes@$KUBERNETES_SCHEMA_VERSION" \
+    | "$py" -c 'import json, sys; print(json.load(sys.stdin)["Dir"])')"
+  po_mod="$(cd /tmp && "$go_cmd" mod download -json \
+    "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION" \
+    | "$py" -c 'import json, sys; print(json.load(sys.stdin)["Dir"])')"
+  rm -rf "$schemas"
+  "$py" scripts/k8s_json_schemas.py "$k8s_mod/api/openapi-spec/v3" "$schema_dir" \
+    "$po_mod/example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml" >&2
+  touch "$schemas/.complete"
+fi
+conform() { # NAME: kubeconform -strict on stdin
+  "$kubeconform" -strict -summary -output text -kubernetes-version "$k8s_version" \
+    -schema-location "$schemas/{{ .NormalizedKubernetesVersion }}-standalone{{ .StrictSuffix }}/{{ .ResourceKind }}{{ .KindSuffix }}.json" \
+    -
+}
+
+# --- The chart -------------------------------------------------------------------------------------
+out="$(mktemp -d)"
+trap 'rm -rf "$out"' EXIT
+value_sets=(default)
+for f in "$chart"/ci/*-values.yaml; do value_sets+=("$f"); done
+for set in "${value_sets[@]}"; do
+  args=(--kube-version "$k8s_version")
+  [ "$set" = default ] || args+=(-f "$set")
+  name="$(basename "$set" .yaml)"
+  log "chart with $set"
+  "$helm" lint --strict --quiet "${args[@]}" "$chart" >&2 || fail "helm lint ($set)"
+  "$helm" template meeting-agent "$chart" --namespace meetings "${args[@]}" > "$out/$name.yaml" \
+    || fail "helm template ($set)"
+  conform < "$out/$name.yaml" >&2 || fail "kubeconform ($set)"
+done
+# Every option on renders every kind.
+for kind in ConfigMap Secret Service ServiceAccount StatefulSet HorizontalPodAutoscaler PodDisruptionBudget ServiceMonitor; do
+  grep -q "^kind: $kind$" "$out/all-on-values.yaml" || fail "ci/all-on-values.yaml renders no $kind"
+done
+grep -q "^kind: PersistentVolumeClaim$" "$out/deployment-pvc-values.yaml" \
+  || fail "ci/deployment-pvc-values.yaml renders no PersistentVolumeClaim"
+# The checks themselves: a grace period within the drain timeout is refused at render time, and
+# a manifest with an unknown field is refused by kubeconform with these schemas.
+if "$helm" template meeting-agent "$chart" --kube-version "$k8s_version" \
+  --set terminationGracePeriodSeconds=1900 >/dev/null 2>&1; then
+  fail "helm template accepted terminationGracePeriodSeconds (1900) <= drain timeout (1800) + margin (120)"
+fi
+sed 's/^\(  *\)terminationGracePeriodSeconds:/\1terminationGracePeriod:/' "$out/default.yaml" > "$out/broken.yaml"
+if conform < "$out/broken.yaml" >/dev/null 2>&1; then
+  fail "kubeconform accepted a Deployment with an unknown field: the schemas in $schemas are not strict"
+fi
+
+# --- The rendered configuration against the agent's own check, when a fresh binary is there -------
+agent="${MEETING_AGENT_BIN:-${CARGO_TARGET_DIR:-$cache/target}/debug/meeting-agent}"
+if [ -x "$agent" ] && [ -z "$(find src crates Cargo.lock -newer "$agent" -print -quit)" ]; then
+  for set in "${value_sets[@]}"; do
+    name="$(basename "$set" .yaml)"
+    "$py" - "$out/$name.yaml" "$out/$name" "$agent" "$cache" <<'EOF' \
+      || fail "meeting-agent check-config refused the configuration rendered with $set"
+# config.toml + api-keys.toml as the initContainer joins them, with the Secret's variables and
+# the container's environment.
+import subprocess, sys, yaml
+rendered, base, agent, cache = sys.argv[1:]
+docs = [d for d in yaml.safe_load_all(open(rendered)) if d]
+config = next(d for d in docs if d["kind"] == "ConfigMap")["data"]["config.toml"]
+secret = next((d for d in docs if d["kind"] == "Secret"), None)
+data = (secret or {}).get("stringData", {})
+keys = data.get("api-keys.toml", '[[api.keys]]\nkey = "a-key-of-an-existing-secret-000"\nrooms = ["*"]\n')
+with open(base + ".toml", "w") as f:
+    f.write(config + "\n" + keys)
+env = {"LIVEKIT_URL": "wss://livekit.example.com", "LIVEKIT_API_KEY": "k",
+       "LIVEKIT_API_SECRET": "s", "MEETING_AGENT_CACHE": cache, "PATH": "/usr/bin:/bin"}
+env.update({k: v for k, v in data.items() if k.isupper()})
+# Left out: the agent panics on MEETING_AGENT_SMTP_PASSWORD (src/config.rs apply_env has no arm
+# for email.password).
+env.pop("MEETING_AGENT_SMTP_PASSWORD", None)
+for d in docs:
+    if d["kind"] in ("Deployment", "StatefulSet"):
+        for e in d["spec"]["template"]["spec"]["containers"][0]["env"]:
+            if "value" in e:
+                env[e["name"]] = e["value"]
+env["MEETING_AGENT_CONFIG"] = base + ".toml"
+env["MEETING_AGENT_DATA_DIR"] = base + "-data"
+result = subprocess.run([agent, "check-config"], env=env, capture_output=True, text=True)
+if result.returncode != 0:
+    sys.exit(result.stderr.strip() or result.stdout.strip())
+EOF
+  done
+  log "the rendered configurations pass meeting-agent check-config"
+else
+  log "skipping meeting-agent check-config (no binary newer than src/ at $agent)"
+fi
+
+# --- Alerts and dashboard --------------------------------------------------------------------------
+"$py" scripts/check_deploy_metrics.py "$root" >&2 || fail "alerts or dashboard (above)"
+if [ -x "$promtool" ]; then
+  "$promtool" check rules deploy/prometheus/alerts.yaml >&2 || fail "promtool check rules"
+else
+  log "promtool not built (VALIDATE_DEPLOY_PROMTOOL=1 builds it): rules checked by the script only"
+fi
+log "ok: chart (${#value_sets[@]} value sets, Kubernetes $k8s_version), alerts, dashboard"
