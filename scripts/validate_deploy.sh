@@ -107,11 +107,20 @@ for kind in ConfigMap Secret Service ServiceAccount StatefulSet HorizontalPodAut
 done
 grep -q "^kind: PersistentVolumeClaim$" "$out/deployment-pvc-values.yaml" \
   || fail "ci/deployment-pvc-values.yaml renders no PersistentVolumeClaim"
+for kind in Deployment HorizontalPodAutoscaler ServiceMonitor; do
+  grep -q "^kind: $kind$" "$out/deployment-autoscaling-values.yaml" \
+    || fail "ci/deployment-autoscaling-values.yaml renders no $kind"
+done
 # The checks themselves: a grace period within the drain timeout is refused at render time, and
-# a manifest with an unknown field is refused by kubeconform with these schemas.
+# workers sharing a data dir are refused; a manifest with an unknown field is refused by
+# kubeconform with these schemas.
 if "$helm" template meeting-agent "$chart" --kube-version "$k8s_version" \
   --set terminationGracePeriodSeconds=1900 >/dev/null 2>&1; then
   fail "helm template accepted terminationGracePeriodSeconds (1900) <= drain timeout (1800) + margin (120)"
+fi
+if "$helm" template meeting-agent "$chart" --kube-version "$k8s_version" \
+  --set persistence.enabled=true --set replicaCount=2 >/dev/null 2>&1; then
+  fail "helm template accepted two Deployment workers sharing one data dir"
 fi
 sed 's/^\(  *\)terminationGracePeriodSeconds:/\1terminationGracePeriod:/' "$out/default.yaml" > "$out/broken.yaml"
 if conform < "$out/broken.yaml" >/dev/null 2>&1; then

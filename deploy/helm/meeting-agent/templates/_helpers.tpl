@@ -121,10 +121,7 @@ probes and /metrics use it). API keys are appended from the Secret at start (ini
 
 {{/* Render-time checks. */}}
 {{- define "meeting-agent.validate" -}}
-{{- $drain := 1800 }}
-{{- if and (kindIs "map" .Values.config.agent) (hasKey .Values.config.agent "drain_timeout_secs") }}
-{{- $drain = int .Values.config.agent.drain_timeout_secs }}
-{{- end }}
+{{- $drain := int (dig "agent" "drain_timeout_secs" 1800 .Values.config) }}
 {{- $grace := int .Values.terminationGracePeriodSeconds }}
 {{- $margin := int .Values.drainMarginSeconds }}
 {{- if le $grace (add $drain $margin) }}
@@ -133,8 +130,8 @@ probes and /metrics use it). API keys are appended from the Secret at start (ini
 {{- if not (has .Values.workload.kind (list "Deployment" "StatefulSet")) }}
 {{- fail (printf "workload.kind must be Deployment or StatefulSet, not %q" .Values.workload.kind) }}
 {{- end }}
-{{- if and (eq .Values.workload.kind "Deployment") .Values.persistence.enabled (not (has "ReadWriteMany" .Values.persistence.accessModes)) (or .Values.autoscaling.enabled (gt (int .Values.replicaCount) 1)) }}
-{{- fail "persistence with a Deployment of more than one replica needs a ReadWriteMany claim (persistence.accessModes); use workload.kind=StatefulSet for one disk per worker" }}
+{{- if and (eq .Values.workload.kind "Deployment") .Values.persistence.enabled (or .Values.autoscaling.enabled (gt (int .Values.replicaCount) 1)) }}
+{{- fail "persistence with a Deployment is for one worker: workers must not share a data dir (journals, SQLite, the recording spool); use workload.kind=StatefulSet for one disk per worker" }}
 {{- end }}
 {{- if and .Values.autoscaling.enabled (gt (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas)) }}
 {{- fail "autoscaling.minReplicas must not exceed autoscaling.maxReplicas" }}
