@@ -36,7 +36,7 @@ export HELM_DATA_HOME="$tools/helm-home/data"
 go_tool() { # NAME VERSION PACKAGE: $tools/NAME-VERSION/bin/NAME, built once
   local dir="$tools/$1-$2/bin"
   if [ ! -x "$dir/$1" ]; then
-    log "building $1 $2 (go install, once; helm takes a few minutes on 2 cores)"
+    log "building $1 $2 (go install, once)"
     local start=$SECONDS
     mkdir -p "$dir"
     (cd /tmp && GOBIN="$dir" "$go_cmd" install "$3@$2") >&2
@@ -80,6 +80,13 @@ if [ ! -f "$schemas/.complete" ]; then
   "$py" scripts/k8s_json_schemas.py "$k8s_mod/api/openapi-spec/v3" "$schema_dir" \
     "$po_mod/example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml" >&2
   touch "$schemas/.complete"
+fi
+# What the builds and downloads left (Go's module and build caches, about 5 GB after promtool) is
+# not needed once the tools and schemas are made; VALIDATE_DEPLOY_KEEP_GO_CACHE=1 keeps it.
+if [ "${VALIDATE_DEPLOY_KEEP_GO_CACHE:-0}" != 1 ] && { [ -d "$GOMODCACHE" ] || [ -d "$GOCACHE" ]; }; then
+  log "removing Go's module and build caches under $tools/go"
+  (cd /tmp && "$go_cmd" clean -cache -modcache)
+  rm -rf "$tools/go"
 fi
 conform() { # NAME: kubeconform -strict on stdin
   "$kubeconform" -strict -summary -output text -kubernetes-version "$k8s_version" \
