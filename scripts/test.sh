@@ -30,6 +30,7 @@ bash fixtures/make_fixtures.sh
 bash fixtures/fetch_real_speech.sh
 bash scripts/browser_setup.sh
 bash scripts/console_setup.sh
+bash scripts/validate_deploy.sh
 cargo build --locked --workspace --all-targets
 # Formatting as rustfmt writes it and no clippy warning are part of passing.
 cargo fmt --all -- --check
