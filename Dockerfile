@@ -30,11 +30,12 @@ RUN bash scripts/console_setup.sh
 RUN cargo build --locked --release -p meeting-agent
 
 FROM debian:bookworm-slim
-# GStreamer for recordings: compositor/audiomixer (base, bad), x264 (ugly), AAC (libav), MP4 (good).
-RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends ca-certificates \
-      libgstreamer1.0-0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
-      gstreamer1.0-plugins-ugly gstreamer1.0-libav \
- && rm -rf /var/lib/apt/lists/* \
+# The runtime packages (GStreamer for recordings, CA certificates) are listed, with why, in
+# deploy/image/runtime-packages.txt, which scripts/image_rootfs.sh reads too.
+COPY deploy/image/runtime-packages.txt /tmp/runtime-packages.txt
+RUN apt-get update -qq \
+ && sed 's/#.*//' /tmp/runtime-packages.txt | xargs apt-get install -y -qq --no-install-recommends \
+ && rm -rf /var/lib/apt/lists/* /tmp/runtime-packages.txt \
  && useradd --system --home /var/lib/meeting-agent --create-home meeting-agent
 COPY --from=build /opt/meeting-agent/livekit-ffi /opt/meeting-agent/livekit-ffi
 COPY --from=build /opt/meeting-agent/onnxruntime /opt/meeting-agent/onnxruntime
