@@ -1,7 +1,12 @@
 # Production image: the release binary, LiveKit's engine library, ONNX Runtime and the models,
 # all under /opt/meeting-agent (MEETING_AGENT_CACHE), laid out as scripts/setup.sh lays out the
-# cache, so every default path resolves. (No Docker engine runs on the development machines, so
-# this file is not exercised by CI; scripts/setup.sh, which it follows, is.)
+# cache, so every default path resolves. No Docker engine runs on the development machines, so
+# CI never builds this image; but its runtime stage (FROM debian:bookworm-slim on) is run:
+# scripts/image_rootfs.sh reads this file and carries the stage out in a root filesystem built with
+# mmdebstrap (the RUN line over the same deploy/image/runtime-packages.txt, the COPY --from lines
+# with the local equivalents, ENV, USER, ENTRYPOINT, CMD; an instruction it does not know stops
+# it), and tests/e2e/image_rootfs.rs runs the agent inside. The build stage follows
+# scripts/setup.sh, which CI runs.
 FROM rust:1.95-bookworm AS build
 RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends \
       python3-venv cmake libclang-dev npm libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev \

@@ -105,7 +105,7 @@ if [ ! -d "$rootfs" ]; then
   } > "$work/customize.sh"
   # minbase (Priority: required, and apt) is the package set debian:bookworm-slim is made of
   # (debuerreotype); the dpkg exclusions are its "slim" ones. The suites are the image's.
-  log "building the base root filesystem $rootfs (mmdebstrap, a few minutes)"
+  log "building the base root filesystem $rootfs (mmdebstrap, a few minutes; log: $rootfs.log)"
   rm -rf "$rootfs.tmp"
   mmdebstrap --quiet --variant=minbase --components=main \
     --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
@@ -115,7 +115,8 @@ if [ ! -d "$rootfs" ]; then
     bookworm "$rootfs.tmp" \
     "deb http://deb.debian.org/debian bookworm main" \
     "deb http://deb.debian.org/debian bookworm-updates main" \
-    "deb http://deb.debian.org/debian-security bookworm-security main" >&2
+    "deb http://deb.debian.org/debian-security bookworm-security main" >"$rootfs.log" 2>&1 \
+    || { tail -n 40 "$rootfs.log" >&2; die "mmdebstrap failed (whole log: $rootfs.log)"; }
   mv "$rootfs.tmp" "$rootfs"
   rm -rf "$work"
   trap - EXIT
@@ -123,7 +124,7 @@ if [ ! -d "$rootfs" ]; then
 fi
 touch "$rootfs"
 # Bases of other versions of the stage, unused for a week, go.
-find "$roots" -mindepth 1 -maxdepth 1 -type d -name '????????????????' ! -name "$hash" -mtime +7 \
+find "$roots" -mindepth 1 -maxdepth 1 -name '????????????????*' ! -name "$hash*" -mtime +7 \
   -exec rm -rf {} + 2>/dev/null || true
 
 if [ -z "$binary" ]; then

@@ -23,6 +23,7 @@ mod compliance;
 mod console;
 mod deepfilternet_e2e;
 mod denoise_quality;
+mod image_rootfs;
 mod livekit_e2e;
 mod media_messages;
 mod meeting_controls;
