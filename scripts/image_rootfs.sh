@@ -12,10 +12,10 @@
 #   scripts/image_rootfs.sh BINARY      # the base, then the image's files with BINARY as
 #                                       # /usr/bin/meeting-agent; prints, one a line:
 #     rootfs PATH | env NAME=VALUE | user NAME UID:GID HOME | entrypoint ARG | cmd ARG
-# The base lives in $MEETING_AGENT_CACHE/image-rootfs/<hash>/, the hash of this script, the
-# stage's instructions up to its first COPY --from and the files those copy from the repository
-# (the package list): any change to them builds a new one. Needs root (mmdebstrap's root mode,
-# chroot).
+# The root filesystem lives in $MEETING_AGENT_CACHE/image-rootfs/<hash>/, the hash of this
+# script, the stage's instructions and the files its base copies from the repository (the
+# package list): any change to them builds a new one. The image's files are put in again on each
+# call (hard links into the cache where they can be). Needs root (mmdebstrap's root mode, chroot).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/.." && pwd)"
@@ -55,9 +55,11 @@ for ins in "${stage[@]:1}"; do
 done
 
 # --- The base root filesystem ---------------------------------------------------------------------
-# Hashed: this script, the base instructions, and the repository files they copy in.
+# Hashed: this script, the stage's instructions (all of them, so that a line taken out of the
+# Dockerfile leaves nothing behind here either), and the repository files the base copies in.
 hash_input() {
   cat "${BASH_SOURCE[0]}"
+  printf '%s\n' "${rest[@]}"
   local ins words
   for ins in "${base[@]}"; do
     printf '%s\n' "$ins"

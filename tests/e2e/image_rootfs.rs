@@ -210,6 +210,14 @@ async fn the_image_registers_captions_and_records() {
         0,
         "runs the image as root does (mmdebstrap, unshare, chroot): run the tests as root"
     );
+    // One run at a time in the one root filesystem (another checkout's tests may share the
+    // cache): held until the test ends.
+    let roots = meeting_agent::config::cache_dir().join("image-rootfs");
+    std::fs::create_dir_all(&roots).unwrap();
+    let lock = std::fs::File::create(roots.join(".run-lock")).unwrap();
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock(2) on a descriptor this function owns, open until it returns.
+    assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
     let image = Image::build(Path::new(env!("CARGO_BIN_EXE_meeting-agent")));
     // The data folder (the user's home) as the image has it: nothing from an earlier run.
     let data = image.path(image.env("MEETING_AGENT_DATA_DIR"));
