@@ -1,7 +1,12 @@
 # Production image: the release binary, LiveKit's engine library, ONNX Runtime and the models,
 # all under /opt/meeting-agent (MEETING_AGENT_CACHE), laid out as scripts/setup.sh lays out the
-# cache, so every default path resolves. (No Docker engine runs on the development machines, so
-# this file is not exercised by CI; scripts/setup.sh, which it follows, is.)
+# cache, so every default path resolves. No Docker engine runs on the development machines, so
+# CI never builds this image; but its runtime stage (FROM debian:bookworm-slim on) is run:
+# scripts/image_rootfs.sh reads this file and carries the stage out in a root filesystem built with
+# mmdebstrap (the RUN line over the same deploy/image/runtime-packages.txt, the COPY --from lines
+# with the local equivalents, ENV, USER, ENTRYPOINT, CMD; an instruction it does not know stops
+# it), and tests/e2e/image_rootfs.rs runs the agent inside. The build stage follows
+# scripts/setup.sh, which CI runs.
 FROM rust:1.95-bookworm AS build
 RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends \
       python3-venv cmake libclang-dev npm libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev \
@@ -30,11 +35,12 @@ RUN bash scripts/console_setup.sh
 RUN cargo build --locked --release -p meeting-agent
 
 FROM debian:bookworm-slim
-# GStreamer for recordings: compositor/audiomixer (base, bad), x264 (ugly), AAC (libav), MP4 (good).
-RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends ca-certificates \
-      libgstreamer1.0-0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
-      gstreamer1.0-plugins-ugly gstreamer1.0-libav \
- && rm -rf /var/lib/apt/lists/* \
+# The runtime packages (GStreamer for recordings, CA certificates) are listed, with why, in
+# deploy/image/runtime-packages.txt, which scripts/image_rootfs.sh reads too.
+COPY deploy/image/runtime-packages.txt /tmp/runtime-packages.txt
+RUN apt-get update -qq \
+ && sed 's/#.*//' /tmp/runtime-packages.txt | xargs apt-get install -y -qq --no-install-recommends \
+ && rm -rf /var/lib/apt/lists/* /tmp/runtime-packages.txt \
  && useradd --system --home /var/lib/meeting-agent --create-home meeting-agent
 COPY --from=build /opt/meeting-agent/livekit-ffi /opt/meeting-agent/livekit-ffi
 COPY --from=build /opt/meeting-agent/onnxruntime /opt/meeting-agent/onnxruntime

@@ -31,6 +31,9 @@ bash fixtures/fetch_real_speech.sh
 bash scripts/browser_setup.sh
 bash scripts/console_setup.sh
 bash scripts/validate_deploy.sh
+# The Dockerfile's runtime stage as a Debian root filesystem (mmdebstrap; built once into the
+# cache, a few minutes), where tests/e2e/image_rootfs.rs runs the agent.
+bash scripts/image_rootfs.sh --prepare >/dev/null
 cargo build --locked --workspace --all-targets
 # Formatting as rustfmt writes it and no clippy warning are part of passing.
 cargo fmt --all -- --check

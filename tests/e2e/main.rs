@@ -24,6 +24,7 @@ mod console;
 mod deepfilternet_e2e;
 mod denoise_quality;
 mod failover;
+mod image_rootfs;
 mod livekit_e2e;
 mod media_messages;
 mod meeting_controls;
