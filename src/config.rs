@@ -985,7 +985,10 @@ impl Config {
             return invalid("agent.load_threshold", "must be in (0, 1]");
         }
         if !(50..=10_000).contains(&self.agent.failover_heartbeat_ms) {
-            return invalid("agent.failover_heartbeat_ms", "must be between 50 and 10000");
+            return invalid(
+                "agent.failover_heartbeat_ms",
+                "must be between 50 and 10000",
+            );
         }
         if self.agent.failover_stale_ms < 2 * self.agent.failover_heartbeat_ms
             || self.agent.failover_stale_ms > 600_000

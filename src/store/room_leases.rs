@@ -229,10 +229,8 @@ mod tests {
         // A file: each pooled connection to `:memory:` would be a database of its own.
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!(
-            "room-leases-{}-{n}/store.db",
-            std::process::id()
-        ));
+        let path =
+            std::env::temp_dir().join(format!("room-leases-{}-{n}/store.db", std::process::id()));
         let _ = std::fs::remove_file(&path);
         Store::connect(&format!("sqlite:{}", path.display()))
             .await
@@ -267,14 +265,22 @@ mod tests {
             }]
         );
         assert!(s.take_orphan("RM_1", 3_000, 0).await.unwrap());
-        assert!(!s.take_orphan("RM_1", 3_001, 0).await.unwrap(), "taken twice");
+        assert!(
+            !s.take_orphan("RM_1", 3_001, 0).await.unwrap(),
+            "taken twice"
+        );
         assert!(s.orphaned_rooms(2_000, 0, 10).await.unwrap().is_empty());
         // After the retry interval it can be taken again (the dispatch came to nothing).
         assert_eq!(s.orphaned_rooms(2_000, 3_000, 10).await.unwrap().len(), 1);
         // Another worker claims it: served again, not orphaned.
         s.worker_heartbeat("b", 3_500, false).await.unwrap();
         assert!(s.claim_room("RM_1", "r", "b", 3_500, 2_000).await.unwrap());
-        assert!(s.orphaned_rooms(2_000, 10_000, 10).await.unwrap().is_empty());
+        assert!(
+            s.orphaned_rooms(2_000, 10_000, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[tokio::test]
@@ -284,7 +290,9 @@ mod tests {
         assert!(s.claim_room("RM_1", "r1", "a", 1_000, 0).await.unwrap());
         assert!(s.claim_room("RM_2", "r2", "a", 1_000, 0).await.unwrap());
         s.release_room("RM_1", "a", Release::Ended).await.unwrap();
-        s.release_room("RM_2", "a", Release::Orphaned).await.unwrap();
+        s.release_room("RM_2", "a", Release::Orphaned)
+            .await
+            .unwrap();
         // a is alive, but RM_2 has no worker.
         let orphans = s.orphaned_rooms(500, 0, 10).await.unwrap();
         assert_eq!(orphans.len(), 1);

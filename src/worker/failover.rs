@@ -148,13 +148,12 @@ impl RoomLeases {
         let attempt = async {
             use sqlx::Connection;
             let mut conn = sqlx::PgConnection::connect_with(&pool.connect_options()).await?;
-            let (held,): (bool,) = sqlx::query_as(
-                "SELECT pg_try_advisory_lock($1, hashtext($2) & 2147483647)",
-            )
-            .bind(LIVENESS_LOCK_CLASS)
-            .bind(&self.worker_id)
-            .fetch_one(&mut conn)
-            .await?;
+            let (held,): (bool,) =
+                sqlx::query_as("SELECT pg_try_advisory_lock($1, hashtext($2) & 2147483647)")
+                    .bind(LIVENESS_LOCK_CLASS)
+                    .bind(&self.worker_id)
+                    .fetch_one(&mut conn)
+                    .await?;
             Ok::<_, sqlx::Error>((conn, held))
         };
         match attempt.await {

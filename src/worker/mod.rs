@@ -592,11 +592,7 @@ impl Worker {
             .as_ref()
             .map(|r| r.name.clone())
             .unwrap_or_default();
-        let room_sid = job
-            .room
-            .as_ref()
-            .map(|r| r.sid.clone())
-            .unwrap_or_default();
+        let room_sid = job.room.as_ref().map(|r| r.sid.clone()).unwrap_or_default();
         let (terminate, terminate_rx) = watch::channel(false);
         let terminate = Arc::new(terminate);
         let job_terminate = terminate.clone();

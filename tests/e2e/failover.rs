@@ -9,31 +9,17 @@ use std::time::{Duration, Instant};
 
 use meeting_agent::config::S3Config;
 use meeting_agent::store::Store;
-use meeting_agent_devtools::fleet::{FleetConfig, FleetWorker};
+use meeting_agent_devtools::fleet::{FleetConfig, FleetWorker, caption_session};
 use meeting_agent_devtools::{LocalLiveKitServer, LocalPostgres, LocalS3, PythonParticipant};
-use serde_json::Value;
 
 use crate::common::init;
 
 const T: Duration = Duration::from_secs(90);
 
-/// Which agent session a caption event came from, if `event` is one: captions are sent on
-/// behalf of the speaker, so the sender's identity is the speaker's; the segment id carries
-/// the captioning session's epoch (`SG_<track>_<epoch>_<n>`).
-fn caption_agent(event: &Value) -> Option<String> {
-    if event["event"] != "text_stream" || event["topic"] != "lk.transcription" {
-        return None;
-    }
-    let segment = event["attributes"]["lk.segment_id"].as_str()?;
-    let mut parts = segment.rsplitn(3, '_');
-    parts.next()?;
-    parts.next().map(str::to_string)
-}
-
 async fn next_caption(p: &mut PythonParticipant, within: Duration) -> Option<String> {
-    p.wait_for(within, |e| caption_agent(e).is_some())
+    p.wait_for(within, |e| caption_session(e).is_some())
         .await
-        .and_then(|e| caption_agent(&e))
+        .and_then(|e| caption_session(&e))
 }
 
 fn speaker(server: &LocalLiveKitServer, room: &str, identity: &str) -> PythonParticipant {
@@ -121,11 +107,14 @@ async fn a_killed_workers_meeting_continues_on_another_and_a_drained_one_finishe
 
     // Two meetings: each worker takes one room at most (`max_jobs` = 1), so they spread.
     let mut ann = speaker(&server, "fo-a", "ann");
-    let first_agent = next_caption(&mut ann, T).await.unwrap_or_else(|| {
-        panic!("captions in fo-a:\n{}", tails(&[&w0, &w1, &w2]))
-    });
+    let first_agent = next_caption(&mut ann, T)
+        .await
+        .unwrap_or_else(|| panic!("captions in fo-a:\n{}", tails(&[&w0, &w1, &w2])));
     let mut bob = speaker(&server, "fo-b", "bob");
-    assert!(next_caption(&mut bob, T).await.is_some(), "captions in fo-b");
+    assert!(
+        next_caption(&mut bob, T).await.is_some(),
+        "captions in fo-b"
+    );
     let a_at = worker_of(&[&w0, &w1, &w2], "fo-a", T).await.unwrap();
     let b_at = worker_of(&[&w0, &w1, &w2], "fo-b", T).await.unwrap();
     assert_ne!(a_at, b_at, "one worker took both rooms");
@@ -176,11 +165,18 @@ async fn a_killed_workers_meeting_continues_on_another_and_a_drained_one_finishe
 
     // SIGTERM: the drained worker keeps its meeting and takes no new one.
     drained.terminate();
-    assert!(drained.wait_log("draining", T).await, "{}", drained.tail(20));
+    assert!(
+        drained.wait_log("draining", T).await,
+        "{}",
+        drained.tail(20)
+    );
     let bob_agent = next_caption(&mut bob, T).await;
     assert!(bob_agent.is_some(), "fo-b still captioned while draining");
     let mut cid = speaker(&server, "fo-c", "cid");
-    assert!(next_caption(&mut cid, T).await.is_some(), "captions in fo-c");
+    assert!(
+        next_caption(&mut cid, T).await.is_some(),
+        "captions in fo-c"
+    );
     assert!(
         restarted.rooms_accepted().contains(&"fo-c".to_string()),
         "fo-c went to the free worker:\n{}",
@@ -190,7 +186,10 @@ async fn a_killed_workers_meeting_continues_on_another_and_a_drained_one_finishe
     // Its meeting ends: the worker exits cleanly.
     bob.stop().await;
     server.close_room("fo-b").await.unwrap();
-    let status = drained.wait_exit(T).await.expect("the drained worker exits");
+    let status = drained
+        .wait_exit(T)
+        .await
+        .expect("the drained worker exits");
     assert!(status.success(), "{status:?}\n{}", drained.tail(20));
 
     // The rest of fo-a, then it ends.

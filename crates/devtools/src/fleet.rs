@@ -165,13 +165,28 @@ impl FleetWorker {
         false
     }
 
+    /// When a log line containing `needle` first came after `since`.
+    pub fn first_after(&self, needle: &str, since: Instant) -> Option<Instant> {
+        self.log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|(at, l)| *at >= since && l.contains(needle))
+            .map(|(at, _)| *at)
+    }
+
     /// The rooms this worker accepted a job for, in order.
     pub fn rooms_accepted(&self) -> Vec<String> {
         self.lines_with("job accepted")
             .iter()
             .filter_map(|l| {
                 let rest = &l[l.find("room=")? + 5..];
-                Some(rest.split_whitespace().next()?.trim_matches('"').to_string())
+                Some(
+                    rest.split_whitespace()
+                        .next()?
+                        .trim_matches('"')
+                        .to_string(),
+                )
             })
             .collect()
     }
@@ -210,4 +225,17 @@ impl FleetWorker {
             .ok()
             .and_then(Result::ok)
     }
+}
+
+/// Which captioning session a caption event came from, if `event` is one: captions are sent
+/// on behalf of the speaker (the sender's identity is the speaker's), and the segment id
+/// carries the session's epoch (`SG_<track>_<epoch>_<n>`).
+pub fn caption_session(event: &serde_json::Value) -> Option<String> {
+    if event["event"] != "text_stream" || event["topic"] != "lk.transcription" {
+        return None;
+    }
+    let segment = event["attributes"]["lk.segment_id"].as_str()?;
+    let mut parts = segment.rsplitn(3, '_');
+    parts.next()?;
+    parts.next().map(str::to_string)
 }

@@ -341,7 +341,10 @@ impl RoomService {
 
     /// The room instance's sid and its number of participants, or `None` when no room of
     /// that name exists now.
-    pub async fn room_instance(&self, room: &str) -> Result<Option<(String, u32)>, RoomServiceError> {
+    pub async fn room_instance(
+        &self,
+        room: &str,
+    ) -> Result<Option<(String, u32)>, RoomServiceError> {
         let rooms = match self.call("ListRooms", room, json!({"names": [room]})).await {
             Ok(rooms) => rooms,
             Err(RoomServiceError::NoSuchRoom(_)) => return Ok(None),

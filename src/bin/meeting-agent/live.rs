@@ -1,6 +1,5 @@
 //! The commands that join LiveKit: `worker` (take jobs until SIGTERM) and `join` (one room).
 
-
 use anyhow::{Context, Result};
 use meeting_agent::config::Config;
 use meeting_agent::livekit::{Engine, token};

@@ -167,6 +167,24 @@ enum Bench {
         #[arg(long, default_value_os_t = meeting_agent::config::cache_dir().join("models").join("silero_vad.onnx"))]
         model: PathBuf,
     },
+    /// agent_cores_per_room4_all, rooms_per_2core_agent_only: rooms of four with every feature
+    /// on, added one at a time; the agent's own CPU per room and how captions fare.
+    Capacity {
+        #[arg(long, default_value_t = 3)]
+        max_rooms: usize,
+        /// Seconds each new room runs before it is measured.
+        #[arg(long, default_value_t = 15)]
+        warmup: u64,
+        /// Seconds measured with each number of rooms.
+        #[arg(long, default_value_t = 30)]
+        measure: u64,
+    },
+    /// failover_s: a worker process SIGKILLed mid-meeting -> captions again from another one
+    /// (needs the `meeting-agent` binary built beside this one).
+    Failover {
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
     /// load_rooms_full: rooms of 4 participants (captions, denoise, recording) until WS_FULL.
     Load {
         #[arg(long, default_value_t = 4)]
@@ -331,6 +349,12 @@ async fn run(cli: Cli) -> Result<()> {
             .await?
         }
         Bench::Load { max_rooms, settle } => bench::load::rooms_full(max_rooms, settle).await,
+        Bench::Capacity {
+            max_rooms,
+            warmup,
+            measure,
+        } => bench::capacity::capacity(max_rooms, warmup, measure).await,
+        Bench::Failover { rounds } => bench::failover::failover(rounds).await,
         Bench::ApiToken { rate, seconds } => bench::api::token_latency(rate, seconds).await,
         Bench::Breakouts {
             participants,
