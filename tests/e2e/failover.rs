@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use meeting_agent::config::S3Config;
 use meeting_agent::store::Store;
-use meeting_agent_devtools::fleet::{FleetConfig, FleetWorker, caption_session};
-use meeting_agent_devtools::{LocalLiveKitServer, LocalPostgres, LocalS3, PythonParticipant};
+use meeting_agent_devtools::fleet::{FleetWorker, SharedServices, caption_session};
+use meeting_agent_devtools::{LocalLiveKitServer, PythonParticipant};
 
 use crate::common::init;
 
@@ -80,18 +80,9 @@ async fn recordings_of(s3: &S3Config, room: &str) -> Vec<meeting_agent::recordin
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_workers_meeting_continues_on_another_and_a_drained_one_finishes() {
     init();
-    let server = LocalLiveKitServer::start().await.unwrap();
-    let pg = LocalPostgres::start().unwrap();
-    let s3 = LocalS3::start().await.unwrap();
-    let dir = std::env::temp_dir().join(format!("ma-failover-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let fleet = FleetConfig {
-        server: &server,
-        store_url: pg.url(),
-        s3: s3.config("recordings"),
-        max_jobs: 1,
-        drain_timeout_secs: 120,
-    };
+    let shared = SharedServices::start("failover").await.unwrap();
+    let (server, pg, dir) = (&shared.server, &shared.postgres, shared.dir.clone());
+    let fleet = shared.fleet(1, 120);
     let disk = |i: usize| dir.join(format!("worker-{i}"));
     let w0 = FleetWorker::spawn("w0", &fleet, &disk(0)).unwrap();
     let w1 = FleetWorker::spawn("w1", &fleet, &disk(1)).unwrap();
@@ -106,11 +97,11 @@ async fn a_killed_workers_meeting_continues_on_another_and_a_drained_one_finishe
     }
 
     // Two meetings: each worker takes one room at most (`max_jobs` = 1), so they spread.
-    let mut ann = speaker(&server, "fo-a", "ann");
+    let mut ann = speaker(server, "fo-a", "ann");
     let first_agent = next_caption(&mut ann, T)
         .await
         .unwrap_or_else(|| panic!("captions in fo-a:\n{}", tails(&[&w0, &w1, &w2])));
-    let mut bob = speaker(&server, "fo-b", "bob");
+    let mut bob = speaker(server, "fo-b", "bob");
     assert!(
         next_caption(&mut bob, T).await.is_some(),
         "captions in fo-b"
@@ -172,7 +163,7 @@ async fn a_killed_workers_meeting_continues_on_another_and_a_drained_one_finishe
     );
     let bob_agent = next_caption(&mut bob, T).await;
     assert!(bob_agent.is_some(), "fo-b still captioned while draining");
-    let mut cid = speaker(&server, "fo-c", "cid");
+    let mut cid = speaker(server, "fo-c", "cid");
     assert!(
         next_caption(&mut cid, T).await.is_some(),
         "captions in fo-c"

@@ -27,6 +27,39 @@ pub fn agent_binary() -> PathBuf {
     dir.join("meeting-agent")
 }
 
+/// What several workers share: a livekit-server, PostgreSQL, S3, and a scratch folder for
+/// their disks (`ma-<tag>-<pid>`).
+pub struct SharedServices {
+    pub server: LocalLiveKitServer,
+    pub postgres: crate::LocalPostgres,
+    pub s3: crate::LocalS3,
+    pub dir: PathBuf,
+}
+
+impl SharedServices {
+    pub async fn start(tag: &str) -> anyhow::Result<Self> {
+        let dir = std::env::temp_dir().join(format!("ma-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(Self {
+            server: LocalLiveKitServer::start().await?,
+            postgres: crate::LocalPostgres::start()?,
+            s3: crate::LocalS3::start().await?,
+            dir,
+        })
+    }
+
+    /// Workers of at most `max_jobs` rooms each, draining for at most `drain_timeout_secs`.
+    pub fn fleet(&self, max_jobs: u32, drain_timeout_secs: u64) -> FleetConfig<'_> {
+        FleetConfig {
+            server: &self.server,
+            store_url: self.postgres.url(),
+            s3: self.s3.config("recordings"),
+            max_jobs,
+            drain_timeout_secs,
+        }
+    }
+}
+
 /// What the workers share.
 pub struct FleetConfig<'a> {
     pub server: &'a LocalLiveKitServer,

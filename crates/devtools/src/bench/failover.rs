@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use super::row;
-use crate::fleet::{FleetConfig, FleetWorker, caption_session};
-use crate::{LocalLiveKitServer, LocalPostgres, LocalS3, PythonParticipant};
+use crate::PythonParticipant;
+use crate::fleet::{FleetConfig, FleetWorker, SharedServices, caption_session};
 
 const T: Duration = Duration::from_secs(90);
 
@@ -33,18 +33,9 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 pub async fn failover(rounds: usize) -> Result<()> {
-    let server = LocalLiveKitServer::start().await?;
-    let pg = LocalPostgres::start()?;
-    let s3 = LocalS3::start().await?;
-    let dir = std::env::temp_dir().join(format!("ma-bench-failover-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let fleet = FleetConfig {
-        server: &server,
-        store_url: pg.url(),
-        s3: s3.config("recordings"),
-        max_jobs: 1,
-        drain_timeout_secs: 60,
-    };
+    let shared = SharedServices::start("bench-failover").await?;
+    let (server, dir) = (&shared.server, shared.dir.clone());
+    let fleet = shared.fleet(1, 60);
     let mut started = 0;
     let mut spawn = |fleet: &FleetConfig<'_>| {
         started += 1;
@@ -65,7 +56,7 @@ pub async fn failover(rounds: usize) -> Result<()> {
     for round in 0..rounds {
         let room = format!("failover-{round}");
         let mut speaker = PythonParticipant::spawn(
-            &server,
+            server,
             &room,
             "speaker",
             &[
