@@ -145,6 +145,21 @@ async fn a_killed_workers_meeting_continues_on_another_and_a_drained_one_finishe
         "the spare worker took fo-a:\n{}",
         tails(&[&drained, &spare])
     );
+    // One live agent in the room: the store's lease is the spare worker's.
+    let room_sid = store.meetings(Some("fo-a")).await.unwrap()[0]
+        .room_sid
+        .clone()
+        .expect("the meeting knows its room instance");
+    let holder = store
+        .room_worker(&room_sid)
+        .await
+        .unwrap()
+        .unwrap_or_default();
+    assert!(
+        holder.contains(&format!("-{}-", spare.pid)),
+        "fo-a is held by {holder}, not the spare worker (pid {})",
+        spare.pid
+    );
     assert!(
         failover_s < 20.0,
         "captions came back {failover_s:.1} s after the crash"

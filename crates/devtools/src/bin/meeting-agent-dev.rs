@@ -178,6 +178,9 @@ enum Bench {
         /// Seconds measured with each number of rooms.
         #[arg(long, default_value_t = 30)]
         measure: u64,
+        /// All four participants talk at once, all the time (else they take turns).
+        #[arg(long)]
+        all_talk: bool,
     },
     /// failover_s: a worker process SIGKILLed mid-meeting -> captions again from another one
     /// (needs the `meeting-agent` binary built beside this one).
@@ -353,7 +356,8 @@ async fn run(cli: Cli) -> Result<()> {
             max_rooms,
             warmup,
             measure,
-        } => bench::capacity::capacity(max_rooms, warmup, measure).await,
+            all_talk,
+        } => bench::capacity::capacity(max_rooms, warmup, measure, all_talk).await,
         Bench::Failover { rounds } => bench::failover::failover(rounds).await,
         Bench::ApiToken { rate, seconds } => bench::api::token_latency(rate, seconds).await,
         Bench::Breakouts {
