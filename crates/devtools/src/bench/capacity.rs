@@ -89,6 +89,59 @@ fn turn_taking_room(
         .collect()
 }
 
+/// CPU seconds of this process's threads by name (whisper, GStreamer, tokio, ...), from
+/// /proc/self/task: where the agent's time goes.
+fn cpu_by_thread() -> std::collections::BTreeMap<String, f64> {
+    let mut out = std::collections::BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return out;
+    };
+    for task in tasks.flatten() {
+        let path = task.path();
+        let name = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        // Numbered pool threads count as one kind ("tokio-runtime-w", "gst-..." etc.).
+        let kind = name
+            .trim()
+            .trim_end_matches(|c: char| c.is_ascii_digit() || c == '-' || c == ':')
+            .to_string();
+        let stat = std::fs::read_to_string(path.join("stat")).unwrap_or_default();
+        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        *out.entry(kind).or_insert(0.0) += (ticks(11) + ticks(12)) / 100.0;
+    }
+    out
+}
+
+/// The thread kinds that used the most of `wall` seconds between two samples, as cores.
+fn top_threads(
+    before: &std::collections::BTreeMap<String, f64>,
+    after: &std::collections::BTreeMap<String, f64>,
+    wall: f64,
+) -> String {
+    let mut used: Vec<(String, f64)> = after
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                (v - before.get(k).copied().unwrap_or(0.0)) / wall,
+            )
+        })
+        .filter(|(_, cores)| *cores >= 0.02)
+        .collect();
+    used.sort_by(|a, b| b.1.total_cmp(&a.1));
+    used.iter()
+        .take(8)
+        .map(|(k, c)| format!("{k} {c:.2}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 struct Step {
     rooms: usize,
     agent_cores: f64,
@@ -139,6 +192,7 @@ pub async fn capacity(
         });
         tokio::time::sleep(Duration::from_secs(warmup_secs)).await;
         let (cpu0, (busy0, total0), at0) = (cpu_seconds(), machine_jiffies(), Instant::now());
+        let threads0 = cpu_by_thread();
         let (finals0, delay0) = (FINAL_DELAY.get_sample_count(), FINAL_DELAY.get_sample_sum());
         let refused0 = stats.finals_refused.load(Ordering::Relaxed);
         let skipped0 = VB_FRAMES_SKIPPED.get();
@@ -167,6 +221,10 @@ pub async fn capacity(
             step.refused,
             step.vb_skipped_per_s
         );
+        eprintln!(
+            "  agent threads (cores): {}",
+            top_threads(&threads0, &cpu_by_thread(), wall)
+        );
         steps.push(step);
     }
     for p in participants {
@@ -190,7 +248,7 @@ pub async fn capacity(
     // of what it needs).
     let within: Vec<&Step> = steps
         .iter()
-        .filter(|s| s.refused == 0 && s.mean_final_delay_s <= FINAL_DELAY_TARGET_S)
+        .filter(|s| s.finals > 0 && s.refused == 0 && s.mean_final_delay_s <= FINAL_DELAY_TARGET_S)
         .collect();
     let measured = within.last().map_or(0, |s| s.rooms);
     let basis = within
