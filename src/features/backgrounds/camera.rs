@@ -296,7 +296,7 @@ impl Camera {
                 }
                 Some((sid, sending_for, sent)) = checks.recv() => {
                     // A look at a track since withdrawn says nothing.
-                    if !track.as_ref().is_some_and(|t| t.track.sid == sid) {
+                    if track.as_ref().is_none_or(|t| t.track.sid != sid) {
                         continue;
                     }
                     let packets = match sent {
