@@ -23,4 +23,4 @@ pub mod tracks;
 pub use engine::Engine;
 pub use frames::{AudioFrame, FrameSizeError, VideoFrame};
 pub use room::{ConnectOptions, Room, RoomError, RoomEvent, TrackKind, TrackSource, TrackSummary};
-pub use tracks::{AudioStream, LocalAudioTrack, LocalVideoTrack, VideoStream};
+pub use tracks::{AudioStream, LocalAudioTrack, LocalVideoTrack, OutboundTotals, VideoStream};

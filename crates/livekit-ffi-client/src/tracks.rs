@@ -7,7 +7,7 @@ use super::proto;
 use super::proto::ffi_event::Message as Ev;
 use super::proto::ffi_request::Message as Req;
 use super::proto::ffi_response::Message as Resp;
-use super::room::{RoomError, TrackSource};
+use super::room::{RoomError, TrackSource, track_stats};
 use crate::frames::{AudioFrame, FrameSizeError, VideoFrame};
 
 /// Frames of one remote audio track. Dropping it stops the stream and releases its handle.
@@ -166,6 +166,37 @@ fn create_track(name: &str, source: &OwnedHandle, audio: bool) -> Result<OwnedHa
     Ok(OwnedHandle::from_proto(owned.handle))
 }
 
+/// What a published track has sent so far, as WebRTC's outbound-rtp running totals summed over
+/// its RTP streams (a simulcast video track has one per layer). All zero until the sender has
+/// been negotiated and sent its first packet: a track that stays at zero while frames go in
+/// never reached the server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutboundTotals {
+    pub packets_sent: u64,
+    pub bytes_sent: u64,
+}
+
+impl OutboundTotals {
+    /// The outbound-rtp entries of a local track's statistics, added up.
+    pub fn from_stats(stats: &[proto::RtcStats]) -> Self {
+        stats
+            .iter()
+            .filter_map(|s| match &s.stats {
+                Some(proto::rtc_stats::Stats::OutboundRtp(r)) => Some(&r.sent),
+                _ => None,
+            })
+            .fold(Self::default(), |total, sent| Self {
+                packets_sent: total.packets_sent + sent.packets_sent,
+                bytes_sent: total.bytes_sent + sent.bytes_sent,
+            })
+    }
+}
+
+/// GetStats on a local track's handle, reduced to what it sent.
+async fn outbound_totals(track: &OwnedHandle) -> Result<OutboundTotals, RoomError> {
+    Ok(OutboundTotals::from_stats(&track_stats(track.id()).await?))
+}
+
 /// Audio the engine holds ahead of real time for a published track: `capture` waits beyond
 /// it. Kept short so a published track never lags; callers that must not wait drop frames.
 pub const AUDIO_SOURCE_QUEUE_MS: u32 = 20;
@@ -173,7 +204,7 @@ pub const AUDIO_SOURCE_QUEUE_MS: u32 = 20;
 /// A published audio track fed with PCM.
 pub struct LocalAudioTrack {
     source: OwnedHandle,
-    _track: OwnedHandle,
+    track: OwnedHandle,
     pub sid: String,
     pub sample_rate: u32,
     pub channels: u32,
@@ -209,11 +240,21 @@ impl LocalAudioTrack {
         let sid = publish_track(local, &track, source_kind).await?;
         Ok(Self {
             source,
-            _track: track,
+            track,
             sid,
             sample_rate,
             channels,
         })
+    }
+
+    /// What the track has sent so far (zero until its sender is negotiated and sending).
+    pub async fn outbound(&self) -> Result<OutboundTotals, RoomError> {
+        outbound_totals(&self.track).await
+    }
+
+    /// RTP packets the track has sent so far: 0 while nothing reached the network.
+    pub async fn packets_sent(&self) -> Result<u64, RoomError> {
+        Ok(self.outbound().await?.packets_sent)
     }
 
     /// Queues one frame of interleaved PCM and returns the buffer for reuse once the engine has
@@ -258,7 +299,7 @@ impl LocalAudioTrack {
 /// A published video track fed with I420 frames.
 pub struct LocalVideoTrack {
     source: OwnedHandle,
-    _track: OwnedHandle,
+    track: OwnedHandle,
     pub sid: String,
     pub width: u32,
     pub height: u32,
@@ -286,11 +327,21 @@ impl LocalVideoTrack {
         let sid = publish_track(local, &track, source_kind).await?;
         Ok(Self {
             source,
-            _track: track,
+            track,
             sid,
             width,
             height,
         })
+    }
+
+    /// What the track has sent so far (zero until its sender is negotiated and sending).
+    pub async fn outbound(&self) -> Result<OutboundTotals, RoomError> {
+        outbound_totals(&self.track).await
+    }
+
+    /// RTP packets the track has sent so far: 0 while nothing reached the network.
+    pub async fn packets_sent(&self) -> Result<u64, RoomError> {
+        Ok(self.outbound().await?.packets_sent)
     }
 
     /// Hands one I420 frame to the encoder (the engine copies it before returning).
@@ -338,5 +389,43 @@ impl LocalVideoTrack {
             Resp::CaptureVideoFrame(_) => Ok(()),
             _ => Err(EngineError::UnexpectedResponse("capture_video_frame").into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outbound(packets_sent: u64, bytes_sent: u64) -> proto::RtcStats {
+        proto::RtcStats {
+            stats: Some(proto::rtc_stats::Stats::OutboundRtp(
+                proto::rtc_stats::OutboundRtp {
+                    sent: proto::SentRtpStreamStats {
+                        packets_sent,
+                        bytes_sent,
+                    },
+                    ..Default::default()
+                },
+            )),
+        }
+    }
+
+    #[test]
+    fn outbound_totals_add_up_the_senders_streams() {
+        assert_eq!(OutboundTotals::from_stats(&[]), OutboundTotals::default());
+        let codec = proto::RtcStats {
+            stats: Some(proto::rtc_stats::Stats::Codec(Default::default())),
+        };
+        assert_eq!(
+            OutboundTotals::from_stats(std::slice::from_ref(&codec)),
+            OutboundTotals::default()
+        );
+        assert_eq!(
+            OutboundTotals::from_stats(&[codec, outbound(10, 1000), outbound(5, 300)]),
+            OutboundTotals {
+                packets_sent: 15,
+                bytes_sent: 1300,
+            }
+        );
     }
 }

@@ -7,10 +7,16 @@
 //! frame that cannot be processed (a bad image, a model error) goes out unprocessed. An image
 //! load in flight is cancelled when the request changes, so a participant toggling its
 //! attributes starts at most one load per frame and never piles them up.
+//!
+//! A published `-vb` track is watched until it sends: the engine can confirm a publication
+//! whose sender is never negotiated (the server then drops it after 30 s, "publish time out",
+//! and nobody ever sees it). If frames have gone to it for [`STALLED_AFTER`] and it has sent
+//! no RTP packet, it is unpublished and published again, at most [`MAX_REPUBLISHES`] times
+//! per camera (`meeting_agent_vb_republished_total`).
 
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, mpsc};
-use std::time::Instant;
+use std::sync::{Arc, LazyLock, OnceLock, mpsc};
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
@@ -44,6 +50,13 @@ pub static VB_FRAMES_FAILED: LazyLock<IntCounter> = LazyLock::new(|| {
     metrics::counter(
         "meeting_agent_vb_frames_failed_total",
         "Camera frames sent unprocessed because processing failed.",
+    )
+});
+/// `-vb` tracks published again because they sent nothing.
+pub static VB_REPUBLISHED: LazyLock<IntCounter> = LazyLock::new(|| {
+    metrics::counter(
+        "meeting_agent_vb_republished_total",
+        "Virtual background tracks published again because frames went in but no RTP packet went out.",
     )
 });
 /// A camera frame's arrival from the engine to its processed copy handed to the `-vb` track.
@@ -87,13 +100,69 @@ impl VbRequest {
     }
 }
 
+/// A published `-vb` track and when the first frame went into it.
+struct VbTrack {
+    track: LocalVideoTrack,
+    first_frame: OnceLock<Instant>,
+}
+
+impl VbTrack {
+    /// How long frames have been going into the track (`None` before the first).
+    fn sending_for(&self) -> Option<Duration> {
+        self.first_frame.get().map(Instant::elapsed)
+    }
+}
+
 /// A frame, when it arrived, how to process it, and where it goes.
-type Work = (VideoFrame, Instant, VbMode, Arc<LocalVideoTrack>);
+type Work = (VideoFrame, Instant, VbMode, Arc<VbTrack>);
+
+/// How often a published track's packets are looked at until it is known to send.
+const CHECK_EVERY: Duration = Duration::from_secs(5);
+/// How long frames may go into a published track without a packet going out before it is
+/// published again (negotiation on a busy machine takes a second or two; the server gives up
+/// on a publication after 30 s).
+const STALLED_AFTER: Duration = Duration::from_secs(9);
+/// Republications of one camera's track before the agent gives up on it.
+const MAX_REPUBLISHES: u32 = 3;
+
+/// What a look at a published track's packets says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// It sends: nothing more to watch.
+    Sending,
+    /// Too early to tell: look again later.
+    Wait,
+    /// Frames went in long enough and nothing went out: publish it again.
+    Republish,
+    /// As `Republish`, but it was republished [`MAX_REPUBLISHES`] times already.
+    GiveUp,
+}
+
+/// The watchdog's decision, given how long frames have gone into the track (`None`: none yet),
+/// the RTP packets it sent, and how often this camera's track was republished already.
+fn verdict(sending_for: Option<Duration>, packets_sent: u64, republished: u32) -> Verdict {
+    if packets_sent > 0 {
+        Verdict::Sending
+    } else if sending_for.is_none_or(|d| d < STALLED_AFTER) {
+        Verdict::Wait
+    } else if republished >= MAX_REPUBLISHES {
+        Verdict::GiveUp
+    } else {
+        Verdict::Republish
+    }
+}
+
+/// A look at a published track: its sid, how long frames had gone in, and what it sent.
+type Check = (
+    String,
+    Option<Duration>,
+    Result<u64, crate::livekit::RoomError>,
+);
 
 /// The processing thread: segments, composites and hands each frame to the published track.
 fn worker(pool: Arc<SegmenterPool>, frames: mpsc::Receiver<Work>, participant: String) {
     let mut processor = Processor::new(pool);
-    while let Ok((mut frame, arrived, mode, track)) = frames.recv() {
+    while let Ok((mut frame, arrived, mode, vb)) = frames.recv() {
         // A failed frame is left as it came, so it goes out unprocessed.
         match processor.process(&mut frame, &mode) {
             Ok(_) => {
@@ -107,8 +176,11 @@ fn worker(pool: Arc<SegmenterPool>, frames: mpsc::Receiver<Work>, participant: S
                 }
             }
         }
-        match track.capture(&frame) {
-            Ok(()) => VB_LATENCY.record(arrived.elapsed()),
+        match vb.track.capture(&frame) {
+            Ok(()) => {
+                vb.first_frame.get_or_init(Instant::now);
+                VB_LATENCY.record(arrived.elapsed());
+            }
             Err(e) => tracing::debug!(%participant, error = %e, "processed frame not captured"),
         }
     }
@@ -141,9 +213,15 @@ impl Camera {
         let mut mode = VbMode::Off;
         let mut loading: Option<ImageLoad> = None;
         let mut warnings = RefusalLog::default();
-        let mut track: Option<Arc<LocalVideoTrack>> = None;
+        let mut track: Option<Arc<VbTrack>> = None;
         let mut changed = true;
+        // The publish watchdog: when to look at the track next, and the looks' results (taken
+        // on a task of their own, so frames never wait for the engine's statistics).
+        let mut next_check: Option<tokio::time::Instant> = None;
+        let mut republished = 0u32;
+        let (checks_tx, mut checks) = tokio::sync::mpsc::unbounded_channel::<Check>();
         loop {
+            let check_at = next_check.unwrap_or_else(|| tokio::time::Instant::now() + CHECK_EVERY);
             tokio::select! {
                 frame = frames.recv() => {
                     let Some(frame) = frame else { break };
@@ -174,8 +252,9 @@ impl Camera {
                         };
                     }
                     if request == VbRequest::Off {
+                        next_check = None;
                         if let Some(t) = track.take()
-                            && let Err(e) = self.room.unpublish(&t.sid).await
+                            && let Err(e) = self.room.unpublish(&t.track.sid).await
                         {
                             tracing::debug!(error = %e, "unpublishing the background track");
                         }
@@ -184,8 +263,9 @@ impl Camera {
                     if track.is_none() {
                         match self.room.publish_video(&format!("{}-vb", self.participant), TrackSource::SourceCamera, frame.width, frame.height).await {
                             Ok(t) => {
-                                tracing::info!(participant = %self.participant, sid = %t.sid, "virtual background track published");
-                                track = Some(Arc::new(t));
+                                tracing::info!(participant = %self.participant, sid = %t.sid, republished, "virtual background track published");
+                                track = Some(Arc::new(VbTrack { track: t, first_frame: OnceLock::new() }));
+                                next_check = Some(tokio::time::Instant::now() + CHECK_EVERY);
                             }
                             Err(e) => {
                                 tracing::warn!(error = %e, "cannot publish the virtual background track");
@@ -204,6 +284,54 @@ impl Camera {
                         Err(mpsc::TrySendError::Disconnected(_)) => break,
                     }
                 }
+                () = tokio::time::sleep_until(check_at), if next_check.is_some() => {
+                    // One look in flight at a time: the next is scheduled when it reports.
+                    next_check = None;
+                    let Some(t) = track.clone() else { continue };
+                    let report = checks_tx.clone();
+                    tokio::spawn(async move {
+                        let sent = t.track.packets_sent().await;
+                        let _ = report.send((t.track.sid.clone(), t.sending_for(), sent));
+                    });
+                }
+                Some((sid, sending_for, sent)) = checks.recv() => {
+                    // A look at a track since withdrawn says nothing.
+                    if track.as_ref().is_none_or(|t| t.track.sid != sid) {
+                        continue;
+                    }
+                    let packets = match sent {
+                        Ok(packets) => packets,
+                        Err(e) => {
+                            tracing::debug!(participant = %self.participant, %sid, error = %e, "cannot read the background track's statistics");
+                            next_check = Some(tokio::time::Instant::now() + CHECK_EVERY);
+                            continue;
+                        }
+                    };
+                    match verdict(sending_for, packets, republished) {
+                        Verdict::Sending => {
+                            tracing::debug!(participant = %self.participant, %sid, packets, "virtual background track sending");
+                        }
+                        Verdict::Wait => {
+                            next_check = Some(tokio::time::Instant::now() + CHECK_EVERY);
+                        }
+                        Verdict::Republish => {
+                            republished += 1;
+                            VB_REPUBLISHED.inc();
+                            tracing::warn!(participant = %self.participant, %sid, sending_for = ?sending_for, attempt = republished, "virtual background track sent nothing; publishing it again");
+                            // Withdrawn in the background; the next frame publishes a new one.
+                            track = None;
+                            let room = self.room.clone();
+                            tokio::spawn(async move {
+                                if let Err(e) = room.unpublish(&sid).await {
+                                    tracing::debug!(%sid, error = %e, "unpublishing the silent background track");
+                                }
+                            });
+                        }
+                        Verdict::GiveUp => {
+                            tracing::error!(participant = %self.participant, %sid, sending_for = ?sending_for, republished, "virtual background track still sends nothing after republishing; giving up on it");
+                        }
+                    }
+                }
                 result = self.request.changed() => {
                     if result.is_err() {
                         break;
@@ -219,7 +347,7 @@ impl Camera {
             l.abort();
         }
         if let Some(t) = track.take() {
-            let _ = self.room.unpublish(&t.sid).await;
+            let _ = self.room.unpublish(&t.track.sid).await;
         }
     }
 
@@ -275,6 +403,33 @@ impl RefusalLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_watchdog_republishes_a_track_that_sends_nothing() {
+        let s = Duration::from_secs;
+        // Sending: done, however long and however often republished.
+        assert_eq!(verdict(Some(s(1)), 3, 0), Verdict::Sending);
+        assert_eq!(verdict(None, 1, MAX_REPUBLISHES), Verdict::Sending);
+        assert_eq!(verdict(Some(s(60)), 1, MAX_REPUBLISHES), Verdict::Sending);
+        // No frame in yet, or not for long: too early to tell.
+        assert_eq!(verdict(None, 0, 0), Verdict::Wait);
+        assert_eq!(verdict(Some(s(5)), 0, 0), Verdict::Wait);
+        assert_eq!(
+            verdict(Some(STALLED_AFTER - Duration::from_millis(1)), 0, 0),
+            Verdict::Wait
+        );
+        // Frames for long enough and nothing out: republish, a bounded number of times.
+        assert_eq!(verdict(Some(STALLED_AFTER), 0, 0), Verdict::Republish);
+        assert_eq!(
+            verdict(Some(s(15)), 0, MAX_REPUBLISHES - 1),
+            Verdict::Republish
+        );
+        assert_eq!(verdict(Some(s(15)), 0, MAX_REPUBLISHES), Verdict::GiveUp);
+        assert_eq!(
+            verdict(Some(s(15)), 0, MAX_REPUBLISHES + 1),
+            Verdict::GiveUp
+        );
+    }
 
     #[test]
     fn attributes_ask_for_a_background() {

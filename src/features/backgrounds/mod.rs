@@ -29,6 +29,7 @@ pub fn register_metrics() {
         &camera::VB_FRAMES,
         &camera::VB_FRAMES_SKIPPED,
         &camera::VB_FRAMES_FAILED,
+        &camera::VB_REPUBLISHED,
     ] {
         counter.get();
     }

@@ -325,28 +325,7 @@ impl Room {
     /// WebRTC's statistics of a subscribed track (GetStats on its handle).
     async fn stats(&self, track_sid: &str) -> Result<Vec<proto::RtcStats>, RoomError> {
         let handle = self.track_handle(track_sid)?;
-        let cb = Engine::get()?
-            .call(
-                "get_stats",
-                |async_id| {
-                    Req::GetStats(proto::GetStatsRequest {
-                        track_handle: handle.id(),
-                        request_async_id: Some(async_id),
-                    })
-                },
-                |event| match event {
-                    Ev::GetStats(cb) => Some(cb),
-                    _ => None,
-                },
-            )
-            .await?;
-        match cb.error {
-            Some(message) => Err(RoomError::Operation {
-                operation: "get stats",
-                message,
-            }),
-            None => Ok(cb.stats),
-        }
+        track_stats(handle.id()).await
     }
 
     /// I420 frames of a subscribed video track.
@@ -441,6 +420,33 @@ impl Room {
             request_async_id: Some(async_id),
             reason: Some(DisconnectReason::ClientInitiated as i32),
         }
+    }
+}
+
+/// WebRTC's statistics of a track, remote or local (GetStats on its handle). The caller keeps
+/// the handle alive until this returns.
+pub(crate) async fn track_stats(track_handle: u64) -> Result<Vec<proto::RtcStats>, RoomError> {
+    let cb = Engine::get()?
+        .call(
+            "get_stats",
+            |async_id| {
+                Req::GetStats(proto::GetStatsRequest {
+                    track_handle,
+                    request_async_id: Some(async_id),
+                })
+            },
+            |event| match event {
+                Ev::GetStats(cb) => Some(cb),
+                _ => None,
+            },
+        )
+        .await?;
+    match cb.error {
+        Some(message) => Err(RoomError::Operation {
+            operation: "get stats",
+            message,
+        }),
+        None => Ok(cb.stats),
     }
 }
 
