@@ -605,18 +605,27 @@ async fn captions_follow_the_language_the_room_and_each_participant_ask_for() {
 
     // identity -> (text of its finals, languages of its legacy segments)
     let mut heard: std::collections::HashMap<String, (String, Vec<String>)> = Default::default();
-    let expected = [
-        // Words every run has heard (whisper base on a busy machine varies in the rest; the
-        // greeting opens the utterance, where a late cut once made "Guten Morgen" into
-        // "Rutschenmorden").
-        ("hans", "de", ["heute", "besprechen"]),
-        ("ana", "es", ["hoy", "presupuesto"]),
+    // (speaker, language, words of the sentence, how many of them must be heard): whisper base
+    // on a busy machine garbles some German words from run to run ("Rutschenmorden" for "Guten
+    // Morgen", "bestrechen" for "besprechen"), so most, not all, of hans's.
+    let expected: [(&str, &str, &[&str], usize); 2] = [
+        (
+            "hans",
+            "de",
+            &["guten", "morgen", "heute", "besprechen", "jahr"],
+            3,
+        ),
+        ("ana", "es", &["hoy", "presupuesto"], 2),
     ];
+    let words_heard = |text: &str, words: &[&str]| {
+        let text = text.to_lowercase();
+        words.iter().filter(|w| text.contains(*w)).count()
+    };
     let complete = |heard: &std::collections::HashMap<String, (String, Vec<String>)>| {
-        expected.iter().all(|(who, _, words)| {
+        expected.iter().all(|(who, _, words, need)| {
             heard
                 .get(*who)
-                .is_some_and(|(text, _)| words.iter().all(|w| text.to_lowercase().contains(w)))
+                .is_some_and(|(text, _)| words_heard(text, words) >= *need)
         })
     };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
@@ -645,12 +654,12 @@ async fn captions_follow_the_language_the_room_and_each_participant_ask_for() {
         }
     }
     println!("heard: {heard:#?}");
-    for (who, language, words) in expected {
+    for (who, language, words, need) in expected {
         let (text, languages) = heard.get(who).cloned().unwrap_or_default();
-        let text = text.to_lowercase();
-        for word in words {
-            assert!(text.contains(word), "{who}: {word:?} not in {text:?}");
-        }
+        assert!(
+            words_heard(&text, words) >= need,
+            "{who}: fewer than {need} of {words:?} in {text:?}"
+        );
         assert!(
             !languages.is_empty() && languages.iter().all(|l| l == language),
             "{who}: segments in {languages:?}, want {language}"
