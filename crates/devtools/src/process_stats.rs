@@ -13,7 +13,13 @@ pub fn rss_bytes() -> u64 {
 
 /// User + system CPU time of the whole process, in seconds.
 pub fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    cpu_seconds_of(std::path::Path::new("/proc/self/stat"))
+}
+
+/// User + system CPU time, in seconds, from a `stat` file of /proc (a process's, or one
+/// thread's under `/proc/self/task/<tid>/stat`); 0 when it cannot be read.
+pub fn cpu_seconds_of(stat: &std::path::Path) -> f64 {
+    let stat = std::fs::read_to_string(stat).unwrap_or_default();
     // Fields after the command name (which may contain spaces) start after the last ')'.
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let fields: Vec<&str> = rest.split_whitespace().collect();

@@ -15,7 +15,7 @@ use anyhow::{Context, Result};
 
 use super::load::{recording_agent_setup, speaking_room_with_backgrounds};
 use super::row;
-use crate::process_stats::cpu_seconds;
+use crate::process_stats::{cpu_seconds, cpu_seconds_of};
 use meeting_agent::captions::speaker::FINAL_DELAY;
 use meeting_agent::features::backgrounds::camera::VB_FRAMES_SKIPPED;
 use meeting_agent::worker::Shutdown;
@@ -104,16 +104,7 @@ fn cpu_by_thread() -> std::collections::BTreeMap<String, f64> {
             .trim()
             .trim_end_matches(|c: char| c.is_ascii_digit() || c == '-' || c == ':')
             .to_string();
-        let stat = std::fs::read_to_string(path.join("stat")).unwrap_or_default();
-        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        *out.entry(kind).or_insert(0.0) += (ticks(11) + ticks(12)) / 100.0;
+        *out.entry(kind).or_insert(0.0) += cpu_seconds_of(&path.join("stat"));
     }
     out
 }
