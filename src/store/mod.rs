@@ -209,6 +209,36 @@ type MessageRow = (
     i64,
 );
 
+/// SQLite's migrations (one writer at a time: no lock needed), each in one transaction.
+async fn migrate_sqlite(pool: &SqlitePool) -> Result<(), StoreError> {
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS meeting_agent_migrations (version INTEGER PRIMARY KEY)",
+    )
+    .execute(pool)
+    .await?;
+    for &(version, statements) in schema::SQLITE {
+        let applied: Option<(i64,)> =
+            sqlx::query_as("SELECT version FROM meeting_agent_migrations WHERE version = ?1")
+                .bind(version)
+                .fetch_optional(pool)
+                .await?;
+        if applied.is_some() {
+            continue;
+        }
+        // One transaction per migration: a failure leaves the schema as it was.
+        let mut tx = pool.begin().await?;
+        for statement in statements.split(";\n\n") {
+            sqlx::query(statement).execute(&mut *tx).await?;
+        }
+        sqlx::query("INSERT INTO meeting_agent_migrations (version) VALUES (?1)")
+            .bind(version)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+    }
+    Ok(())
+}
+
 /// Key of the advisory lock that makes workers starting together migrate one at a time
 /// (`CREATE TABLE IF NOT EXISTS` racing itself fails on PostgreSQL's catalog).
 const MIGRATION_LOCK: i64 = 0x6d61_6d69_6772;
@@ -293,49 +323,10 @@ impl Store {
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
-        if let Store::Postgres(pool) = self {
-            return migrate_postgres(pool).await;
+        match self {
+            Store::Sqlite(pool) => migrate_sqlite(pool).await,
+            Store::Postgres(pool) => migrate_postgres(pool).await,
         }
-        let (migrations, create) = match self {
-            Store::Sqlite(_) => (
-                schema::SQLITE,
-                "CREATE TABLE IF NOT EXISTS meeting_agent_migrations (version INTEGER PRIMARY KEY)",
-            ),
-            Store::Postgres(_) => (
-                schema::POSTGRES,
-                "CREATE TABLE IF NOT EXISTS meeting_agent_migrations (version BIGINT PRIMARY KEY)",
-            ),
-        };
-        self.execute(create).await?;
-        for &(version, statements) in migrations {
-            let applied: Option<(i64,)> = on_both!(
-                self,
-                fetch_optional,
-                (i64,),
-                "SELECT version FROM meeting_agent_migrations WHERE version = ?1",
-                "SELECT version FROM meeting_agent_migrations WHERE version = $1",
-                version
-            )?;
-            if applied.is_some() {
-                continue;
-            }
-            // One transaction per migration: a failure leaves the schema as it was.
-            match self {
-                Store::Sqlite(pool) => {
-                    let mut tx = pool.begin().await?;
-                    for statement in statements.split(";\n\n") {
-                        sqlx::query(statement).execute(&mut *tx).await?;
-                    }
-                    sqlx::query("INSERT INTO meeting_agent_migrations (version) VALUES (?1)")
-                        .bind(version)
-                        .execute(&mut *tx)
-                        .await?;
-                    tx.commit().await?;
-                }
-                Store::Postgres(_) => unreachable!("migrated by migrate_postgres"),
-            }
-        }
-        Ok(())
     }
 
     async fn execute(&self, sql: &str) -> Result<(), StoreError> {
