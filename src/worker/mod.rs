@@ -107,6 +107,7 @@ pub enum WorkerError {
     RegistrationTimeout(Duration),
 }
 
+#[derive(Clone)]
 struct RunningJob {
     room: String,
     terminate: Arc<watch::Sender<bool>>,
@@ -338,15 +339,7 @@ impl Worker {
             // Jobs still running after the drain timeout are terminated (no new ones can start);
             // their rooms are left to another worker.
             let timeout = Duration::from_secs(self.config.agent.drain_timeout_secs);
-            let running: Vec<_> = self
-                .jobs
-                .values()
-                .map(|j| RunningJob {
-                    room: j.room.clone(),
-                    terminate: j.terminate.clone(),
-                    cut_short: j.cut_short.clone(),
-                })
-                .collect();
+            let running: Vec<RunningJob> = self.jobs.values().cloned().collect();
             tokio::spawn(async move {
                 tokio::time::sleep(timeout).await;
                 for job in running.iter().filter(|j| !j.terminate.is_closed()) {
